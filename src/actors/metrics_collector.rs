@@ -1,0 +1,146 @@
+//! MetricsCollector: receives lifecycle events, streams CSV rows, builds the summary, and says
+//! when the run is over.
+
+use std::path::PathBuf;
+
+use actix::prelude::*;
+use indicatif::ProgressBar;
+use tokio::sync::oneshot;
+
+use super::messages::{ArrivalsEnded, IterationCompleted, RequestFinished, RunAborted};
+use crate::metrics::iteration::ITERATIONS_HEADER;
+use crate::metrics::requests_csv::{request_row, REQUESTS_HEADER};
+use crate::metrics::sink::CsvFile;
+use crate::metrics::summary::{Accumulator, Slo, Summary, TopologyInfo};
+
+/// How a run ended, as the collector reports it.
+pub type RunResult = Result<Summary, String>;
+
+pub struct MetricsCollector {
+    dir: PathBuf,
+    requests: Option<CsvFile>,
+    iterations: Option<CsvFile>,
+    acc: Option<Accumulator>,
+    class_names: Vec<String>,
+    slo: Slo,
+    info: TopologyInfo,
+    total: Option<u64>,
+    done: Option<oneshot::Sender<RunResult>>,
+    progress: ProgressBar,
+    error: Option<String>,
+}
+
+impl MetricsCollector {
+    /// Opens `requests.csv` and `iterations.csv` in `dir` (which must exist).
+    pub fn new(
+        dir: PathBuf,
+        info: TopologyInfo,
+        class_names: Vec<String>,
+        slo: Slo,
+        progress: ProgressBar,
+        done: oneshot::Sender<RunResult>,
+    ) -> std::io::Result<MetricsCollector> {
+        Ok(MetricsCollector {
+            requests: Some(CsvFile::create(&dir.join("requests.csv"), REQUESTS_HEADER)?),
+            iterations: Some(CsvFile::create(&dir.join("iterations.csv"), ITERATIONS_HEADER)?),
+            dir,
+            acc: Some(Accumulator::new(slo)),
+            class_names,
+            slo,
+            info,
+            total: None,
+            done: Some(done),
+            progress,
+            error: None,
+        })
+    }
+
+    fn note_io(&mut self, r: std::io::Result<()>) {
+        if let (Err(e), None) = (r, &self.error) {
+            self.error = Some(format!("cannot write results in {}: {e}", self.dir.display()));
+        }
+    }
+
+    fn finish_if_done(&mut self, ctx: &mut Context<Self>) {
+        let completed = self.acc.as_ref().map_or(0, Accumulator::completed);
+        if self.total.is_some_and(|t| completed >= t) {
+            let result = self.finish();
+            self.report(result, ctx);
+        }
+    }
+
+    fn finish(&mut self) -> RunResult {
+        self.progress.finish_and_clear();
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let io = |e: std::io::Error| e.to_string();
+        self.requests.take().expect("finished once").finish().map_err(io)?;
+        self.iterations.take().expect("finished once").finish().map_err(io)?;
+        let summary = self.acc.take().expect("finished once").finish(self.info.clone());
+        let mut f = CsvFile::create(&self.dir.join("summary.csv"), &Summary::csv_header()).map_err(io)?;
+        f.line(&summary.csv_row()).map_err(io)?;
+        f.finish().map_err(io)?;
+        Ok(summary)
+    }
+
+    fn report(&mut self, result: RunResult, ctx: &mut Context<Self>) {
+        if let Some(tx) = self.done.take() {
+            let _ = tx.send(result);
+        }
+        ctx.stop();
+    }
+}
+
+impl Actor for MetricsCollector {
+    type Context = Context<Self>;
+}
+
+impl Handler<RequestFinished> for MetricsCollector {
+    type Result = ();
+
+    fn handle(&mut self, msg: RequestFinished, ctx: &mut Context<Self>) {
+        let r = &msg.record;
+        let class = self.class_names.get(r.spec.class as usize).map_or("", String::as_str);
+        let row = request_row(r, class, &self.slo);
+        if let Some(f) = self.requests.as_mut() {
+            let res = f.line(&row);
+            self.note_io(res);
+        }
+        if let Some(acc) = self.acc.as_mut() {
+            acc.add(r);
+        }
+        self.progress.inc(1);
+        self.finish_if_done(ctx);
+    }
+}
+
+impl Handler<IterationCompleted> for MetricsCollector {
+    type Result = ();
+
+    fn handle(&mut self, msg: IterationCompleted, _: &mut Context<Self>) {
+        if let Some(f) = self.iterations.as_mut() {
+            let res = f.line(&msg.row.csv_row());
+            self.note_io(res);
+        }
+    }
+}
+
+impl Handler<ArrivalsEnded> for MetricsCollector {
+    type Result = ();
+
+    fn handle(&mut self, msg: ArrivalsEnded, ctx: &mut Context<Self>) {
+        self.total = Some(msg.total);
+        self.progress.set_length(msg.total);
+        self.finish_if_done(ctx);
+    }
+}
+
+impl Handler<RunAborted> for MetricsCollector {
+    type Result = ();
+
+    fn handle(&mut self, msg: RunAborted, ctx: &mut Context<Self>) {
+        self.progress.abandon();
+        self.report(Err(msg.reason), ctx);
+    }
+}

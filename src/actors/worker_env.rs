@@ -1,0 +1,82 @@
+//! What every worker shares: the clock, the collector, its load gauge.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::messages::{IterationCompleted, RequestFinished, RunAborted};
+use super::metrics_collector::MetricsCollector;
+use crate::clock::RunClock;
+use crate::engine::step::StepPlan;
+use crate::metrics::iteration::{IterationRow, StepKind};
+use crate::metrics::record::RequestRecord;
+
+/// A worker's load as routers see it (requests or tokens held, depending on the pool).
+pub type LoadGauge = Arc<AtomicU64>;
+
+pub fn read_load(g: &LoadGauge) -> u64 {
+    g.load(Ordering::Relaxed)
+}
+
+/// A worker's state when a step started, for its iteration row.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepStamp {
+    pub start_ns: u64,
+    pub kv_used_tokens: u64,
+    pub queued: u64,
+}
+
+/// The environment a worker runs in.
+#[derive(Clone)]
+pub struct WorkerEnv {
+    /// e.g. `prefill-0`.
+    pub name: String,
+    pub index: u32,
+    pub clock: RunClock,
+    pub collector: Addr<MetricsCollector>,
+    pub load: LoadGauge,
+}
+
+impl WorkerEnv {
+    pub fn now(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    pub fn set_load(&self, v: u64) {
+        self.load.store(v, Ordering::Relaxed);
+    }
+
+    pub fn finished(&self, record: Box<RequestRecord>) {
+        self.collector.do_send(RequestFinished { record });
+    }
+
+    pub fn abort(&self, reason: String) {
+        self.collector.do_send(RunAborted { reason: format!("{}: {reason}", self.name) });
+    }
+
+    /// Notes the state of the worker as a step starts.
+    pub fn stamp(&self, kv_used_tokens: u64, queued: u64) -> StepStamp {
+        StepStamp { start_ns: self.now(), kv_used_tokens, queued }
+    }
+
+    /// Logs a completed step.
+    pub fn iteration(&self, plan: &StepPlan, stamp: StepStamp) {
+        let StepStamp { start_ns, kv_used_tokens, queued } = stamp;
+        let s = plan.shape();
+        self.collector.do_send(IterationCompleted {
+            row: IterationRow {
+                worker: self.name.clone(),
+                kind: StepKind::of(s.prefill_tokens, s.decode_seqs),
+                batch_size: s.prefill_seqs + s.decode_seqs,
+                prefill_tokens: s.prefill_tokens,
+                decode_tokens: s.decode_seqs,
+                context_tokens: s.decode_context,
+                kv_used_tokens,
+                queued,
+                start_ns,
+                end_ns: self.now(),
+            },
+        });
+    }
+}

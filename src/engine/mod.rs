@@ -1,0 +1,51 @@
+//! Engines: what runs a worker's iteration.
+//!
+//! Workers (in [`crate::actors`]) form batches and call an [`Engine`]; they never know which
+//! one. The simulated engine ([`sim`]) answers with a modeled duration and KV handles that know
+//! only their size. The candle engine (execute mode) computes for real and hands over real KV
+//! tensors through the same calls: [`Engine::take_kv`] on the prefill worker, the handle
+//! travels inside the `KvHandoff` message, [`Engine::put_kv`] on the decode worker.
+
+pub mod shape;
+pub mod sim;
+pub mod step;
+
+use step::StepPlan;
+
+/// Why an engine step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("engine step failed: {0}")]
+    Step(String),
+}
+
+/// What a step returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StepOutcome {
+    /// Time the worker must still wait before the step's results exist, in nanoseconds: the
+    /// modeled duration for a simulated engine, zero for an engine that already computed.
+    pub wait_ns: u64,
+}
+
+/// A per-request KV cache as it travels between workers.
+pub trait KvHandle: Send + Unpin + 'static {
+    /// Size in bytes, what a link model charges for moving it.
+    fn bytes(&self) -> u64;
+}
+
+/// Runs iterations for one worker. One engine per worker; not shared.
+pub trait Engine: Unpin + 'static {
+    type Kv: KvHandle;
+
+    /// Runs one iteration over the plan.
+    fn step(&mut self, plan: &StepPlan) -> Result<StepOutcome, EngineError>;
+
+    /// Removes a prefilled request's KV cache (of `context_tokens` tokens) to send it away.
+    fn take_kv(&mut self, request: u64, context_tokens: u64) -> Self::Kv;
+
+    /// Installs a KV cache received from another worker.
+    fn put_kv(&mut self, request: u64, kv: Self::Kv);
+
+    /// Frees whatever the engine holds for a finished request.
+    fn release(&mut self, request: u64);
+}

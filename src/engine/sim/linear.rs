@@ -1,0 +1,75 @@
+//! The fitted cost model: DistServe's polynomial form.
+//!
+//! prefill(ms) = base + per_token · ΣL + per_token_sq · ΣL²
+//! decode(ms)  = base + per_ctx_token · Σctx + per_seq · B
+//!
+//! A mixed step (chunked prefill) costs both parts with one fixed overhead: the larger base.
+
+use crate::engine::step::StepShape;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PrefillCoeffs {
+    pub base_ms: f64,
+    pub per_token_ms: f64,
+    pub per_token_sq_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecodeCoeffs {
+    pub base_ms: f64,
+    pub per_ctx_token_ms: f64,
+    pub per_seq_ms: f64,
+}
+
+/// Coefficients, optionally with a second decode regime for large batches (DistServe fits
+/// batches of ≥ 95 separately).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearCost {
+    pub prefill: PrefillCoeffs,
+    pub decode: DecodeCoeffs,
+    pub large_batch_decode: Option<(u64, DecodeCoeffs)>,
+}
+
+impl LinearCost {
+    pub fn step_ms(&self, s: &StepShape) -> f64 {
+        let p = &self.prefill;
+        let d = match self.large_batch_decode {
+            Some((threshold, ref large)) if s.decode_seqs >= threshold => large,
+            _ => &self.decode,
+        };
+        let prefill_var = p.per_token_ms * s.prefill_tokens as f64 + p.per_token_sq_ms * s.prefill_tokens_sq as f64;
+        let decode_var = d.per_ctx_token_ms * s.decode_context as f64 + d.per_seq_ms * s.decode_seqs as f64;
+        match (s.prefill_seqs > 0, s.decode_seqs > 0) {
+            (true, false) => p.base_ms + prefill_var,
+            (false, true) => d.base_ms + decode_var,
+            (true, true) => p.base_ms.max(d.base_ms) + prefill_var + decode_var,
+            (false, false) => 0.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> LinearCost {
+        LinearCost {
+            prefill: PrefillCoeffs { base_ms: 10.0, per_token_ms: 0.1, per_token_sq_ms: 0.001 },
+            decode: DecodeCoeffs { base_ms: 5.0, per_ctx_token_ms: 0.01, per_seq_ms: 0.5 },
+            large_batch_decode: Some((4, DecodeCoeffs { base_ms: 1.0, per_ctx_token_ms: 0.0, per_seq_ms: 0.0 })),
+        }
+    }
+
+    #[test]
+    fn prefill_decode_and_mixed() {
+        let m = model();
+        let prefill = StepShape { prefill_seqs: 2, prefill_tokens: 30, prefill_tokens_sq: 500, ..Default::default() };
+        assert!((m.step_ms(&prefill) - (10.0 + 3.0 + 0.5)).abs() < 1e-12);
+        let decode = StepShape { decode_seqs: 2, decode_context: 100, ..Default::default() };
+        assert!((m.step_ms(&decode) - (5.0 + 1.0 + 1.0)).abs() < 1e-12);
+        let mixed = StepShape { decode_seqs: 2, decode_context: 100, ..prefill };
+        assert!((m.step_ms(&mixed) - (10.0 + 3.5 + 2.0)).abs() < 1e-12);
+        let big = StepShape { decode_seqs: 4, decode_context: 100, ..Default::default() };
+        assert_eq!(m.step_ms(&big), 1.0);
+    }
+}

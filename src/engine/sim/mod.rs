@@ -1,0 +1,100 @@
+//! The simulated engine: step durations from a cost model, KV handles that know only their size.
+
+pub mod hardware;
+pub mod linear;
+pub mod presets;
+pub mod roofline;
+
+use std::sync::Arc;
+
+use super::step::StepPlan;
+use super::{Engine, EngineError, KvHandle, StepOutcome};
+use linear::LinearCost;
+use roofline::Roofline;
+
+/// How long a step takes on the modeled hardware.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CostModel {
+    /// Fitted or hand-written coefficients. `source` says where they come from.
+    Linear { cost: LinearCost, kv_bytes_per_token: u64, source: String },
+    Roofline(Roofline),
+}
+
+impl CostModel {
+    /// Duration of one step in nanoseconds (at least 1: time always moves forward).
+    pub fn step_ns(&self, plan: &StepPlan) -> u64 {
+        let s = plan.shape();
+        let ms = match self {
+            CostModel::Linear { cost, .. } => cost.step_ms(&s),
+            CostModel::Roofline(r) => r.step_ms(&s),
+        };
+        ((ms * 1e6).round() as u64).max(1)
+    }
+
+    pub fn kv_bytes_per_token(&self) -> u64 {
+        match self {
+            CostModel::Linear { kv_bytes_per_token, .. } => *kv_bytes_per_token,
+            CostModel::Roofline(r) => r.model.kv_bytes_per_token(),
+        }
+    }
+
+    /// The KV capacity this model implies per worker, where it knows the device.
+    pub fn default_kv_capacity_tokens(&self) -> Option<u64> {
+        match self {
+            CostModel::Linear { .. } => None,
+            CostModel::Roofline(r) => r.kv_capacity_tokens(),
+        }
+    }
+
+    /// One line for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            CostModel::Linear { source, .. } => source.clone(),
+            CostModel::Roofline(r) => format!(
+                "roofline {} × {} tp={} (compute eff {}, memory eff {}, overhead {} ms)",
+                r.hardware.name, r.model.name, r.tp, r.compute_efficiency, r.memory_efficiency, r.step_overhead_ms
+            ),
+        }
+    }
+}
+
+/// KV of one request in simulation: its size only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimKv {
+    pub tokens: u64,
+    pub bytes: u64,
+}
+
+impl KvHandle for SimKv {
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// The engine of simulate mode.
+#[derive(Debug, Clone)]
+pub struct SimEngine {
+    cost: Arc<CostModel>,
+}
+
+impl SimEngine {
+    pub fn new(cost: Arc<CostModel>) -> SimEngine {
+        SimEngine { cost }
+    }
+}
+
+impl Engine for SimEngine {
+    type Kv = SimKv;
+
+    fn step(&mut self, plan: &StepPlan) -> Result<StepOutcome, EngineError> {
+        Ok(StepOutcome { wait_ns: self.cost.step_ns(plan) })
+    }
+
+    fn take_kv(&mut self, _request: u64, context_tokens: u64) -> SimKv {
+        SimKv { tokens: context_tokens, bytes: context_tokens * self.cost.kv_bytes_per_token() }
+    }
+
+    fn put_kv(&mut self, _request: u64, _kv: SimKv) {}
+
+    fn release(&mut self, _request: u64) {}
+}

@@ -1,0 +1,29 @@
+//! # pdsim: prefill–decode disaggregation, simulated and executed
+//!
+//! pdsim runs a *scenario* (a workload, arrival pattern, SLOs and one or more topologies) through
+//! an actor graph, either on a virtual clock with a cost model (simulate mode) or with a real
+//! model (execute mode), and writes per-request, per-iteration and summary CSVs.
+//!
+//! ## Layout
+//! - [`scenario`]: the TOML schema ([`scenario::raw`]), validation into a resolved
+//!   [`scenario::Scenario`], and errors that point at file, line and column.
+//! - [`workload`]: length distributions, arrival processes, trace readers, the request stream.
+//! - [`sched`]: batching, KV-capacity accounting, routing and fused policies as plain structs.
+//! - [`engine`]: the [`engine::Engine`] trait the workers call; [`engine::sim`] holds the cost
+//!   models (fitted presets, roofline) behind the simulated engine.
+//! - [`actors`]: the actix actors (`Enqueuer`, `PrefillWorker`, `DecodeWorker`, `FusedWorker`,
+//!   `MetricsCollector`), one per file, and their messages.
+//! - [`clock`]: the run clock the actors read time from (virtual in simulate mode).
+//! - [`metrics`]: request records, CSV writers, percentiles, SLO attainment, the summary.
+//! - [`report`]: the terminal comparison table and JSON output.
+//! - [`run`]: runs one topology of a scenario end to end.
+
+pub mod actors;
+pub mod clock;
+pub mod engine;
+pub mod metrics;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod sched;
+pub mod workload;

@@ -1,0 +1,158 @@
+//! The `pdsim` command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+use pdsim::metrics::sink::CsvFile;
+use pdsim::metrics::summary::Summary;
+use pdsim::report::comparison_table;
+use pdsim::run::run_topology;
+use pdsim::scenario::{self, Scenario};
+
+/// Prefill–decode disaggregation: run a scenario's topologies side by side.
+#[derive(Parser)]
+#[command(name = "pdsim", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Scenario file (TOML), e.g. scenarios/heavy_light.toml.
+    scenario: Option<PathBuf>,
+    /// Write results under DIR instead of the scenario's `output_dir`.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print the summaries as JSON on stdout (progress and notes go to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Run only the named topology (repeatable).
+    #[arg(long = "only", value_name = "TOPOLOGY")]
+    only: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario (the same as `pdsim SCENARIO`).
+    Run(RunArgs),
+    /// Check scenario files without running them.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Bad input (a scenario or trace the user can fix).
+const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Validate { files }) => validate(&files),
+        Some(Command::Run(args)) => run(args),
+        None if cli.run.scenario.is_some() => run(cli.run),
+        None => {
+            eprintln!("usage: pdsim SCENARIO.toml [--out DIR] [--json]   (pdsim --help for more)");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn validate(files: &[PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for f in files {
+        match scenario::load(f) {
+            Ok(s) => println!(
+                "{}: ok ({} topologies: {})",
+                f.display(),
+                s.topologies.len(),
+                s.topologies.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_BAD_INPUT)
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let path = args.scenario.expect("run needs a scenario path");
+    let mut scenario = match scenario::load(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    if !args.only.is_empty() {
+        if let Some(bad) = args.only.iter().find(|n| !scenario.topologies.iter().any(|t| &t.name == *n)) {
+            let known: Vec<&str> = scenario.topologies.iter().map(|t| t.name.as_str()).collect();
+            eprintln!("error: --only {bad}: no such topology in {}; it has {}", path.display(), known.join(", "));
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        scenario.topologies.retain(|t| args.only.contains(&t.name));
+    }
+    let out_root = args.out.clone().unwrap_or_else(|| scenario.output_dir.clone());
+    match run_all(&scenario, &out_root, args.json) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_all(scenario: &Scenario, out_root: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let progress = std::io::stderr().is_terminal();
+    let requests = scenario.workload.expected_requests().map_or("a duration of".to_owned(), |n| n.to_string());
+    eprintln!(
+        "pdsim: scenario `{}` (simulate mode), {requests} requests, seed {}, cost model: {}",
+        scenario.name,
+        scenario.seed,
+        scenario.cost.describe()
+    );
+    let mut summaries: Vec<Summary> = Vec::new();
+    for t in &scenario.topologies {
+        let started = Instant::now();
+        let s = run_topology(scenario, t, out_root, progress)?;
+        let wall = started.elapsed().as_secs_f64();
+        eprintln!(
+            "  {:<16} {} requests simulated in {:.2} s wall ({:.0} req/s), {:.1} s of virtual time",
+            t.name,
+            s.completed,
+            wall,
+            s.completed as f64 / wall.max(1e-9),
+            s.makespan_ns as f64 / 1e9
+        );
+        summaries.push(s);
+    }
+    let dir = out_root.join(&scenario.name);
+    let mut all = CsvFile::create(&dir.join("summary.csv"), &Summary::csv_header())?;
+    for s in &summaries {
+        all.line(&s.csv_row())?;
+    }
+    all.finish()?;
+    if json {
+        let doc = serde_json::json!({ "scenario": scenario.name, "topologies": summaries });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!();
+        print!("{}", comparison_table(&summaries));
+        println!();
+        println!("results: {}/<topology>/{{requests,iterations,summary}}.csv and {}/summary.csv", dir.display(), dir.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! Scenarios: the TOML file a user writes, parsed strictly, validated, and resolved into a
+//! [`Scenario`] before anything runs.
+//!
+//! [`load`] reads a file; every error names the file, line and column of the bad key and says
+//! what was expected ([`error`]).
+
+pub mod error;
+pub mod raw;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::engine::sim::CostModel;
+use crate::metrics::summary::Slo;
+use crate::sched::fused::FusedPolicy;
+use crate::sched::link::Link;
+use crate::sched::router::RouterKind;
+use crate::workload::Workload;
+pub use error::ScenarioError;
+
+/// A validated scenario, ready to run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub path: PathBuf,
+    pub mode: Mode,
+    pub seed: u64,
+    pub workload: Workload,
+    pub cost: Arc<CostModel>,
+    pub slo: Slo,
+    /// Results go to `output_dir/<name>/<topology>/`.
+    pub output_dir: PathBuf,
+    pub topologies: Vec<Topology>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Simulate,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topology {
+    pub name: String,
+    pub kind: TopologyKind,
+    pub batching: Batching,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TopologyKind {
+    Fused { workers: u32, policy: FusedPolicy, router: RouterKind },
+    Split { prefill_workers: u32, decode_workers: u32, router: RouterKind, link: Option<Link> },
+}
+
+/// Per-worker batching limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    pub prefill_token_budget: u64,
+    pub max_decode_batch: u32,
+    pub kv_capacity_tokens: u64,
+}
+
+pub const DEFAULT_PREFILL_TOKEN_BUDGET: u64 = 4096;
+pub const DEFAULT_MAX_DECODE_BATCH: u32 = 128;
+pub const DEFAULT_SLO_ATTAINMENT: f64 = 0.9;
+
+impl Topology {
+    pub fn workers(&self) -> u32 {
+        match self.kind {
+            TopologyKind::Fused { workers, .. } => workers,
+            TopologyKind::Split { prefill_workers, decode_workers, .. } => prefill_workers + decode_workers,
+        }
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            TopologyKind::Fused { .. } => "fused",
+            TopologyKind::Split { .. } => "split",
+        }
+    }
+
+    /// A short description, e.g. `2 fused, chunked 512` or `1P + 1D, round_robin, 100 Gb/s`.
+    pub fn layout(&self) -> String {
+        match &self.kind {
+            TopologyKind::Fused { workers, policy, .. } => match policy {
+                FusedPolicy::Chunked { chunk_tokens } => format!("{workers} fused, chunked {chunk_tokens}"),
+                p => format!("{workers} fused, {}", p.name()),
+            },
+            TopologyKind::Split { prefill_workers, decode_workers, router, link } => {
+                let link = link.map_or("no link model".to_owned(), |l| format!("{} Gb/s", l.bandwidth_bytes_per_s * 8.0 / 1e9));
+                format!("{prefill_workers}P + {decode_workers}D, {}, {link}", router.name())
+            }
+        }
+    }
+}
+
+/// Reads, parses and validates a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.to_owned(), source })?;
+    parse(path, &text)
+}
+
+/// Parses and validates scenario text; `path` names it in errors and anchors relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    let raw = validate::deserialize(path, text)?;
+    validate::resolve(raw, path).map_err(|e| error::locate(path, text, e))
+}

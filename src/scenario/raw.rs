@@ -1,0 +1,168 @@
+//! The scenario file as written: serde structs that mirror the TOML one to one.
+//!
+//! Everything here is "raw": optional where the file may leave a key out, no cross-field
+//! checks. [`super::validate`] turns it into the resolved [`super::Scenario`].
+
+use serde::Deserialize;
+
+use crate::workload::dist::LengthDist;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScenario {
+    pub name: Option<String>,
+    pub mode: Option<RawMode>,
+    pub seed: Option<u64>,
+    pub requests: Option<u64>,
+    pub duration_s: Option<f64>,
+    pub output_dir: Option<String>,
+    pub cost_model: Option<RawCostModel>,
+    pub workload: Option<RawWorkload>,
+    pub batching: Option<RawBatching>,
+    pub slo: Option<RawSlo>,
+    #[serde(default)]
+    pub topology: Vec<RawTopology>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawMode {
+    Simulate,
+    Execute,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawCostModel {
+    /// Analytic roofline from a hardware preset and a model shape.
+    Roofline {
+        hardware: String,
+        model: String,
+        tp: Option<u32>,
+        compute_efficiency: Option<f64>,
+        memory_efficiency: Option<f64>,
+        step_overhead_ms: Option<f64>,
+    },
+    /// A named table of fitted coefficients (e.g. DistServe's A100 profiles).
+    Preset { name: String, tp: Option<u32> },
+    /// Explicit coefficients.
+    Coefficients {
+        model: Option<String>,
+        kv_bytes_per_token: Option<u64>,
+        prefill: RawPrefillCoeffs,
+        decode: RawDecodeCoeffs,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrefillCoeffs {
+    pub base_ms: Option<f64>,
+    pub per_token_ms: Option<f64>,
+    pub per_token_sq_ms: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDecodeCoeffs {
+    pub base_ms: Option<f64>,
+    pub per_ctx_token_ms: Option<f64>,
+    pub per_seq_ms: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkload {
+    #[serde(default)]
+    pub classes: Vec<RawClass>,
+    pub arrival: Option<RawArrival>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClass {
+    pub name: String,
+    pub weight: Option<f64>,
+    pub prompt_tokens: LengthDist,
+    pub output_tokens: LengthDist,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawArrival {
+    Poisson { rate_per_s: f64 },
+    Gamma { rate_per_s: f64, cv: f64 },
+    Constant { interval_ms: f64 },
+    Bursts { size: u32, every_ms: f64 },
+    Trace {
+        path: String,
+        format: Option<RawTraceFormat>,
+        speedup: Option<f64>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawTraceFormat {
+    Csv,
+    Mooncake,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatching {
+    pub prefill_token_budget: Option<u64>,
+    pub max_decode_batch: Option<u32>,
+    pub kv_capacity_tokens: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlo {
+    pub ttft_ms: f64,
+    pub tpot_ms: f64,
+    pub attainment: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawTopology {
+    Fused {
+        name: Option<String>,
+        workers: u32,
+        policy: Option<RawFusedPolicy>,
+        chunk_tokens: Option<u64>,
+        router: Option<RawRouter>,
+        batching: Option<RawBatching>,
+    },
+    Split {
+        name: Option<String>,
+        prefill_workers: u32,
+        decode_workers: u32,
+        router: Option<RawRouter>,
+        link: Option<RawLink>,
+        batching: Option<RawBatching>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawFusedPolicy {
+    PrefillFirst,
+    DecodeFirst,
+    Chunked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawRouter {
+    RoundRobin,
+    LeastLoaded,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLink {
+    pub bandwidth_gbps: f64,
+    pub latency_us: Option<f64>,
+}

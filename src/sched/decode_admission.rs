@@ -1,0 +1,126 @@
+//! Admission to a split-topology decode worker: KV handoffs wait until the worker has both a
+//! batch slot and KV capacity for them, then their transfer starts, then they join the batch.
+
+use std::collections::VecDeque;
+
+use super::decode_set::DecodeSet;
+use super::kv_budget::KvBudget;
+use super::SeqLens;
+
+/// The decode side of a split topology. Offers queue in arrival order; while one waits here its
+/// KV stays (and is counted) on the prefill worker that made it.
+#[derive(Debug)]
+pub struct DecodeAdmission<T> {
+    kv: KvBudget,
+    offers: VecDeque<(SeqLens, T)>,
+    /// Admitted: capacity reserved, KV on its way.
+    inbound: usize,
+    /// Arrived, joining at the next step.
+    ready: Vec<(SeqLens, T)>,
+    pub set: DecodeSet<T>,
+}
+
+impl<T> DecodeAdmission<T> {
+    pub fn new(kv_capacity_tokens: u64, max_batch: usize) -> DecodeAdmission<T> {
+        DecodeAdmission {
+            kv: KvBudget::new(kv_capacity_tokens),
+            offers: VecDeque::new(),
+            inbound: 0,
+            ready: Vec::new(),
+            set: DecodeSet::new(max_batch),
+        }
+    }
+
+    pub fn offer(&mut self, lens: SeqLens, payload: T) {
+        self.offers.push_back((lens, payload));
+    }
+
+    /// Requests waiting for admission.
+    pub fn waiting(&self) -> usize {
+        self.offers.len()
+    }
+
+    /// Requests held: waiting, in transfer, ready or decoding.
+    pub fn load(&self) -> usize {
+        self.offers.len() + self.inbound + self.ready.len() + self.set.len()
+    }
+
+    pub fn kv(&self) -> &KvBudget {
+        &self.kv
+    }
+
+    /// Admits the head offer if a batch slot and its KV reservation are free. The caller starts
+    /// its transfer and calls [`DecodeAdmission::arrived`] when it lands.
+    pub fn admit_next(&mut self) -> Option<(SeqLens, T)> {
+        let (lens, _) = self.offers.front()?;
+        let slots_taken = self.set.len() + self.inbound + self.ready.len();
+        if slots_taken >= self.set.max_batch() || !self.kv.try_reserve(lens.kv_reservation()) {
+            return None;
+        }
+        self.inbound += 1;
+        self.offers.pop_front()
+    }
+
+    pub fn arrived(&mut self, lens: SeqLens, payload: T) {
+        debug_assert!(self.inbound > 0);
+        self.inbound -= 1;
+        self.ready.push((lens, payload));
+    }
+
+    /// Moves arrived requests into the batch; returns true when there is a step to run.
+    /// `on_join` sees each request as it joins (to stamp its decode start).
+    pub fn begin_step(&mut self, mut on_join: impl FnMut(&mut T)) -> bool {
+        for (lens, mut p) in self.ready.drain(..) {
+            on_join(&mut p);
+            self.set.join(lens, 1, p);
+        }
+        !self.set.is_empty()
+    }
+
+    /// Completes the running step; finished requests release their KV.
+    pub fn end_step(&mut self) -> Vec<super::decode_set::Running<T>> {
+        let done = self.set.complete_step();
+        for r in &done {
+            self.kv.release(r.lens.kv_reservation());
+        }
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lens(p: u64, o: u64) -> SeqLens {
+        SeqLens { prompt_tokens: p, output_tokens: o }
+    }
+
+    #[test]
+    fn kv_capacity_holds_offers_back_until_a_request_finishes() {
+        let mut d = DecodeAdmission::new(30, 8);
+        d.offer(lens(10, 3), 'a');
+        d.offer(lens(10, 3), 'b');
+        d.offer(lens(10, 3), 'c');
+        assert_eq!(d.admit_next().map(|x| x.1), Some('a'));
+        assert_eq!(d.admit_next().map(|x| x.1), Some('b'));
+        assert!(d.admit_next().is_none(), "26 of 30 tokens reserved: c needs 13");
+        d.arrived(lens(10, 3), 'a');
+        assert!(d.begin_step(|_| {}));
+        assert!(d.end_step().is_empty());
+        assert!(d.begin_step(|_| {}));
+        let done = d.end_step();
+        assert_eq!(done.len(), 1);
+        assert_eq!(d.admit_next().map(|x| x.1), Some('c'));
+        assert_eq!(d.load(), 2);
+    }
+
+    #[test]
+    fn batch_slots_count_requests_in_transfer() {
+        let mut d = DecodeAdmission::new(1_000, 1);
+        d.offer(lens(1, 2), 1);
+        d.offer(lens(1, 2), 2);
+        assert!(d.admit_next().is_some());
+        assert!(d.admit_next().is_none());
+        assert_eq!(d.waiting(), 1);
+    }
+}

@@ -1,0 +1,185 @@
+//! Trace replay: arrivals and lengths read from a file.
+//!
+//! Two formats:
+//! - CSV with a header `arrival_s,prompt_tokens,output_tokens[,class]`;
+//! - Mooncake-style JSON lines: `{"timestamp": ms, "input_length": n, "output_length": m, ...}`
+//!   (other keys such as `hash_ids` are ignored).
+//!
+//! Arrival times must not decrease. Errors name the file and line.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// One replayed request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceRow {
+    pub arrival_ns: u64,
+    pub prompt_tokens: u64,
+    pub output_tokens: u64,
+    pub class: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceFormat {
+    Csv,
+    Mooncake,
+}
+
+impl TraceFormat {
+    /// `.csv` is CSV; `.jsonl` and `.json` are Mooncake JSON lines.
+    pub fn from_extension(path: &Path) -> Option<TraceFormat> {
+        match path.extension()?.to_str()? {
+            "csv" => Some(TraceFormat::Csv),
+            "jsonl" | "json" => Some(TraceFormat::Mooncake),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("cannot read trace {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}: {message}", path.display())]
+    Row { path: PathBuf, line: u64, message: String },
+    #[error("{}: the trace holds no requests", path.display())]
+    Empty { path: PathBuf },
+}
+
+/// Reads a whole trace, applying `speedup` (timestamps are divided by it).
+pub fn read_trace(path: &Path, format: TraceFormat, speedup: f64) -> Result<Vec<TraceRow>, TraceError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io { path: path.to_owned(), source })?;
+    let rows = match format {
+        TraceFormat::Csv => parse_csv(&text),
+        TraceFormat::Mooncake => parse_mooncake(&text),
+    }
+    .map_err(|(line, message)| TraceError::Row { path: path.to_owned(), line, message })?;
+    if rows.is_empty() {
+        return Err(TraceError::Empty { path: path.to_owned() });
+    }
+    Ok(rows
+        .into_iter()
+        .map(|mut r| {
+            r.arrival_ns = (r.arrival_ns as f64 / speedup).round() as u64;
+            r
+        })
+        .collect())
+}
+
+type RowResult = Result<Vec<TraceRow>, (u64, String)>;
+
+fn parse_csv(text: &str) -> RowResult {
+    let mut rd = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(text.as_bytes());
+    let headers = rd.headers().map_err(|e| (1, e.to_string()))?.clone();
+    let expected = ["arrival_s", "prompt_tokens", "output_tokens"];
+    let got: Vec<&str> = headers.iter().collect();
+    let ok = got.len() >= 3 && got.len() <= 4 && got[..3] == expected && (got.len() == 3 || got[3] == "class");
+    if !ok {
+        return Err((1, format!("header is `{}`, expected `arrival_s,prompt_tokens,output_tokens[,class]`", got.join(","))));
+    }
+    let mut rows = Vec::new();
+    let mut last = 0u64;
+    for rec in rd.records() {
+        let rec = rec.map_err(|e| (e.position().map_or(0, |p| p.line()), e.to_string()))?;
+        let line = rec.position().map_or(0, |p| p.line());
+        let field = |i: usize| rec.get(i).unwrap_or("");
+        let arrival_s: f64 = field(0)
+            .parse()
+            .map_err(|_| (line, format!("arrival_s `{}` is not a number", field(0))))?;
+        if !arrival_s.is_finite() || arrival_s < 0.0 {
+            return Err((line, format!("arrival_s must be a non-negative number of seconds, got {arrival_s}")));
+        }
+        let prompt_tokens = positive_int(field(1), "prompt_tokens").map_err(|m| (line, m))?;
+        let output_tokens = positive_int(field(2), "output_tokens").map_err(|m| (line, m))?;
+        let arrival_ns = (arrival_s * 1e9).round() as u64;
+        check_order(arrival_ns, &mut last).map_err(|m| (line, m))?;
+        let class = rec.get(3).filter(|c| !c.is_empty()).map(str::to_owned);
+        rows.push(TraceRow { arrival_ns, prompt_tokens, output_tokens, class });
+    }
+    Ok(rows)
+}
+
+fn positive_int(s: &str, name: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(v) if v >= 1 => Ok(v),
+        _ => Err(format!("{name} must be a whole number of at least 1, got `{s}`")),
+    }
+}
+
+fn check_order(arrival_ns: u64, last: &mut u64) -> Result<(), String> {
+    if arrival_ns < *last {
+        return Err("arrival times must not decrease (sort the trace by arrival time)".into());
+    }
+    *last = arrival_ns;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct MooncakeRow {
+    timestamp: f64,
+    input_length: u64,
+    output_length: u64,
+}
+
+fn parse_mooncake(text: &str) -> RowResult {
+    let mut rows = Vec::new();
+    let mut last = 0u64;
+    for (i, raw) in text.lines().enumerate() {
+        let line = i as u64 + 1;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let r: MooncakeRow = serde_json::from_str(raw).map_err(|e| {
+            (line, format!("column {}: {e} (expected {{\"timestamp\": ms, \"input_length\": n, \"output_length\": m}})", e.column()))
+        })?;
+        if !r.timestamp.is_finite() || r.timestamp < 0.0 {
+            return Err((line, format!("timestamp must be a non-negative number of milliseconds, got {}", r.timestamp)));
+        }
+        if r.input_length == 0 || r.output_length == 0 {
+            return Err((line, "input_length and output_length must be at least 1".into()));
+        }
+        let arrival_ns = (r.timestamp * 1e6).round() as u64;
+        check_order(arrival_ns, &mut last).map_err(|m| (line, m))?;
+        rows.push(TraceRow { arrival_ns, prompt_tokens: r.input_length, output_tokens: r.output_length, class: None });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_with_and_without_class() {
+        let rows = parse_csv("arrival_s,prompt_tokens,output_tokens,class\n0,10,2,chat\n0.5,20,3,\n").unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].class.as_deref(), Some("chat"));
+        assert_eq!(rows[1].arrival_ns, 500_000_000);
+        assert_eq!(rows[1].class, None);
+        assert_eq!(parse_csv("arrival_s,prompt_tokens,output_tokens\n1,1,1\n").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn csv_errors_name_the_line() {
+        assert_eq!(parse_csv("a,b,c\n").unwrap_err().0, 1);
+        assert_eq!(parse_csv("arrival_s,prompt_tokens,output_tokens\n0,1,1\n0,x,1\n").unwrap_err().0, 3);
+        assert_eq!(parse_csv("arrival_s,prompt_tokens,output_tokens\n1,1,1\n0,1,1\n").unwrap_err().0, 3);
+        assert_eq!(parse_csv("arrival_s,prompt_tokens,output_tokens\n-1,1,1\n").unwrap_err().0, 2);
+        assert_eq!(parse_csv("arrival_s,prompt_tokens,output_tokens\n0,0,1\n").unwrap_err().0, 2);
+    }
+
+    #[test]
+    fn mooncake_rows() {
+        let rows = parse_mooncake(
+            "{\"timestamp\": 0, \"input_length\": 5, \"output_length\": 2, \"hash_ids\": [1]}\n\
+             {\"timestamp\": 1500, \"input_length\": 7, \"output_length\": 1}\n",
+        )
+        .unwrap();
+        assert_eq!(rows[1].arrival_ns, 1_500_000_000);
+        assert_eq!(rows[1].prompt_tokens, 7);
+        let err = parse_mooncake("{\"timestamp\": 0, \"input_length\": 5, \"output_length\": 2}\n{\"timestamp\": 1}\n")
+            .unwrap_err();
+        assert_eq!(err.0, 2);
+    }
+}
