@@ -23,12 +23,18 @@ pub struct RunClock {
 impl RunClock {
     /// A clock for simulate mode (on a paused runtime). Call from inside the run's runtime.
     pub fn simulated() -> RunClock {
-        RunClock { start: tokio::time::Instant::now(), scale: SIMULATED_TIME_SCALE }
+        RunClock {
+            start: tokio::time::Instant::now(),
+            scale: SIMULATED_TIME_SCALE,
+        }
     }
 
     /// A wall clock for execute mode.
     pub fn wall() -> RunClock {
-        RunClock { start: tokio::time::Instant::now(), scale: 1 }
+        RunClock {
+            start: tokio::time::Instant::now(),
+            scale: 1,
+        }
     }
 
     /// Nanoseconds since the run started.

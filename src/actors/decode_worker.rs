@@ -6,7 +6,7 @@ use actix::prelude::*;
 
 use super::messages::{KvHandoff, KvReleased};
 use super::prefill_worker::PrefillWorker;
-use super::worker_env::{StepStamp, WorkerEnv};
+use super::worker_env::{Kick, Scheduling, StepStamp, WorkerEnv};
 use crate::engine::step::StepPlan;
 use crate::engine::{Engine, KvHandle};
 use crate::metrics::record::RequestRecord;
@@ -34,11 +34,18 @@ pub struct DecodeWorker<E: Engine> {
     link: LinkQueue,
     plan: StepPlan,
     busy: bool,
+    kick: Kick,
     stamp: StepStamp,
 }
 
 impl<E: Engine> DecodeWorker<E> {
-    pub fn new(env: WorkerEnv, engine: E, kv_capacity_tokens: u64, max_batch: usize, link: LinkQueue) -> Self {
+    pub fn new(
+        env: WorkerEnv,
+        engine: E,
+        kv_capacity_tokens: u64,
+        max_batch: usize,
+        link: LinkQueue,
+    ) -> Self {
         DecodeWorker {
             env,
             engine,
@@ -46,6 +53,7 @@ impl<E: Engine> DecodeWorker<E> {
             link,
             plan: StepPlan::default(),
             busy: false,
+            kick: Kick::default(),
             stamp: StepStamp::default(),
         }
     }
@@ -67,7 +75,7 @@ impl<E: Engine> DecodeWorker<E> {
             } else {
                 ctx.run_later(self.env.clock.wait(end - now), move |act, ctx| {
                     act.transfer_done(lens, inbound, ctx);
-                    act.try_step(ctx);
+                    act.kick(ctx);
                 });
             }
         }
@@ -78,7 +86,9 @@ impl<E: Engine> DecodeWorker<E> {
         if let Some(kv) = inbound.kv.take() {
             self.engine.put_kv(inbound.record.spec.id, kv);
         }
-        inbound.from.do_send(KvReleased { tokens: lens.prompt_tokens });
+        inbound.from.do_send(KvReleased {
+            tokens: lens.prompt_tokens,
+        });
         self.state.arrived(lens, inbound);
     }
 
@@ -87,16 +97,23 @@ impl<E: Engine> DecodeWorker<E> {
             return;
         }
         let now = self.env.now();
-        if !self.state.begin_step(|i| i.record.decode_start_ns = Some(now)) {
+        if !self
+            .state
+            .begin_step(|i| i.record.decode_start_ns = Some(now))
+        {
             return;
         }
         self.plan.clear();
         self.state.set.fill_plan(&mut self.plan);
         self.busy = true;
-        self.stamp = self.env.stamp(self.state.kv().used(), self.state.waiting() as u64);
+        self.stamp = self
+            .env
+            .stamp(self.state.kv().used(), self.state.waiting() as u64);
         match self.engine.step(&self.plan) {
             Ok(out) => {
-                ctx.run_later(self.env.clock.wait(out.wait_ns), |act, ctx| act.end_step(ctx));
+                ctx.run_later(self.env.clock.wait(out.wait_ns), |act, ctx| {
+                    act.end_step(ctx)
+                });
             }
             Err(e) => self.env.abort(e.to_string()),
         }
@@ -104,6 +121,8 @@ impl<E: Engine> DecodeWorker<E> {
 
     fn end_step(&mut self, ctx: &mut Context<Self>) {
         let now = self.env.now();
+        // The step's row goes first: the collector closes the files on the last request.
+        self.env.iteration(&self.plan, self.stamp);
         for r in self.state.end_step() {
             let mut record = r.payload.record;
             record.end_ns = now;
@@ -111,7 +130,6 @@ impl<E: Engine> DecodeWorker<E> {
             self.engine.release(record.spec.id);
             self.env.finished(record);
         }
-        self.env.iteration(&self.plan, self.stamp);
         self.busy = false;
         self.admit(ctx);
         self.publish_load();
@@ -123,14 +141,34 @@ impl<E: Engine> Actor for DecodeWorker<E> {
     type Context = Context<Self>;
 }
 
+impl<E: Engine> Scheduling for DecodeWorker<E> {
+    fn kick_state(&mut self) -> &mut Kick {
+        &mut self.kick
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        self.try_step(ctx);
+    }
+}
+
 impl<E: Engine> Handler<KvHandoff<E>> for DecodeWorker<E> {
     type Result = ();
 
     fn handle(&mut self, msg: KvHandoff<E>, ctx: &mut Context<Self>) {
-        let lens = SeqLens { prompt_tokens: msg.record.spec.prompt_tokens, output_tokens: msg.record.spec.output_tokens };
-        self.state.offer(lens, Inbound { record: msg.record, kv: Some(msg.kv), from: msg.from });
+        let lens = SeqLens {
+            prompt_tokens: msg.record.spec.prompt_tokens,
+            output_tokens: msg.record.spec.output_tokens,
+        };
+        self.state.offer(
+            lens,
+            Inbound {
+                record: msg.record,
+                kv: Some(msg.kv),
+                from: msg.from,
+            },
+        );
         self.admit(ctx);
         self.publish_load();
-        self.try_step(ctx);
+        self.kick(ctx);
     }
 }

@@ -42,7 +42,17 @@ impl Enqueuer {
         limits: RequestLimits,
         collector: Addr<MetricsCollector>,
     ) -> Enqueuer {
-        Enqueuer { stream, clock, targets, loads, router, limits, collector, next: None, submitted: 0 }
+        Enqueuer {
+            stream,
+            clock,
+            targets,
+            loads,
+            router,
+            limits,
+            collector,
+            next: None,
+            submitted: 0,
+        }
     }
 
     /// Submits every request due by now, then sleeps until the next one.
@@ -52,7 +62,9 @@ impl Enqueuer {
             let spec = match self.next.take().or_else(|| self.stream.next()) {
                 Some(s) => s,
                 None => {
-                    self.collector.do_send(ArrivalsEnded { total: self.submitted });
+                    self.collector.do_send(ArrivalsEnded {
+                        total: self.submitted,
+                    });
                     return;
                 }
             };
@@ -69,13 +81,17 @@ impl Enqueuer {
             let loads = &self.loads;
             let w = self.router.pick(|i| read_load(&loads[i]));
             self.submitted += 1;
-            self.targets[w].do_send(Submit { record: Box::new(RequestRecord::new(spec)) });
+            self.targets[w].do_send(Submit {
+                record: Box::new(RequestRecord::new(spec)),
+            });
         }
     }
 
     fn check(&self, s: &RequestSpec) -> Result<(), String> {
         let l = self.limits;
-        if s.prompt_tokens > l.max_prompt_tokens || s.prompt_tokens + s.output_tokens > l.max_total_tokens {
+        if s.prompt_tokens > l.max_prompt_tokens
+            || s.prompt_tokens + s.output_tokens > l.max_total_tokens
+        {
             return Err(format!(
                 "request {} ({} prompt + {} output tokens) can never fit a worker's KV capacity \
                  ({} prompt tokens on prefill, {} tokens in all on decode); raise \

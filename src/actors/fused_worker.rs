@@ -4,7 +4,7 @@
 use actix::prelude::*;
 
 use super::messages::Submit;
-use super::worker_env::{StepStamp, WorkerEnv};
+use super::worker_env::{Kick, Scheduling, StepStamp, WorkerEnv};
 use crate::engine::step::StepPlan;
 use crate::engine::Engine;
 use crate::metrics::record::RequestRecord;
@@ -23,6 +23,7 @@ pub struct FusedWorker<E: Engine> {
     sched: FusedScheduler<Box<RequestRecord>>,
     plan: StepPlan,
     busy: bool,
+    kick: Kick,
     stamp: StepStamp,
 }
 
@@ -34,6 +35,7 @@ impl<E: Engine> FusedWorker<E> {
             sched: FusedScheduler::new(policy, limits),
             plan: StepPlan::default(),
             busy: false,
+            kick: Kick::default(),
             stamp: StepStamp::default(),
         }
     }
@@ -56,10 +58,14 @@ impl<E: Engine> FusedWorker<E> {
             return;
         }
         self.busy = true;
-        self.stamp = self.env.stamp(self.sched.kv().used(), self.sched.waiting() as u64);
+        self.stamp = self
+            .env
+            .stamp(self.sched.kv().used(), self.sched.waiting() as u64);
         match self.engine.step(&self.plan) {
             Ok(out) => {
-                ctx.run_later(self.env.clock.wait(out.wait_ns), |act, ctx| act.end_step(ctx));
+                ctx.run_later(self.env.clock.wait(out.wait_ns), |act, ctx| {
+                    act.end_step(ctx)
+                });
             }
             Err(e) => self.env.abort(e.to_string()),
         }
@@ -71,6 +77,8 @@ impl<E: Engine> FusedWorker<E> {
             r.prefill_end_ns = now;
             r.token_count = 1;
         });
+        // The step's row goes first: the collector closes the files on the last request.
+        self.env.iteration(&self.plan, self.stamp);
         for r in done.finished {
             let mut record = r.payload;
             record.end_ns = now;
@@ -78,7 +86,6 @@ impl<E: Engine> FusedWorker<E> {
             self.engine.release(record.spec.id);
             self.env.finished(record);
         }
-        self.env.iteration(&self.plan, self.stamp);
         self.busy = false;
         self.env.set_load(self.sched.load() as u64);
         self.try_step(ctx);
@@ -89,13 +96,26 @@ impl<E: Engine> Actor for FusedWorker<E> {
     type Context = Context<Self>;
 }
 
+impl<E: Engine> Scheduling for FusedWorker<E> {
+    fn kick_state(&mut self) -> &mut Kick {
+        &mut self.kick
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        self.try_step(ctx);
+    }
+}
+
 impl<E: Engine> Handler<Submit> for FusedWorker<E> {
     type Result = ();
 
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
-        let lens = SeqLens { prompt_tokens: msg.record.spec.prompt_tokens, output_tokens: msg.record.spec.output_tokens };
+        let lens = SeqLens {
+            prompt_tokens: msg.record.spec.prompt_tokens,
+            output_tokens: msg.record.spec.output_tokens,
+        };
         self.sched.submit(lens, msg.record);
         self.env.set_load(self.sched.load() as u64);
-        self.try_step(ctx);
+        self.kick(ctx);
     }
 }

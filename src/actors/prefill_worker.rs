@@ -7,7 +7,7 @@ use actix::prelude::*;
 
 use super::decode_worker::DecodeWorker;
 use super::messages::{KvHandoff, KvReleased, Submit};
-use super::worker_env::{read_load, LoadGauge, StepStamp, WorkerEnv};
+use super::worker_env::{read_load, Kick, LoadGauge, Scheduling, StepStamp, WorkerEnv};
 use crate::engine::step::{PromptChunk, StepPlan};
 use crate::engine::Engine;
 use crate::metrics::record::RequestRecord;
@@ -26,6 +26,7 @@ pub struct PrefillWorker<E: Engine> {
     router: Router,
     plan: StepPlan,
     in_flight: Vec<Box<RequestRecord>>,
+    kick: Kick,
     stamp: StepStamp,
 }
 
@@ -53,6 +54,7 @@ impl<E: Engine> PrefillWorker<E> {
             router: c.router,
             plan: StepPlan::default(),
             in_flight: Vec::new(),
+            kick: Kick::default(),
             stamp: StepStamp::default(),
         }
     }
@@ -67,7 +69,9 @@ impl<E: Engine> PrefillWorker<E> {
         if !self.in_flight.is_empty() || self.queue.is_empty() {
             return;
         }
-        let batch = self.queue.next_batch(self.limits, &mut self.kv, |r| r.spec.prompt_tokens);
+        let batch = self
+            .queue
+            .next_batch(self.limits, &mut self.kv, |r| r.spec.prompt_tokens);
         if batch.is_empty() {
             return;
         }
@@ -76,14 +80,20 @@ impl<E: Engine> PrefillWorker<E> {
         for mut r in batch {
             r.prefill_start_ns = now;
             r.prefill_worker = self.env.index;
-            self.plan.prefill.push(PromptChunk { request: r.spec.id, offset: 0, tokens: r.spec.prompt_tokens });
+            self.plan.prefill.push(PromptChunk {
+                request: r.spec.id,
+                offset: 0,
+                tokens: r.spec.prompt_tokens,
+            });
             self.in_flight.push(r);
         }
         self.stamp = self.env.stamp(self.kv.used(), self.queue.len() as u64);
         self.publish_load();
         match self.engine.step(&self.plan) {
             Ok(out) => {
-                ctx.run_later(self.env.clock.wait(out.wait_ns), |act, ctx| act.finish_step(ctx));
+                ctx.run_later(self.env.clock.wait(out.wait_ns), |act, ctx| {
+                    act.finish_step(ctx)
+                });
             }
             Err(e) => self.env.abort(e.to_string()),
         }
@@ -91,6 +101,8 @@ impl<E: Engine> PrefillWorker<E> {
 
     fn finish_step(&mut self, ctx: &mut Context<Self>) {
         let now = self.env.now();
+        // The step's row goes first: the collector closes the files on the last request.
+        self.env.iteration(&self.plan, self.stamp);
         for mut r in std::mem::take(&mut self.in_flight) {
             r.prefill_end_ns = now;
             r.token_count = 1;
@@ -107,9 +119,12 @@ impl<E: Engine> PrefillWorker<E> {
             r.decode_worker = Some(d as u32);
             // Count the offer at once so least-loaded routing sees it before the message lands.
             self.decoder_loads[d].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.decoders[d].do_send(KvHandoff::<E> { record: r, kv, from: ctx.address() });
+            self.decoders[d].do_send(KvHandoff::<E> {
+                record: r,
+                kv,
+                from: ctx.address(),
+            });
         }
-        self.env.iteration(&self.plan, self.stamp);
         self.plan.clear();
         self.publish_load();
         self.try_start(ctx);
@@ -120,13 +135,23 @@ impl<E: Engine> Actor for PrefillWorker<E> {
     type Context = Context<Self>;
 }
 
+impl<E: Engine> Scheduling for PrefillWorker<E> {
+    fn kick_state(&mut self) -> &mut Kick {
+        &mut self.kick
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        self.try_start(ctx);
+    }
+}
+
 impl<E: Engine> Handler<Submit> for PrefillWorker<E> {
     type Result = ();
 
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
         self.queue.push(msg.record.spec.prompt_tokens, msg.record);
         self.publish_load();
-        self.try_start(ctx);
+        self.kick(ctx);
     }
 }
 
@@ -135,6 +160,6 @@ impl<E: Engine> Handler<KvReleased> for PrefillWorker<E> {
 
     fn handle(&mut self, msg: KvReleased, ctx: &mut Context<Self>) {
         self.kv.release(msg.tokens);
-        self.try_start(ctx);
+        self.kick(ctx);
     }
 }

@@ -19,6 +19,43 @@ pub fn read_load(g: &LoadGauge) -> u64 {
     g.load(Ordering::Relaxed)
 }
 
+/// Defers a worker's next scheduling decision until the messages that arrived at the same
+/// instant are all in: requests arriving together then share a batch, as they would in a
+/// serving engine's scheduler loop. `arm` returns true when the caller should schedule the
+/// deferred call (a zero-length timer, which fires after the mailbox drains).
+#[derive(Debug, Default)]
+pub struct Kick {
+    armed: bool,
+}
+
+impl Kick {
+    pub fn arm(&mut self) -> bool {
+        !std::mem::replace(&mut self.armed, true)
+    }
+
+    pub fn fired(&mut self) {
+        self.armed = false;
+    }
+}
+
+/// A worker that schedules its steps: it can be kicked (see [`Kick`]).
+pub trait Scheduling: Actor<Context = Context<Self>> {
+    fn kick_state(&mut self) -> &mut Kick;
+
+    /// Starts the next step if the worker is idle and has work.
+    fn schedule(&mut self, ctx: &mut Context<Self>);
+
+    /// Schedules once the messages of this instant are in.
+    fn kick(&mut self, ctx: &mut Context<Self>) {
+        if self.kick_state().arm() {
+            ctx.run_later(std::time::Duration::ZERO, |act, ctx| {
+                act.kick_state().fired();
+                act.schedule(ctx);
+            });
+        }
+    }
+}
+
 /// A worker's state when a step started, for its iteration row.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StepStamp {
@@ -52,17 +89,27 @@ impl WorkerEnv {
     }
 
     pub fn abort(&self, reason: String) {
-        self.collector.do_send(RunAborted { reason: format!("{}: {reason}", self.name) });
+        self.collector.do_send(RunAborted {
+            reason: format!("{}: {reason}", self.name),
+        });
     }
 
     /// Notes the state of the worker as a step starts.
     pub fn stamp(&self, kv_used_tokens: u64, queued: u64) -> StepStamp {
-        StepStamp { start_ns: self.now(), kv_used_tokens, queued }
+        StepStamp {
+            start_ns: self.now(),
+            kv_used_tokens,
+            queued,
+        }
     }
 
     /// Logs a completed step.
     pub fn iteration(&self, plan: &StepPlan, stamp: StepStamp) {
-        let StepStamp { start_ns, kv_used_tokens, queued } = stamp;
+        let StepStamp {
+            start_ns,
+            kv_used_tokens,
+            queued,
+        } = stamp;
         let s = plan.shape();
         self.collector.do_send(IterationCompleted {
             row: IterationRow {

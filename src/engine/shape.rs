@@ -20,13 +20,90 @@ pub struct ModelShape {
 
 /// Shapes pdsim knows by name (from each model's published config.json).
 pub const MODELS: &[ModelShape] = &[
-    ModelShape { name: "llama-2-7b", layers: 32, hidden: 4096, heads: 32, kv_heads: 32, head_dim: 128, ffn: 11008, ffn_matrices: 3, vocab: 32000, dtype_bytes: 2 },
-    ModelShape { name: "llama-2-13b", layers: 40, hidden: 5120, heads: 40, kv_heads: 40, head_dim: 128, ffn: 13824, ffn_matrices: 3, vocab: 32000, dtype_bytes: 2 },
-    ModelShape { name: "llama-3-8b", layers: 32, hidden: 4096, heads: 32, kv_heads: 8, head_dim: 128, ffn: 14336, ffn_matrices: 3, vocab: 128256, dtype_bytes: 2 },
-    ModelShape { name: "llama-3-70b", layers: 80, hidden: 8192, heads: 64, kv_heads: 8, head_dim: 128, ffn: 28672, ffn_matrices: 3, vocab: 128256, dtype_bytes: 2 },
-    ModelShape { name: "opt-13b", layers: 40, hidden: 5120, heads: 40, kv_heads: 40, head_dim: 128, ffn: 20480, ffn_matrices: 2, vocab: 50272, dtype_bytes: 2 },
-    ModelShape { name: "opt-66b", layers: 64, hidden: 9216, heads: 72, kv_heads: 72, head_dim: 128, ffn: 36864, ffn_matrices: 2, vocab: 50272, dtype_bytes: 2 },
-    ModelShape { name: "smollm2-135m", layers: 30, hidden: 576, heads: 9, kv_heads: 3, head_dim: 64, ffn: 1536, ffn_matrices: 3, vocab: 49152, dtype_bytes: 2 },
+    ModelShape {
+        name: "llama-2-7b",
+        layers: 32,
+        hidden: 4096,
+        heads: 32,
+        kv_heads: 32,
+        head_dim: 128,
+        ffn: 11008,
+        ffn_matrices: 3,
+        vocab: 32000,
+        dtype_bytes: 2,
+    },
+    ModelShape {
+        name: "llama-2-13b",
+        layers: 40,
+        hidden: 5120,
+        heads: 40,
+        kv_heads: 40,
+        head_dim: 128,
+        ffn: 13824,
+        ffn_matrices: 3,
+        vocab: 32000,
+        dtype_bytes: 2,
+    },
+    ModelShape {
+        name: "llama-3-8b",
+        layers: 32,
+        hidden: 4096,
+        heads: 32,
+        kv_heads: 8,
+        head_dim: 128,
+        ffn: 14336,
+        ffn_matrices: 3,
+        vocab: 128256,
+        dtype_bytes: 2,
+    },
+    ModelShape {
+        name: "llama-3-70b",
+        layers: 80,
+        hidden: 8192,
+        heads: 64,
+        kv_heads: 8,
+        head_dim: 128,
+        ffn: 28672,
+        ffn_matrices: 3,
+        vocab: 128256,
+        dtype_bytes: 2,
+    },
+    ModelShape {
+        name: "opt-13b",
+        layers: 40,
+        hidden: 5120,
+        heads: 40,
+        kv_heads: 40,
+        head_dim: 128,
+        ffn: 20480,
+        ffn_matrices: 2,
+        vocab: 50272,
+        dtype_bytes: 2,
+    },
+    ModelShape {
+        name: "opt-66b",
+        layers: 64,
+        hidden: 9216,
+        heads: 72,
+        kv_heads: 72,
+        head_dim: 128,
+        ffn: 36864,
+        ffn_matrices: 2,
+        vocab: 50272,
+        dtype_bytes: 2,
+    },
+    ModelShape {
+        name: "smollm2-135m",
+        layers: 30,
+        hidden: 576,
+        heads: 9,
+        kv_heads: 3,
+        head_dim: 64,
+        ffn: 1536,
+        ffn_matrices: 3,
+        vocab: 49152,
+        dtype_bytes: 2,
+    },
 ];
 
 impl ModelShape {
@@ -41,7 +118,8 @@ impl ModelShape {
     /// Parameters in the matrices each token passes through: attention, feed-forward and the
     /// output projection (the input embedding is a lookup, no FLOPs).
     pub fn matmul_params(&self) -> u64 {
-        let attn = self.hidden * self.heads * self.head_dim * 2 + self.hidden * self.kv_heads * self.head_dim * 2;
+        let attn = self.hidden * self.heads * self.head_dim * 2
+            + self.hidden * self.kv_heads * self.head_dim * 2;
         let ffn = self.hidden * self.ffn * self.ffn_matrices;
         self.layers * (attn + ffn) + self.vocab * self.hidden
     }
@@ -67,7 +145,10 @@ mod tests {
             let m = ModelShape::by_name(name).unwrap();
             // matmul_params counts the output head but not the input embedding.
             let total = (m.matmul_params() + m.vocab * m.hidden) as f64 / 1e9;
-            assert!((total - billions).abs() / billions < 0.02, "{name}: {total} B params");
+            assert!(
+                (total - billions).abs() / billions < 0.02,
+                "{name}: {total} B params"
+            );
         };
         within("llama-2-7b", 6.74);
         within("llama-2-13b", 13.0);
@@ -78,8 +159,18 @@ mod tests {
     #[test]
     fn kv_bytes_per_token_follow_the_formula() {
         // Llama-2-7B fp16: 2 × 32 × 32 × 128 × 2 = 512 KiB per token.
-        assert_eq!(ModelShape::by_name("llama-2-7b").unwrap().kv_bytes_per_token(), 524_288);
+        assert_eq!(
+            ModelShape::by_name("llama-2-7b")
+                .unwrap()
+                .kv_bytes_per_token(),
+            524_288
+        );
         // Llama-3-70B uses grouped-query attention (8 KV heads): 320 KiB per token.
-        assert_eq!(ModelShape::by_name("llama-3-70b").unwrap().kv_bytes_per_token(), 327_680);
+        assert_eq!(
+            ModelShape::by_name("llama-3-70b")
+                .unwrap()
+                .kv_bytes_per_token(),
+            327_680
+        );
     }
 }

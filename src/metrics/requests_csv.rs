@@ -47,15 +47,31 @@ mod tests {
 
     #[test]
     fn row_has_one_field_per_column() {
-        let spec = RequestSpec { id: 3, arrival_ns: 0, class: 0, prompt_tokens: 4, output_tokens: 2 };
+        let spec = RequestSpec {
+            id: 3,
+            arrival_ns: 0,
+            class: 0,
+            prompt_tokens: 4,
+            output_tokens: 2,
+        };
         let mut r = RequestRecord::new(spec);
         r.prefill_end_ns = 10;
         r.end_ns = 20;
         r.token_count = 2;
-        let slo = Slo { ttft_ms: 1.0, tpot_ms: 1.0, attainment: 0.9 };
+        let slo = Slo {
+            ttft_ms: 1.0,
+            tpot_ms: 1.0,
+            attainment: 0.9,
+        };
         let row = request_row(&r, "a,b", &slo);
         // The quoted class holds a comma; count fields outside quotes.
-        let fields = csv::ReaderBuilder::new().has_headers(false).from_reader(row.as_bytes()).records().next().unwrap().unwrap();
+        let fields = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(row.as_bytes())
+            .records()
+            .next()
+            .unwrap()
+            .unwrap();
         assert_eq!(fields.len(), REQUESTS_HEADER.split(',').count());
         assert_eq!(&fields[1], "a,b");
     }

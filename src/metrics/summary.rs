@@ -94,9 +94,23 @@ impl Accumulator {
     }
 
     pub fn finish(mut self, topology: TopologyInfo) -> Summary {
-        let makespan_ns = self.last_end_ns.saturating_sub(self.first_arrival_ns.min(self.last_end_ns));
-        let per_s = |x: u64| if makespan_ns == 0 { 0.0 } else { x as f64 * 1e9 / makespan_ns as f64 };
-        let share_of = |x: u64| if self.completed == 0 { 0.0 } else { x as f64 / self.completed as f64 };
+        let makespan_ns = self
+            .last_end_ns
+            .saturating_sub(self.first_arrival_ns.min(self.last_end_ns));
+        let per_s = |x: u64| {
+            if makespan_ns == 0 {
+                0.0
+            } else {
+                x as f64 * 1e9 / makespan_ns as f64
+            }
+        };
+        let share_of = |x: u64| {
+            if self.completed == 0 {
+                0.0
+            } else {
+                x as f64 / self.completed as f64
+            }
+        };
         let attainment = share_of(self.met_both);
         Summary {
             topology,
@@ -161,8 +175,16 @@ const SPREADS: [&str; 5] = ["ttft_ms", "tpot_ms", "e2e_ms", "queue_ms", "kv_tran
 impl Summary {
     pub fn csv_header() -> String {
         let mut cols: Vec<String> = [
-            "scenario", "topology", "kind", "layout", "workers", "completed", "makespan_s",
-            "throughput_req_per_s", "output_tokens_per_s", "decode_tokens_per_s",
+            "scenario",
+            "topology",
+            "kind",
+            "layout",
+            "workers",
+            "completed",
+            "makespan_s",
+            "throughput_req_per_s",
+            "output_tokens_per_s",
+            "decode_tokens_per_s",
         ]
         .map(String::from)
         .to_vec();
@@ -173,8 +195,15 @@ impl Summary {
         }
         cols.extend(
             [
-                "kv_bytes_total", "slo_ttft_ms", "slo_tpot_ms", "slo_target", "slo_ttft_attainment",
-                "slo_tpot_attainment", "slo_attainment", "slo_passed", "slo_met_req_per_s",
+                "kv_bytes_total",
+                "slo_ttft_ms",
+                "slo_tpot_ms",
+                "slo_target",
+                "slo_ttft_attainment",
+                "slo_tpot_attainment",
+                "slo_attainment",
+                "slo_passed",
+                "slo_met_req_per_s",
             ]
             .map(String::from),
         );
@@ -195,7 +224,13 @@ impl Summary {
             f3(self.output_tokens_per_s),
             f3(self.decode_tokens_per_s),
         ];
-        for s in [self.ttft_ms, self.tpot_ms, self.e2e_ms, self.queue_ms, self.kv_transfer_ms] {
+        for s in [
+            self.ttft_ms,
+            self.tpot_ms,
+            self.e2e_ms,
+            self.queue_ms,
+            self.kv_transfer_ms,
+        ] {
             match s {
                 Some(s) => f.extend([s.p50, s.p90, s.p99, s.mean].map(|x| format!("{x:.6}"))),
                 None => f.extend(std::iter::repeat_n(String::new(), 4)),
@@ -222,7 +257,13 @@ mod tests {
     use crate::workload::RequestSpec;
 
     fn rec(id: u64, arrival: u64, end_prefill: u64, end: u64, tokens: u64) -> RequestRecord {
-        let spec = RequestSpec { id, arrival_ns: arrival, class: 0, prompt_tokens: 4, output_tokens: tokens };
+        let spec = RequestSpec {
+            id,
+            arrival_ns: arrival,
+            class: 0,
+            prompt_tokens: 4,
+            output_tokens: tokens,
+        };
         let mut r = RequestRecord::new(spec);
         r.prefill_start_ns = arrival;
         r.prefill_end_ns = end_prefill;
@@ -233,19 +274,39 @@ mod tests {
 
     #[test]
     fn attainment_and_throughput() {
-        let slo = Slo { ttft_ms: 1.0, tpot_ms: 1.0, attainment: 0.5 };
+        let slo = Slo {
+            ttft_ms: 1.0,
+            tpot_ms: 1.0,
+            attainment: 0.5,
+        };
         let mut a = Accumulator::new(slo);
         a.add(&rec(0, 0, 500_000, 2_500_000, 3)); // ttft 0.5 ms, tpot 1 ms: meets both
         a.add(&rec(1, 0, 2_000_000, 2_000_000, 1)); // ttft 2 ms: misses; no tpot: meets
-        let info = TopologyInfo { scenario: "s".into(), topology: "t".into(), kind: "fused".into(), layout: "1".into(), workers: 1 };
+        let info = TopologyInfo {
+            scenario: "s".into(),
+            topology: "t".into(),
+            kind: "fused".into(),
+            layout: "1".into(),
+            workers: 1,
+        };
         let s = a.finish(info);
         assert_eq!(s.completed, 2);
         assert_eq!(s.makespan_ns, 2_500_000);
         assert!((s.throughput_req_per_s - 800.0).abs() < 1e-9);
         assert!((s.decode_tokens_per_s - 800.0).abs() < 1e-9);
-        assert_eq!((s.slo_ttft_attainment, s.slo_tpot_attainment, s.slo_attainment), (0.5, 1.0, 0.5));
+        assert_eq!(
+            (
+                s.slo_ttft_attainment,
+                s.slo_tpot_attainment,
+                s.slo_attainment
+            ),
+            (0.5, 1.0, 0.5)
+        );
         assert!(s.slo_passed);
         assert_eq!(s.tpot_ms.unwrap().p50, 1.0);
-        assert_eq!(Summary::csv_header().split(',').count(), s.csv_row().split(',').count());
+        assert_eq!(
+            Summary::csv_header().split(',').count(),
+            s.csv_row().split(',').count()
+        );
     }
 }

@@ -5,7 +5,9 @@ use crate::metrics::summary::Summary;
 /// A table with one column per topology and, from the second topology on, its ratio to the
 /// first (the baseline). Ratios below 1 mean smaller than the baseline.
 pub fn comparison_table(summaries: &[Summary]) -> String {
-    let Some(base) = summaries.first() else { return String::new() };
+    let Some(base) = summaries.first() else {
+        return String::new();
+    };
     type Get = fn(&Summary) -> Option<f64>;
     let rows: Vec<(&str, Get)> = vec![
         ("completed requests", |s| Some(s.completed as f64)),
@@ -28,7 +30,12 @@ pub fn comparison_table(summaries: &[Summary]) -> String {
     ];
     let mut header = vec!["metric".to_owned()];
     header.extend(summaries.iter().map(|s| s.topology.topology.clone()));
-    header.extend(summaries.iter().skip(1).map(|s| format!("{} / {}", s.topology.topology, base.topology.topology)));
+    header.extend(
+        summaries
+            .iter()
+            .skip(1)
+            .map(|s| format!("{} / {}", s.topology.topology, base.topology.topology)),
+    );
     let mut table = vec![header];
     let mut layout = vec!["layout".to_owned()];
     layout.extend(summaries.iter().map(|s| s.topology.layout.clone()));
@@ -43,7 +50,13 @@ pub fn comparison_table(summaries: &[Summary]) -> String {
         }));
         table.push(row);
     }
-    let passed = |s: &Summary| format!("{} (target {})", if s.slo_passed { "pass" } else { "FAIL" }, s.slo.attainment);
+    let passed = |s: &Summary| {
+        format!(
+            "{} (target {})",
+            if s.slo_passed { "pass" } else { "FAIL" },
+            s.slo.attainment
+        )
+    };
     let mut verdict = vec!["SLO verdict".to_owned()];
     verdict.extend(summaries.iter().map(passed));
     verdict.extend(summaries.iter().skip(1).map(|_| String::new()));
@@ -64,14 +77,26 @@ fn number(x: f64) -> String {
 fn render(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for (i, r) in rows.iter().enumerate() {
         let cells: Vec<String> = r
             .iter()
             .enumerate()
-            .map(|(c, s)| if c == 0 { format!("{s:<w$}", w = widths[c]) } else { format!("{s:>w$}", w = widths[c]) })
+            .map(|(c, s)| {
+                if c == 0 {
+                    format!("{s:<w$}", w = widths[c])
+                } else {
+                    format!("{s:>w$}", w = widths[c])
+                }
+            })
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');

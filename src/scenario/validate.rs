@@ -27,16 +27,29 @@ pub fn deserialize(path: &Path, text: &str) -> Result<RawScenario, ScenarioError
     let de = toml::Deserializer::new(text);
     serde_path_to_error::deserialize::<_, RawScenario>(de).map_err(|e| {
         let key = e.path().to_string();
-        let key = if key == "." || key == "?" { String::new() } else { key };
+        let key = if key == "." || key == "?" {
+            String::new()
+        } else {
+            key
+        };
         let inner = e.into_inner();
-        let offset = inner.span().map_or_else(|| locate_key(text, &key), |s| s.start);
+        let message = inner.message().trim().to_owned();
+        // Inside tagged tables toml points at the table; find the offending key itself.
+        let unknown = message
+            .strip_prefix("unknown field `")
+            .and_then(|m| m.split('`').next());
+        let offset = match (unknown, inner.span()) {
+            (Some(field), _) => locate_key(text, &format!("{key}.{field}")),
+            (None, Some(span)) => span.start,
+            (None, None) => locate_key(text, &key),
+        };
         let (line, column) = line_col(text, offset);
         ScenarioError::Invalid(Located {
             path: path.to_owned(),
             line,
             column,
             key,
-            message: inner.message().trim().to_owned(),
+            message,
         })
     })
 }
@@ -44,7 +57,11 @@ pub fn deserialize(path: &Path, text: &str) -> Result<RawScenario, ScenarioError
 pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
     let name = match raw.name {
         Some(n) => safe_name("name", n)?,
-        None => path.file_stem().and_then(|s| s.to_str()).unwrap_or("scenario").to_owned(),
+        None => path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("scenario")
+            .to_owned(),
     };
     match raw.mode.unwrap_or(RawMode::Simulate) {
         RawMode::Simulate => {}
@@ -58,10 +75,18 @@ pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
     let seed = raw.seed.unwrap_or(0);
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let workload = resolve_workload(raw.workload, raw.requests, raw.duration_s, seed, base_dir)?;
-    let cost = resolve_cost(raw.cost_model.ok_or_else(|| missing("cost_model", "a [cost_model] table (kind = \"roofline\" | \"preset\" | \"coefficients\")"))?)?;
+    let cost = resolve_cost(raw.cost_model.ok_or_else(|| {
+        missing(
+            "cost_model",
+            "a [cost_model] table (kind = \"roofline\" | \"preset\" | \"coefficients\")",
+        )
+    })?)?;
     let slo = resolve_slo(raw.slo)?;
     if raw.topology.is_empty() {
-        return Err(missing("topology", "at least one [[topology]] table (kind = \"fused\" or \"split\")"));
+        return Err(missing(
+            "topology",
+            "at least one [[topology]] table (kind = \"fused\" or \"split\")",
+        ));
     }
     let global = raw.batching.unwrap_or_default();
     let mut topologies: Vec<Topology> = Vec::new();
@@ -71,7 +96,10 @@ pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
         if topologies.iter().any(|o| o.name == topo.name) {
             return Err(invalid(
                 format!("topology[{i}]"),
-                format!("two topologies are named `{}`; give each a distinct `name`", topo.name),
+                format!(
+                    "two topologies are named `{}`; give each a distinct `name`",
+                    topo.name
+                ),
             ));
         }
         topologies.push(topo);
@@ -94,11 +122,17 @@ fn missing(key: &str, what: &str) -> Invalid {
 }
 
 fn safe_name(key: &str, n: String) -> V<String> {
-    let ok = !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && !n.starts_with('.');
+    let ok = !n.is_empty()
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !n.starts_with('.');
     if ok {
         Ok(n)
     } else {
-        Err(invalid(key, format!("`{n}` is not usable as a folder name: use letters, digits, `-`, `_` and `.`")))
+        Err(invalid(
+            key,
+            format!("`{n}` is not usable as a folder name: use letters, digits, `-`, `_` and `.`"),
+        ))
     }
 }
 
@@ -114,7 +148,10 @@ fn non_negative(key: &str, v: f64) -> V<f64> {
     if v.is_finite() && v >= 0.0 {
         Ok(v)
     } else {
-        Err(invalid(key, format!("must be zero or a positive number, got {v}")))
+        Err(invalid(
+            key,
+            format!("must be zero or a positive number, got {v}"),
+        ))
     }
 }
 
@@ -130,16 +167,37 @@ fn ms_to_ns(ms: f64) -> u64 {
     (ms * 1e6).round() as u64
 }
 
-fn resolve_workload(raw: Option<RawWorkload>, requests: Option<u64>, duration_s: Option<f64>, seed: u64, base: &Path) -> V<Workload> {
-    let w = raw.ok_or_else(|| missing("workload", "a [workload] table with [[workload.classes]] and [workload.arrival]"))?;
+fn resolve_workload(
+    raw: Option<RawWorkload>,
+    requests: Option<u64>,
+    duration_s: Option<f64>,
+    seed: u64,
+    base: &Path,
+) -> V<Workload> {
+    let w = raw.ok_or_else(|| {
+        missing(
+            "workload",
+            "a [workload] table with [[workload.classes]] and [workload.arrival]",
+        )
+    })?;
     let arrival = w.arrival.ok_or_else(|| missing("workload.arrival", "an arrival pattern (kind = \"poisson\" | \"gamma\" | \"constant\" | \"bursts\" | \"trace\")"))?;
     let stop = match (requests, duration_s) {
-        (Some(_), Some(_)) => return Err(invalid("duration_s", "set `requests` or `duration_s`, not both")),
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "duration_s",
+                "set `requests` or `duration_s`, not both",
+            ))
+        }
         (Some(n), None) => StopAfter::Requests(at_least_one("requests", n)?),
         (None, Some(d)) => StopAfter::DurationNs((positive("duration_s", d)? * 1e9).round() as u64),
         (None, None) => StopAfter::EndOfTrace,
     };
-    let source = if let RawArrival::Trace { path, format, speedup } = arrival {
+    let source = if let RawArrival::Trace {
+        path,
+        format,
+        speedup,
+    } = arrival
+    {
         if !w.classes.is_empty() {
             return Err(invalid("workload.classes", "a trace gives every request's lengths: remove [[workload.classes]] or use another arrival kind"));
         }
@@ -152,8 +210,11 @@ fn resolve_workload(raw: Option<RawWorkload>, requests: Option<u64>, duration_s:
             })?,
         };
         let speedup = positive("workload.arrival.speedup", speedup.unwrap_or(1.0))?;
-        let rows = read_trace(&file, format, speedup).map_err(|e| invalid("workload.arrival.path", e.to_string()))?;
-        Source::Trace { rows: Arc::new(rows) }
+        let rows = read_trace(&file, format, speedup)
+            .map_err(|e| invalid("workload.arrival.path", e.to_string()))?;
+        Source::Trace {
+            rows: Arc::new(rows),
+        }
     } else {
         if stop == StopAfter::EndOfTrace {
             return Err(missing("requests", "`requests = N` or `duration_s = T` at the top level (how long to generate arrivals)"));
@@ -165,12 +226,24 @@ fn resolve_workload(raw: Option<RawWorkload>, requests: Option<u64>, duration_s:
         for (i, c) in w.classes.into_iter().enumerate() {
             let key = format!("workload.classes[{i}]");
             let weight = positive(&format!("{key}.weight"), c.weight.unwrap_or(1.0))?;
-            c.prompt_tokens.check().map_err(|m| invalid(format!("{key}.prompt_tokens"), m))?;
-            c.output_tokens.check().map_err(|m| invalid(format!("{key}.output_tokens"), m))?;
+            c.prompt_tokens
+                .check()
+                .map_err(|m| invalid(format!("{key}.prompt_tokens"), m))?;
+            c.output_tokens
+                .check()
+                .map_err(|m| invalid(format!("{key}.output_tokens"), m))?;
             if classes.iter().any(|o| o.name == c.name) {
-                return Err(invalid(format!("{key}.name"), format!("two classes are named `{}`", c.name)));
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("two classes are named `{}`", c.name),
+                ));
             }
-            classes.push(ClassSpec { name: c.name, weight, prompt_tokens: c.prompt_tokens, output_tokens: c.output_tokens });
+            classes.push(ClassSpec {
+                name: c.name,
+                weight,
+                prompt_tokens: c.prompt_tokens,
+                output_tokens: c.output_tokens,
+            });
         }
         let arrival = resolve_arrival(arrival)?;
         Source::Synthetic { classes, arrival }
@@ -181,14 +254,16 @@ fn resolve_workload(raw: Option<RawWorkload>, requests: Option<u64>, duration_s:
 fn resolve_arrival(a: RawArrival) -> V<ArrivalPattern> {
     const K: &str = "workload.arrival";
     Ok(match a {
-        RawArrival::Poisson { rate_per_s } => ArrivalPattern::Poisson { rate_per_s: positive(&format!("{K}.rate_per_s"), rate_per_s)? },
+        RawArrival::Poisson { rate_per_s } => ArrivalPattern::Poisson {
+            rate_per_s: positive(&format!("{K}.rate_per_s"), rate_per_s)?,
+        },
         RawArrival::Gamma { rate_per_s, cv } => ArrivalPattern::Gamma {
             rate_per_s: positive(&format!("{K}.rate_per_s"), rate_per_s)?,
             cv: positive(&format!("{K}.cv"), cv)?,
         },
-        RawArrival::Constant { interval_ms } => {
-            ArrivalPattern::Constant { interval_ns: ms_to_ns(positive(&format!("{K}.interval_ms"), interval_ms)?).max(1) }
-        }
+        RawArrival::Constant { interval_ms } => ArrivalPattern::Constant {
+            interval_ns: ms_to_ns(positive(&format!("{K}.interval_ms"), interval_ms)?).max(1),
+        },
         RawArrival::Bursts { size, every_ms } => ArrivalPattern::Bursts {
             size: at_least_one(&format!("{K}.size"), size)?,
             every_ns: ms_to_ns(positive(&format!("{K}.every_ms"), every_ms)?).max(1),
@@ -200,13 +275,33 @@ fn resolve_arrival(a: RawArrival) -> V<ArrivalPattern> {
 fn resolve_cost(raw: RawCostModel) -> V<CostModel> {
     const K: &str = "cost_model";
     let model_shape = |key: &str, name: &str| {
-        ModelShape::by_name(name)
-            .ok_or_else(|| invalid(key, format!("unknown model `{name}`; known models: {}", ModelShape::names().join(", "))))
+        ModelShape::by_name(name).ok_or_else(|| {
+            invalid(
+                key,
+                format!(
+                    "unknown model `{name}`; known models: {}",
+                    ModelShape::names().join(", ")
+                ),
+            )
+        })
     };
     match raw {
-        RawCostModel::Roofline { hardware, model, tp, compute_efficiency, memory_efficiency, step_overhead_ms } => {
+        RawCostModel::Roofline {
+            hardware,
+            model,
+            tp,
+            compute_efficiency,
+            memory_efficiency,
+            step_overhead_ms,
+        } => {
             let hw = Hardware::by_name(&hardware).ok_or_else(|| {
-                invalid(format!("{K}.hardware"), format!("unknown hardware `{hardware}`; known: {}", Hardware::names().join(", ")))
+                invalid(
+                    format!("{K}.hardware"),
+                    format!(
+                        "unknown hardware `{hardware}`; known: {}",
+                        Hardware::names().join(", ")
+                    ),
+                )
             })?;
             let model = model_shape(&format!("{K}.model"), &model)?;
             let eff = |key: &str, v: Option<f64>, default: f64| {
@@ -214,28 +309,46 @@ fn resolve_cost(raw: RawCostModel) -> V<CostModel> {
                 if v > 0.0 && v <= 1.0 {
                     Ok(v)
                 } else {
-                    Err(invalid(format!("{K}.{key}"), format!("must be in (0, 1], got {v}")))
+                    Err(invalid(
+                        format!("{K}.{key}"),
+                        format!("must be in (0, 1], got {v}"),
+                    ))
                 }
             };
             let r = Roofline {
                 hardware: hw,
                 model,
                 tp: at_least_one(&format!("{K}.tp"), tp.unwrap_or(1))?,
-                compute_efficiency: eff("compute_efficiency", compute_efficiency, roofline::DEFAULT_COMPUTE_EFFICIENCY)?,
-                memory_efficiency: eff("memory_efficiency", memory_efficiency, roofline::DEFAULT_MEMORY_EFFICIENCY)?,
-                step_overhead_ms: non_negative(&format!("{K}.step_overhead_ms"), step_overhead_ms.unwrap_or(roofline::DEFAULT_STEP_OVERHEAD_MS))?,
+                compute_efficiency: eff(
+                    "compute_efficiency",
+                    compute_efficiency,
+                    roofline::DEFAULT_COMPUTE_EFFICIENCY,
+                )?,
+                memory_efficiency: eff(
+                    "memory_efficiency",
+                    memory_efficiency,
+                    roofline::DEFAULT_MEMORY_EFFICIENCY,
+                )?,
+                step_overhead_ms: non_negative(
+                    &format!("{K}.step_overhead_ms"),
+                    step_overhead_ms.unwrap_or(roofline::DEFAULT_STEP_OVERHEAD_MS),
+                )?,
             };
             if r.kv_capacity_tokens().is_none() {
                 return Err(invalid(
                     format!("{K}.tp"),
-                    format!("{} weights do not fit on {} × {} with room for KV; raise tp", model.name, r.tp, hw.name),
+                    format!(
+                        "{} weights do not fit on {} × {} with room for KV; raise tp",
+                        model.name, r.tp, hw.name
+                    ),
                 ));
             }
             Ok(CostModel::Roofline(r))
         }
         RawCostModel::Preset { name, tp } => {
             let tp = at_least_one(&format!("{K}.tp"), tp.unwrap_or(1))?;
-            let (cost, model) = presets::lookup(&name, tp).map_err(|m| invalid(format!("{K}.name"), m))?;
+            let (cost, model) =
+                presets::lookup(&name, tp).map_err(|m| invalid(format!("{K}.name"), m))?;
             let shape = ModelShape::by_name(model).expect("presets name known shapes");
             Ok(CostModel::Linear {
                 cost,
@@ -243,13 +356,27 @@ fn resolve_cost(raw: RawCostModel) -> V<CostModel> {
                 source: format!("preset {name} tp={tp} (DistServe fit, A100-80GB)"),
             })
         }
-        RawCostModel::Coefficients { model, kv_bytes_per_token, prefill, decode } => {
-            let kv = match (model, kv_bytes_per_token) {
-                (Some(m), None) => model_shape(&format!("{K}.model"), &m)?.kv_bytes_per_token(),
-                (None, Some(b)) => at_least_one(&format!("{K}.kv_bytes_per_token"), b)?,
-                (Some(_), Some(_)) => return Err(invalid(format!("{K}.kv_bytes_per_token"), "set `model` or `kv_bytes_per_token`, not both")),
-                (None, None) => return Err(missing(K, "`model = \"<name>\"` or `kv_bytes_per_token = N` (to size KV transfers)")),
-            };
+        RawCostModel::Coefficients {
+            model,
+            kv_bytes_per_token,
+            prefill,
+            decode,
+        } => {
+            let kv =
+                match (model, kv_bytes_per_token) {
+                    (Some(m), None) => model_shape(&format!("{K}.model"), &m)?.kv_bytes_per_token(),
+                    (None, Some(b)) => at_least_one(&format!("{K}.kv_bytes_per_token"), b)?,
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(
+                            format!("{K}.kv_bytes_per_token"),
+                            "set `model` or `kv_bytes_per_token`, not both",
+                        ))
+                    }
+                    (None, None) => return Err(missing(
+                        K,
+                        "`model = \"<name>\"` or `kv_bytes_per_token = N` (to size KV transfers)",
+                    )),
+                };
             let coeff = |table: &str, key: &str, v: Option<f64>| -> V<f64> {
                 let full = format!("{K}.{table}.{key}");
                 let v = v.ok_or_else(|| invalid(&full, "missing coefficient: every coefficient must be given (write 0 to neglect a term)"))?;
@@ -261,18 +388,28 @@ fn resolve_cost(raw: RawCostModel) -> V<CostModel> {
             };
             let cost = LinearCost {
                 prefill: PrefillCoeffs {
-                    base_ms: non_negative(&format!("{K}.prefill.base_ms"), coeff("prefill", "base_ms", prefill.base_ms)?)?,
+                    base_ms: non_negative(
+                        &format!("{K}.prefill.base_ms"),
+                        coeff("prefill", "base_ms", prefill.base_ms)?,
+                    )?,
                     per_token_ms: coeff("prefill", "per_token_ms", prefill.per_token_ms)?,
                     per_token_sq_ms: coeff("prefill", "per_token_sq_ms", prefill.per_token_sq_ms)?,
                 },
                 decode: DecodeCoeffs {
-                    base_ms: non_negative(&format!("{K}.decode.base_ms"), coeff("decode", "base_ms", decode.base_ms)?)?,
+                    base_ms: non_negative(
+                        &format!("{K}.decode.base_ms"),
+                        coeff("decode", "base_ms", decode.base_ms)?,
+                    )?,
                     per_ctx_token_ms: coeff("decode", "per_ctx_token_ms", decode.per_ctx_token_ms)?,
                     per_seq_ms: coeff("decode", "per_seq_ms", decode.per_seq_ms)?,
                 },
                 large_batch_decode: None,
             };
-            Ok(CostModel::Linear { cost, kv_bytes_per_token: kv, source: "explicit coefficients".into() })
+            Ok(CostModel::Linear {
+                cost,
+                kv_bytes_per_token: kv,
+                source: "explicit coefficients".into(),
+            })
         }
     }
 }
@@ -281,12 +418,24 @@ fn resolve_slo(raw: Option<RawSlo>) -> V<Slo> {
     let s = raw.ok_or_else(|| missing("slo", "an [slo] table with ttft_ms and tpot_ms"))?;
     let attainment = s.attainment.unwrap_or(DEFAULT_SLO_ATTAINMENT);
     if !(attainment > 0.0 && attainment <= 1.0) {
-        return Err(invalid("slo.attainment", format!("must be a share in (0, 1], e.g. 0.9; got {attainment}")));
+        return Err(invalid(
+            "slo.attainment",
+            format!("must be a share in (0, 1], e.g. 0.9; got {attainment}"),
+        ));
     }
-    Ok(Slo { ttft_ms: positive("slo.ttft_ms", s.ttft_ms)?, tpot_ms: positive("slo.tpot_ms", s.tpot_ms)?, attainment })
+    Ok(Slo {
+        ttft_ms: positive("slo.ttft_ms", s.ttft_ms)?,
+        tpot_ms: positive("slo.tpot_ms", s.tpot_ms)?,
+        attainment,
+    })
 }
 
-fn resolve_batching(key: &str, global: &RawBatching, own: Option<RawBatching>, cost: &CostModel) -> V<Batching> {
+fn resolve_batching(
+    key: &str,
+    global: &RawBatching,
+    own: Option<RawBatching>,
+    cost: &CostModel,
+) -> V<Batching> {
     let own = own.unwrap_or_default();
     let (own_key, global_key) = (format!("{key}.batching"), "batching".to_owned());
     let pick = |o: Option<u64>, g: Option<u64>, name: &str| match (o, g) {
@@ -294,11 +443,19 @@ fn resolve_batching(key: &str, global: &RawBatching, own: Option<RawBatching>, c
         (None, Some(v)) => Some((v, format!("{global_key}.{name}"))),
         (None, None) => None,
     };
-    let budget = match pick(own.prefill_token_budget, global.prefill_token_budget, "prefill_token_budget") {
+    let budget = match pick(
+        own.prefill_token_budget,
+        global.prefill_token_budget,
+        "prefill_token_budget",
+    ) {
         Some((v, k)) => at_least_one(&k, v)?,
         None => DEFAULT_PREFILL_TOKEN_BUDGET,
     };
-    let max_batch = match pick(own.max_decode_batch.map(u64::from), global.max_decode_batch.map(u64::from), "max_decode_batch") {
+    let max_batch = match pick(
+        own.max_decode_batch.map(u64::from),
+        global.max_decode_batch.map(u64::from),
+        "max_decode_batch",
+    ) {
         Some((v, k)) => at_least_one(&k, v)? as u32,
         None => DEFAULT_MAX_DECODE_BATCH,
     };
@@ -308,44 +465,102 @@ fn resolve_batching(key: &str, global: &RawBatching, own: Option<RawBatching>, c
             missing("batching.kv_capacity_tokens", "the KV capacity per worker in tokens: this cost model does not know the device memory")
         })?,
     };
-    Ok(Batching { prefill_token_budget: budget, max_decode_batch: max_batch, kv_capacity_tokens: kv })
+    Ok(Batching {
+        prefill_token_budget: budget,
+        max_decode_batch: max_batch,
+        kv_capacity_tokens: kv,
+    })
 }
 
-fn resolve_topology(i: usize, raw: RawTopology, global: &RawBatching, cost: &CostModel) -> V<Topology> {
+fn resolve_topology(
+    i: usize,
+    raw: RawTopology,
+    global: &RawBatching,
+    cost: &CostModel,
+) -> V<Topology> {
     let key = format!("topology[{i}]");
     let router = |r: Option<RawRouter>| match r.unwrap_or(RawRouter::RoundRobin) {
         RawRouter::RoundRobin => RouterKind::RoundRobin,
         RawRouter::LeastLoaded => RouterKind::LeastLoaded,
     };
     match raw {
-        RawTopology::Fused { name, workers, policy, chunk_tokens, router: r, batching } => {
+        RawTopology::Fused {
+            name,
+            workers,
+            policy,
+            chunk_tokens,
+            router: r,
+            batching,
+        } => {
             let workers = at_least_one(&format!("{key}.workers"), workers)?;
             let policy = match (policy.unwrap_or(RawFusedPolicy::PrefillFirst), chunk_tokens) {
-                (RawFusedPolicy::Chunked, Some(c)) => FusedPolicy::Chunked { chunk_tokens: at_least_one(&format!("{key}.chunk_tokens"), c)? },
-                (RawFusedPolicy::Chunked, None) => return Err(missing(&format!("{key}.chunk_tokens"), "`chunk_tokens = N` (tokens per step) with policy = \"chunked\"")),
-                (_, Some(_)) => return Err(invalid(format!("{key}.chunk_tokens"), "only used with policy = \"chunked\"")),
+                (RawFusedPolicy::Chunked, Some(c)) => FusedPolicy::Chunked {
+                    chunk_tokens: at_least_one(&format!("{key}.chunk_tokens"), c)?,
+                },
+                (RawFusedPolicy::Chunked, None) => {
+                    return Err(missing(
+                        &format!("{key}.chunk_tokens"),
+                        "`chunk_tokens = N` (tokens per step) with policy = \"chunked\"",
+                    ))
+                }
+                (_, Some(_)) => {
+                    return Err(invalid(
+                        format!("{key}.chunk_tokens"),
+                        "only used with policy = \"chunked\"",
+                    ))
+                }
                 (RawFusedPolicy::PrefillFirst, None) => FusedPolicy::PrefillFirst,
                 (RawFusedPolicy::DecodeFirst, None) => FusedPolicy::DecodeFirst,
             };
             Ok(Topology {
-                name: safe_name(&format!("{key}.name"), name.unwrap_or_else(|| "fused".into()))?,
-                kind: TopologyKind::Fused { workers, policy, router: router(r) },
+                name: safe_name(
+                    &format!("{key}.name"),
+                    name.unwrap_or_else(|| "fused".into()),
+                )?,
+                kind: TopologyKind::Fused {
+                    workers,
+                    policy,
+                    router: router(r),
+                },
                 batching: resolve_batching(&key, global, batching, cost)?,
             })
         }
-        RawTopology::Split { name, prefill_workers, decode_workers, router: r, link, batching } => {
+        RawTopology::Split {
+            name,
+            prefill_workers,
+            decode_workers,
+            router: r,
+            link,
+            batching,
+        } => {
             let p = at_least_one(&format!("{key}.prefill_workers"), prefill_workers)?;
             let d = at_least_one(&format!("{key}.decode_workers"), decode_workers)?;
             let link = match link {
                 Some(l) => Some(Link {
-                    bandwidth_bytes_per_s: positive(&format!("{key}.link.bandwidth_gbps"), l.bandwidth_gbps)? * 1e9 / 8.0,
-                    latency_ns: (non_negative(&format!("{key}.link.latency_us"), l.latency_us.unwrap_or(0.0))? * 1e3).round() as u64,
+                    bandwidth_bytes_per_s: positive(
+                        &format!("{key}.link.bandwidth_gbps"),
+                        l.bandwidth_gbps,
+                    )? * 1e9
+                        / 8.0,
+                    latency_ns: (non_negative(
+                        &format!("{key}.link.latency_us"),
+                        l.latency_us.unwrap_or(0.0),
+                    )? * 1e3)
+                        .round() as u64,
                 }),
                 None => None,
             };
             Ok(Topology {
-                name: safe_name(&format!("{key}.name"), name.unwrap_or_else(|| format!("split-{p}p{d}d")))?,
-                kind: TopologyKind::Split { prefill_workers: p, decode_workers: d, router: router(r), link },
+                name: safe_name(
+                    &format!("{key}.name"),
+                    name.unwrap_or_else(|| format!("split-{p}p{d}d")),
+                )?,
+                kind: TopologyKind::Split {
+                    prefill_workers: p,
+                    decode_workers: d,
+                    router: router(r),
+                    link,
+                },
                 batching: resolve_batching(&key, global, batching, cost)?,
             })
         }
@@ -354,7 +569,9 @@ fn resolve_topology(i: usize, raw: RawTopology, global: &RawBatching, cost: &Cos
 
 /// Bounded length distributions must fit the KV capacity, or requests would wait forever.
 fn check_fits(w: &Workload, t: &Topology, i: usize) -> V<()> {
-    let Source::Synthetic { classes, .. } = &w.source else { return Ok(()) };
+    let Source::Synthetic { classes, .. } = &w.source else {
+        return Ok(());
+    };
     let cap = t.batching.kv_capacity_tokens;
     for c in classes {
         if let (Some(p), Some(o)) = (c.prompt_tokens.max_tokens(), c.output_tokens.max_tokens()) {

@@ -92,7 +92,10 @@ mod tests {
     use super::*;
 
     fn lens(p: u64, o: u64) -> SeqLens {
-        SeqLens { prompt_tokens: p, output_tokens: o }
+        SeqLens {
+            prompt_tokens: p,
+            output_tokens: o,
+        }
     }
 
     #[test]
@@ -103,7 +106,10 @@ mod tests {
         d.offer(lens(10, 3), 'c');
         assert_eq!(d.admit_next().map(|x| x.1), Some('a'));
         assert_eq!(d.admit_next().map(|x| x.1), Some('b'));
-        assert!(d.admit_next().is_none(), "26 of 30 tokens reserved: c needs 13");
+        assert!(
+            d.admit_next().is_none(),
+            "26 of 30 tokens reserved: c needs 13"
+        );
         d.arrived(lens(10, 3), 'a');
         assert!(d.begin_step(|_| {}));
         assert!(d.end_step().is_empty());

@@ -38,7 +38,11 @@ pub struct DecodeSet<T> {
 
 impl<T> DecodeSet<T> {
     pub fn new(max_batch: usize) -> DecodeSet<T> {
-        DecodeSet { max_batch, running: Vec::new(), context_tokens: 0 }
+        DecodeSet {
+            max_batch,
+            running: Vec::new(),
+            context_tokens: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -68,16 +72,30 @@ impl<T> DecodeSet<T> {
     /// Adds a request that has produced `produced` tokens (1 after a prefill). The caller checks
     /// [`DecodeSet::has_room`] first.
     pub fn join(&mut self, lens: SeqLens, produced: u64, payload: T) {
-        debug_assert!(self.has_room(), "decode batch over its limit of {}", self.max_batch);
-        debug_assert!(produced < lens.output_tokens, "a finished request joined a decode batch");
-        let r = Running { lens, produced, payload };
+        debug_assert!(
+            self.has_room(),
+            "decode batch over its limit of {}",
+            self.max_batch
+        );
+        debug_assert!(
+            produced < lens.output_tokens,
+            "a finished request joined a decode batch"
+        );
+        let r = Running {
+            lens,
+            produced,
+            payload,
+        };
         self.context_tokens += r.context_tokens();
         self.running.push(r);
     }
 
     /// The step that would run now over every running request.
     pub fn shape(&self) -> DecodeShape {
-        DecodeShape { seqs: self.running.len() as u64, context_tokens: self.context_tokens }
+        DecodeShape {
+            seqs: self.running.len() as u64,
+            context_tokens: self.context_tokens,
+        }
     }
 
     /// Adds one decode slot per running request to `plan`.
@@ -85,11 +103,10 @@ impl<T> DecodeSet<T> {
     where
         T: Tracked,
     {
-        plan.decode.extend(
-            self.running
-                .iter()
-                .map(|r| DecodeSlot { request: r.payload.request_id(), context_tokens: r.context_tokens() }),
-        );
+        plan.decode.extend(self.running.iter().map(|r| DecodeSlot {
+            request: r.payload.request_id(),
+            context_tokens: r.context_tokens(),
+        }));
     }
 
     /// Records that one step ran: every running request produced one token. Returns the requests
@@ -116,7 +133,10 @@ mod tests {
     use super::*;
 
     fn lens(p: u64, o: u64) -> SeqLens {
-        SeqLens { prompt_tokens: p, output_tokens: o }
+        SeqLens {
+            prompt_tokens: p,
+            output_tokens: o,
+        }
     }
 
     #[test]
@@ -124,11 +144,26 @@ mod tests {
         let mut s = DecodeSet::new(4);
         s.join(lens(10, 2), 1, "a");
         s.join(lens(20, 4), 1, "b");
-        assert_eq!(s.shape(), DecodeShape { seqs: 2, context_tokens: 11 + 21 });
+        assert_eq!(
+            s.shape(),
+            DecodeShape {
+                seqs: 2,
+                context_tokens: 11 + 21
+            }
+        );
         let done = s.complete_step();
-        assert_eq!(done.iter().map(|r| r.payload).collect::<Vec<_>>(), vec!["a"]);
+        assert_eq!(
+            done.iter().map(|r| r.payload).collect::<Vec<_>>(),
+            vec!["a"]
+        );
         assert_eq!(done[0].produced, 2);
-        assert_eq!(s.shape(), DecodeShape { seqs: 1, context_tokens: 22 });
+        assert_eq!(
+            s.shape(),
+            DecodeShape {
+                seqs: 1,
+                context_tokens: 22
+            }
+        );
         s.complete_step();
         let done = s.complete_step();
         assert_eq!(done[0].produced, 4);

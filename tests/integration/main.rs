@@ -1,1 +1,7 @@
+//! Integration tests, one binary (links once): scenarios run end to end through the actors.
 
+mod bad_input;
+mod closed_form;
+mod common;
+mod physics;
+mod shipped;

@@ -19,9 +19,27 @@ pub struct Hardware {
 /// H100-SXM: 989 TFLOP/s bf16, 3.35 TB/s HBM3, 80 GB, NVLink 4 at 900 GB/s (450 per direction).
 /// H200: the H100's compute with 4.8 TB/s HBM3e and 141 GB.
 pub const HARDWARE: &[Hardware] = &[
-    Hardware { name: "a100-80gb", peak_flops: 312e12, mem_bandwidth: 2.039e12, mem_bytes: 80e9, interconnect_bandwidth: 300e9 },
-    Hardware { name: "h100-sxm", peak_flops: 989e12, mem_bandwidth: 3.35e12, mem_bytes: 80e9, interconnect_bandwidth: 450e9 },
-    Hardware { name: "h200", peak_flops: 989e12, mem_bandwidth: 4.8e12, mem_bytes: 141e9, interconnect_bandwidth: 450e9 },
+    Hardware {
+        name: "a100-80gb",
+        peak_flops: 312e12,
+        mem_bandwidth: 2.039e12,
+        mem_bytes: 80e9,
+        interconnect_bandwidth: 300e9,
+    },
+    Hardware {
+        name: "h100-sxm",
+        peak_flops: 989e12,
+        mem_bandwidth: 3.35e12,
+        mem_bytes: 80e9,
+        interconnect_bandwidth: 450e9,
+    },
+    Hardware {
+        name: "h200",
+        peak_flops: 989e12,
+        mem_bandwidth: 4.8e12,
+        mem_bytes: 141e9,
+        interconnect_bandwidth: 450e9,
+    },
 ];
 
 impl Hardware {

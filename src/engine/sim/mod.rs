@@ -16,7 +16,11 @@ use roofline::Roofline;
 #[derive(Debug, Clone, PartialEq)]
 pub enum CostModel {
     /// Fitted or hand-written coefficients. `source` says where they come from.
-    Linear { cost: LinearCost, kv_bytes_per_token: u64, source: String },
+    Linear {
+        cost: LinearCost,
+        kv_bytes_per_token: u64,
+        source: String,
+    },
     Roofline(Roofline),
 }
 
@@ -33,7 +37,9 @@ impl CostModel {
 
     pub fn kv_bytes_per_token(&self) -> u64 {
         match self {
-            CostModel::Linear { kv_bytes_per_token, .. } => *kv_bytes_per_token,
+            CostModel::Linear {
+                kv_bytes_per_token, ..
+            } => *kv_bytes_per_token,
             CostModel::Roofline(r) => r.model.kv_bytes_per_token(),
         }
     }
@@ -52,7 +58,12 @@ impl CostModel {
             CostModel::Linear { source, .. } => source.clone(),
             CostModel::Roofline(r) => format!(
                 "roofline {} × {} tp={} (compute eff {}, memory eff {}, overhead {} ms)",
-                r.hardware.name, r.model.name, r.tp, r.compute_efficiency, r.memory_efficiency, r.step_overhead_ms
+                r.hardware.name,
+                r.model.name,
+                r.tp,
+                r.compute_efficiency,
+                r.memory_efficiency,
+                r.step_overhead_ms
             ),
         }
     }
@@ -87,11 +98,16 @@ impl Engine for SimEngine {
     type Kv = SimKv;
 
     fn step(&mut self, plan: &StepPlan) -> Result<StepOutcome, EngineError> {
-        Ok(StepOutcome { wait_ns: self.cost.step_ns(plan) })
+        Ok(StepOutcome {
+            wait_ns: self.cost.step_ns(plan),
+        })
     }
 
     fn take_kv(&mut self, _request: u64, context_tokens: u64) -> SimKv {
-        SimKv { tokens: context_tokens, bytes: context_tokens * self.cost.kv_bytes_per_token() }
+        SimKv {
+            tokens: context_tokens,
+            bytes: context_tokens * self.cost.kv_bytes_per_token(),
+        }
     }
 
     fn put_kv(&mut self, _request: u64, _kv: SimKv) {}

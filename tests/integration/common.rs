@@ -1,0 +1,83 @@
+//! Helpers: build scenarios from text, run one topology, read the CSVs back.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use pdsim::metrics::summary::Summary;
+use pdsim::run::{run_topology, topology_dir};
+use pdsim::scenario::{self, Scenario};
+
+pub fn scenario(text: &str) -> Scenario {
+    scenario::parse(Path::new("test.toml"), text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn shipped(name: &str) -> Scenario {
+    scenario::load(&repo().join("scenarios").join(name)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One CSV row by column name.
+#[derive(Debug, Clone)]
+pub struct Row(pub HashMap<String, String>);
+
+impl Row {
+    pub fn s(&self, col: &str) -> &str {
+        self.0.get(col).unwrap_or_else(|| panic!("no column {col}"))
+    }
+    pub fn f(&self, col: &str) -> f64 {
+        self.s(col)
+            .parse()
+            .unwrap_or_else(|_| panic!("{col} = {:?} is not a number", self.s(col)))
+    }
+}
+
+pub fn read_csv(path: &Path) -> Vec<Row> {
+    let mut rd = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let headers = rd.headers().unwrap().clone();
+    rd.records()
+        .map(|r| {
+            Row(headers
+                .iter()
+                .zip(r.unwrap().iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect())
+        })
+        .collect()
+}
+
+/// The result of one topology: summary, request rows sorted by id, iteration rows.
+pub struct Ran {
+    pub summary: Summary,
+    pub requests: Vec<Row>,
+    pub iterations: Vec<Row>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn run(s: &Scenario, topology: &str) -> Ran {
+    let dir = tempfile::tempdir().unwrap();
+    let t = s
+        .topologies
+        .iter()
+        .find(|t| t.name == topology)
+        .unwrap_or_else(|| panic!("no topology {topology}"));
+    let summary = run_topology(s, t, dir.path(), false).unwrap_or_else(|e| panic!("{e}"));
+    let out = topology_dir(dir.path(), s, t);
+    let mut requests = read_csv(&out.join("requests.csv"));
+    requests.sort_by_key(|r| r.f("request_id") as u64);
+    let iterations = read_csv(&out.join("iterations.csv"));
+    Ran {
+        summary,
+        requests,
+        iterations,
+        _dir: dir,
+    }
+}
+
+/// Asserts two millisecond figures agree to within a nanosecond-scale rounding.
+#[track_caller]
+pub fn close(got: f64, want: f64) {
+    assert!((got - want).abs() < 1e-6, "got {got}, want {want}");
+}

@@ -1,0 +1,121 @@
+//! Every shipped scenario parses and runs (small), and runs are reproducible byte for byte.
+
+use std::process::Command;
+
+use pdsim::workload::StopAfter;
+
+use crate::common::{repo, run, shipped};
+
+const SHIPPED: &[&str] = &[
+    "light_light.toml",
+    "light_heavy.toml",
+    "heavy_light.toml",
+    "heavy_heavy.toml",
+    "mixed.toml",
+    "cluster_8p8d.toml",
+];
+
+#[test]
+fn every_shipped_scenario_is_listed_here_and_runs() {
+    let mut on_disk: Vec<String> = std::fs::read_dir(repo().join("scenarios"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = SHIPPED.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    assert_eq!(on_disk, listed);
+    for name in SHIPPED {
+        let mut s = shipped(name);
+        assert!(s.topologies.len() >= 2, "{name} compares topologies");
+        assert!(
+            s.topologies.iter().any(|t| t.kind_name() == "fused")
+                && s.topologies.iter().any(|t| t.kind_name() == "split")
+        );
+        s.workload.stop = StopAfter::Requests(40);
+        for t in s.topologies.clone() {
+            let r = run(&s, &t.name);
+            assert_eq!(r.summary.completed, 40, "{name}/{}", t.name);
+            assert_eq!(r.requests.len(), 40);
+        }
+    }
+}
+
+fn pdsim(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pdsim"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn same_seed_gives_byte_identical_csvs() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for d in [&a, &b] {
+        let out = pdsim(&[
+            "scenarios/heavy_light.toml",
+            "--out",
+            d.path().to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for t in ["fused", "split"] {
+        for f in ["requests.csv", "iterations.csv", "summary.csv"] {
+            let read = |d: &tempfile::TempDir| {
+                std::fs::read(d.path().join("heavy_light").join(t).join(f)).unwrap()
+            };
+            let (x, y) = (read(&a), read(&b));
+            assert!(!x.is_empty());
+            assert!(
+                x == y,
+                "{t}/{f} differs between two runs with the same seed"
+            );
+        }
+    }
+}
+
+#[test]
+fn cli_prints_a_comparison_and_json() {
+    let d = tempfile::tempdir().unwrap();
+    let out = pdsim(&["scenarios/mixed.toml", "--out", d.path().to_str().unwrap()]);
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("TPOT p90 (ms)") && table.contains("split / fused"),
+        "{table}"
+    );
+    let out = pdsim(&[
+        "scenarios/mixed.toml",
+        "--out",
+        d.path().to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tops = v["topologies"].as_array().unwrap();
+    assert_eq!(tops.len(), 2);
+    assert_eq!(tops[0]["completed"], 10);
+    assert!(tops[1]["tpot_ms"]["p90"].as_f64().unwrap() > 0.0);
+    let all = std::fs::read_to_string(d.path().join("mixed/summary.csv")).unwrap();
+    assert_eq!(all.lines().count(), 3, "header and one row per topology");
+}
+
+#[test]
+fn validate_accepts_every_shipped_scenario() {
+    let files: Vec<String> = SHIPPED.iter().map(|s| format!("scenarios/{s}")).collect();
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let out = pdsim(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
