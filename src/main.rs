@@ -33,6 +33,9 @@ struct RunArgs {
     /// Print the summaries as JSON on stdout (progress and notes go to stderr).
     #[arg(long)]
     json: bool,
+    /// Override the scenario's request count (or duration) with N requests.
+    #[arg(long, value_name = "N")]
+    requests: Option<u64>,
     /// Run only the named topology (repeatable).
     #[arg(long = "only", value_name = "TOPOLOGY")]
     only: Vec<String>,
@@ -93,7 +96,10 @@ fn validate(files: &[PathBuf]) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let path = args.scenario.expect("run needs a scenario path");
+    let Some(path) = args.scenario else {
+        eprintln!("error: no scenario given; usage: pdsim run SCENARIO.toml [--out DIR] [--json]");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
     let mut scenario = match scenario::load(&path) {
         Ok(s) => s,
         Err(e) => {
@@ -120,6 +126,13 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
         scenario.topologies.retain(|t| args.only.contains(&t.name));
+    }
+    if let Some(n) = args.requests {
+        if n == 0 {
+            eprintln!("error: --requests must be at least 1");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        scenario.workload.stop = pdsim::workload::StopAfter::Requests(n);
     }
     let out_root = args
         .out

@@ -25,6 +25,8 @@ pub struct PrefillWorker<E: Engine> {
     decoder_loads: Vec<LoadGauge>,
     router: Router,
     plan: StepPlan,
+    // Boxed: each record moves on inside a message as it is.
+    #[allow(clippy::vec_box)]
     in_flight: Vec<Box<RequestRecord>>,
     kick: Kick,
     stamp: StepStamp,

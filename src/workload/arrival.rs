@@ -81,7 +81,7 @@ impl ArrivalGaps {
             GapKind::Gamma(d) => secs_to_ns(d.sample(rng)),
             GapKind::Constant(ns) => *ns,
             GapKind::Bursts { size, every_ns } => {
-                if (self.emitted - 1) % *size as u64 == 0 {
+                if (self.emitted - 1).is_multiple_of(*size as u64) {
                     *every_ns
                 } else {
                     0

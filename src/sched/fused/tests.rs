@@ -39,7 +39,10 @@ fn limits() -> FusedLimits {
 }
 
 /// Runs one step; returns (prefill chunks as (id, offset, tokens), decode ids, finished ids).
-fn step(s: &mut FusedScheduler<R>) -> Option<(Vec<(u64, u64, u64)>, Vec<u64>, Vec<u64>)> {
+/// (prefill chunks as (id, offset, tokens), decode ids, finished ids)
+type Step = (Vec<(u64, u64, u64)>, Vec<u64>, Vec<u64>);
+
+fn step(s: &mut FusedScheduler<R>) -> Option<Step> {
     let mut plan = StepPlan::default();
     if !s.plan(
         &mut plan,
