@@ -109,14 +109,8 @@ impl<E: Engine> DecodeWorker<E> {
         self.stamp = self
             .env
             .stamp(self.state.kv().used(), self.state.waiting() as u64);
-        match self.engine.step(&self.plan) {
-            Ok(out) => {
-                ctx.run_later(self.env.clock.wait(out.wait_ns), |act, ctx| {
-                    act.end_step(ctx)
-                });
-            }
-            Err(e) => self.env.abort(e.to_string()),
-        }
+        let result = self.engine.step(&self.plan);
+        self.launch(ctx, result);
     }
 
     fn end_step(&mut self, ctx: &mut Context<Self>) {
@@ -124,11 +118,8 @@ impl<E: Engine> DecodeWorker<E> {
         // The step's row goes first: the collector closes the files on the last request.
         self.env.iteration(&self.plan, self.stamp);
         for r in self.state.end_step() {
-            let mut record = r.payload.record;
-            record.end_ns = now;
-            record.token_count = r.produced;
-            self.engine.release(record.spec.id);
-            self.env.finished(record);
+            self.engine.release(r.payload.record.spec.id);
+            self.env.finished(r.payload.record, now, r.produced);
         }
         self.busy = false;
         self.admit(ctx);
@@ -144,6 +135,14 @@ impl<E: Engine> Actor for DecodeWorker<E> {
 impl<E: Engine> Scheduling for DecodeWorker<E> {
     fn kick_state(&mut self) -> &mut Kick {
         &mut self.kick
+    }
+
+    fn env(&self) -> &WorkerEnv {
+        &self.env
+    }
+
+    fn step_done(&mut self, ctx: &mut Context<Self>) {
+        self.end_step(ctx);
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {

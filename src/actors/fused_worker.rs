@@ -61,14 +61,8 @@ impl<E: Engine> FusedWorker<E> {
         self.stamp = self
             .env
             .stamp(self.sched.kv().used(), self.sched.waiting() as u64);
-        match self.engine.step(&self.plan) {
-            Ok(out) => {
-                ctx.run_later(self.env.clock.wait(out.wait_ns), |act, ctx| {
-                    act.end_step(ctx)
-                });
-            }
-            Err(e) => self.env.abort(e.to_string()),
-        }
+        let result = self.engine.step(&self.plan);
+        self.launch(ctx, result);
     }
 
     fn end_step(&mut self, ctx: &mut Context<Self>) {
@@ -80,11 +74,8 @@ impl<E: Engine> FusedWorker<E> {
         // The step's row goes first: the collector closes the files on the last request.
         self.env.iteration(&self.plan, self.stamp);
         for r in done.finished {
-            let mut record = r.payload;
-            record.end_ns = now;
-            record.token_count = r.produced;
-            self.engine.release(record.spec.id);
-            self.env.finished(record);
+            self.engine.release(r.payload.spec.id);
+            self.env.finished(r.payload, now, r.produced);
         }
         self.busy = false;
         self.env.set_load(self.sched.load() as u64);
@@ -99,6 +90,14 @@ impl<E: Engine> Actor for FusedWorker<E> {
 impl<E: Engine> Scheduling for FusedWorker<E> {
     fn kick_state(&mut self) -> &mut Kick {
         &mut self.kick
+    }
+
+    fn env(&self) -> &WorkerEnv {
+        &self.env
+    }
+
+    fn step_done(&mut self, ctx: &mut Context<Self>) {
+        self.end_step(ctx);
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {

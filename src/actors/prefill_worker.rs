@@ -91,14 +91,8 @@ impl<E: Engine> PrefillWorker<E> {
         }
         self.stamp = self.env.stamp(self.kv.used(), self.queue.len() as u64);
         self.publish_load();
-        match self.engine.step(&self.plan) {
-            Ok(out) => {
-                ctx.run_later(self.env.clock.wait(out.wait_ns), |act, ctx| {
-                    act.finish_step(ctx)
-                });
-            }
-            Err(e) => self.env.abort(e.to_string()),
-        }
+        let result = self.engine.step(&self.plan);
+        self.launch(ctx, result);
     }
 
     fn finish_step(&mut self, ctx: &mut Context<Self>) {
@@ -109,10 +103,9 @@ impl<E: Engine> PrefillWorker<E> {
             r.prefill_end_ns = now;
             r.token_count = 1;
             if r.spec.output_tokens <= 1 {
-                r.end_ns = now;
                 self.engine.release(r.spec.id);
                 self.kv.release(r.spec.prompt_tokens);
-                self.env.finished(r);
+                self.env.finished(r, now, 1);
                 continue;
             }
             let kv = self.engine.take_kv(r.spec.id, r.spec.prompt_tokens);
@@ -140,6 +133,14 @@ impl<E: Engine> Actor for PrefillWorker<E> {
 impl<E: Engine> Scheduling for PrefillWorker<E> {
     fn kick_state(&mut self) -> &mut Kick {
         &mut self.kick
+    }
+
+    fn env(&self) -> &WorkerEnv {
+        &self.env
+    }
+
+    fn step_done(&mut self, ctx: &mut Context<Self>) {
+        self.finish_step(ctx);
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {

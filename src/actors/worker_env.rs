@@ -9,6 +9,7 @@ use super::messages::{IterationCompleted, RequestFinished, RunAborted};
 use super::metrics_collector::MetricsCollector;
 use crate::clock::RunClock;
 use crate::engine::step::StepPlan;
+use crate::engine::{EngineError, StepOutcome};
 use crate::metrics::iteration::{IterationRow, StepKind};
 use crate::metrics::record::RequestRecord;
 
@@ -42,8 +43,26 @@ impl Kick {
 pub trait Scheduling: Actor<Context = Context<Self>> {
     fn kick_state(&mut self) -> &mut Kick;
 
+    fn env(&self) -> &WorkerEnv;
+
     /// Starts the next step if the worker is idle and has work.
     fn schedule(&mut self, ctx: &mut Context<Self>);
+
+    /// Called when the step started by [`Scheduling::launch`] has finished.
+    fn step_done(&mut self, ctx: &mut Context<Self>);
+
+    /// Waits out a step the engine has run (its modeled time, in simulate mode), then calls
+    /// [`Scheduling::step_done`]; an engine failure aborts the run.
+    fn launch(&mut self, ctx: &mut Context<Self>, result: Result<StepOutcome, EngineError>) {
+        match result {
+            Ok(out) => {
+                ctx.run_later(self.env().clock.wait(out.wait_ns), |act, ctx| {
+                    act.step_done(ctx)
+                });
+            }
+            Err(e) => self.env().abort(e.to_string()),
+        }
+    }
 
     /// Schedules once the messages of this instant are in.
     fn kick(&mut self, ctx: &mut Context<Self>) {
@@ -84,7 +103,10 @@ impl WorkerEnv {
         self.load.store(v, Ordering::Relaxed);
     }
 
-    pub fn finished(&self, record: Box<RequestRecord>) {
+    /// A request made its last token at `end_ns`, `token_count` tokens in all.
+    pub fn finished(&self, mut record: Box<RequestRecord>, end_ns: u64, token_count: u64) {
+        record.end_ns = end_ns;
+        record.token_count = token_count;
         self.collector.do_send(RequestFinished { record });
     }
 
