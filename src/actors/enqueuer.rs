@@ -20,36 +20,28 @@ pub struct RequestLimits {
     pub max_total_tokens: u64,
 }
 
+/// How an Enqueuer is set up.
+pub struct EnqueuerConfig {
+    pub stream: RequestStream,
+    pub clock: RunClock,
+    /// The workers requests go to, with the load gauges the router reads.
+    pub targets: Vec<Recipient<Submit>>,
+    pub loads: Vec<LoadGauge>,
+    pub router: Router,
+    pub limits: RequestLimits,
+    pub collector: Addr<MetricsCollector>,
+}
+
 pub struct Enqueuer {
-    stream: RequestStream,
-    clock: RunClock,
-    targets: Vec<Recipient<Submit>>,
-    loads: Vec<LoadGauge>,
-    router: Router,
-    limits: RequestLimits,
-    collector: Addr<MetricsCollector>,
+    c: EnqueuerConfig,
     next: Option<RequestSpec>,
     submitted: u64,
 }
 
 impl Enqueuer {
-    pub fn new(
-        stream: RequestStream,
-        clock: RunClock,
-        targets: Vec<Recipient<Submit>>,
-        loads: Vec<LoadGauge>,
-        router: Router,
-        limits: RequestLimits,
-        collector: Addr<MetricsCollector>,
-    ) -> Enqueuer {
+    pub fn new(config: EnqueuerConfig) -> Enqueuer {
         Enqueuer {
-            stream,
-            clock,
-            targets,
-            loads,
-            router,
-            limits,
-            collector,
+            c: config,
             next: None,
             submitted: 0,
         }
@@ -57,12 +49,12 @@ impl Enqueuer {
 
     /// Submits every request due by now, then sleeps until the next one.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        let now = self.clock.now_ns();
+        let now = self.c.clock.now_ns();
         loop {
-            let spec = match self.next.take().or_else(|| self.stream.next()) {
+            let spec = match self.next.take().or_else(|| self.c.stream.next()) {
                 Some(s) => s,
                 None => {
-                    self.collector.do_send(ArrivalsEnded {
+                    self.c.collector.do_send(ArrivalsEnded {
                         total: self.submitted,
                     });
                     return;
@@ -71,24 +63,24 @@ impl Enqueuer {
             if spec.arrival_ns > now {
                 let wait = spec.arrival_ns - now;
                 self.next = Some(spec);
-                ctx.run_later(self.clock.wait(wait), |act, ctx| act.pump(ctx));
+                ctx.run_later(self.c.clock.wait(wait), |act, ctx| act.pump(ctx));
                 return;
             }
             if let Err(reason) = self.check(&spec) {
-                self.collector.do_send(RunAborted { reason });
+                self.c.collector.do_send(RunAborted { reason });
                 return;
             }
-            let loads = &self.loads;
-            let w = self.router.pick(|i| read_load(&loads[i]));
+            let loads = &self.c.loads;
+            let w = self.c.router.pick(|i| read_load(&loads[i]));
             self.submitted += 1;
-            self.targets[w].do_send(Submit {
+            self.c.targets[w].do_send(Submit {
                 record: Box::new(RequestRecord::new(spec)),
             });
         }
     }
 
     fn check(&self, s: &RequestSpec) -> Result<(), String> {
-        let l = self.limits;
+        let l = self.c.limits;
         if s.prompt_tokens > l.max_prompt_tokens
             || s.prompt_tokens + s.output_tokens > l.max_total_tokens
         {

@@ -9,7 +9,7 @@ use indicatif::ProgressBar;
 use tokio::sync::oneshot;
 
 use crate::actors::decode_worker::DecodeWorker;
-use crate::actors::enqueuer::{Enqueuer, RequestLimits};
+use crate::actors::enqueuer::{Enqueuer, EnqueuerConfig, RequestLimits};
 use crate::actors::fused_worker::FusedWorker;
 use crate::actors::messages::Submit;
 use crate::actors::metrics_collector::{MetricsCollector, RunResult};
@@ -146,15 +146,15 @@ pub async fn drive_with<E: Engine>(
         max_prompt_tokens: b.kv_capacity_tokens,
         max_total_tokens: b.kv_capacity_tokens,
     };
-    Enqueuer::new(
-        scenario.workload.stream(),
+    Enqueuer::new(EnqueuerConfig {
+        stream: scenario.workload.stream(),
         clock,
         targets,
         loads,
         router,
         limits,
         collector,
-    )
+    })
     .start();
     rx.await
         .map_err(|_| "the metrics collector stopped without a result".to_owned())?
