@@ -6,6 +6,7 @@
 //! tensors through the same calls: [`Engine::take_kv`] on the prefill worker, the handle
 //! travels inside the `KvHandoff` message, [`Engine::put_kv`] on the decode worker.
 
+pub mod candle;
 pub mod shape;
 pub mod sim;
 pub mod step;

@@ -1,0 +1,59 @@
+//! The `pdsim` command line: argument parsing and dispatch. `main.rs` only calls [`main`].
+
+mod model_cmds;
+mod run_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Bad input (a scenario, trace or argument the user can fix).
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// Prefill–decode disaggregation: run a scenario's topologies side by side.
+#[derive(Parser)]
+#[command(name = "pdsim", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: run_cmd::RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario (the same as `pdsim SCENARIO`).
+    Run(run_cmd::RunArgs),
+    /// Check scenario files without running them.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the token ids of TEXT (no special tokens added; those written in TEXT count).
+    Tokenize(model_cmds::TokenizeArgs),
+    /// Generate text from PROMPT with the real model.
+    Generate(model_cmds::GenerateArgs),
+    /// Download the default model into models/ (done on first use anyway).
+    FetchModel {
+        /// Folder for the model file.
+        #[arg(long, default_value = "models")]
+        models_dir: PathBuf,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Validate { files }) => run_cmd::validate(&files),
+        Some(Command::Run(args)) => run_cmd::run(args),
+        Some(Command::Tokenize(args)) => model_cmds::tokenize(args),
+        Some(Command::Generate(args)) => model_cmds::generate(args),
+        Some(Command::FetchModel { models_dir }) => model_cmds::fetch(&models_dir),
+        None if cli.run.scenario.is_some() => run_cmd::run(cli.run),
+        None => {
+            eprintln!("usage: pdsim SCENARIO.toml [--out DIR] [--json]   (pdsim --help for more)");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}

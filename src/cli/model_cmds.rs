@@ -1,0 +1,140 @@
+//! `pdsim tokenize`, `pdsim generate`, `pdsim fetch-model`: quick checks of the real model.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::engine::candle::fetch;
+use crate::engine::candle::generate::generate as run_generation;
+use crate::engine::candle::model::WeightFormat;
+use crate::engine::candle::sampler::Sampling;
+use crate::engine::candle::{resolve_model, Model};
+
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// GGUF model file (default: the SmolLM2-135M-Instruct Q4_1 model in models/, downloaded on
+    /// first use).
+    #[arg(long, value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// Weights in memory: `q8_0` (fast SIMD path), `f32` (reference precision), `native`.
+    #[arg(long, default_value = "q8_0")]
+    weights: String,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct TokenizeArgs {
+    text: String,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    prompt: String,
+    #[arg(long, default_value_t = 32)]
+    max_tokens: usize,
+    /// Sampling temperature; 0 (the default) is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0.9)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Keep generating past the end-of-sequence token (fixed-length runs).
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Wrap the prompt in the model's ChatML template as a user turn.
+    #[arg(long)]
+    chat: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+fn load(args: &ModelArgs) -> Result<Model, String> {
+    let format = WeightFormat::parse(&args.weights)
+        .ok_or_else(|| format!("--weights {}: expected f32, q8_0 or native", args.weights))?;
+    let path = resolve_model(args.model.as_deref(), Path::new("models")).map_err(|e| e.to_string())?;
+    Model::load(&path, format).map_err(|e| e.to_string())
+}
+
+fn fail(e: String) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::FAILURE
+}
+
+pub fn tokenize(args: TokenizeArgs) -> ExitCode {
+    let model = match load(&args.model) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    let ids = match model.encode(&args.text) {
+        Ok(ids) => ids,
+        Err(e) => return fail(e.to_string()),
+    };
+    if args.model.json {
+        let tokens: Vec<String> = ids.iter().map(|&i| model.tokenizer.id_to_token(i).unwrap_or_default()).collect();
+        println!("{}", serde_json::json!({ "text": args.text, "ids": ids, "tokens": tokens }));
+    } else {
+        println!("{}", ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
+    }
+    ExitCode::SUCCESS
+}
+
+pub fn generate(args: GenerateArgs) -> ExitCode {
+    let model = match load(&args.model) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    let text = if args.chat {
+        format!("<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", args.prompt)
+    } else {
+        args.prompt.clone()
+    };
+    let prompt = match model.encode(&text) {
+        Ok(p) if !p.is_empty() => p,
+        Ok(_) => return fail("the prompt has no tokens".into()),
+        Err(e) => return fail(e.to_string()),
+    };
+    let sampling = if args.temperature > 0.0 {
+        Sampling::TopP { temperature: args.temperature, top_p: args.top_p, seed: args.seed }
+    } else {
+        Sampling::Greedy
+    };
+    let g = match run_generation(&model, &prompt, args.max_tokens, sampling, args.ignore_eos, false) {
+        Ok(g) => g,
+        Err(e) => return fail(e.to_string()),
+    };
+    let text = model.decode(&g.ids).unwrap_or_default();
+    let prefill_tps = prompt.len() as f64 / g.prefill.as_secs_f64();
+    let decode_tps = (g.ids.len().saturating_sub(1)) as f64 / g.decode.as_secs_f64().max(1e-9);
+    if args.model.json {
+        let doc = serde_json::json!({
+            "prompt": args.prompt, "prompt_ids": prompt, "ids": g.ids, "text": text,
+            "weights": model.llama.format.name(),
+            "prefill_ms": g.prefill.as_secs_f64() * 1e3, "decode_ms": g.decode.as_secs_f64() * 1e3,
+            "prefill_tokens_per_s": prefill_tps, "decode_tokens_per_s": decode_tps,
+        });
+        println!("{doc}");
+    } else {
+        println!("{text}");
+        eprintln!(
+            "[{} prompt tokens at {prefill_tps:.0} tok/s, {} generated at {decode_tps:.1} tok/s, weights {}]",
+            prompt.len(),
+            g.ids.len(),
+            model.llama.format.name()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+pub fn fetch(models_dir: &Path) -> ExitCode {
+    match fetch::default_model(models_dir) {
+        Ok(p) => {
+            println!("{}", p.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}

@@ -1,0 +1,236 @@
+//! pdsim's llama forward pass on candle tensors, batched over requests, each with its own
+//! [`KvCache`].
+//!
+//! One call processes any mix of sequences: a prefill batch (several prompts), a decode step
+//! (one token for each of several requests at different context lengths), or both. Every matrix
+//! multiply runs once over all the step's tokens; attention runs per sequence against its own
+//! cache. Grouped-query attention multiplies each KV head with its group of query heads at once
+//! (no copies of K and V per query head).
+
+use std::path::Path;
+
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Result, Tensor};
+
+use super::config::LlamaConfig;
+use super::kv_cache::KvCache;
+use super::LoadError;
+
+/// How the matrix weights are held in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// Dequantized to f32 and multiplied in f32: the reference path.
+    F32,
+    /// Requantized to Q8_0 (8-bit, 32-element blocks), which candle multiplies with SIMD
+    /// kernels against 8-bit quantized activations. Q4_1, the default model's format, has no
+    /// SIMD kernel in candle.
+    Q8_0,
+    /// As stored in the file.
+    Native,
+}
+
+impl WeightFormat {
+    pub fn parse(s: &str) -> Option<WeightFormat> {
+        match s {
+            "f32" => Some(WeightFormat::F32),
+            "q8_0" => Some(WeightFormat::Q8_0),
+            "native" => Some(WeightFormat::Native),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightFormat::F32 => "f32",
+            WeightFormat::Q8_0 => "q8_0",
+            WeightFormat::Native => "native",
+        }
+    }
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    wq: QMatMul,
+    wk: QMatMul,
+    wv: QMatMul,
+    wo: QMatMul,
+    ffn_norm: Tensor,
+    w_gate: QMatMul,
+    w_up: QMatMul,
+    w_down: QMatMul,
+}
+
+/// A loaded llama model.
+pub struct Llama {
+    pub config: LlamaConfig,
+    pub format: WeightFormat,
+    device: Device,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: QMatMul,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+/// One sequence's part of a forward call: `tokens` go at the end of its `kv` cache.
+pub struct SeqInput<'a> {
+    pub tokens: &'a [u32],
+    pub kv: &'a mut KvCache,
+}
+
+impl Llama {
+    /// Loads a llama-family GGUF file; the metadata gives the hyper-parameters.
+    pub fn load(path: &Path, format: WeightFormat) -> std::result::Result<(Llama, gguf_file::Content), LoadError> {
+        let mut file = std::fs::File::open(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
+        let content = gguf_file::Content::read(&mut file).map_err(|e| LoadError::Gguf(e.to_string()))?;
+        let config = LlamaConfig::from_metadata(&content.metadata)?;
+        let device = Device::Cpu;
+        let mut tensor = |name: &str| -> std::result::Result<QTensor, LoadError> {
+            content.tensor(&mut file, name, &device).map_err(|e| LoadError::Gguf(format!("tensor `{name}`: {e}")))
+        };
+        let c = |e: candle_core::Error| LoadError::Gguf(e.to_string());
+        let matrix = |q: QTensor| -> std::result::Result<QMatMul, LoadError> {
+            Ok(match format {
+                WeightFormat::F32 => QMatMul::Tensor(q.dequantize(&Device::Cpu).map_err(c)?),
+                WeightFormat::Q8_0 if q.dtype() != GgmlDType::Q8_0 => {
+                    let f = q.dequantize(&Device::Cpu).map_err(c)?;
+                    QMatMul::from_qtensor(QTensor::quantize(&f, GgmlDType::Q8_0).map_err(c)?).map_err(c)?
+                }
+                _ => QMatMul::from_qtensor(q).map_err(c)?,
+            })
+        };
+        let vector = |q: QTensor| q.dequantize(&Device::Cpu).map_err(c);
+        let embed_q = tensor("token_embd.weight")?;
+        let embed = embed_q.dequantize(&device).map_err(c)?;
+        let lm_head = match tensor("output.weight") {
+            Ok(q) => matrix(q)?,
+            Err(_) => matrix(embed_q)?,
+        };
+        let mut layers = Vec::with_capacity(config.layers);
+        for i in 0..config.layers {
+            let mut t = |n: &str| tensor(&format!("blk.{i}.{n}.weight"));
+            layers.push(Layer {
+                attn_norm: vector(t("attn_norm")?)?,
+                wq: matrix(t("attn_q")?)?,
+                wk: matrix(t("attn_k")?)?,
+                wv: matrix(t("attn_v")?)?,
+                wo: matrix(t("attn_output")?)?,
+                ffn_norm: vector(t("ffn_norm")?)?,
+                w_gate: matrix(t("ffn_gate")?)?,
+                w_up: matrix(t("ffn_up")?)?,
+                w_down: matrix(t("ffn_down")?)?,
+            });
+        }
+        let norm = vector(tensor("output_norm.weight")?)?;
+        let (cos, sin) = rope_tables(&config, &device).map_err(c)?;
+        Ok((Llama { config, format, device, embed, layers, norm, lm_head, cos, sin }, content))
+    }
+
+    /// A cache for one request of up to `capacity` tokens (prompt + output).
+    pub fn new_kv(&self, capacity: usize) -> Result<KvCache> {
+        let c = &self.config;
+        KvCache::new(c.layers, c.kv_heads, c.head_dim, capacity, &self.device)
+    }
+
+    /// Runs the sequences' new tokens through the model, appending to their caches, and returns
+    /// the logits after each sequence's last token: `[sequences, vocab]`.
+    pub fn forward(&self, seqs: &mut [SeqInput<'_>]) -> Result<Tensor> {
+        let c = &self.config;
+        let mut ids = Vec::new();
+        let mut positions = Vec::new();
+        let mut spans = Vec::with_capacity(seqs.len());
+        for s in seqs.iter() {
+            if s.tokens.is_empty() {
+                candle_core::bail!("a sequence with no tokens");
+            }
+            let start = s.kv.len();
+            if start + s.tokens.len() > c.context {
+                candle_core::bail!("{} tokens exceed the model's context of {}", start + s.tokens.len(), c.context);
+            }
+            spans.push((ids.len(), s.tokens.len(), start));
+            ids.extend_from_slice(s.tokens);
+            positions.extend((start..start + s.tokens.len()).map(|p| p as u32));
+        }
+        let total = ids.len();
+        let ids = Tensor::from_vec(ids, total, &self.device)?;
+        let pos = Tensor::from_vec(positions, total, &self.device)?;
+        let cos = self.cos.index_select(&pos, 0)?;
+        let sin = self.sin.index_select(&pos, 0)?;
+        let mut x = self.embed.index_select(&ids, 0)?;
+        let eps = c.rms_eps as f32;
+        for (li, layer) in self.layers.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
+            let q = self.heads(&layer.wq.forward(&h)?, c.heads, &cos, &sin, true)?;
+            let k = self.heads(&layer.wk.forward(&h)?, c.kv_heads, &cos, &sin, true)?;
+            let v = self.heads(&layer.wv.forward(&h)?, c.kv_heads, &cos, &sin, false)?;
+            let mut outs = Vec::with_capacity(seqs.len());
+            for (s, &(offset, n, start)) in seqs.iter_mut().zip(&spans) {
+                let (keys, values) = s.kv.append(li, &k.narrow(1, offset, n)?.contiguous()?, &v.narrow(1, offset, n)?.contiguous()?)?;
+                outs.push(self.attend(&q.narrow(1, offset, n)?.contiguous()?, &keys, &values, start)?);
+            }
+            let attn = Tensor::cat(&outs, 0)?;
+            x = (x + layer.wo.forward(&attn)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
+            let gate = candle_nn::ops::silu(&layer.w_gate.forward(&h)?)?;
+            let up = layer.w_up.forward(&h)?;
+            x = (x + layer.w_down.forward(&(gate * up)?)?)?;
+        }
+        for (s, &(_, n, _)) in seqs.iter_mut().zip(&spans) {
+            s.kv.advance(n);
+        }
+        let last: Vec<u32> = spans.iter().map(|&(offset, n, _)| (offset + n - 1) as u32).collect();
+        let last = Tensor::from_vec(last, spans.len(), &self.device)?;
+        let x = candle_nn::ops::rms_norm(&x.index_select(&last, 0)?, &self.norm, eps)?;
+        self.lm_head.forward(&x)
+    }
+
+    /// `[tokens, heads·head_dim]` → `[heads, tokens, head_dim]`, rotated when `rotate`.
+    fn heads(&self, x: &Tensor, heads: usize, cos: &Tensor, sin: &Tensor, rotate: bool) -> Result<Tensor> {
+        let t = x.dim(0)?;
+        let x = x.reshape((t, heads, self.config.head_dim))?.transpose(0, 1)?.contiguous()?;
+        if rotate {
+            // GGUF llama weights are permuted for interleaved (GPT-J style) rotary pairs.
+            candle_nn::rotary_emb::rope_i(&x.unsqueeze(0)?, cos, sin)?.squeeze(0)
+        } else {
+            Ok(x)
+        }
+    }
+
+    /// Causal attention of `q` (`[heads, n, d]`, positions `start..start+n`) over the cache.
+    fn attend(&self, q: &Tensor, keys: &Tensor, values: &Tensor, start: usize) -> Result<Tensor> {
+        let c = &self.config;
+        let n = q.dim(1)?;
+        let len = keys.dim(1)?;
+        let group = c.heads / c.kv_heads;
+        // Query heads h·group..(h+1)·group share KV head h: stack them as one matrix.
+        let q = q.reshape((c.kv_heads, group * n, c.head_dim))?;
+        let scale = 1.0 / (c.head_dim as f64).sqrt();
+        let mut att = (q.matmul(&keys.t()?)? * scale)?;
+        if n > 1 {
+            let mask: Vec<f32> = (0..n)
+                .flat_map(|i| (0..len).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 }))
+                .collect();
+            let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
+            att = att.reshape((c.kv_heads, group, n, len))?.broadcast_add(&mask)?.reshape((c.kv_heads, group * n, len))?;
+        }
+        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        let out = att.matmul(values)?; // [kv_heads, group·n, d]
+        out.reshape((c.heads, n, c.head_dim))?.transpose(0, 1)?.reshape((n, c.heads * c.head_dim))
+    }
+}
+
+fn rope_tables(c: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
+    let half = c.head_dim / 2;
+    let inv: Vec<f32> = (0..half).map(|i| 1.0 / c.rope_base.powf(2.0 * i as f32 / c.head_dim as f32)).collect();
+    let inv = Tensor::from_vec(inv, (1, half), device)?;
+    let t = Tensor::arange(0u32, c.context as u32, device)?.to_dtype(DType::F32)?.reshape((c.context, 1))?;
+    let freqs = t.broadcast_mul(&inv)?;
+    Ok((freqs.cos()?, freqs.sin()?))
+}
+
+/// The logits rows as vectors.
+pub fn rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    logits.to_dtype(DType::F32)?.to_vec2::<f32>()
+}
+
