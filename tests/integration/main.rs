@@ -4,4 +4,5 @@ mod bad_input;
 mod closed_form;
 mod common;
 mod physics;
+mod reference;
 mod shipped;

@@ -1,0 +1,117 @@
+//! The real model against HuggingFace transformers references (fp32) for SmolLM2-135M-Instruct:
+//! tokenizer ids, greedy ids and top-10 logits. The model is fetched on first use.
+
+use std::sync::OnceLock;
+
+use pdsim::engine::candle::fetch::default_model;
+use pdsim::engine::candle::generate::generate;
+use pdsim::engine::candle::model::{rows, SeqInput, WeightFormat};
+use pdsim::engine::candle::sampler::{argmax, Sampling};
+use pdsim::engine::candle::Model;
+use serde_json::Value;
+
+use crate::common::repo;
+
+fn jsonl(name: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(repo().join("tests/data").join(name)).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+pub fn model(format: WeightFormat) -> &'static Model {
+    static F32: OnceLock<Model> = OnceLock::new();
+    static Q8: OnceLock<Model> = OnceLock::new();
+    let cell = match format {
+        WeightFormat::F32 => &F32,
+        WeightFormat::Q8_0 => &Q8,
+        WeightFormat::Native => panic!("not cached"),
+    };
+    cell.get_or_init(|| {
+        let path = default_model(&repo().join("models")).unwrap_or_else(|e| panic!("{e}"));
+        Model::load(&path, format).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+#[test]
+fn tokenizer_matches_the_reference_and_round_trips() {
+    let m = model(WeightFormat::Q8_0);
+    let cases = jsonl("tokenizer.jsonl");
+    assert_eq!(cases.len(), 8);
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let got = m.encode(text).unwrap();
+        assert_eq!(got, ids(&case["ids"]), "{text:?}");
+        assert_eq!(m.decode(&got).unwrap(), text, "decode round trip");
+    }
+}
+
+#[test]
+fn f32_greedy_ids_and_top10_logits_match() {
+    let m = model(WeightFormat::F32);
+    for case in jsonl("greedy.jsonl") {
+        let prompt = ids(&case["prompt_ids"]);
+        assert_eq!(m.encode(case["prompt"].as_str().unwrap()).unwrap(), prompt);
+        let want = ids(&case["greedy_ids"]);
+        let g = generate(m, &prompt, want.len(), Sampling::Greedy, true, true).unwrap();
+        assert_eq!(g.ids, want, "{}", case["prompt"]);
+        for (step, (logits, reference)) in g.logits.iter().zip(case["steps"].as_array().unwrap()).enumerate() {
+            let top = ids(&reference["top_ids"]);
+            for (id, want) in top.iter().zip(reference["top_logits"].as_array().unwrap()) {
+                let (got, want) = (logits[*id as usize], want.as_f64().unwrap() as f32);
+                assert!((got - want).abs() < 1e-2, "step {step}, token {id}: {got} vs {want}");
+            }
+            // Our own top 10 are the reference's top 10 (as a set: near-ties may swap places).
+            let mut ours: Vec<u32> = (0..logits.len() as u32).collect();
+            ours.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+            let mut ours: Vec<u32> = ours[..10].to_vec();
+            let mut theirs = top.clone();
+            ours.sort();
+            theirs.sort();
+            assert_eq!(ours, theirs, "step {step}");
+        }
+    }
+}
+
+#[test]
+fn q8_0_keeps_the_first_five_greedy_ids_and_the_top_logit() {
+    let m = model(WeightFormat::Q8_0);
+    for case in jsonl("greedy.jsonl") {
+        let prompt = ids(&case["prompt_ids"]);
+        let want = ids(&case["greedy_ids"]);
+        let g = generate(m, &prompt, 5, Sampling::Greedy, true, true).unwrap();
+        assert_eq!(g.ids, want[..5], "{}", case["prompt"]);
+        for (logits, reference) in g.logits.iter().zip(case["steps"].as_array().unwrap()) {
+            let top1 = reference["top_logits"][0].as_f64().unwrap() as f32;
+            let got = logits[argmax(logits) as usize];
+            assert!((got - top1).abs() < 0.5, "top-1 logit {got} vs {top1}");
+        }
+    }
+}
+
+/// Three prompts prefilled together and decoded together give exactly the tokens each gives
+/// alone, though their context lengths differ at every step.
+#[test]
+fn batched_prefill_and_decode_equal_batch_one() {
+    let m = model(WeightFormat::Q8_0);
+    let prompts: Vec<Vec<u32>> = jsonl("greedy.jsonl").iter().map(|c| ids(&c["prompt_ids"])).collect();
+    let steps = 12;
+    let alone: Vec<Vec<u32>> = prompts.iter().map(|p| generate(m, p, steps, Sampling::Greedy, true, false).unwrap().ids).collect();
+    let llama = &m.llama;
+    let mut caches: Vec<_> = prompts.iter().map(|p| llama.new_kv(p.len() + steps).unwrap()).collect();
+    let mut out: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
+    let mut inputs: Vec<Vec<u32>> = prompts.clone();
+    for _ in 0..steps {
+        let mut seqs: Vec<SeqInput> =
+            inputs.iter().zip(caches.iter_mut()).map(|(t, kv)| SeqInput { tokens: t, kv }).collect();
+        let logits = rows(&llama.forward(&mut seqs).unwrap()).unwrap();
+        for (i, row) in logits.iter().enumerate() {
+            let next = argmax(row);
+            out[i].push(next);
+            inputs[i] = vec![next];
+        }
+    }
+    assert_eq!(out, alone);
+}
