@@ -23,23 +23,22 @@ pub struct RunClock {
 impl RunClock {
     /// A clock for simulate mode (on a paused runtime). Call from inside the run's runtime.
     pub fn simulated() -> RunClock {
-        RunClock {
-            start: tokio::time::Instant::now(),
-            scale: SIMULATED_TIME_SCALE,
-        }
+        RunClock { start: tokio::time::Instant::now(), scale: SIMULATED_TIME_SCALE }
     }
 
     /// A wall clock for execute mode.
     pub fn wall() -> RunClock {
-        RunClock {
-            start: tokio::time::Instant::now(),
-            scale: 1,
-        }
+        RunClock { start: tokio::time::Instant::now(), scale: 1 }
     }
 
     /// Nanoseconds since the run started.
     pub fn now_ns(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_nanos() / self.scale as u128).unwrap_or(u64::MAX)
+    }
+
+    /// Whether time is virtual (simulate mode).
+    pub fn is_simulated(&self) -> bool {
+        self.scale != 1
     }
 
     /// The runtime duration to wait for `ns` nanoseconds of run time.

@@ -36,16 +36,12 @@ pub struct DecodeWorker<E: Engine> {
     busy: bool,
     kick: Kick,
     stamp: StepStamp,
+    /// Requests the running step ended with an end-of-sequence token.
+    stopped: Vec<u64>,
 }
 
 impl<E: Engine> DecodeWorker<E> {
-    pub fn new(
-        env: WorkerEnv,
-        engine: E,
-        kv_capacity_tokens: u64,
-        max_batch: usize,
-        link: LinkQueue,
-    ) -> Self {
+    pub fn new(env: WorkerEnv, engine: E, kv_capacity_tokens: u64, max_batch: usize, link: LinkQueue) -> Self {
         DecodeWorker {
             env,
             engine,
@@ -55,6 +51,7 @@ impl<E: Engine> DecodeWorker<E> {
             busy: false,
             kick: Kick::default(),
             stamp: StepStamp::default(),
+            stopped: Vec::new(),
         }
     }
 
@@ -86,9 +83,7 @@ impl<E: Engine> DecodeWorker<E> {
         if let Some(kv) = inbound.kv.take() {
             self.engine.put_kv(inbound.record.spec.id, kv);
         }
-        inbound.from.do_send(KvReleased {
-            tokens: lens.prompt_tokens,
-        });
+        inbound.from.do_send(KvReleased { tokens: lens.prompt_tokens });
         self.state.arrived(lens, inbound);
     }
 
@@ -97,19 +92,17 @@ impl<E: Engine> DecodeWorker<E> {
             return;
         }
         let now = self.env.now();
-        if !self
-            .state
-            .begin_step(|i| i.record.decode_start_ns = Some(now))
-        {
+        if !self.state.begin_step(|i| i.record.decode_start_ns = Some(now)) {
             return;
         }
         self.plan.clear();
         self.state.set.fill_plan(&mut self.plan);
         self.busy = true;
-        self.stamp = self
-            .env
-            .stamp(self.state.kv().used(), self.state.waiting() as u64);
-        let result = self.engine.step(&self.plan);
+        self.stamp = self.env.stamp(self.state.kv().used(), self.state.waiting() as u64);
+        let result = self.engine.step(&self.plan).map(|out| {
+            self.stopped = out.stopped;
+            out.wait_ns
+        });
         self.launch(ctx, result);
     }
 
@@ -117,9 +110,9 @@ impl<E: Engine> DecodeWorker<E> {
         let now = self.env.now();
         // The step's row goes first: the collector closes the files on the last request.
         self.env.iteration(&self.plan, self.stamp);
-        for r in self.state.end_step() {
-            self.engine.release(r.payload.record.spec.id);
-            self.env.finished(r.payload.record, now, r.produced);
+        for r in self.state.end_step(&std::mem::take(&mut self.stopped)) {
+            let text = self.engine.finish(r.payload.record.spec.id);
+            self.env.finished(r.payload.record, now, r.produced, text);
         }
         self.busy = false;
         self.admit(ctx);
@@ -154,18 +147,9 @@ impl<E: Engine> Handler<KvHandoff<E>> for DecodeWorker<E> {
     type Result = ();
 
     fn handle(&mut self, msg: KvHandoff<E>, ctx: &mut Context<Self>) {
-        let lens = SeqLens {
-            prompt_tokens: msg.record.spec.prompt_tokens,
-            output_tokens: msg.record.spec.output_tokens,
-        };
-        self.state.offer(
-            lens,
-            Inbound {
-                record: msg.record,
-                kv: Some(msg.kv),
-                from: msg.from,
-            },
-        );
+        let lens =
+            SeqLens { prompt_tokens: msg.record.spec.prompt_tokens, output_tokens: msg.record.spec.output_tokens };
+        self.state.offer(lens, Inbound { record: msg.record, kv: Some(msg.kv), from: msg.from });
         self.admit(ctx);
         self.publish_load();
         self.kick(ctx);

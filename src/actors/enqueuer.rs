@@ -40,11 +40,7 @@ pub struct Enqueuer {
 
 impl Enqueuer {
     pub fn new(config: EnqueuerConfig) -> Enqueuer {
-        Enqueuer {
-            c: config,
-            next: None,
-            submitted: 0,
-        }
+        Enqueuer { c: config, next: None, submitted: 0 }
     }
 
     /// Submits every request due by now, then sleeps until the next one.
@@ -54,9 +50,7 @@ impl Enqueuer {
             let spec = match self.next.take().or_else(|| self.c.stream.next()) {
                 Some(s) => s,
                 None => {
-                    self.c.collector.do_send(ArrivalsEnded {
-                        total: self.submitted,
-                    });
+                    self.c.collector.do_send(ArrivalsEnded { total: self.submitted });
                     return;
                 }
             };
@@ -73,17 +67,13 @@ impl Enqueuer {
             let loads = &self.c.loads;
             let w = self.c.router.pick(|i| read_load(&loads[i]));
             self.submitted += 1;
-            self.c.targets[w].do_send(Submit {
-                record: Box::new(RequestRecord::new(spec)),
-            });
+            self.c.targets[w].do_send(Submit { record: Box::new(RequestRecord::new(spec)) });
         }
     }
 
     fn check(&self, s: &RequestSpec) -> Result<(), String> {
         let l = self.c.limits;
-        if s.prompt_tokens > l.max_prompt_tokens
-            || s.prompt_tokens + s.output_tokens > l.max_total_tokens
-        {
+        if s.prompt_tokens > l.max_prompt_tokens || s.prompt_tokens + s.output_tokens > l.max_total_tokens {
             return Err(format!(
                 "request {} ({} prompt + {} output tokens) can never fit a worker's KV capacity \
                  ({} prompt tokens on prefill, {} tokens in all on decode); raise \

@@ -37,6 +37,8 @@ pub struct KvReleased {
 #[rtype(result = "()")]
 pub struct RequestFinished {
     pub record: Box<RequestRecord>,
+    /// Generated text (execute mode).
+    pub text: Option<String>,
 }
 
 /// Worker → MetricsCollector: one iteration ran.

@@ -42,10 +42,7 @@ impl MetricsCollector {
     ) -> std::io::Result<MetricsCollector> {
         Ok(MetricsCollector {
             requests: Some(CsvFile::create(&dir.join("requests.csv"), REQUESTS_HEADER)?),
-            iterations: Some(CsvFile::create(
-                &dir.join("iterations.csv"),
-                ITERATIONS_HEADER,
-            )?),
+            iterations: Some(CsvFile::create(&dir.join("iterations.csv"), ITERATIONS_HEADER)?),
             dir,
             acc: Some(Accumulator::new(slo)),
             class_names,
@@ -60,10 +57,7 @@ impl MetricsCollector {
 
     fn note_io(&mut self, r: std::io::Result<()>) {
         if let (Err(e), None) = (r, &self.error) {
-            self.error = Some(format!(
-                "cannot write results in {}: {e}",
-                self.dir.display()
-            ));
+            self.error = Some(format!("cannot write results in {}: {e}", self.dir.display()));
         }
     }
 
@@ -81,23 +75,10 @@ impl MetricsCollector {
             return Err(e);
         }
         let io = |e: std::io::Error| e.to_string();
-        self.requests
-            .take()
-            .expect("finished once")
-            .finish()
-            .map_err(io)?;
-        self.iterations
-            .take()
-            .expect("finished once")
-            .finish()
-            .map_err(io)?;
-        let summary = self
-            .acc
-            .take()
-            .expect("finished once")
-            .finish(self.info.clone());
-        let mut f =
-            CsvFile::create(&self.dir.join("summary.csv"), &Summary::csv_header()).map_err(io)?;
+        self.requests.take().expect("finished once").finish().map_err(io)?;
+        self.iterations.take().expect("finished once").finish().map_err(io)?;
+        let summary = self.acc.take().expect("finished once").finish(self.info.clone());
+        let mut f = CsvFile::create(&self.dir.join("summary.csv"), &Summary::csv_header()).map_err(io)?;
         f.line(&summary.csv_row()).map_err(io)?;
         f.finish().map_err(io)?;
         Ok(summary)
@@ -120,10 +101,7 @@ impl Handler<RequestFinished> for MetricsCollector {
 
     fn handle(&mut self, msg: RequestFinished, ctx: &mut Context<Self>) {
         let r = &msg.record;
-        let class = self
-            .class_names
-            .get(r.spec.class as usize)
-            .map_or("", String::as_str);
+        let class = self.class_names.get(r.spec.class as usize).map_or("", String::as_str);
         let row = request_row(r, class, &self.slo);
         if let Some(f) = self.requests.as_mut() {
             let res = f.line(&row);

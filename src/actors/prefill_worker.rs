@@ -30,6 +30,8 @@ pub struct PrefillWorker<E: Engine> {
     in_flight: Vec<Box<RequestRecord>>,
     kick: Kick,
     stamp: StepStamp,
+    /// Requests whose first token was end-of-sequence in the running step.
+    stopped: Vec<u64>,
 }
 
 /// How a prefill worker is set up.
@@ -58,6 +60,7 @@ impl<E: Engine> PrefillWorker<E> {
             in_flight: Vec::new(),
             kick: Kick::default(),
             stamp: StepStamp::default(),
+            stopped: Vec::new(),
         }
     }
 
@@ -71,27 +74,26 @@ impl<E: Engine> PrefillWorker<E> {
         if !self.in_flight.is_empty() || self.queue.is_empty() {
             return;
         }
-        let batch = self
-            .queue
-            .next_batch(self.limits, &mut self.kv, |r| r.spec.prompt_tokens);
+        let batch = self.queue.next_batch(self.limits, &mut self.kv, |r| r.spec.prompt_tokens);
         if batch.is_empty() {
             return;
         }
         let now = self.env.now();
         self.plan.clear();
+        let mut result = Ok(());
         for mut r in batch {
             r.prefill_start_ns = now;
             r.prefill_worker = self.env.index;
-            self.plan.prefill.push(PromptChunk {
-                request: r.spec.id,
-                offset: 0,
-                tokens: r.spec.prompt_tokens,
-            });
+            result = result.and_then(|()| self.engine.admit(&r.spec));
+            self.plan.prefill.push(PromptChunk { request: r.spec.id, offset: 0, tokens: r.spec.prompt_tokens });
             self.in_flight.push(r);
         }
         self.stamp = self.env.stamp(self.kv.used(), self.queue.len() as u64);
         self.publish_load();
-        let result = self.engine.step(&self.plan);
+        let result = result.and_then(|()| self.engine.step(&self.plan)).map(|out| {
+            self.stopped = out.stopped;
+            out.wait_ns
+        });
         self.launch(ctx, result);
     }
 
@@ -102,10 +104,10 @@ impl<E: Engine> PrefillWorker<E> {
         for mut r in std::mem::take(&mut self.in_flight) {
             r.prefill_end_ns = now;
             r.token_count = 1;
-            if r.spec.output_tokens <= 1 {
-                self.engine.release(r.spec.id);
+            if r.spec.output_tokens <= 1 || self.stopped.contains(&r.spec.id) {
+                let text = self.engine.finish(r.spec.id);
                 self.kv.release(r.spec.prompt_tokens);
-                self.env.finished(r, now, 1);
+                self.env.finished(r, now, 1, text);
                 continue;
             }
             let kv = self.engine.take_kv(r.spec.id, r.spec.prompt_tokens);
@@ -114,13 +116,10 @@ impl<E: Engine> PrefillWorker<E> {
             r.decode_worker = Some(d as u32);
             // Count the offer at once so least-loaded routing sees it before the message lands.
             self.decoder_loads[d].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.decoders[d].do_send(KvHandoff::<E> {
-                record: r,
-                kv,
-                from: ctx.address(),
-            });
+            self.decoders[d].do_send(KvHandoff::<E> { record: r, kv, from: ctx.address() });
         }
         self.plan.clear();
+        self.stopped.clear();
         self.publish_load();
         self.try_start(ctx);
     }

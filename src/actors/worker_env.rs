@@ -9,7 +9,7 @@ use super::messages::{IterationCompleted, RequestFinished, RunAborted};
 use super::metrics_collector::MetricsCollector;
 use crate::clock::RunClock;
 use crate::engine::step::StepPlan;
-use crate::engine::{EngineError, StepOutcome};
+use crate::engine::EngineError;
 use crate::metrics::iteration::{IterationRow, StepKind};
 use crate::metrics::record::RequestRecord;
 
@@ -53,24 +53,35 @@ pub trait Scheduling: Actor<Context = Context<Self>> {
 
     /// Waits out a step the engine has run (its modeled time, in simulate mode), then calls
     /// [`Scheduling::step_done`]; an engine failure aborts the run.
-    fn launch(&mut self, ctx: &mut Context<Self>, result: Result<StepOutcome, EngineError>) {
+    /// `result` is the engine's wait in nanoseconds.
+    fn launch(&mut self, ctx: &mut Context<Self>, result: Result<u64, EngineError>) {
         match result {
-            Ok(out) => {
-                ctx.run_later(self.env().clock.wait(out.wait_ns), |act, ctx| {
-                    act.step_done(ctx)
-                });
+            Ok(0) if !self.env().clock.is_simulated() => {
+                // The engine already computed; finish on the next turn of the context.
+                ctx.spawn(actix::fut::ready(()).map(|(), act: &mut Self, ctx| act.step_done(ctx)));
+            }
+            Ok(wait_ns) => {
+                ctx.run_later(self.env().clock.wait(wait_ns), |act, ctx| act.step_done(ctx));
             }
             Err(e) => self.env().abort(e.to_string()),
         }
     }
 
-    /// Schedules once the messages of this instant are in.
+    /// Schedules once the messages of this instant are in. On the virtual clock that is a
+    /// zero-length timer (it fires after everything due at this instant); on the wall clock a
+    /// timer would round up to tokio's next millisecond tick, so the call is queued on the
+    /// actor's context instead.
     fn kick(&mut self, ctx: &mut Context<Self>) {
         if self.kick_state().arm() {
-            ctx.run_later(std::time::Duration::ZERO, |act, ctx| {
+            let fire = |act: &mut Self, ctx: &mut Context<Self>| {
                 act.kick_state().fired();
                 act.schedule(ctx);
-            });
+            };
+            if self.env().clock.is_simulated() {
+                ctx.run_later(std::time::Duration::ZERO, fire);
+            } else {
+                ctx.spawn(actix::fut::ready(()).map(move |(), act, ctx| fire(act, ctx)));
+            }
         }
     }
 }
@@ -103,11 +114,12 @@ impl WorkerEnv {
         self.load.store(v, Ordering::Relaxed);
     }
 
-    /// A request made its last token at `end_ns`, `token_count` tokens in all.
-    pub fn finished(&self, mut record: Box<RequestRecord>, end_ns: u64, token_count: u64) {
+    /// A request made its last token at `end_ns`, `token_count` tokens in all; `text` is what
+    /// it generated, when the engine makes text.
+    pub fn finished(&self, mut record: Box<RequestRecord>, end_ns: u64, token_count: u64, text: Option<String>) {
         record.end_ns = end_ns;
         record.token_count = token_count;
-        self.collector.do_send(RequestFinished { record });
+        self.collector.do_send(RequestFinished { record, text });
     }
 
     pub fn abort(&self, reason: String) {

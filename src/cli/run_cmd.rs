@@ -38,11 +38,7 @@ pub fn validate(files: &[PathBuf]) -> ExitCode {
                 "{}: ok ({} topologies: {})",
                 f.display(),
                 s.topologies.len(),
-                s.topologies
-                    .iter()
-                    .map(|t| t.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                s.topologies.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
             ),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -70,21 +66,9 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
     };
     if !args.only.is_empty() {
-        if let Some(bad) = args
-            .only
-            .iter()
-            .find(|n| !scenario.topologies.iter().any(|t| &t.name == *n))
-        {
-            let known: Vec<&str> = scenario
-                .topologies
-                .iter()
-                .map(|t| t.name.as_str())
-                .collect();
-            eprintln!(
-                "error: --only {bad}: no such topology in {}; it has {}",
-                path.display(),
-                known.join(", ")
-            );
+        if let Some(bad) = args.only.iter().find(|n| !scenario.topologies.iter().any(|t| &t.name == *n)) {
+            let known: Vec<&str> = scenario.topologies.iter().map(|t| t.name.as_str()).collect();
+            eprintln!("error: --only {bad}: no such topology in {}; it has {}", path.display(), known.join(", "));
             return ExitCode::from(EXIT_BAD_INPUT);
         }
         scenario.topologies.retain(|t| args.only.contains(&t.name));
@@ -96,10 +80,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
         scenario.workload.stop = crate::workload::StopAfter::Requests(n);
     }
-    let out_root = args
-        .out
-        .clone()
-        .unwrap_or_else(|| scenario.output_dir.clone());
+    let out_root = args.out.clone().unwrap_or_else(|| scenario.output_dir.clone());
     match run_all(&scenario, &out_root, args.json) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -111,10 +92,7 @@ pub fn run(args: RunArgs) -> ExitCode {
 
 fn run_all(scenario: &Scenario, out_root: &std::path::Path, json: bool) -> Result<(), Box<dyn std::error::Error>> {
     let progress = std::io::stderr().is_terminal();
-    let requests = scenario
-        .workload
-        .expected_requests()
-        .map_or("a duration of".to_owned(), |n| n.to_string());
+    let requests = scenario.workload.expected_requests().map_or("a duration of".to_owned(), |n| n.to_string());
     eprintln!(
         "pdsim: scenario `{}` (simulate mode), {requests} requests, seed {}, cost model: {}",
         scenario.name,

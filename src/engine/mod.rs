@@ -11,6 +11,7 @@ pub mod shape;
 pub mod sim;
 pub mod step;
 
+use crate::workload::RequestSpec;
 use step::StepPlan;
 
 /// Why an engine step failed.
@@ -21,11 +22,14 @@ pub enum EngineError {
 }
 
 /// What a step returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StepOutcome {
     /// Time the worker must still wait before the step's results exist, in nanoseconds: the
     /// modeled duration for a simulated engine, zero for an engine that already computed.
     pub wait_ns: u64,
+    /// Requests whose token this step was the end-of-sequence token: they finish now, before
+    /// their requested output length.
+    pub stopped: Vec<u64>,
 }
 
 /// A per-request KV cache as it travels between workers.
@@ -38,6 +42,9 @@ pub trait KvHandle: Send + Unpin + 'static {
 pub trait Engine: Unpin + 'static {
     type Kv: KvHandle;
 
+    /// A request is about to start its prefill on this worker.
+    fn admit(&mut self, spec: &RequestSpec) -> Result<(), EngineError>;
+
     /// Runs one iteration over the plan.
     fn step(&mut self, plan: &StepPlan) -> Result<StepOutcome, EngineError>;
 
@@ -47,6 +54,7 @@ pub trait Engine: Unpin + 'static {
     /// Installs a KV cache received from another worker.
     fn put_kv(&mut self, request: u64, kv: Self::Kv);
 
-    /// Frees whatever the engine holds for a finished request.
-    fn release(&mut self, request: u64);
+    /// Frees what the engine holds for a finished request; returns its generated text when the
+    /// engine makes text.
+    fn finish(&mut self, request: u64) -> Option<String>;
 }

@@ -118,8 +118,7 @@ impl ModelShape {
     /// Parameters in the matrices each token passes through: attention, feed-forward and the
     /// output projection (the input embedding is a lookup, no FLOPs).
     pub fn matmul_params(&self) -> u64 {
-        let attn = self.hidden * self.heads * self.head_dim * 2
-            + self.hidden * self.kv_heads * self.head_dim * 2;
+        let attn = self.hidden * self.heads * self.head_dim * 2 + self.hidden * self.kv_heads * self.head_dim * 2;
         let ffn = self.hidden * self.ffn * self.ffn_matrices;
         self.layers * (attn + ffn) + self.vocab * self.hidden
     }
@@ -145,10 +144,7 @@ mod tests {
             let m = ModelShape::by_name(name).unwrap();
             // matmul_params counts the output head but not the input embedding.
             let total = (m.matmul_params() + m.vocab * m.hidden) as f64 / 1e9;
-            assert!(
-                (total - billions).abs() / billions < 0.02,
-                "{name}: {total} B params"
-            );
+            assert!((total - billions).abs() / billions < 0.02, "{name}: {total} B params");
         };
         within("llama-2-7b", 6.74);
         within("llama-2-13b", 13.0);
@@ -159,18 +155,8 @@ mod tests {
     #[test]
     fn kv_bytes_per_token_follow_the_formula() {
         // Llama-2-7B fp16: 2 × 32 × 32 × 128 × 2 = 512 KiB per token.
-        assert_eq!(
-            ModelShape::by_name("llama-2-7b")
-                .unwrap()
-                .kv_bytes_per_token(),
-            524_288
-        );
+        assert_eq!(ModelShape::by_name("llama-2-7b").unwrap().kv_bytes_per_token(), 524_288);
         // Llama-3-70B uses grouped-query attention (8 KV heads): 320 KiB per token.
-        assert_eq!(
-            ModelShape::by_name("llama-3-70b")
-                .unwrap()
-                .kv_bytes_per_token(),
-            327_680
-        );
+        assert_eq!(ModelShape::by_name("llama-3-70b").unwrap().kv_bytes_per_token(), 327_680);
     }
 }

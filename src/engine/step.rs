@@ -80,27 +80,10 @@ mod tests {
     fn shape_sums_chunks_and_slots() {
         let plan = StepPlan {
             prefill: vec![
-                PromptChunk {
-                    request: 0,
-                    offset: 0,
-                    tokens: 4,
-                },
-                PromptChunk {
-                    request: 1,
-                    offset: 4,
-                    tokens: 2,
-                },
+                PromptChunk { request: 0, offset: 0, tokens: 4 },
+                PromptChunk { request: 1, offset: 4, tokens: 2 },
             ],
-            decode: vec![
-                DecodeSlot {
-                    request: 2,
-                    context_tokens: 10,
-                },
-                DecodeSlot {
-                    request: 3,
-                    context_tokens: 5,
-                },
-            ],
+            decode: vec![DecodeSlot { request: 2, context_tokens: 10 }, DecodeSlot { request: 3, context_tokens: 5 }],
         };
         let s = plan.shape();
         assert_eq!(s.prefill_tokens, 6);

@@ -62,8 +62,7 @@ impl RequestRecord {
 
     /// TPOT = (end_time − first_token_time) / (token_count − 1); `None` for one-token outputs.
     pub fn tpot_ns(&self) -> Option<f64> {
-        (self.token_count > 1)
-            .then(|| (self.end_ns - self.first_token_ns()) as f64 / (self.token_count - 1) as f64)
+        (self.token_count > 1).then(|| (self.end_ns - self.first_token_ns()) as f64 / (self.token_count - 1) as f64)
     }
 
     /// E2E = end_time − enqueue_time.
@@ -78,8 +77,7 @@ impl RequestRecord {
     /// Per-request decode rate: (token_count − 1) / (end_time − first_token_time), tokens/s.
     pub fn decode_tokens_per_s(&self) -> Option<f64> {
         let span = self.end_ns - self.first_token_ns();
-        (self.token_count > 1 && span > 0)
-            .then(|| (self.token_count - 1) as f64 * 1e9 / span as f64)
+        (self.token_count > 1 && span > 0).then(|| (self.token_count - 1) as f64 * 1e9 / span as f64)
     }
 }
 
@@ -89,13 +87,7 @@ mod tests {
 
     #[test]
     fn derived_metrics_follow_the_definitions() {
-        let spec = RequestSpec {
-            id: 0,
-            arrival_ns: 1_000,
-            class: 0,
-            prompt_tokens: 8,
-            output_tokens: 5,
-        };
+        let spec = RequestSpec { id: 0, arrival_ns: 1_000, class: 0, prompt_tokens: 8, output_tokens: 5 };
         let mut r = RequestRecord::new(spec);
         r.prefill_start_ns = 1_500;
         r.prefill_end_ns = 3_000;

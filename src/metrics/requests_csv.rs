@@ -4,7 +4,8 @@ use super::format::{csv_field, f3, ms, ms_f, opt, secs};
 use super::record::RequestRecord;
 use super::summary::Slo;
 
-pub const REQUESTS_HEADER: &str = "request_id,class,prompt_tokens,output_tokens,token_count,prefill_worker,decode_worker,\
+pub const REQUESTS_HEADER: &str =
+    "request_id,class,prompt_tokens,output_tokens,token_count,prefill_worker,decode_worker,\
 enqueue_s,prefill_start_s,prefill_end_s,first_token_s,kv_transfer_start_s,kv_transfer_end_s,decode_start_s,end_s,\
 queue_ms,ttft_ms,tpot_ms,e2e_ms,kv_transfer_ms,kv_bytes,decode_tokens_per_s,ttft_slo_met,tpot_slo_met,slo_met";
 
@@ -47,31 +48,16 @@ mod tests {
 
     #[test]
     fn row_has_one_field_per_column() {
-        let spec = RequestSpec {
-            id: 3,
-            arrival_ns: 0,
-            class: 0,
-            prompt_tokens: 4,
-            output_tokens: 2,
-        };
+        let spec = RequestSpec { id: 3, arrival_ns: 0, class: 0, prompt_tokens: 4, output_tokens: 2 };
         let mut r = RequestRecord::new(spec);
         r.prefill_end_ns = 10;
         r.end_ns = 20;
         r.token_count = 2;
-        let slo = Slo {
-            ttft_ms: 1.0,
-            tpot_ms: 1.0,
-            attainment: 0.9,
-        };
+        let slo = Slo { ttft_ms: 1.0, tpot_ms: 1.0, attainment: 0.9 };
         let row = request_row(&r, "a,b", &slo);
         // The quoted class holds a comma; count fields outside quotes.
-        let fields = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(row.as_bytes())
-            .records()
-            .next()
-            .unwrap()
-            .unwrap();
+        let fields =
+            csv::ReaderBuilder::new().has_headers(false).from_reader(row.as_bytes()).records().next().unwrap().unwrap();
         assert_eq!(fields.len(), REQUESTS_HEADER.split(',').count());
         assert_eq!(&fields[1], "a,b");
     }

@@ -18,11 +18,7 @@ impl CsvFile {
         let tmp = path.with_file_name(name);
         let mut w = BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
         writeln!(w, "{header}")?;
-        Ok(CsvFile {
-            tmp,
-            path: path.to_owned(),
-            w,
-        })
+        Ok(CsvFile { tmp, path: path.to_owned(), w })
     }
 
     pub fn line(&mut self, row: &str) -> std::io::Result<()> {

@@ -94,9 +94,7 @@ impl Accumulator {
     }
 
     pub fn finish(mut self, topology: TopologyInfo) -> Summary {
-        let makespan_ns = self
-            .last_end_ns
-            .saturating_sub(self.first_arrival_ns.min(self.last_end_ns));
+        let makespan_ns = self.last_end_ns.saturating_sub(self.first_arrival_ns.min(self.last_end_ns));
         let per_s = |x: u64| {
             if makespan_ns == 0 {
                 0.0
@@ -224,13 +222,7 @@ impl Summary {
             f3(self.output_tokens_per_s),
             f3(self.decode_tokens_per_s),
         ];
-        for s in [
-            self.ttft_ms,
-            self.tpot_ms,
-            self.e2e_ms,
-            self.queue_ms,
-            self.kv_transfer_ms,
-        ] {
+        for s in [self.ttft_ms, self.tpot_ms, self.e2e_ms, self.queue_ms, self.kv_transfer_ms] {
             match s {
                 Some(s) => f.extend([s.p50, s.p90, s.p99, s.mean].map(|x| format!("{x:.6}"))),
                 None => f.extend(std::iter::repeat_n(String::new(), 4)),
@@ -257,13 +249,7 @@ mod tests {
     use crate::workload::RequestSpec;
 
     fn rec(id: u64, arrival: u64, end_prefill: u64, end: u64, tokens: u64) -> RequestRecord {
-        let spec = RequestSpec {
-            id,
-            arrival_ns: arrival,
-            class: 0,
-            prompt_tokens: 4,
-            output_tokens: tokens,
-        };
+        let spec = RequestSpec { id, arrival_ns: arrival, class: 0, prompt_tokens: 4, output_tokens: tokens };
         let mut r = RequestRecord::new(spec);
         r.prefill_start_ns = arrival;
         r.prefill_end_ns = end_prefill;
@@ -274,11 +260,7 @@ mod tests {
 
     #[test]
     fn attainment_and_throughput() {
-        let slo = Slo {
-            ttft_ms: 1.0,
-            tpot_ms: 1.0,
-            attainment: 0.5,
-        };
+        let slo = Slo { ttft_ms: 1.0, tpot_ms: 1.0, attainment: 0.5 };
         let mut a = Accumulator::new(slo);
         a.add(&rec(0, 0, 500_000, 2_500_000, 3)); // ttft 0.5 ms, tpot 1 ms: meets both
         a.add(&rec(1, 0, 2_000_000, 2_000_000, 1)); // ttft 2 ms: misses; no tpot: meets
@@ -294,19 +276,9 @@ mod tests {
         assert_eq!(s.makespan_ns, 2_500_000);
         assert!((s.throughput_req_per_s - 800.0).abs() < 1e-9);
         assert!((s.decode_tokens_per_s - 800.0).abs() < 1e-9);
-        assert_eq!(
-            (
-                s.slo_ttft_attainment,
-                s.slo_tpot_attainment,
-                s.slo_attainment
-            ),
-            (0.5, 1.0, 0.5)
-        );
+        assert_eq!((s.slo_ttft_attainment, s.slo_tpot_attainment, s.slo_attainment), (0.5, 1.0, 0.5));
         assert!(s.slo_passed);
         assert_eq!(s.tpot_ms.unwrap().p50, 1.0);
-        assert_eq!(
-            Summary::csv_header().split(',').count(),
-            s.csv_row().split(',').count()
-        );
+        assert_eq!(Summary::csv_header().split(',').count(), s.csv_row().split(',').count());
     }
 }

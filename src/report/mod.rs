@@ -30,12 +30,7 @@ pub fn comparison_table(summaries: &[Summary]) -> String {
     ];
     let mut header = vec!["metric".to_owned()];
     header.extend(summaries.iter().map(|s| s.topology.topology.clone()));
-    header.extend(
-        summaries
-            .iter()
-            .skip(1)
-            .map(|s| format!("{} / {}", s.topology.topology, base.topology.topology)),
-    );
+    header.extend(summaries.iter().skip(1).map(|s| format!("{} / {}", s.topology.topology, base.topology.topology)));
     let mut table = vec![header];
     let mut layout = vec!["layout".to_owned()];
     layout.extend(summaries.iter().map(|s| s.topology.layout.clone()));
@@ -50,13 +45,7 @@ pub fn comparison_table(summaries: &[Summary]) -> String {
         }));
         table.push(row);
     }
-    let passed = |s: &Summary| {
-        format!(
-            "{} (target {})",
-            if s.slo_passed { "pass" } else { "FAIL" },
-            s.slo.attainment
-        )
-    };
+    let passed = |s: &Summary| format!("{} (target {})", if s.slo_passed { "pass" } else { "FAIL" }, s.slo.attainment);
     let mut verdict = vec!["SLO verdict".to_owned()];
     verdict.extend(summaries.iter().map(passed));
     verdict.extend(summaries.iter().skip(1).map(|_| String::new()));
@@ -76,27 +65,14 @@ fn number(x: f64) -> String {
 
 fn render(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
+    let widths: Vec<usize> =
+        (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for (i, r) in rows.iter().enumerate() {
         let cells: Vec<String> = r
             .iter()
             .enumerate()
-            .map(|(c, s)| {
-                if c == 0 {
-                    format!("{s:<w$}", w = widths[c])
-                } else {
-                    format!("{s:>w$}", w = widths[c])
-                }
-            })
+            .map(|(c, s)| if c == 0 { format!("{s:<w$}", w = widths[c]) } else { format!("{s:>w$}", w = widths[c]) })
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');

@@ -26,12 +26,7 @@ use crate::sched::prefill_queue::PrefillLimits;
 use crate::sched::router::Router;
 
 /// Runs the topology to completion inside the current actix system.
-pub async fn drive(
-    scenario: &Scenario,
-    topology: &Topology,
-    dir: PathBuf,
-    bar: ProgressBar,
-) -> RunResult {
+pub async fn drive(scenario: &Scenario, topology: &Topology, dir: PathBuf, bar: ProgressBar) -> RunResult {
     let engine = SimEngine::new(scenario.cost.clone());
     drive_with(scenario, topology, dir, bar, move || engine.clone()).await
 }
@@ -53,38 +48,18 @@ pub async fn drive_with<E: Engine>(
         layout: topology.layout(),
         workers: topology.workers(),
     };
-    let collector = MetricsCollector::new(
-        dir,
-        info,
-        scenario.workload.class_names.clone(),
-        scenario.slo,
-        bar,
-        tx,
-    )
-    .map_err(|e| format!("cannot create result files: {e}"))?
-    .start();
+    let collector = MetricsCollector::new(dir, info, scenario.workload.class_names.clone(), scenario.slo, bar, tx)
+        .map_err(|e| format!("cannot create result files: {e}"))?
+        .start();
     let env = |name: String, index: u32| -> (WorkerEnv, LoadGauge) {
         let load: LoadGauge = Arc::new(AtomicU64::new(0));
-        (
-            WorkerEnv {
-                name,
-                index,
-                clock,
-                collector: collector.clone(),
-                load: load.clone(),
-            },
-            load,
-        )
+        (WorkerEnv { name, index, clock, collector: collector.clone(), load: load.clone() }, load)
     };
     let b = topology.batching;
     let mut targets: Vec<Recipient<Submit>> = Vec::new();
     let mut loads = Vec::new();
     let router = match &topology.kind {
-        TopologyKind::Fused {
-            workers,
-            policy,
-            router,
-        } => {
+        TopologyKind::Fused { workers, policy, router } => {
             let limits = FusedLimits {
                 prefill_token_budget: b.prefill_token_budget,
                 max_batch: b.max_decode_batch as usize,
@@ -92,21 +67,12 @@ pub async fn drive_with<E: Engine>(
             };
             for i in 0..*workers {
                 let (env, load) = env(format!("fused-{i}"), i);
-                targets.push(
-                    FusedWorker::new(env, make_engine(), *policy, limits)
-                        .start()
-                        .recipient(),
-                );
+                targets.push(FusedWorker::new(env, make_engine(), *policy, limits).start().recipient());
                 loads.push(load);
             }
             Router::new(*router, *workers as usize)
         }
-        TopologyKind::Split {
-            prefill_workers,
-            decode_workers,
-            router,
-            link,
-        } => {
+        TopologyKind::Split { prefill_workers, decode_workers, router, link } => {
             let mut decoders = Vec::new();
             let mut decoder_loads = Vec::new();
             for j in 0..*decode_workers {
@@ -126,10 +92,7 @@ pub async fn drive_with<E: Engine>(
                 let config = PrefillWorkerConfig {
                     env,
                     engine: make_engine(),
-                    limits: PrefillLimits {
-                        token_budget: b.prefill_token_budget,
-                        max_requests: usize::MAX,
-                    },
+                    limits: PrefillLimits { token_budget: b.prefill_token_budget, max_requests: usize::MAX },
                     kv_capacity_tokens: b.kv_capacity_tokens,
                     decoders: decoders.clone(),
                     decoder_loads: decoder_loads.clone(),
@@ -142,10 +105,7 @@ pub async fn drive_with<E: Engine>(
             Router::new(*router, *prefill_workers as usize)
         }
     };
-    let limits = RequestLimits {
-        max_prompt_tokens: b.kv_capacity_tokens,
-        max_total_tokens: b.kv_capacity_tokens,
-    };
+    let limits = RequestLimits { max_prompt_tokens: b.kv_capacity_tokens, max_total_tokens: b.kv_capacity_tokens };
     Enqueuer::new(EnqueuerConfig {
         stream: scenario.workload.stream(),
         clock,
@@ -156,6 +116,5 @@ pub async fn drive_with<E: Engine>(
         collector,
     })
     .start();
-    rx.await
-        .map_err(|_| "the metrics collector stopped without a result".to_owned())?
+    rx.await.map_err(|_| "the metrics collector stopped without a result".to_owned())?
 }

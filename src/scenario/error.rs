@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("cannot read scenario {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Invalid(Located),
 }
@@ -45,10 +42,7 @@ pub struct Invalid {
 }
 
 pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Invalid {
-    Invalid {
-        key: key.into(),
-        message: message.into(),
-    }
+    Invalid { key: key.into(), message: message.into() }
 }
 
 /// Finds where a dotted key path (`a.b[2].c`) sits in the TOML text: the start of the deepest
@@ -139,13 +133,7 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// Turns a validation failure into a located error.
 pub fn locate(path: &Path, text: &str, e: Invalid) -> ScenarioError {
     let (line, column) = line_col(text, locate_key(text, &e.key));
-    ScenarioError::Invalid(Located {
-        path: path.to_owned(),
-        line,
-        column,
-        key: e.key,
-        message: e.message,
-    })
+    ScenarioError::Invalid(Located { path: path.to_owned(), line, column, key: e.key, message: e.message })
 }
 
 #[cfg(test)]
@@ -156,27 +144,15 @@ mod tests {
 
     #[test]
     fn finds_nested_keys_in_arrays_of_tables() {
-        assert_eq!(
-            line_col(TEXT, locate_key(TEXT, "workload.classes[1].weight")),
-            (7, 3)
-        );
-        assert_eq!(
-            line_col(TEXT, locate_key(TEXT, "workload.classes[0].name")),
-            (4, 1)
-        );
+        assert_eq!(line_col(TEXT, locate_key(TEXT, "workload.classes[1].weight")), (7, 3));
+        assert_eq!(line_col(TEXT, locate_key(TEXT, "workload.classes[0].name")), (4, 1));
         assert_eq!(line_col(TEXT, locate_key(TEXT, "seed")), (1, 1));
         // Missing key: its parent.
-        assert_eq!(
-            line_col(TEXT, locate_key(TEXT, "workload.arrival.rate_per_s")).0,
-            8
-        );
+        assert_eq!(line_col(TEXT, locate_key(TEXT, "workload.arrival.rate_per_s")).0, 8);
     }
 
     #[test]
     fn splits_paths() {
-        assert_eq!(
-            split_key("a.b[2].c"),
-            vec![Seg::Key("a"), Seg::Key("b"), Seg::Index(2), Seg::Key("c")]
-        );
+        assert_eq!(split_key("a.b[2].c"), vec![Seg::Key("a"), Seg::Key("b"), Seg::Index(2), Seg::Key("c")]);
     }
 }

@@ -48,17 +48,8 @@ pub struct Topology {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TopologyKind {
-    Fused {
-        workers: u32,
-        policy: FusedPolicy,
-        router: RouterKind,
-    },
-    Split {
-        prefill_workers: u32,
-        decode_workers: u32,
-        router: RouterKind,
-        link: Option<Link>,
-    },
+    Fused { workers: u32, policy: FusedPolicy, router: RouterKind },
+    Split { prefill_workers: u32, decode_workers: u32, router: RouterKind, link: Option<Link> },
 }
 
 /// Per-worker batching limits.
@@ -77,11 +68,7 @@ impl Topology {
     pub fn workers(&self) -> u32 {
         match self.kind {
             TopologyKind::Fused { workers, .. } => workers,
-            TopologyKind::Split {
-                prefill_workers,
-                decode_workers,
-                ..
-            } => prefill_workers + decode_workers,
+            TopologyKind::Split { prefill_workers, decode_workers, .. } => prefill_workers + decode_workers,
         }
     }
 
@@ -95,27 +82,16 @@ impl Topology {
     /// A short description, e.g. `2 fused, chunked 512` or `1P + 1D, round_robin, 100 Gb/s`.
     pub fn layout(&self) -> String {
         match &self.kind {
-            TopologyKind::Fused {
-                workers, policy, ..
-            } => match policy {
+            TopologyKind::Fused { workers, policy, .. } => match policy {
                 FusedPolicy::Chunked { chunk_tokens } => {
                     format!("{workers} fused, chunked {chunk_tokens}")
                 }
                 p => format!("{workers} fused, {}", p.name()),
             },
-            TopologyKind::Split {
-                prefill_workers,
-                decode_workers,
-                router,
-                link,
-            } => {
-                let link = link.map_or("no link model".to_owned(), |l| {
-                    format!("{} Gb/s", l.bandwidth_bytes_per_s * 8.0 / 1e9)
-                });
-                format!(
-                    "{prefill_workers}P + {decode_workers}D, {}, {link}",
-                    router.name()
-                )
+            TopologyKind::Split { prefill_workers, decode_workers, router, link } => {
+                let link = link
+                    .map_or("no link model".to_owned(), |l| format!("{} Gb/s", l.bandwidth_bytes_per_s * 8.0 / 1e9));
+                format!("{prefill_workers}P + {decode_workers}D, {}, {link}", router.name())
             }
         }
     }
@@ -123,10 +99,7 @@ impl Topology {
 
 /// Reads, parses and validates a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.to_owned(), source })?;
     parse(path, &text)
 }
 

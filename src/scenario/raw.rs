@@ -90,25 +90,11 @@ pub struct RawClass {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawArrival {
-    Poisson {
-        rate_per_s: f64,
-    },
-    Gamma {
-        rate_per_s: f64,
-        cv: f64,
-    },
-    Constant {
-        interval_ms: f64,
-    },
-    Bursts {
-        size: u32,
-        every_ms: f64,
-    },
-    Trace {
-        path: String,
-        format: Option<RawTraceFormat>,
-        speedup: Option<f64>,
-    },
+    Poisson { rate_per_s: f64 },
+    Gamma { rate_per_s: f64, cv: f64 },
+    Constant { interval_ms: f64 },
+    Bursts { size: u32, every_ms: f64 },
+    Trace { path: String, format: Option<RawTraceFormat>, speedup: Option<f64> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -27,41 +27,25 @@ pub fn deserialize(path: &Path, text: &str) -> Result<RawScenario, ScenarioError
     let de = toml::Deserializer::new(text);
     serde_path_to_error::deserialize::<_, RawScenario>(de).map_err(|e| {
         let key = e.path().to_string();
-        let key = if key == "." || key == "?" {
-            String::new()
-        } else {
-            key
-        };
+        let key = if key == "." || key == "?" { String::new() } else { key };
         let inner = e.into_inner();
         let message = inner.message().trim().to_owned();
         // Inside tagged tables toml points at the table; find the offending key itself.
-        let unknown = message
-            .strip_prefix("unknown field `")
-            .and_then(|m| m.split('`').next());
+        let unknown = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next());
         let offset = match (unknown, inner.span()) {
             (Some(field), _) => locate_key(text, &format!("{key}.{field}")),
             (None, Some(span)) => span.start,
             (None, None) => locate_key(text, &key),
         };
         let (line, column) = line_col(text, offset);
-        ScenarioError::Invalid(Located {
-            path: path.to_owned(),
-            line,
-            column,
-            key,
-            message,
-        })
+        ScenarioError::Invalid(Located { path: path.to_owned(), line, column, key, message })
     })
 }
 
 pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
     let name = match raw.name {
         Some(n) => safe_name("name", n)?,
-        None => path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("scenario")
-            .to_owned(),
+        None => path.file_stem().and_then(|s| s.to_str()).unwrap_or("scenario").to_owned(),
     };
     match raw.mode.unwrap_or(RawMode::Simulate) {
         RawMode::Simulate => {}
@@ -76,17 +60,11 @@ pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let workload = resolve_workload(raw.workload, raw.requests, raw.duration_s, seed, base_dir)?;
     let cost = resolve_cost(raw.cost_model.ok_or_else(|| {
-        missing(
-            "cost_model",
-            "a [cost_model] table (kind = \"roofline\" | \"preset\" | \"coefficients\")",
-        )
+        missing("cost_model", "a [cost_model] table (kind = \"roofline\" | \"preset\" | \"coefficients\")")
     })?)?;
     let slo = resolve_slo(raw.slo)?;
     if raw.topology.is_empty() {
-        return Err(missing(
-            "topology",
-            "at least one [[topology]] table (kind = \"fused\" or \"split\")",
-        ));
+        return Err(missing("topology", "at least one [[topology]] table (kind = \"fused\" or \"split\")"));
     }
     let global = raw.batching.unwrap_or_default();
     let mut topologies: Vec<Topology> = Vec::new();
@@ -96,10 +74,7 @@ pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
         if topologies.iter().any(|o| o.name == topo.name) {
             return Err(invalid(
                 format!("topology[{i}]"),
-                format!(
-                    "two topologies are named `{}`; give each a distinct `name`",
-                    topo.name
-                ),
+                format!("two topologies are named `{}`; give each a distinct `name`", topo.name),
             ));
         }
         topologies.push(topo);
@@ -122,17 +97,11 @@ fn missing(key: &str, what: &str) -> Invalid {
 }
 
 fn safe_name(key: &str, n: String) -> V<String> {
-    let ok = !n.is_empty()
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && !n.starts_with('.');
+    let ok = !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && !n.starts_with('.');
     if ok {
         Ok(n)
     } else {
-        Err(invalid(
-            key,
-            format!("`{n}` is not usable as a folder name: use letters, digits, `-`, `_` and `.`"),
-        ))
+        Err(invalid(key, format!("`{n}` is not usable as a folder name: use letters, digits, `-`, `_` and `.`")))
     }
 }
 
@@ -148,10 +117,7 @@ fn non_negative(key: &str, v: f64) -> V<f64> {
     if v.is_finite() && v >= 0.0 {
         Ok(v)
     } else {
-        Err(invalid(
-            key,
-            format!("must be zero or a positive number, got {v}"),
-        ))
+        Err(invalid(key, format!("must be zero or a positive number, got {v}")))
     }
 }
 
@@ -174,69 +140,64 @@ fn resolve_workload(
     seed: u64,
     base: &Path,
 ) -> V<Workload> {
-    let w = raw.ok_or_else(|| {
+    let w =
+        raw.ok_or_else(|| missing("workload", "a [workload] table with [[workload.classes]] and [workload.arrival]"))?;
+    let arrival = w.arrival.ok_or_else(|| {
         missing(
-            "workload",
-            "a [workload] table with [[workload.classes]] and [workload.arrival]",
+            "workload.arrival",
+            "an arrival pattern (kind = \"poisson\" | \"gamma\" | \"constant\" | \"bursts\" | \"trace\")",
         )
     })?;
-    let arrival = w.arrival.ok_or_else(|| missing("workload.arrival", "an arrival pattern (kind = \"poisson\" | \"gamma\" | \"constant\" | \"bursts\" | \"trace\")"))?;
     let stop = match (requests, duration_s) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "duration_s",
-                "set `requests` or `duration_s`, not both",
-            ))
-        }
+        (Some(_), Some(_)) => return Err(invalid("duration_s", "set `requests` or `duration_s`, not both")),
         (Some(n), None) => StopAfter::Requests(at_least_one("requests", n)?),
         (None, Some(d)) => StopAfter::DurationNs((positive("duration_s", d)? * 1e9).round() as u64),
         (None, None) => StopAfter::EndOfTrace,
     };
-    let source = if let RawArrival::Trace {
-        path,
-        format,
-        speedup,
-    } = arrival
-    {
+    let source = if let RawArrival::Trace { path, format, speedup } = arrival {
         if !w.classes.is_empty() {
-            return Err(invalid("workload.classes", "a trace gives every request's lengths: remove [[workload.classes]] or use another arrival kind"));
+            return Err(invalid(
+                "workload.classes",
+                "a trace gives every request's lengths: remove [[workload.classes]] or use another arrival kind",
+            ));
         }
         let file = base.join(&path);
         let format = match format {
             Some(RawTraceFormat::Csv) => TraceFormat::Csv,
             Some(RawTraceFormat::Mooncake) => TraceFormat::Mooncake,
             None => TraceFormat::from_extension(&file).ok_or_else(|| {
-                invalid("workload.arrival.path", format!("cannot tell the format of `{path}` from its extension: add format = \"csv\" or \"mooncake\""))
+                invalid(
+                    "workload.arrival.path",
+                    format!(
+                        "cannot tell the format of `{path}` from its extension: add format = \"csv\" or \"mooncake\""
+                    ),
+                )
             })?,
         };
         let speedup = positive("workload.arrival.speedup", speedup.unwrap_or(1.0))?;
-        let rows = read_trace(&file, format, speedup)
-            .map_err(|e| invalid("workload.arrival.path", e.to_string()))?;
-        Source::Trace {
-            rows: Arc::new(rows),
-        }
+        let rows = read_trace(&file, format, speedup).map_err(|e| invalid("workload.arrival.path", e.to_string()))?;
+        Source::Trace { rows: Arc::new(rows) }
     } else {
         if stop == StopAfter::EndOfTrace {
-            return Err(missing("requests", "`requests = N` or `duration_s = T` at the top level (how long to generate arrivals)"));
+            return Err(missing(
+                "requests",
+                "`requests = N` or `duration_s = T` at the top level (how long to generate arrivals)",
+            ));
         }
         if w.classes.is_empty() {
-            return Err(missing("workload.classes", "at least one [[workload.classes]] table (name, weight, prompt_tokens, output_tokens)"));
+            return Err(missing(
+                "workload.classes",
+                "at least one [[workload.classes]] table (name, weight, prompt_tokens, output_tokens)",
+            ));
         }
         let mut classes: Vec<ClassSpec> = Vec::new();
         for (i, c) in w.classes.into_iter().enumerate() {
             let key = format!("workload.classes[{i}]");
             let weight = positive(&format!("{key}.weight"), c.weight.unwrap_or(1.0))?;
-            c.prompt_tokens
-                .check()
-                .map_err(|m| invalid(format!("{key}.prompt_tokens"), m))?;
-            c.output_tokens
-                .check()
-                .map_err(|m| invalid(format!("{key}.output_tokens"), m))?;
+            c.prompt_tokens.check().map_err(|m| invalid(format!("{key}.prompt_tokens"), m))?;
+            c.output_tokens.check().map_err(|m| invalid(format!("{key}.output_tokens"), m))?;
             if classes.iter().any(|o| o.name == c.name) {
-                return Err(invalid(
-                    format!("{key}.name"),
-                    format!("two classes are named `{}`", c.name),
-                ));
+                return Err(invalid(format!("{key}.name"), format!("two classes are named `{}`", c.name)));
             }
             classes.push(ClassSpec {
                 name: c.name,
@@ -254,9 +215,9 @@ fn resolve_workload(
 fn resolve_arrival(a: RawArrival) -> V<ArrivalPattern> {
     const K: &str = "workload.arrival";
     Ok(match a {
-        RawArrival::Poisson { rate_per_s } => ArrivalPattern::Poisson {
-            rate_per_s: positive(&format!("{K}.rate_per_s"), rate_per_s)?,
-        },
+        RawArrival::Poisson { rate_per_s } => {
+            ArrivalPattern::Poisson { rate_per_s: positive(&format!("{K}.rate_per_s"), rate_per_s)? }
+        }
         RawArrival::Gamma { rate_per_s, cv } => ArrivalPattern::Gamma {
             rate_per_s: positive(&format!("{K}.rate_per_s"), rate_per_s)?,
             cv: positive(&format!("{K}.cv"), cv)?,
@@ -276,31 +237,15 @@ fn resolve_cost(raw: RawCostModel) -> V<CostModel> {
     const K: &str = "cost_model";
     let model_shape = |key: &str, name: &str| {
         ModelShape::by_name(name).ok_or_else(|| {
-            invalid(
-                key,
-                format!(
-                    "unknown model `{name}`; known models: {}",
-                    ModelShape::names().join(", ")
-                ),
-            )
+            invalid(key, format!("unknown model `{name}`; known models: {}", ModelShape::names().join(", ")))
         })
     };
     match raw {
-        RawCostModel::Roofline {
-            hardware,
-            model,
-            tp,
-            compute_efficiency,
-            memory_efficiency,
-            step_overhead_ms,
-        } => {
+        RawCostModel::Roofline { hardware, model, tp, compute_efficiency, memory_efficiency, step_overhead_ms } => {
             let hw = Hardware::by_name(&hardware).ok_or_else(|| {
                 invalid(
                     format!("{K}.hardware"),
-                    format!(
-                        "unknown hardware `{hardware}`; known: {}",
-                        Hardware::names().join(", ")
-                    ),
+                    format!("unknown hardware `{hardware}`; known: {}", Hardware::names().join(", ")),
                 )
             })?;
             let model = model_shape(&format!("{K}.model"), &model)?;
@@ -309,10 +254,7 @@ fn resolve_cost(raw: RawCostModel) -> V<CostModel> {
                 if v > 0.0 && v <= 1.0 {
                     Ok(v)
                 } else {
-                    Err(invalid(
-                        format!("{K}.{key}"),
-                        format!("must be in (0, 1], got {v}"),
-                    ))
+                    Err(invalid(format!("{K}.{key}"), format!("must be in (0, 1], got {v}")))
                 }
             };
             let r = Roofline {
@@ -324,11 +266,7 @@ fn resolve_cost(raw: RawCostModel) -> V<CostModel> {
                     compute_efficiency,
                     roofline::DEFAULT_COMPUTE_EFFICIENCY,
                 )?,
-                memory_efficiency: eff(
-                    "memory_efficiency",
-                    memory_efficiency,
-                    roofline::DEFAULT_MEMORY_EFFICIENCY,
-                )?,
+                memory_efficiency: eff("memory_efficiency", memory_efficiency, roofline::DEFAULT_MEMORY_EFFICIENCY)?,
                 step_overhead_ms: non_negative(
                     &format!("{K}.step_overhead_ms"),
                     step_overhead_ms.unwrap_or(roofline::DEFAULT_STEP_OVERHEAD_MS),
@@ -337,18 +275,14 @@ fn resolve_cost(raw: RawCostModel) -> V<CostModel> {
             if r.kv_capacity_tokens().is_none() {
                 return Err(invalid(
                     format!("{K}.tp"),
-                    format!(
-                        "{} weights do not fit on {} × {} with room for KV; raise tp",
-                        model.name, r.tp, hw.name
-                    ),
+                    format!("{} weights do not fit on {} × {} with room for KV; raise tp", model.name, r.tp, hw.name),
                 ));
             }
             Ok(CostModel::Roofline(r))
         }
         RawCostModel::Preset { name, tp } => {
             let tp = at_least_one(&format!("{K}.tp"), tp.unwrap_or(1))?;
-            let (cost, model) =
-                presets::lookup(&name, tp).map_err(|m| invalid(format!("{K}.name"), m))?;
+            let (cost, model) = presets::lookup(&name, tp).map_err(|m| invalid(format!("{K}.name"), m))?;
             let shape = ModelShape::by_name(model).expect("presets name known shapes");
             Ok(CostModel::Linear {
                 cost,
@@ -356,30 +290,25 @@ fn resolve_cost(raw: RawCostModel) -> V<CostModel> {
                 source: format!("preset {name} tp={tp} (DistServe fit, A100-80GB)"),
             })
         }
-        RawCostModel::Coefficients {
-            model,
-            kv_bytes_per_token,
-            prefill,
-            decode,
-        } => {
-            let kv =
-                match (model, kv_bytes_per_token) {
-                    (Some(m), None) => model_shape(&format!("{K}.model"), &m)?.kv_bytes_per_token(),
-                    (None, Some(b)) => at_least_one(&format!("{K}.kv_bytes_per_token"), b)?,
-                    (Some(_), Some(_)) => {
-                        return Err(invalid(
-                            format!("{K}.kv_bytes_per_token"),
-                            "set `model` or `kv_bytes_per_token`, not both",
-                        ))
-                    }
-                    (None, None) => return Err(missing(
-                        K,
-                        "`model = \"<name>\"` or `kv_bytes_per_token = N` (to size KV transfers)",
-                    )),
-                };
+        RawCostModel::Coefficients { model, kv_bytes_per_token, prefill, decode } => {
+            let kv = match (model, kv_bytes_per_token) {
+                (Some(m), None) => model_shape(&format!("{K}.model"), &m)?.kv_bytes_per_token(),
+                (None, Some(b)) => at_least_one(&format!("{K}.kv_bytes_per_token"), b)?,
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        format!("{K}.kv_bytes_per_token"),
+                        "set `model` or `kv_bytes_per_token`, not both",
+                    ))
+                }
+                (None, None) => {
+                    return Err(missing(K, "`model = \"<name>\"` or `kv_bytes_per_token = N` (to size KV transfers)"))
+                }
+            };
             let coeff = |table: &str, key: &str, v: Option<f64>| -> V<f64> {
                 let full = format!("{K}.{table}.{key}");
-                let v = v.ok_or_else(|| invalid(&full, "missing coefficient: every coefficient must be given (write 0 to neglect a term)"))?;
+                let v = v.ok_or_else(|| {
+                    invalid(&full, "missing coefficient: every coefficient must be given (write 0 to neglect a term)")
+                })?;
                 if v.is_finite() {
                     Ok(v)
                 } else {
@@ -396,20 +325,13 @@ fn resolve_cost(raw: RawCostModel) -> V<CostModel> {
                     per_token_sq_ms: coeff("prefill", "per_token_sq_ms", prefill.per_token_sq_ms)?,
                 },
                 decode: DecodeCoeffs {
-                    base_ms: non_negative(
-                        &format!("{K}.decode.base_ms"),
-                        coeff("decode", "base_ms", decode.base_ms)?,
-                    )?,
+                    base_ms: non_negative(&format!("{K}.decode.base_ms"), coeff("decode", "base_ms", decode.base_ms)?)?,
                     per_ctx_token_ms: coeff("decode", "per_ctx_token_ms", decode.per_ctx_token_ms)?,
                     per_seq_ms: coeff("decode", "per_seq_ms", decode.per_seq_ms)?,
                 },
                 large_batch_decode: None,
             };
-            Ok(CostModel::Linear {
-                cost,
-                kv_bytes_per_token: kv,
-                source: "explicit coefficients".into(),
-            })
+            Ok(CostModel::Linear { cost, kv_bytes_per_token: kv, source: "explicit coefficients".into() })
         }
     }
 }
@@ -418,24 +340,12 @@ fn resolve_slo(raw: Option<RawSlo>) -> V<Slo> {
     let s = raw.ok_or_else(|| missing("slo", "an [slo] table with ttft_ms and tpot_ms"))?;
     let attainment = s.attainment.unwrap_or(DEFAULT_SLO_ATTAINMENT);
     if !(attainment > 0.0 && attainment <= 1.0) {
-        return Err(invalid(
-            "slo.attainment",
-            format!("must be a share in (0, 1], e.g. 0.9; got {attainment}"),
-        ));
+        return Err(invalid("slo.attainment", format!("must be a share in (0, 1], e.g. 0.9; got {attainment}")));
     }
-    Ok(Slo {
-        ttft_ms: positive("slo.ttft_ms", s.ttft_ms)?,
-        tpot_ms: positive("slo.tpot_ms", s.tpot_ms)?,
-        attainment,
-    })
+    Ok(Slo { ttft_ms: positive("slo.ttft_ms", s.ttft_ms)?, tpot_ms: positive("slo.tpot_ms", s.tpot_ms)?, attainment })
 }
 
-fn resolve_batching(
-    key: &str,
-    global: &RawBatching,
-    own: Option<RawBatching>,
-    cost: &CostModel,
-) -> V<Batching> {
+fn resolve_batching(key: &str, global: &RawBatching, own: Option<RawBatching>, cost: &CostModel) -> V<Batching> {
     let own = own.unwrap_or_default();
     let (own_key, global_key) = (format!("{key}.batching"), "batching".to_owned());
     let pick = |o: Option<u64>, g: Option<u64>, name: &str| match (o, g) {
@@ -443,60 +353,40 @@ fn resolve_batching(
         (None, Some(v)) => Some((v, format!("{global_key}.{name}"))),
         (None, None) => None,
     };
-    let budget = match pick(
-        own.prefill_token_budget,
-        global.prefill_token_budget,
-        "prefill_token_budget",
-    ) {
+    let budget = match pick(own.prefill_token_budget, global.prefill_token_budget, "prefill_token_budget") {
         Some((v, k)) => at_least_one(&k, v)?,
         None => DEFAULT_PREFILL_TOKEN_BUDGET,
     };
-    let max_batch = match pick(
-        own.max_decode_batch.map(u64::from),
-        global.max_decode_batch.map(u64::from),
-        "max_decode_batch",
-    ) {
-        Some((v, k)) => at_least_one(&k, v)? as u32,
-        None => DEFAULT_MAX_DECODE_BATCH,
-    };
+    let max_batch =
+        match pick(own.max_decode_batch.map(u64::from), global.max_decode_batch.map(u64::from), "max_decode_batch") {
+            Some((v, k)) => at_least_one(&k, v)? as u32,
+            None => DEFAULT_MAX_DECODE_BATCH,
+        };
     let kv = match pick(own.kv_capacity_tokens, global.kv_capacity_tokens, "kv_capacity_tokens") {
         Some((v, k)) => at_least_one(&k, v)?,
         None => cost.default_kv_capacity_tokens().ok_or_else(|| {
-            missing("batching.kv_capacity_tokens", "the KV capacity per worker in tokens: this cost model does not know the device memory")
+            missing(
+                "batching.kv_capacity_tokens",
+                "the KV capacity per worker in tokens: this cost model does not know the device memory",
+            )
         })?,
     };
-    Ok(Batching {
-        prefill_token_budget: budget,
-        max_decode_batch: max_batch,
-        kv_capacity_tokens: kv,
-    })
+    Ok(Batching { prefill_token_budget: budget, max_decode_batch: max_batch, kv_capacity_tokens: kv })
 }
 
-fn resolve_topology(
-    i: usize,
-    raw: RawTopology,
-    global: &RawBatching,
-    cost: &CostModel,
-) -> V<Topology> {
+fn resolve_topology(i: usize, raw: RawTopology, global: &RawBatching, cost: &CostModel) -> V<Topology> {
     let key = format!("topology[{i}]");
     let router = |r: Option<RawRouter>| match r.unwrap_or(RawRouter::RoundRobin) {
         RawRouter::RoundRobin => RouterKind::RoundRobin,
         RawRouter::LeastLoaded => RouterKind::LeastLoaded,
     };
     match raw {
-        RawTopology::Fused {
-            name,
-            workers,
-            policy,
-            chunk_tokens,
-            router: r,
-            batching,
-        } => {
+        RawTopology::Fused { name, workers, policy, chunk_tokens, router: r, batching } => {
             let workers = at_least_one(&format!("{key}.workers"), workers)?;
             let policy = match (policy.unwrap_or(RawFusedPolicy::PrefillFirst), chunk_tokens) {
-                (RawFusedPolicy::Chunked, Some(c)) => FusedPolicy::Chunked {
-                    chunk_tokens: at_least_one(&format!("{key}.chunk_tokens"), c)?,
-                },
+                (RawFusedPolicy::Chunked, Some(c)) => {
+                    FusedPolicy::Chunked { chunk_tokens: at_least_one(&format!("{key}.chunk_tokens"), c)? }
+                }
                 (RawFusedPolicy::Chunked, None) => {
                     return Err(missing(
                         &format!("{key}.chunk_tokens"),
@@ -504,63 +394,32 @@ fn resolve_topology(
                     ))
                 }
                 (_, Some(_)) => {
-                    return Err(invalid(
-                        format!("{key}.chunk_tokens"),
-                        "only used with policy = \"chunked\"",
-                    ))
+                    return Err(invalid(format!("{key}.chunk_tokens"), "only used with policy = \"chunked\""))
                 }
                 (RawFusedPolicy::PrefillFirst, None) => FusedPolicy::PrefillFirst,
                 (RawFusedPolicy::DecodeFirst, None) => FusedPolicy::DecodeFirst,
             };
             Ok(Topology {
-                name: safe_name(
-                    &format!("{key}.name"),
-                    name.unwrap_or_else(|| "fused".into()),
-                )?,
-                kind: TopologyKind::Fused {
-                    workers,
-                    policy,
-                    router: router(r),
-                },
+                name: safe_name(&format!("{key}.name"), name.unwrap_or_else(|| "fused".into()))?,
+                kind: TopologyKind::Fused { workers, policy, router: router(r) },
                 batching: resolve_batching(&key, global, batching, cost)?,
             })
         }
-        RawTopology::Split {
-            name,
-            prefill_workers,
-            decode_workers,
-            router: r,
-            link,
-            batching,
-        } => {
+        RawTopology::Split { name, prefill_workers, decode_workers, router: r, link, batching } => {
             let p = at_least_one(&format!("{key}.prefill_workers"), prefill_workers)?;
             let d = at_least_one(&format!("{key}.decode_workers"), decode_workers)?;
             let link = match link {
                 Some(l) => Some(Link {
-                    bandwidth_bytes_per_s: positive(
-                        &format!("{key}.link.bandwidth_gbps"),
-                        l.bandwidth_gbps,
-                    )? * 1e9
+                    bandwidth_bytes_per_s: positive(&format!("{key}.link.bandwidth_gbps"), l.bandwidth_gbps)? * 1e9
                         / 8.0,
-                    latency_ns: (non_negative(
-                        &format!("{key}.link.latency_us"),
-                        l.latency_us.unwrap_or(0.0),
-                    )? * 1e3)
+                    latency_ns: (non_negative(&format!("{key}.link.latency_us"), l.latency_us.unwrap_or(0.0))? * 1e3)
                         .round() as u64,
                 }),
                 None => None,
             };
             Ok(Topology {
-                name: safe_name(
-                    &format!("{key}.name"),
-                    name.unwrap_or_else(|| format!("split-{p}p{d}d")),
-                )?,
-                kind: TopologyKind::Split {
-                    prefill_workers: p,
-                    decode_workers: d,
-                    router: router(r),
-                    link,
-                },
+                name: safe_name(&format!("{key}.name"), name.unwrap_or_else(|| format!("split-{p}p{d}d")))?,
+                kind: TopologyKind::Split { prefill_workers: p, decode_workers: d, router: router(r), link },
                 batching: resolve_batching(&key, global, batching, cost)?,
             })
         }

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use super::decode_set::DecodeSet;
 use super::kv_budget::KvBudget;
-use super::SeqLens;
+use super::{SeqLens, Tracked};
 
 /// The decode side of a split topology. Offers queue in arrival order; while one waits here its
 /// KV stays (and is counted) on the prefill worker that made it.
@@ -78,8 +78,11 @@ impl<T> DecodeAdmission<T> {
     }
 
     /// Completes the running step; finished requests release their KV.
-    pub fn end_step(&mut self) -> Vec<super::decode_set::Running<T>> {
-        let done = self.set.complete_step();
+    pub fn end_step(&mut self, stopped: &[u64]) -> Vec<super::decode_set::Running<T>>
+    where
+        T: Tracked,
+    {
+        let done = self.set.complete_step(stopped);
         for r in &done {
             self.kv.release(r.lens.kv_reservation());
         }
@@ -91,11 +94,20 @@ impl<T> DecodeAdmission<T> {
 mod tests {
     use super::*;
 
-    fn lens(p: u64, o: u64) -> SeqLens {
-        SeqLens {
-            prompt_tokens: p,
-            output_tokens: o,
+    impl Tracked for char {
+        fn request_id(&self) -> u64 {
+            *self as u64
         }
+    }
+
+    impl Tracked for i32 {
+        fn request_id(&self) -> u64 {
+            *self as u64
+        }
+    }
+
+    fn lens(p: u64, o: u64) -> SeqLens {
+        SeqLens { prompt_tokens: p, output_tokens: o }
     }
 
     #[test]
@@ -106,15 +118,12 @@ mod tests {
         d.offer(lens(10, 3), 'c');
         assert_eq!(d.admit_next().map(|x| x.1), Some('a'));
         assert_eq!(d.admit_next().map(|x| x.1), Some('b'));
-        assert!(
-            d.admit_next().is_none(),
-            "26 of 30 tokens reserved: c needs 13"
-        );
+        assert!(d.admit_next().is_none(), "26 of 30 tokens reserved: c needs 13");
         d.arrived(lens(10, 3), 'a');
         assert!(d.begin_step(|_| {}));
-        assert!(d.end_step().is_empty());
+        assert!(d.end_step(&[]).is_empty());
         assert!(d.begin_step(|_| {}));
-        let done = d.end_step();
+        let done = d.end_step(&[]);
         assert_eq!(done.len(), 1);
         assert_eq!(d.admit_next().map(|x| x.1), Some('c'));
         assert_eq!(d.load(), 2);

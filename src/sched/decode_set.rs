@@ -38,11 +38,7 @@ pub struct DecodeSet<T> {
 
 impl<T> DecodeSet<T> {
     pub fn new(max_batch: usize) -> DecodeSet<T> {
-        DecodeSet {
-            max_batch,
-            running: Vec::new(),
-            context_tokens: 0,
-        }
+        DecodeSet { max_batch, running: Vec::new(), context_tokens: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -72,30 +68,16 @@ impl<T> DecodeSet<T> {
     /// Adds a request that has produced `produced` tokens (1 after a prefill). The caller checks
     /// [`DecodeSet::has_room`] first.
     pub fn join(&mut self, lens: SeqLens, produced: u64, payload: T) {
-        debug_assert!(
-            self.has_room(),
-            "decode batch over its limit of {}",
-            self.max_batch
-        );
-        debug_assert!(
-            produced < lens.output_tokens,
-            "a finished request joined a decode batch"
-        );
-        let r = Running {
-            lens,
-            produced,
-            payload,
-        };
+        debug_assert!(self.has_room(), "decode batch over its limit of {}", self.max_batch);
+        debug_assert!(produced < lens.output_tokens, "a finished request joined a decode batch");
+        let r = Running { lens, produced, payload };
         self.context_tokens += r.context_tokens();
         self.running.push(r);
     }
 
     /// The step that would run now over every running request.
     pub fn shape(&self) -> DecodeShape {
-        DecodeShape {
-            seqs: self.running.len() as u64,
-            context_tokens: self.context_tokens,
-        }
+        DecodeShape { seqs: self.running.len() as u64, context_tokens: self.context_tokens }
     }
 
     /// Adds one decode slot per running request to `plan`.
@@ -103,20 +85,25 @@ impl<T> DecodeSet<T> {
     where
         T: Tracked,
     {
-        plan.decode.extend(self.running.iter().map(|r| DecodeSlot {
-            request: r.payload.request_id(),
-            context_tokens: r.context_tokens(),
-        }));
+        plan.decode.extend(
+            self.running
+                .iter()
+                .map(|r| DecodeSlot { request: r.payload.request_id(), context_tokens: r.context_tokens() }),
+        );
     }
 
     /// Records that one step ran: every running request produced one token. Returns the requests
-    /// that are now complete, in batch order; the others stay.
-    pub fn complete_step(&mut self) -> Vec<Running<T>> {
+    /// that are now complete (their last requested token, or an end-of-sequence token: the ids
+    /// in `stopped`), in batch order; the others stay.
+    pub fn complete_step(&mut self, stopped: &[u64]) -> Vec<Running<T>>
+    where
+        T: Tracked,
+    {
         let mut done = Vec::new();
         let mut keep = Vec::with_capacity(self.running.len());
         for mut r in self.running.drain(..) {
             r.produced += 1;
-            if r.produced >= r.lens.output_tokens {
+            if r.produced >= r.lens.output_tokens || stopped.contains(&r.payload.request_id()) {
                 done.push(r);
             } else {
                 keep.push(r);
@@ -132,11 +119,20 @@ impl<T> DecodeSet<T> {
 mod tests {
     use super::*;
 
-    fn lens(p: u64, o: u64) -> SeqLens {
-        SeqLens {
-            prompt_tokens: p,
-            output_tokens: o,
+    impl Tracked for &str {
+        fn request_id(&self) -> u64 {
+            self.len() as u64
         }
+    }
+
+    impl Tracked for () {
+        fn request_id(&self) -> u64 {
+            0
+        }
+    }
+
+    fn lens(p: u64, o: u64) -> SeqLens {
+        SeqLens { prompt_tokens: p, output_tokens: o }
     }
 
     #[test]
@@ -144,28 +140,13 @@ mod tests {
         let mut s = DecodeSet::new(4);
         s.join(lens(10, 2), 1, "a");
         s.join(lens(20, 4), 1, "b");
-        assert_eq!(
-            s.shape(),
-            DecodeShape {
-                seqs: 2,
-                context_tokens: 11 + 21
-            }
-        );
-        let done = s.complete_step();
-        assert_eq!(
-            done.iter().map(|r| r.payload).collect::<Vec<_>>(),
-            vec!["a"]
-        );
+        assert_eq!(s.shape(), DecodeShape { seqs: 2, context_tokens: 11 + 21 });
+        let done = s.complete_step(&[]);
+        assert_eq!(done.iter().map(|r| r.payload).collect::<Vec<_>>(), vec!["a"]);
         assert_eq!(done[0].produced, 2);
-        assert_eq!(
-            s.shape(),
-            DecodeShape {
-                seqs: 1,
-                context_tokens: 22
-            }
-        );
-        s.complete_step();
-        let done = s.complete_step();
+        assert_eq!(s.shape(), DecodeShape { seqs: 1, context_tokens: 22 });
+        s.complete_step(&[]);
+        let done = s.complete_step(&[]);
         assert_eq!(done[0].produced, 4);
         assert!(s.is_empty());
     }

@@ -118,10 +118,7 @@ impl<T: Tracked> FusedScheduler<T> {
         mut on_prefill_start: impl FnMut(&mut T),
         mut on_decode_start: impl FnMut(&mut T),
     ) -> bool {
-        assert!(
-            self.in_flight.is_none(),
-            "plan() called while a step is in flight"
-        );
+        assert!(self.in_flight.is_none(), "plan() called while a step is in flight");
         plan.clear();
         let (chunk_budget, with_decode) = match self.policy {
             FusedPolicy::PrefillFirst => {
@@ -142,11 +139,7 @@ impl<T: Tracked> FusedScheduler<T> {
             }
             FusedPolicy::Chunked { chunk_tokens } => {
                 let left = chunk_tokens.saturating_sub(self.set.len() as u64);
-                let open: u64 = self
-                    .prefilling
-                    .iter()
-                    .map(|p| p.lens.prompt_tokens - p.done)
-                    .sum();
+                let open: u64 = self.prefilling.iter().map(|p| p.lens.prompt_tokens - p.done).sum();
                 if left > open {
                     self.admit(left - open, true, &mut on_prefill_start);
                 }
@@ -162,11 +155,7 @@ impl<T: Tracked> FusedScheduler<T> {
             let tokens = (p.lens.prompt_tokens - p.done).min(left);
             left -= tokens;
             chunks.push(tokens);
-            plan.prefill.push(PromptChunk {
-                request: p.payload.request_id(),
-                offset: p.done,
-                tokens,
-            });
+            plan.prefill.push(PromptChunk { request: p.payload.request_id(), offset: p.done, tokens });
         }
         let decode = with_decode && !self.set.is_empty();
         if decode {
@@ -195,38 +184,23 @@ impl<T: Tracked> FusedScheduler<T> {
     fn admit(&mut self, tokens: u64, partial: bool, on_prefill_start: &mut impl FnMut(&mut T)) {
         let mut left = tokens;
         while left > 0 {
-            let slots = self
-                .set
-                .max_batch()
-                .saturating_sub(self.set.len() + self.prefilling.len());
+            let slots = self.set.max_batch().saturating_sub(self.set.len() + self.prefilling.len());
             if slots == 0 {
                 return;
             }
             let limits = if partial {
-                PrefillLimits {
-                    token_budget: u64::MAX,
-                    max_requests: 1,
-                }
+                PrefillLimits { token_budget: u64::MAX, max_requests: 1 }
             } else {
-                PrefillLimits {
-                    token_budget: left,
-                    max_requests: slots,
-                }
+                PrefillLimits { token_budget: left, max_requests: slots }
             };
-            let batch = self
-                .queue
-                .next_batch(limits, &mut self.kv, |(l, _)| l.kv_reservation());
+            let batch = self.queue.next_batch(limits, &mut self.kv, |(l, _)| l.kv_reservation());
             if batch.is_empty() {
                 return;
             }
             for (lens, mut payload) in batch {
                 left = left.saturating_sub(lens.prompt_tokens);
                 on_prefill_start(&mut payload);
-                self.prefilling.push_back(Prefilling {
-                    lens,
-                    done: 0,
-                    payload,
-                });
+                self.prefilling.push_back(Prefilling { lens, done: 0, payload });
             }
             if !partial {
                 return;
@@ -236,35 +210,21 @@ impl<T: Tracked> FusedScheduler<T> {
 
     /// Records that the planned step finished. `on_prefill_end` sees each request whose prompt
     /// completed (its first token is out).
-    pub fn complete(&mut self, mut on_prefill_end: impl FnMut(&mut T)) -> FusedCompletion<T> {
-        let (chunks, decode) = self
-            .in_flight
-            .take()
-            .expect("complete() without a planned step");
+    /// `stopped` lists requests whose token this step was end-of-sequence.
+    pub fn complete(&mut self, stopped: &[u64], mut on_prefill_end: impl FnMut(&mut T)) -> FusedCompletion<T> {
+        let (chunks, decode) = self.in_flight.take().expect("complete() without a planned step");
         // Decodes first: requests that just finished prefill must not also count this step.
-        let mut finished = if decode {
-            self.set.complete_step()
-        } else {
-            Vec::new()
-        };
+        let mut finished = if decode { self.set.complete_step(stopped) } else { Vec::new() };
         for (p, tokens) in self.prefilling.iter_mut().zip(&chunks) {
             p.done += tokens;
         }
         let mut prefilled = 0;
-        while self
-            .prefilling
-            .front()
-            .is_some_and(|p| p.done == p.lens.prompt_tokens)
-        {
+        while self.prefilling.front().is_some_and(|p| p.done == p.lens.prompt_tokens) {
             let mut p = self.prefilling.pop_front().expect("front exists");
             prefilled += 1;
             on_prefill_end(&mut p.payload);
-            if p.lens.output_tokens <= 1 {
-                finished.push(Running {
-                    lens: p.lens,
-                    produced: 1,
-                    payload: p.payload,
-                });
+            if p.lens.output_tokens <= 1 || stopped.contains(&p.payload.request_id()) {
+                finished.push(Running { lens: p.lens, produced: 1, payload: p.payload });
             } else {
                 self.set.join(p.lens, 1, p.payload);
             }
@@ -272,10 +232,7 @@ impl<T: Tracked> FusedScheduler<T> {
         for r in &finished {
             self.kv.release(r.lens.kv_reservation());
         }
-        FusedCompletion {
-            prefilled,
-            finished,
-        }
+        FusedCompletion { prefilled, finished }
     }
 }
 

@@ -10,10 +10,7 @@ pub struct KvBudget {
 
 impl KvBudget {
     pub fn new(capacity_tokens: u64) -> KvBudget {
-        KvBudget {
-            capacity: capacity_tokens,
-            used: 0,
-        }
+        KvBudget { capacity: capacity_tokens, used: 0 }
     }
 
     pub fn capacity(&self) -> u64 {
@@ -38,11 +35,7 @@ impl KvBudget {
     }
 
     pub fn release(&mut self, tokens: u64) {
-        debug_assert!(
-            tokens <= self.used,
-            "releasing {tokens} of {} reserved KV tokens",
-            self.used
-        );
+        debug_assert!(tokens <= self.used, "releasing {tokens} of {} reserved KV tokens", self.used);
         self.used -= tokens.min(self.used);
     }
 }

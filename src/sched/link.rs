@@ -18,10 +18,7 @@ pub struct LinkQueue {
 impl LinkQueue {
     /// `None`: no link model, transfers are instantaneous.
     pub fn new(link: Option<Link>) -> LinkQueue {
-        LinkQueue {
-            link,
-            free_at_ns: 0,
-        }
+        LinkQueue { link, free_at_ns: 0 }
     }
 
     /// Books a transfer of `bytes` asked for at `now_ns`; returns (start, end) in ns. The
@@ -44,10 +41,7 @@ mod tests {
     #[test]
     fn transfers_queue_behind_each_other() {
         // 1 GB/s, 5 µs latency: 1 MB takes 1 ms on the wire.
-        let mut q = LinkQueue::new(Some(Link {
-            bandwidth_bytes_per_s: 1e9,
-            latency_ns: 5_000,
-        }));
+        let mut q = LinkQueue::new(Some(Link { bandwidth_bytes_per_s: 1e9, latency_ns: 5_000 }));
         assert_eq!(q.book(0, 1_000_000), (0, 1_005_000));
         assert_eq!(q.book(500_000, 1_000_000), (1_000_000, 2_005_000));
         assert_eq!(q.book(3_000_000, 0), (3_000_000, 3_005_000));

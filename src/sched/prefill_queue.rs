@@ -23,10 +23,7 @@ pub struct PrefillQueue<T> {
 
 impl<T> Default for PrefillQueue<T> {
     fn default() -> Self {
-        PrefillQueue {
-            waiting: VecDeque::new(),
-            queued_tokens: 0,
-        }
+        PrefillQueue { waiting: VecDeque::new(), queued_tokens: 0 }
     }
 }
 
@@ -55,12 +52,7 @@ impl<T> PrefillQueue<T> {
     }
 
     /// Forms the next batch. `kv_need(item)` is what each admitted item reserves in `kv`.
-    pub fn next_batch(
-        &mut self,
-        limits: PrefillLimits,
-        kv: &mut KvBudget,
-        kv_need: impl Fn(&T) -> u64,
-    ) -> Vec<T> {
+    pub fn next_batch(&mut self, limits: PrefillLimits, kv: &mut KvBudget, kv_need: impl Fn(&T) -> u64) -> Vec<T> {
         let mut batch = Vec::new();
         let mut tokens = 0u64;
         while let Some((len, item)) = self.waiting.front() {
@@ -94,10 +86,7 @@ mod tests {
         q
     }
 
-    const WIDE: PrefillLimits = PrefillLimits {
-        token_budget: 100,
-        max_requests: usize::MAX,
-    };
+    const WIDE: PrefillLimits = PrefillLimits { token_budget: 100, max_requests: usize::MAX };
 
     #[test]
     fn batch_fills_the_token_budget_in_order() {
@@ -126,10 +115,7 @@ mod tests {
         assert_eq!(q.next_batch(WIDE, &mut kv, |&l| l), vec![30]);
         assert!(q.next_batch(WIDE, &mut kv, |&l| l).is_empty());
         kv.release(30);
-        let one = PrefillLimits {
-            token_budget: 100,
-            max_requests: 1,
-        };
+        let one = PrefillLimits { token_budget: 100, max_requests: 1 };
         assert_eq!(q.next_batch(one, &mut kv, |&l| l), vec![30]);
     }
 }

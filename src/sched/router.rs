@@ -27,11 +27,7 @@ pub struct Router {
 impl Router {
     pub fn new(kind: RouterKind, workers: usize) -> Router {
         assert!(workers > 0, "a router needs at least one worker");
-        Router {
-            kind,
-            workers,
-            next: 0,
-        }
+        Router { kind, workers, next: 0 }
     }
 
     /// A router whose first round-robin pick is `first` (mod `workers`).

@@ -24,9 +24,7 @@ impl ArrivalPattern {
     /// Mean arrival rate in requests per second.
     pub fn rate_per_s(&self) -> f64 {
         match self {
-            ArrivalPattern::Poisson { rate_per_s } | ArrivalPattern::Gamma { rate_per_s, .. } => {
-                *rate_per_s
-            }
+            ArrivalPattern::Poisson { rate_per_s } | ArrivalPattern::Gamma { rate_per_s, .. } => *rate_per_s,
             ArrivalPattern::Constant { interval_ns } => 1e9 / *interval_ns as f64,
             ArrivalPattern::Bursts { size, every_ns } => *size as f64 * 1e9 / *every_ns as f64,
         }
@@ -34,9 +32,7 @@ impl ArrivalPattern {
 
     pub fn gaps(&self) -> ArrivalGaps {
         let kind = match self {
-            ArrivalPattern::Poisson { rate_per_s } => {
-                GapKind::Exp(Exp::new(*rate_per_s).expect("validated: rate > 0"))
-            }
+            ArrivalPattern::Poisson { rate_per_s } => GapKind::Exp(Exp::new(*rate_per_s).expect("validated: rate > 0")),
             ArrivalPattern::Gamma { rate_per_s, cv } => {
                 // mean = k·θ = 1/rate, cv = 1/√k  ⇒  k = 1/cv², θ = cv²/rate.
                 let shape = 1.0 / (cv * cv);
@@ -44,10 +40,7 @@ impl ArrivalPattern {
                 GapKind::Gamma(Gamma::new(shape, scale).expect("validated: rate > 0, cv > 0"))
             }
             ArrivalPattern::Constant { interval_ns } => GapKind::Constant(*interval_ns),
-            ArrivalPattern::Bursts { size, every_ns } => GapKind::Bursts {
-                size: *size,
-                every_ns: *every_ns,
-            },
+            ArrivalPattern::Bursts { size, every_ns } => GapKind::Bursts { size: *size, every_ns: *every_ns },
         };
         ArrivalGaps { kind, emitted: 0 }
     }
@@ -114,40 +107,16 @@ mod tests {
 
     #[test]
     fn constant_and_bursts_are_exact() {
-        assert_eq!(
-            times(&ArrivalPattern::Constant { interval_ns: 5 }, 4),
-            vec![0, 5, 10, 15]
-        );
-        assert_eq!(
-            times(
-                &ArrivalPattern::Bursts {
-                    size: 3,
-                    every_ns: 100
-                },
-                7
-            ),
-            vec![0, 0, 0, 100, 100, 100, 200]
-        );
+        assert_eq!(times(&ArrivalPattern::Constant { interval_ns: 5 }, 4), vec![0, 5, 10, 15]);
+        assert_eq!(times(&ArrivalPattern::Bursts { size: 3, every_ns: 100 }, 7), vec![0, 0, 0, 100, 100, 100, 200]);
     }
 
     #[test]
     fn poisson_and_gamma_match_rate_and_cv() {
         for (p, cv) in [
             (ArrivalPattern::Poisson { rate_per_s: 10.0 }, 1.0),
-            (
-                ArrivalPattern::Gamma {
-                    rate_per_s: 10.0,
-                    cv: 3.0,
-                },
-                3.0,
-            ),
-            (
-                ArrivalPattern::Gamma {
-                    rate_per_s: 10.0,
-                    cv: 0.5,
-                },
-                0.5,
-            ),
+            (ArrivalPattern::Gamma { rate_per_s: 10.0, cv: 3.0 }, 3.0),
+            (ArrivalPattern::Gamma { rate_per_s: 10.0, cv: 0.5 }, 0.5),
         ] {
             let n = 50_000;
             let t = times(&p, n + 1);

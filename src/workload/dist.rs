@@ -45,29 +45,11 @@ pub enum LengthDist {
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 enum TaggedDist {
-    Fixed {
-        value: u64,
-    },
-    Uniform {
-        min: u64,
-        max: u64,
-    },
-    Normal {
-        mean: f64,
-        std: f64,
-        min: Option<u64>,
-        max: Option<u64>,
-    },
-    Lognormal {
-        mean: f64,
-        std: f64,
-        min: Option<u64>,
-        max: Option<u64>,
-    },
-    Empirical {
-        values: Vec<u64>,
-        weights: Option<Vec<f64>>,
-    },
+    Fixed { value: u64 },
+    Uniform { min: u64, max: u64 },
+    Normal { mean: f64, std: f64, min: Option<u64>, max: Option<u64> },
+    Lognormal { mean: f64, std: f64, min: Option<u64>, max: Option<u64> },
+    Empirical { values: Vec<u64>, weights: Option<Vec<f64>> },
 }
 
 impl From<TaggedDist> for LengthDist {
@@ -75,28 +57,10 @@ impl From<TaggedDist> for LengthDist {
         match t {
             TaggedDist::Fixed { value } => LengthDist::Fixed { value },
             TaggedDist::Uniform { min, max } => LengthDist::Uniform { min, max },
-            TaggedDist::Normal {
-                mean,
-                std,
-                min,
-                max,
-            } => LengthDist::Normal {
-                mean,
-                std,
-                min: min.unwrap_or(1),
-                max,
-            },
-            TaggedDist::Lognormal {
-                mean,
-                std,
-                min,
-                max,
-            } => LengthDist::LogNormal {
-                mean,
-                std,
-                min: min.unwrap_or(1),
-                max,
-            },
+            TaggedDist::Normal { mean, std, min, max } => LengthDist::Normal { mean, std, min: min.unwrap_or(1), max },
+            TaggedDist::Lognormal { mean, std, min, max } => {
+                LengthDist::LogNormal { mean, std, min: min.unwrap_or(1), max }
+            }
             TaggedDist::Empirical { values, weights } => LengthDist::Empirical { values, weights },
         }
     }
@@ -140,9 +104,7 @@ impl LengthDist {
             }
         };
         match self {
-            LengthDist::Fixed { value } if *value == 0 => {
-                Err("a length must be at least 1 token".into())
-            }
+            LengthDist::Fixed { value } if *value == 0 => Err("a length must be at least 1 token".into()),
             LengthDist::Fixed { .. } => Ok(()),
             LengthDist::Uniform { min, max } => {
                 if *min == 0 {
@@ -153,18 +115,7 @@ impl LengthDist {
                     Ok(())
                 }
             }
-            LengthDist::Normal {
-                mean,
-                std,
-                min,
-                max,
-            }
-            | LengthDist::LogNormal {
-                mean,
-                std,
-                min,
-                max,
-            } => {
+            LengthDist::Normal { mean, std, min, max } | LengthDist::LogNormal { mean, std, min, max } => {
                 positive("mean", *mean)?;
                 if !(std.is_finite() && *std >= 0.0) {
                     return Err(format!("`std` must be zero or positive, got {std}"));
@@ -173,9 +124,7 @@ impl LengthDist {
                     return Err("`min` must be at least 1 token".into());
                 }
                 match max {
-                    Some(max) if max < min => {
-                        Err(format!("`min` ({min}) is greater than `max` ({max})"))
-                    }
+                    Some(max) if max < min => Err(format!("`min` ({min}) is greater than `max` ({max})")),
                     _ => Ok(()),
                 }
             }
@@ -188,14 +137,9 @@ impl LengthDist {
                 }
                 if let Some(w) = weights {
                     if w.len() != values.len() {
-                        return Err(format!(
-                            "`weights` has {} entries but `values` has {}",
-                            w.len(),
-                            values.len()
-                        ));
+                        return Err(format!("`weights` has {} entries but `values` has {}", w.len(), values.len()));
                     }
-                    if w.iter().any(|x| !x.is_finite() || *x < 0.0) || w.iter().sum::<f64>() <= 0.0
-                    {
+                    if w.iter().any(|x| !x.is_finite() || *x < 0.0) || w.iter().sum::<f64>() <= 0.0 {
                         return Err("`weights` must be non-negative with a positive sum".into());
                     }
                 }
@@ -219,22 +163,12 @@ impl LengthDist {
         let inner = match self {
             LengthDist::Fixed { value } => Sampler::Fixed(*value),
             LengthDist::Uniform { min, max } => Sampler::Uniform(*min, *max),
-            LengthDist::Normal {
-                mean,
-                std,
-                min,
-                max,
-            } => Sampler::Normal(
+            LengthDist::Normal { mean, std, min, max } => Sampler::Normal(
                 Normal::new(*mean, *std).expect("checked: std is finite and non-negative"),
                 *min,
                 max.unwrap_or(u64::MAX),
             ),
-            LengthDist::LogNormal {
-                mean,
-                std,
-                min,
-                max,
-            } => {
+            LengthDist::LogNormal { mean, std, min, max } => {
                 // Moments of the lengths -> parameters of the underlying normal.
                 let sigma2 = (1.0 + (std / mean).powi(2)).ln();
                 let mu = mean.ln() - sigma2 / 2.0;
@@ -317,12 +251,7 @@ mod tests {
         );
         assert_eq!(
             parse("x = { kind = \"normal\", mean = 100, std = 10 }").unwrap(),
-            LengthDist::Normal {
-                mean: 100.0,
-                std: 10.0,
-                min: 1,
-                max: None
-            }
+            LengthDist::Normal { mean: 100.0, std: 10.0, min: 1, max: None }
         );
     }
 
@@ -336,12 +265,7 @@ mod tests {
     #[test]
     fn samples_stay_in_bounds_and_match_moments() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        let d = LengthDist::LogNormal {
-            mean: 500.0,
-            std: 200.0,
-            min: 10,
-            max: Some(2000),
-        };
+        let d = LengthDist::LogNormal { mean: 500.0, std: 200.0, min: 10, max: Some(2000) };
         d.check().unwrap();
         let s = d.sampler();
         let n = 20_000;
@@ -362,25 +286,8 @@ mod tests {
     fn checks_catch_bad_parameters() {
         assert!(LengthDist::Fixed { value: 0 }.check().is_err());
         assert!(LengthDist::Uniform { min: 5, max: 4 }.check().is_err());
-        assert!(LengthDist::Normal {
-            mean: -1.0,
-            std: 1.0,
-            min: 1,
-            max: None
-        }
-        .check()
-        .is_err());
-        assert!(LengthDist::Empirical {
-            values: vec![],
-            weights: None
-        }
-        .check()
-        .is_err());
-        assert!(LengthDist::Empirical {
-            values: vec![1, 2],
-            weights: Some(vec![1.0])
-        }
-        .check()
-        .is_err());
+        assert!(LengthDist::Normal { mean: -1.0, std: 1.0, min: 1, max: None }.check().is_err());
+        assert!(LengthDist::Empirical { values: vec![], weights: None }.check().is_err());
+        assert!(LengthDist::Empirical { values: vec![1, 2], weights: Some(vec![1.0]) }.check().is_err());
     }
 }

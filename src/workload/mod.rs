@@ -41,13 +41,8 @@ pub struct ClassSpec {
 
 #[derive(Debug, Clone)]
 pub enum Source {
-    Synthetic {
-        classes: Vec<ClassSpec>,
-        arrival: ArrivalPattern,
-    },
-    Trace {
-        rows: Arc<Vec<TraceRow>>,
-    },
+    Synthetic { classes: Vec<ClassSpec>, arrival: ArrivalPattern },
+    Trace { rows: Arc<Vec<TraceRow>> },
 }
 
 /// When the stream of arrivals ends.
@@ -83,12 +78,7 @@ impl Workload {
                 names
             }
         };
-        Workload {
-            source,
-            stop,
-            seed,
-            class_names,
-        }
+        Workload { source, stop, seed, class_names }
     }
 
     /// The number of requests the stream will yield, when known before running.
@@ -110,28 +100,17 @@ impl Workload {
                 let weights: Vec<f64> = classes.iter().map(|c| c.weight).collect();
                 StreamKind::Synthetic {
                     gaps: arrival.gaps(),
-                    class_pick: rand_distr::WeightedIndex::new(weights)
-                        .expect("validated: positive weights"),
-                    samplers: classes
-                        .iter()
-                        .map(|c| (c.prompt_tokens.sampler(), c.output_tokens.sampler()))
-                        .collect(),
+                    class_pick: rand_distr::WeightedIndex::new(weights).expect("validated: positive weights"),
+                    samplers: classes.iter().map(|c| (c.prompt_tokens.sampler(), c.output_tokens.sampler())).collect(),
                     // Separate streams: changing a length distribution leaves arrival times alone.
                     arrival_rng: rng(self.seed, 0),
                     length_rng: rng(self.seed, 1),
                     now_ns: 0,
                 }
             }
-            Source::Trace { rows } => StreamKind::Trace {
-                rows: rows.clone(),
-                class_names: self.class_names.clone(),
-            },
+            Source::Trace { rows } => StreamKind::Trace { rows: rows.clone(), class_names: self.class_names.clone() },
         };
-        RequestStream {
-            inner,
-            stop: self.stop,
-            next_id: 0,
-        }
+        RequestStream { inner, stop: self.stop, next_id: 0 }
     }
 }
 
@@ -176,14 +155,7 @@ impl Iterator for RequestStream {
             }
         }
         let spec = match &mut self.inner {
-            StreamKind::Synthetic {
-                gaps,
-                class_pick,
-                samplers,
-                arrival_rng,
-                length_rng,
-                now_ns,
-            } => {
+            StreamKind::Synthetic { gaps, class_pick, samplers, arrival_rng, length_rng, now_ns } => {
                 *now_ns += gaps.next_gap_ns(arrival_rng);
                 let class = length_rng.sample(&*class_pick);
                 let (p, o) = &samplers[class];
@@ -201,10 +173,7 @@ impl Iterator for RequestStream {
                 RequestSpec {
                     id,
                     arrival_ns: r.arrival_ns,
-                    class: class_names
-                        .iter()
-                        .position(|n| n == name)
-                        .expect("names built from rows") as u16,
+                    class: class_names.iter().position(|n| n == name).expect("names built from rows") as u16,
                     prompt_tokens: r.prompt_tokens,
                     output_tokens: r.output_tokens,
                 }
@@ -254,9 +223,7 @@ mod tests {
         let share_a = a.iter().filter(|r| r.class == 0).count() as f64 / 4000.0;
         assert!((share_a - 0.75).abs() < 0.03, "{share_a}");
         assert!(a.windows(2).all(|w| w[0].arrival_ns <= w[1].arrival_ns));
-        let other = Workload::new(two_classes(), StopAfter::Requests(4000), 10)
-            .stream()
-            .collect::<Vec<_>>();
+        let other = Workload::new(two_classes(), StopAfter::Requests(4000), 10).stream().collect::<Vec<_>>();
         assert_ne!(a, other);
     }
 
@@ -271,26 +238,10 @@ mod tests {
     #[test]
     fn trace_replay_keeps_rows_and_classes() {
         let rows = vec![
-            TraceRow {
-                arrival_ns: 0,
-                prompt_tokens: 3,
-                output_tokens: 1,
-                class: Some("x".into()),
-            },
-            TraceRow {
-                arrival_ns: 7,
-                prompt_tokens: 4,
-                output_tokens: 2,
-                class: None,
-            },
+            TraceRow { arrival_ns: 0, prompt_tokens: 3, output_tokens: 1, class: Some("x".into()) },
+            TraceRow { arrival_ns: 7, prompt_tokens: 4, output_tokens: 2, class: None },
         ];
-        let w = Workload::new(
-            Source::Trace {
-                rows: Arc::new(rows),
-            },
-            StopAfter::EndOfTrace,
-            0,
-        );
+        let w = Workload::new(Source::Trace { rows: Arc::new(rows) }, StopAfter::EndOfTrace, 0);
         assert_eq!(w.class_names, vec!["x", "trace"]);
         let v: Vec<_> = w.stream().collect();
         assert_eq!(v.len(), 2);

@@ -40,43 +40,23 @@ impl TraceFormat {
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
     #[error("cannot read trace {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}: {message}", path.display())]
-    Row {
-        path: PathBuf,
-        line: u64,
-        message: String,
-    },
+    Row { path: PathBuf, line: u64, message: String },
     #[error("{}: the trace holds no requests", path.display())]
     Empty { path: PathBuf },
 }
 
 /// Reads a whole trace, applying `speedup` (timestamps are divided by it).
-pub fn read_trace(
-    path: &Path,
-    format: TraceFormat,
-    speedup: f64,
-) -> Result<Vec<TraceRow>, TraceError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+pub fn read_trace(path: &Path, format: TraceFormat, speedup: f64) -> Result<Vec<TraceRow>, TraceError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io { path: path.to_owned(), source })?;
     let rows = match format {
         TraceFormat::Csv => parse_csv(&text),
         TraceFormat::Mooncake => parse_mooncake(&text),
     }
-    .map_err(|(line, message)| TraceError::Row {
-        path: path.to_owned(),
-        line,
-        message,
-    })?;
+    .map_err(|(line, message)| TraceError::Row { path: path.to_owned(), line, message })?;
     if rows.is_empty() {
-        return Err(TraceError::Empty {
-            path: path.to_owned(),
-        });
+        return Err(TraceError::Empty { path: path.to_owned() });
     }
     Ok(rows
         .into_iter()
@@ -90,24 +70,15 @@ pub fn read_trace(
 type RowResult = Result<Vec<TraceRow>, (u64, String)>;
 
 fn parse_csv(text: &str) -> RowResult {
-    let mut rd = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
+    let mut rd = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(text.as_bytes());
     let headers = rd.headers().map_err(|e| (1, e.to_string()))?.clone();
     let expected = ["arrival_s", "prompt_tokens", "output_tokens"];
     let got: Vec<&str> = headers.iter().collect();
-    let ok = got.len() >= 3
-        && got.len() <= 4
-        && got[..3] == expected
-        && (got.len() == 3 || got[3] == "class");
+    let ok = got.len() >= 3 && got.len() <= 4 && got[..3] == expected && (got.len() == 3 || got[3] == "class");
     if !ok {
         return Err((
             1,
-            format!(
-                "header is `{}`, expected `arrival_s,prompt_tokens,output_tokens[,class]`",
-                got.join(",")
-            ),
+            format!("header is `{}`, expected `arrival_s,prompt_tokens,output_tokens[,class]`", got.join(",")),
         ));
     }
     let mut rows = Vec::new();
@@ -116,26 +87,17 @@ fn parse_csv(text: &str) -> RowResult {
         let rec = rec.map_err(|e| (e.position().map_or(0, |p| p.line()), e.to_string()))?;
         let line = rec.position().map_or(0, |p| p.line());
         let field = |i: usize| rec.get(i).unwrap_or("");
-        let arrival_s: f64 = field(0)
-            .parse()
-            .map_err(|_| (line, format!("arrival_s `{}` is not a number", field(0))))?;
+        let arrival_s: f64 =
+            field(0).parse().map_err(|_| (line, format!("arrival_s `{}` is not a number", field(0))))?;
         if !arrival_s.is_finite() || arrival_s < 0.0 {
-            return Err((
-                line,
-                format!("arrival_s must be a non-negative number of seconds, got {arrival_s}"),
-            ));
+            return Err((line, format!("arrival_s must be a non-negative number of seconds, got {arrival_s}")));
         }
         let prompt_tokens = positive_int(field(1), "prompt_tokens").map_err(|m| (line, m))?;
         let output_tokens = positive_int(field(2), "output_tokens").map_err(|m| (line, m))?;
         let arrival_ns = (arrival_s * 1e9).round() as u64;
         check_order(arrival_ns, &mut last).map_err(|m| (line, m))?;
         let class = rec.get(3).filter(|c| !c.is_empty()).map(str::to_owned);
-        rows.push(TraceRow {
-            arrival_ns,
-            prompt_tokens,
-            output_tokens,
-            class,
-        });
+        rows.push(TraceRow { arrival_ns, prompt_tokens, output_tokens, class });
     }
     Ok(rows)
 }
@@ -143,9 +105,7 @@ fn parse_csv(text: &str) -> RowResult {
 fn positive_int(s: &str, name: &str) -> Result<u64, String> {
     match s.parse::<u64>() {
         Ok(v) if v >= 1 => Ok(v),
-        _ => Err(format!(
-            "{name} must be a whole number of at least 1, got `{s}`"
-        )),
+        _ => Err(format!("{name} must be a whole number of at least 1, got `{s}`")),
     }
 }
 
@@ -173,31 +133,26 @@ fn parse_mooncake(text: &str) -> RowResult {
             continue;
         }
         let r: MooncakeRow = serde_json::from_str(raw).map_err(|e| {
-            (line, format!("column {}: {e} (expected {{\"timestamp\": ms, \"input_length\": n, \"output_length\": m}})", e.column()))
+            (
+                line,
+                format!(
+                    "column {}: {e} (expected {{\"timestamp\": ms, \"input_length\": n, \"output_length\": m}})",
+                    e.column()
+                ),
+            )
         })?;
         if !r.timestamp.is_finite() || r.timestamp < 0.0 {
             return Err((
                 line,
-                format!(
-                    "timestamp must be a non-negative number of milliseconds, got {}",
-                    r.timestamp
-                ),
+                format!("timestamp must be a non-negative number of milliseconds, got {}", r.timestamp),
             ));
         }
         if r.input_length == 0 || r.output_length == 0 {
-            return Err((
-                line,
-                "input_length and output_length must be at least 1".into(),
-            ));
+            return Err((line, "input_length and output_length must be at least 1".into()));
         }
         let arrival_ns = (r.timestamp * 1e6).round() as u64;
         check_order(arrival_ns, &mut last).map_err(|m| (line, m))?;
-        rows.push(TraceRow {
-            arrival_ns,
-            prompt_tokens: r.input_length,
-            output_tokens: r.output_length,
-            class: None,
-        });
+        rows.push(TraceRow { arrival_ns, prompt_tokens: r.input_length, output_tokens: r.output_length, class: None });
     }
     Ok(rows)
 }
@@ -208,48 +163,21 @@ mod tests {
 
     #[test]
     fn csv_with_and_without_class() {
-        let rows =
-            parse_csv("arrival_s,prompt_tokens,output_tokens,class\n0,10,2,chat\n0.5,20,3,\n")
-                .unwrap();
+        let rows = parse_csv("arrival_s,prompt_tokens,output_tokens,class\n0,10,2,chat\n0.5,20,3,\n").unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].class.as_deref(), Some("chat"));
         assert_eq!(rows[1].arrival_ns, 500_000_000);
         assert_eq!(rows[1].class, None);
-        assert_eq!(
-            parse_csv("arrival_s,prompt_tokens,output_tokens\n1,1,1\n")
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(parse_csv("arrival_s,prompt_tokens,output_tokens\n1,1,1\n").unwrap().len(), 1);
     }
 
     #[test]
     fn csv_errors_name_the_line() {
         assert_eq!(parse_csv("a,b,c\n").unwrap_err().0, 1);
-        assert_eq!(
-            parse_csv("arrival_s,prompt_tokens,output_tokens\n0,1,1\n0,x,1\n")
-                .unwrap_err()
-                .0,
-            3
-        );
-        assert_eq!(
-            parse_csv("arrival_s,prompt_tokens,output_tokens\n1,1,1\n0,1,1\n")
-                .unwrap_err()
-                .0,
-            3
-        );
-        assert_eq!(
-            parse_csv("arrival_s,prompt_tokens,output_tokens\n-1,1,1\n")
-                .unwrap_err()
-                .0,
-            2
-        );
-        assert_eq!(
-            parse_csv("arrival_s,prompt_tokens,output_tokens\n0,0,1\n")
-                .unwrap_err()
-                .0,
-            2
-        );
+        assert_eq!(parse_csv("arrival_s,prompt_tokens,output_tokens\n0,1,1\n0,x,1\n").unwrap_err().0, 3);
+        assert_eq!(parse_csv("arrival_s,prompt_tokens,output_tokens\n1,1,1\n0,1,1\n").unwrap_err().0, 3);
+        assert_eq!(parse_csv("arrival_s,prompt_tokens,output_tokens\n-1,1,1\n").unwrap_err().0, 2);
+        assert_eq!(parse_csv("arrival_s,prompt_tokens,output_tokens\n0,0,1\n").unwrap_err().0, 2);
     }
 
     #[test]
@@ -261,10 +189,8 @@ mod tests {
         .unwrap();
         assert_eq!(rows[1].arrival_ns, 1_500_000_000);
         assert_eq!(rows[1].prompt_tokens, 7);
-        let err = parse_mooncake(
-            "{\"timestamp\": 0, \"input_length\": 5, \"output_length\": 2}\n{\"timestamp\": 1}\n",
-        )
-        .unwrap_err();
+        let err = parse_mooncake("{\"timestamp\": 0, \"input_length\": 5, \"output_length\": 2}\n{\"timestamp\": 1}\n")
+            .unwrap_err();
         assert_eq!(err.0, 2);
     }
 }

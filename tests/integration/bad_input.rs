@@ -33,16 +33,8 @@ fn validate(text: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pdsim"))
-        .arg("validate")
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stderr).unwrap(),
-        path.display().to_string(),
-    )
+    let out = Command::new(env!("CARGO_BIN_EXE_pdsim")).arg("validate").arg(&path).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stderr).unwrap(), path.display().to_string())
 }
 
 /// Asserts a clean failure that points at `line` and mentions every piece of `needles`.
@@ -52,10 +44,7 @@ fn rejects(text: &str, line: usize, needles: &[&str]) {
     assert_eq!(code, 2, "exit code; stderr: {err}");
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(err.lines().count(), 1, "one error line: {err}");
-    assert!(
-        err.contains(&format!("{path}:{line}:")),
-        "no {path}:{line}: in {err}"
-    );
+    assert!(err.contains(&format!("{path}:{line}:")), "no {path}:{line}: in {err}");
     for n in needles {
         assert!(err.contains(n), "`{n}` missing from: {err}");
     }
@@ -69,65 +58,36 @@ fn the_base_scenario_is_valid() {
 
 #[test]
 fn unknown_key() {
-    rejects(
-        &GOOD.replace("seed = 1", "seed = 1\nrequest = 5"),
-        2,
-        &["unknown field `request`", "requests"],
-    );
-    rejects(
-        &GOOD.replace("workers = 1", "workers = 1\nthreads = 2"),
-        25,
-        &["unknown field `threads`", "workers"],
-    );
+    rejects(&GOOD.replace("seed = 1", "seed = 1\nrequest = 5"), 2, &["unknown field `request`", "requests"]);
+    rejects(&GOOD.replace("workers = 1", "workers = 1\nthreads = 2"), 25, &["unknown field `threads`", "workers"]);
 }
 
 #[test]
 fn wrong_type() {
-    rejects(
-        &GOOD.replace("requests = 10", "requests = \"ten\""),
-        2,
-        &["requests", "u64"],
-    );
+    rejects(&GOOD.replace("requests = 10", "requests = \"ten\""), 2, &["requests", "u64"]);
 }
 
 #[test]
 fn negative_rate() {
-    rejects(
-        &GOOD.replace("rate_per_s = 2.0", "rate_per_s = -2.0"),
-        16,
-        &["workload.arrival.rate_per_s", "positive"],
-    );
+    rejects(&GOOD.replace("rate_per_s = 2.0", "rate_per_s = -2.0"), 16, &["workload.arrival.rate_per_s", "positive"]);
 }
 
 #[test]
 fn zero_workers() {
-    rejects(
-        &GOOD.replace("workers = 1", "workers = 0"),
-        24,
-        &["topology[0].workers", "at least 1"],
-    );
+    rejects(&GOOD.replace("workers = 1", "workers = 0"), 24, &["topology[0].workers", "at least 1"]);
 }
 
 #[test]
 fn missing_trace_file() {
     let text = GOOD
-        .replace(
-            "[[workload.classes]]\nname = \"a\"\nprompt_tokens = 100\noutput_tokens = 10\n",
-            "",
-        )
-        .replace(
-            "kind = \"poisson\"\nrate_per_s = 2.0",
-            "kind = \"trace\"\npath = \"no_such_trace.csv\"",
-        );
+        .replace("[[workload.classes]]\nname = \"a\"\nprompt_tokens = 100\noutput_tokens = 10\n", "")
+        .replace("kind = \"poisson\"\nrate_per_s = 2.0", "kind = \"trace\"\npath = \"no_such_trace.csv\"");
     rejects(&text, 12, &["workload.arrival.path", "no_such_trace.csv"]);
 }
 
 #[test]
 fn empty_workload() {
-    let text = GOOD.replace(
-        "[[workload.classes]]\nname = \"a\"\nprompt_tokens = 100\noutput_tokens = 10\n",
-        "",
-    );
+    let text = GOOD.replace("[[workload.classes]]\nname = \"a\"\nprompt_tokens = 100\noutput_tokens = 10\n", "");
     rejects(&text, 10, &["workload.classes", "missing"]);
 }
 
@@ -137,19 +97,8 @@ fn unknown_preset_and_hardware() {
         "kind = \"roofline\"\nhardware = \"a100-80gb\"\nmodel = \"llama-2-7b\"",
         "kind = \"preset\"\nname = \"tpu-v9\"",
     );
-    rejects(
-        &text,
-        6,
-        &[
-            "unknown cost-model preset `tpu-v9`",
-            "distserve-a100-opt-13b",
-        ],
-    );
-    rejects(
-        &GOOD.replace("a100-80gb", "b200"),
-        6,
-        &["unknown hardware `b200`", "h100-sxm"],
-    );
+    rejects(&text, 6, &["unknown cost-model preset `tpu-v9`", "distserve-a100-opt-13b"]);
+    rejects(&GOOD.replace("a100-80gb", "b200"), 6, &["unknown hardware `b200`", "h100-sxm"]);
 }
 
 #[test]
@@ -159,84 +108,41 @@ fn missing_coefficient_is_an_error_not_a_zero() {
         "kind = \"coefficients\"\nmodel = \"llama-2-7b\"\nprefill = { base_ms = 1, per_token_ms = 0.1 }\ndecode = { base_ms = 1, per_ctx_token_ms = 0, per_seq_ms = 0 }",
     );
     let text = text.replace("[slo]", "[batching]\nkv_capacity_tokens = 10000\n\n[slo]");
-    rejects(
-        &text,
-        7,
-        &["cost_model.prefill.per_token_sq_ms", "missing coefficient"],
-    );
+    rejects(&text, 7, &["cost_model.prefill.per_token_sq_ms", "missing coefficient"]);
 }
 
 #[test]
 fn other_bad_values() {
     rejects(
-        &GOOD.replace(
-            "prompt_tokens = 100",
-            "prompt_tokens = { kind = \"uniform\", min = 9, max = 3 }",
-        ),
+        &GOOD.replace("prompt_tokens = 100", "prompt_tokens = { kind = \"uniform\", min = 9, max = 3 }"),
         11,
         &["prompt_tokens", "greater than"],
     );
-    rejects(
-        &GOOD.replace("tpot_ms = 10", "tpot_ms = 10\nattainment = 90"),
-        21,
-        &["slo.attainment"],
-    );
-    rejects(
-        &GOOD.replace("model = \"llama-2-7b\"", "model = \"llama-3-70b\""),
-        4,
-        &["do not fit", "raise tp"],
-    );
-    rejects(
-        &GOOD.replace("kind = \"fused\"", "kind = \"fused\"\npolicy = \"chunked\""),
-        22,
-        &["chunk_tokens"],
-    );
-    rejects(
-        &GOOD.replace("seed = 1", "seed = 1\nmode = \"warp\""),
-        2,
-        &["mode", "simulate"],
-    );
+    rejects(&GOOD.replace("tpot_ms = 10", "tpot_ms = 10\nattainment = 90"), 21, &["slo.attainment"]);
+    rejects(&GOOD.replace("model = \"llama-2-7b\"", "model = \"llama-3-70b\""), 4, &["do not fit", "raise tp"]);
+    rejects(&GOOD.replace("kind = \"fused\"", "kind = \"fused\"\npolicy = \"chunked\""), 22, &["chunk_tokens"]);
+    rejects(&GOOD.replace("seed = 1", "seed = 1\nmode = \"warp\""), 2, &["mode", "simulate"]);
     rejects("this is not toml", 1, &["bad.toml"]);
 }
 
 #[test]
 fn a_bad_trace_row_names_the_trace_line() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("t.csv"),
-        "arrival_s,prompt_tokens,output_tokens\n0,10,2\n0.5,-3,2\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("t.csv"), "arrival_s,prompt_tokens,output_tokens\n0,10,2\n0.5,-3,2\n").unwrap();
     let text = GOOD
-        .replace(
-            "[[workload.classes]]\nname = \"a\"\nprompt_tokens = 100\noutput_tokens = 10\n",
-            "",
-        )
-        .replace(
-            "kind = \"poisson\"\nrate_per_s = 2.0",
-            "kind = \"trace\"\npath = \"t.csv\"",
-        );
+        .replace("[[workload.classes]]\nname = \"a\"\nprompt_tokens = 100\noutput_tokens = 10\n", "")
+        .replace("kind = \"poisson\"\nrate_per_s = 2.0", "kind = \"trace\"\npath = \"t.csv\"");
     let path = dir.path().join("s.toml");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pdsim"))
-        .arg("validate")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pdsim")).arg("validate").arg(&path).output().unwrap();
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        err.contains("t.csv:3:") && err.contains("prompt_tokens"),
-        "{err}"
-    );
+    assert!(err.contains("t.csv:3:") && err.contains("prompt_tokens"), "{err}");
 }
 
 #[test]
 fn missing_scenario_file() {
-    let out = Command::new(env!("CARGO_BIN_EXE_pdsim"))
-        .arg("no/such/file.toml")
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pdsim")).arg("no/such/file.toml").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read scenario no/such/file.toml"));
 }

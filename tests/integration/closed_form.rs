@@ -51,8 +51,7 @@ link = { bandwidth_gbps = 8, latency_us = 50 }
 
 #[test]
 fn one_request_on_an_idle_worker() {
-    let arrival =
-        format!("{ONE_CLASS}\n[workload.arrival]\nkind = \"constant\"\ninterval_ms = 1000\n");
+    let arrival = format!("{ONE_CLASS}\n[workload.arrival]\nkind = \"constant\"\ninterval_ms = 1000\n");
     let s = scenario(&text("requests = 1", &arrival, BOTH));
     // TTFT = 10 + 0.5·100 + 0.001·100² = 70 ms.
     // Decode step k (k = 1..10) attends 100 + k tokens: 5 + 0.01·(100 + k) + 1 = 7 + 0.01·k ms;
@@ -65,11 +64,7 @@ fn one_request_on_an_idle_worker() {
         close(q.f("e2e_ms"), 140.55);
         assert_eq!(q.f("token_count"), 11.0);
         close(r.summary.ttft_ms.unwrap().p50, 70.0);
-        assert_eq!(
-            r.iterations.len(),
-            11,
-            "{topo}: one prefill and ten decode steps"
-        );
+        assert_eq!(r.iterations.len(), 11, "{topo}: one prefill and ten decode steps");
     }
     // KV link: 100 tokens × 1000 B = 100 kB over 1 GB/s is 0.1 ms, plus 50 µs of latency.
     // The transfer sits between the first token and the first decode step, so inside TPOT.
@@ -84,8 +79,7 @@ fn one_request_on_an_idle_worker() {
 
 #[test]
 fn two_requests_share_prefill_and_decode_batches() {
-    let arrival =
-        format!("{ONE_CLASS}\n[workload.arrival]\nkind = \"bursts\"\nsize = 2\nevery_ms = 10000\n");
+    let arrival = format!("{ONE_CLASS}\n[workload.arrival]\nkind = \"bursts\"\nsize = 2\nevery_ms = 10000\n");
     let s = scenario(&text("requests = 2", &arrival, BOTH));
     // One prefill batch: 10 + 0.5·200 + 0.001·(100² + 100²) = 130 ms.
     // Decode step k with both: 5 + 0.01·2·(100 + k) + 2 = 9 + 0.02·k ms; ten steps: 91.1 ms.
@@ -95,11 +89,7 @@ fn two_requests_share_prefill_and_decode_batches() {
             close(q.f("ttft_ms"), 130.0);
             close(q.f("tpot_ms"), 9.11);
         }
-        let decode: Vec<_> = r
-            .iterations
-            .iter()
-            .filter(|i| i.s("kind") == "decode")
-            .collect();
+        let decode: Vec<_> = r.iterations.iter().filter(|i| i.s("kind") == "decode").collect();
         assert_eq!(decode.len(), 10);
         assert!(decode.iter().all(|i| i.f("batch_size") == 2.0));
     }
@@ -107,8 +97,7 @@ fn two_requests_share_prefill_and_decode_batches() {
 
 #[test]
 fn full_decode_kv_holds_the_second_request_on_the_prefill_worker() {
-    let arrival =
-        format!("{ONE_CLASS}\n[workload.arrival]\nkind = \"bursts\"\nsize = 2\nevery_ms = 10000\n");
+    let arrival = format!("{ONE_CLASS}\n[workload.arrival]\nkind = \"bursts\"\nsize = 2\nevery_ms = 10000\n");
     let topo = r#"
 [batching]
 kv_capacity_tokens = 150
@@ -161,40 +150,19 @@ chunk_tokens = 64
     let steps: Vec<(String, u64, u64)> = r
         .iterations
         .iter()
-        .map(|i| {
-            (
-                i.s("kind").to_owned(),
-                i.f("prefill_tokens") as u64,
-                i.f("decode_tokens") as u64,
-            )
-        })
+        .map(|i| (i.s("kind").to_owned(), i.f("prefill_tokens") as u64, i.f("decode_tokens") as u64))
         .collect();
-    let want = [
-        ("prefill", 64, 0),
-        ("prefill", 64, 0),
-        ("mixed", 63, 1),
-        ("mixed", 9, 1),
-        ("decode", 0, 1),
-        ("decode", 0, 1),
-    ];
-    let want: Vec<(String, u64, u64)> = want
-        .iter()
-        .map(|(k, p, d)| (k.to_string(), *p, *d))
-        .collect();
+    let want =
+        [("prefill", 64, 0), ("prefill", 64, 0), ("mixed", 63, 1), ("mixed", 9, 1), ("decode", 0, 1), ("decode", 0, 1)];
+    let want: Vec<(String, u64, u64)> = want.iter().map(|(k, p, d)| (k.to_string(), *p, *d)).collect();
     assert_eq!(steps, want);
     // Step times: the mixed steps pay the larger base (10 ms) once, then both variable parts.
     let ms: Vec<f64> = r.iterations.iter().map(|i| i.f("duration_ms")).collect();
     close(ms[0], 10.0 + 0.5 * 64.0 + 0.001 * 64.0 * 64.0);
     // Step 2: 36 tokens of prompt 0 at offset 64, 28 of prompt 1 at offset 0.
-    close(
-        ms[1],
-        10.0 + 0.5 * 64.0 + 0.001 * (36.0 * 100.0 + 28.0 * 28.0),
-    );
+    close(ms[1], 10.0 + 0.5 * 64.0 + 0.001 * (36.0 * 100.0 + 28.0 * 28.0));
     // Step 3: request 0's first decode (context 101) and 63 tokens of prompt 1 at offset 28.
-    close(
-        ms[2],
-        10.0 + 0.5 * 63.0 + 0.001 * (63.0 * 91.0) + 0.01 * 101.0 + 1.0,
-    );
+    close(ms[2], 10.0 + 0.5 * 63.0 + 0.001 * (63.0 * 91.0) + 0.01 * 101.0 + 1.0);
     // Request 0's first token came at the end of step 2.
     close(r.requests[0].f("ttft_ms"), ms[0] + ms[1]);
     close(r.requests[1].f("ttft_ms"), ms[0] + ms[1] + ms[2] + ms[3]);

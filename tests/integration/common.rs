@@ -28,9 +28,7 @@ impl Row {
         self.0.get(col).unwrap_or_else(|| panic!("no column {col}"))
     }
     pub fn f(&self, col: &str) -> f64 {
-        self.s(col)
-            .parse()
-            .unwrap_or_else(|_| panic!("{col} = {:?} is not a number", self.s(col)))
+        self.s(col).parse().unwrap_or_else(|_| panic!("{col} = {:?} is not a number", self.s(col)))
     }
 }
 
@@ -38,13 +36,7 @@ pub fn read_csv(path: &Path) -> Vec<Row> {
     let mut rd = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let headers = rd.headers().unwrap().clone();
     rd.records()
-        .map(|r| {
-            Row(headers
-                .iter()
-                .zip(r.unwrap().iter())
-                .map(|(h, v)| (h.to_owned(), v.to_owned()))
-                .collect())
-        })
+        .map(|r| Row(headers.iter().zip(r.unwrap().iter()).map(|(h, v)| (h.to_owned(), v.to_owned())).collect()))
         .collect()
 }
 
@@ -58,22 +50,13 @@ pub struct Ran {
 
 pub fn run(s: &Scenario, topology: &str) -> Ran {
     let dir = tempfile::tempdir().unwrap();
-    let t = s
-        .topologies
-        .iter()
-        .find(|t| t.name == topology)
-        .unwrap_or_else(|| panic!("no topology {topology}"));
+    let t = s.topologies.iter().find(|t| t.name == topology).unwrap_or_else(|| panic!("no topology {topology}"));
     let summary = run_topology(s, t, dir.path(), false).unwrap_or_else(|e| panic!("{e}"));
     let out = topology_dir(dir.path(), s, t);
     let mut requests = read_csv(&out.join("requests.csv"));
     requests.sort_by_key(|r| r.f("request_id") as u64);
     let iterations = read_csv(&out.join("iterations.csv"));
-    Ran {
-        summary,
-        requests,
-        iterations,
-        _dir: dir,
-    }
+    Ran { summary, requests, iterations, _dir: dir }
 }
 
 /// Asserts two millisecond figures agree to within a nanosecond-scale rounding.

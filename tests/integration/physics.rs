@@ -31,18 +31,13 @@ fn split_with_too_few_decode_workers_loses_to_fused() {
     for t in &mut s.topologies {
         match &mut t.kind {
             TopologyKind::Fused { workers, .. } => *workers = 4,
-            TopologyKind::Split {
-                prefill_workers, ..
-            } => *prefill_workers = 3,
+            TopologyKind::Split { prefill_workers, .. } => *prefill_workers = 3,
         }
     }
     let fused = run(&s, "fused").summary;
     let split = run(&s, "split").summary;
     let (f, p) = (fused.tpot_ms.unwrap().p90, split.tpot_ms.unwrap().p90);
-    assert!(
-        p > 1.5 * f,
-        "split p90 TPOT {p:.2} ms should exceed fused {f:.2} ms"
-    );
+    assert!(p > 1.5 * f, "split p90 TPOT {p:.2} ms should exceed fused {f:.2} ms");
     assert!(split.e2e_ms.unwrap().p90 > fused.e2e_ms.unwrap().p90);
     assert!(split.slo_attainment < fused.slo_attainment);
 }

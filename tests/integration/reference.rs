@@ -98,7 +98,8 @@ fn batched_prefill_and_decode_equal_batch_one() {
     let m = model(WeightFormat::Q8_0);
     let prompts: Vec<Vec<u32>> = jsonl("greedy.jsonl").iter().map(|c| ids(&c["prompt_ids"])).collect();
     let steps = 12;
-    let alone: Vec<Vec<u32>> = prompts.iter().map(|p| generate(m, p, steps, Sampling::Greedy, true, false).unwrap().ids).collect();
+    let alone: Vec<Vec<u32>> =
+        prompts.iter().map(|p| generate(m, p, steps, Sampling::Greedy, true, false).unwrap().ids).collect();
     let llama = &m.llama;
     let mut caches: Vec<_> = prompts.iter().map(|p| llama.new_kv(p.len() + steps).unwrap()).collect();
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];

@@ -43,11 +43,7 @@ fn every_shipped_scenario_is_listed_here_and_runs() {
 }
 
 fn pdsim(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_pdsim"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_pdsim")).args(args).current_dir(repo()).output().unwrap()
 }
 
 #[test]
@@ -55,28 +51,15 @@ fn same_seed_gives_byte_identical_csvs() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     for d in [&a, &b] {
-        let out = pdsim(&[
-            "scenarios/heavy_light.toml",
-            "--out",
-            d.path().to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = pdsim(&["scenarios/heavy_light.toml", "--out", d.path().to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     for t in ["fused", "split"] {
         for f in ["requests.csv", "iterations.csv", "summary.csv"] {
-            let read = |d: &tempfile::TempDir| {
-                std::fs::read(d.path().join("heavy_light").join(t).join(f)).unwrap()
-            };
+            let read = |d: &tempfile::TempDir| std::fs::read(d.path().join("heavy_light").join(t).join(f)).unwrap();
             let (x, y) = (read(&a), read(&b));
             assert!(!x.is_empty());
-            assert!(
-                x == y,
-                "{t}/{f} differs between two runs with the same seed"
-            );
+            assert!(x == y, "{t}/{f} differs between two runs with the same seed");
         }
     }
 }
@@ -87,16 +70,8 @@ fn cli_prints_a_comparison_and_json() {
     let out = pdsim(&["scenarios/mixed.toml", "--out", d.path().to_str().unwrap()]);
     assert!(out.status.success());
     let table = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        table.contains("TPOT p90 (ms)") && table.contains("split / fused"),
-        "{table}"
-    );
-    let out = pdsim(&[
-        "scenarios/mixed.toml",
-        "--out",
-        d.path().to_str().unwrap(),
-        "--json",
-    ]);
+    assert!(table.contains("TPOT p90 (ms)") && table.contains("split / fused"), "{table}");
+    let out = pdsim(&["scenarios/mixed.toml", "--out", d.path().to_str().unwrap(), "--json"]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tops = v["topologies"].as_array().unwrap();
@@ -113,9 +88,5 @@ fn validate_accepts_every_shipped_scenario() {
     let mut args = vec!["validate"];
     args.extend(files.iter().map(String::as_str));
     let out = pdsim(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -25,9 +25,12 @@ pub struct LlamaConfig {
 
 impl LlamaConfig {
     pub fn from_metadata(md: &HashMap<String, Value>) -> Result<LlamaConfig, LoadError> {
-        let arch = md.get("general.architecture").and_then(|v| v.to_string().ok()).map(String::as_str).unwrap_or("llama");
+        let arch =
+            md.get("general.architecture").and_then(|v| v.to_string().ok()).map(String::as_str).unwrap_or("llama");
         if arch != "llama" {
-            return Err(LoadError::Unsupported(format!("architecture `{arch}` (only llama-family models are supported)")));
+            return Err(LoadError::Unsupported(format!(
+                "architecture `{arch}` (only llama-family models are supported)"
+            )));
         }
         let get = |key: &str| -> Result<&Value, LoadError> {
             md.get(&format!("llama.{key}")).ok_or_else(|| LoadError::Metadata(format!("missing `llama.{key}`")))

@@ -166,7 +166,8 @@ impl Llama {
             let v = self.heads(&layer.wv.forward(&h)?, c.kv_heads, &cos, &sin, false)?;
             let mut outs = Vec::with_capacity(seqs.len());
             for (s, &(offset, n, start)) in seqs.iter_mut().zip(&spans) {
-                let (keys, values) = s.kv.append(li, &k.narrow(1, offset, n)?.contiguous()?, &v.narrow(1, offset, n)?.contiguous()?)?;
+                let (keys, values) =
+                    s.kv.append(li, &k.narrow(1, offset, n)?.contiguous()?, &v.narrow(1, offset, n)?.contiguous()?)?;
                 outs.push(self.attend(&q.narrow(1, offset, n)?.contiguous()?, &keys, &values, start)?);
             }
             let attn = Tensor::cat(&outs, 0)?;
@@ -212,7 +213,11 @@ impl Llama {
                 .flat_map(|i| (0..len).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 }))
                 .collect();
             let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
-            att = att.reshape((c.kv_heads, group, n, len))?.broadcast_add(&mask)?.reshape((c.kv_heads, group * n, len))?;
+            att = att.reshape((c.kv_heads, group, n, len))?.broadcast_add(&mask)?.reshape((
+                c.kv_heads,
+                group * n,
+                len,
+            ))?;
         }
         let att = candle_nn::ops::softmax_last_dim(&att)?;
         let out = att.matmul(values)?; // [kv_heads, group·n, d]
@@ -233,4 +238,3 @@ fn rope_tables(c: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
 pub fn rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
     logits.to_dtype(DType::F32)?.to_vec2::<f32>()
 }
-

@@ -9,7 +9,11 @@ pub enum Sampling {
     Greedy,
     /// Softmax at `temperature`, keep the smallest set of tokens whose probability reaches
     /// `top_p`, draw one.
-    TopP { temperature: f32, top_p: f32, seed: u64 },
+    TopP {
+        temperature: f32,
+        top_p: f32,
+        seed: u64,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -47,7 +47,9 @@ pub fn from_gguf(md: &HashMap<String, Value>) -> Result<Tokenizer, LoadError> {
     let tokens = strings("tokenizer.ggml.tokens")?;
     let merges: Vec<(String, String)> = strings("tokenizer.ggml.merges")?
         .into_iter()
-        .map(|m| m.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())).ok_or_else(|| err(format!("bad merge `{m}`"))))
+        .map(|m| {
+            m.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())).ok_or_else(|| err(format!("bad merge `{m}`")))
+        })
         .collect::<Result<_, _>>()?;
     let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
     let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| err(e.to_string()))?;

@@ -37,10 +37,8 @@ impl LinearCost {
             Some((threshold, ref large)) if s.decode_seqs >= threshold => large,
             _ => &self.decode,
         };
-        let prefill_var = p.per_token_ms * s.prefill_tokens as f64
-            + p.per_token_sq_ms * s.prefill_tokens_sq as f64;
-        let decode_var =
-            d.per_ctx_token_ms * s.decode_context as f64 + d.per_seq_ms * s.decode_seqs as f64;
+        let prefill_var = p.per_token_ms * s.prefill_tokens as f64 + p.per_token_sq_ms * s.prefill_tokens_sq as f64;
+        let decode_var = d.per_ctx_token_ms * s.decode_context as f64 + d.per_seq_ms * s.decode_seqs as f64;
         match (s.prefill_seqs > 0, s.decode_seqs > 0) {
             (true, false) => p.base_ms + prefill_var,
             (false, true) => d.base_ms + decode_var,
@@ -56,54 +54,22 @@ mod tests {
 
     fn model() -> LinearCost {
         LinearCost {
-            prefill: PrefillCoeffs {
-                base_ms: 10.0,
-                per_token_ms: 0.1,
-                per_token_sq_ms: 0.001,
-            },
-            decode: DecodeCoeffs {
-                base_ms: 5.0,
-                per_ctx_token_ms: 0.01,
-                per_seq_ms: 0.5,
-            },
-            large_batch_decode: Some((
-                4,
-                DecodeCoeffs {
-                    base_ms: 1.0,
-                    per_ctx_token_ms: 0.0,
-                    per_seq_ms: 0.0,
-                },
-            )),
+            prefill: PrefillCoeffs { base_ms: 10.0, per_token_ms: 0.1, per_token_sq_ms: 0.001 },
+            decode: DecodeCoeffs { base_ms: 5.0, per_ctx_token_ms: 0.01, per_seq_ms: 0.5 },
+            large_batch_decode: Some((4, DecodeCoeffs { base_ms: 1.0, per_ctx_token_ms: 0.0, per_seq_ms: 0.0 })),
         }
     }
 
     #[test]
     fn prefill_decode_and_mixed() {
         let m = model();
-        let prefill = StepShape {
-            prefill_seqs: 2,
-            prefill_tokens: 30,
-            prefill_tokens_sq: 500,
-            ..Default::default()
-        };
+        let prefill = StepShape { prefill_seqs: 2, prefill_tokens: 30, prefill_tokens_sq: 500, ..Default::default() };
         assert!((m.step_ms(&prefill) - (10.0 + 3.0 + 0.5)).abs() < 1e-12);
-        let decode = StepShape {
-            decode_seqs: 2,
-            decode_context: 100,
-            ..Default::default()
-        };
+        let decode = StepShape { decode_seqs: 2, decode_context: 100, ..Default::default() };
         assert!((m.step_ms(&decode) - (5.0 + 1.0 + 1.0)).abs() < 1e-12);
-        let mixed = StepShape {
-            decode_seqs: 2,
-            decode_context: 100,
-            ..prefill
-        };
+        let mixed = StepShape { decode_seqs: 2, decode_context: 100, ..prefill };
         assert!((m.step_ms(&mixed) - (10.0 + 3.5 + 2.0)).abs() < 1e-12);
-        let big = StepShape {
-            decode_seqs: 4,
-            decode_context: 100,
-            ..Default::default()
-        };
+        let big = StepShape { decode_seqs: 4, decode_context: 100, ..Default::default() };
         assert_eq!(m.step_ms(&big), 1.0);
     }
 }

@@ -8,6 +8,7 @@ pub mod roofline;
 use std::sync::Arc;
 
 use super::step::StepPlan;
+use crate::workload::RequestSpec;
 use super::{Engine, EngineError, KvHandle, StepOutcome};
 use linear::LinearCost;
 use roofline::Roofline;
@@ -37,9 +38,7 @@ impl CostModel {
 
     pub fn kv_bytes_per_token(&self) -> u64 {
         match self {
-            CostModel::Linear {
-                kv_bytes_per_token, ..
-            } => *kv_bytes_per_token,
+            CostModel::Linear { kv_bytes_per_token, .. } => *kv_bytes_per_token,
             CostModel::Roofline(r) => r.model.kv_bytes_per_token(),
         }
     }
@@ -58,12 +57,7 @@ impl CostModel {
             CostModel::Linear { source, .. } => source.clone(),
             CostModel::Roofline(r) => format!(
                 "roofline {} × {} tp={} (compute eff {}, memory eff {}, overhead {} ms)",
-                r.hardware.name,
-                r.model.name,
-                r.tp,
-                r.compute_efficiency,
-                r.memory_efficiency,
-                r.step_overhead_ms
+                r.hardware.name, r.model.name, r.tp, r.compute_efficiency, r.memory_efficiency, r.step_overhead_ms
             ),
         }
     }
@@ -97,20 +91,21 @@ impl SimEngine {
 impl Engine for SimEngine {
     type Kv = SimKv;
 
+    fn admit(&mut self, _spec: &RequestSpec) -> Result<(), EngineError> {
+        Ok(())
+    }
+
     fn step(&mut self, plan: &StepPlan) -> Result<StepOutcome, EngineError> {
-        Ok(StepOutcome {
-            wait_ns: self.cost.step_ns(plan),
-        })
+        Ok(StepOutcome { wait_ns: self.cost.step_ns(plan), stopped: Vec::new() })
     }
 
     fn take_kv(&mut self, _request: u64, context_tokens: u64) -> SimKv {
-        SimKv {
-            tokens: context_tokens,
-            bytes: context_tokens * self.cost.kv_bytes_per_token(),
-        }
+        SimKv { tokens: context_tokens, bytes: context_tokens * self.cost.kv_bytes_per_token() }
     }
 
     fn put_kv(&mut self, _request: u64, _kv: SimKv) {}
 
-    fn release(&mut self, _request: u64) {}
+    fn finish(&mut self, _request: u64) -> Option<String> {
+        None
+    }
 }

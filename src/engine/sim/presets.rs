@@ -41,10 +41,7 @@ const FITS: &[Fit] = &[
 pub fn catalogue() -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for f in FITS {
-        match out
-            .iter_mut()
-            .find(|s| s.starts_with(&format!("{} ", f.name)))
-        {
+        match out.iter_mut().find(|s| s.starts_with(&format!("{} ", f.name))) {
             Some(s) => s.push_str(&format!(",{}", f.tp)),
             None => out.push(format!("{} (tp {}", f.name, f.tp)),
         }
@@ -56,30 +53,16 @@ pub fn catalogue() -> Vec<String> {
 pub fn lookup(name: &str, tp: u32) -> Result<(LinearCost, &'static str), String> {
     let fits: Vec<&Fit> = FITS.iter().filter(|f| f.name == name).collect();
     if fits.is_empty() {
-        return Err(format!(
-            "unknown cost-model preset `{name}`; known presets: {}",
-            catalogue().join(", ")
-        ));
+        return Err(format!("unknown cost-model preset `{name}`; known presets: {}", catalogue().join(", ")));
     }
     let fit = fits.iter().find(|f| f.tp == tp).ok_or_else(|| {
         let tps: Vec<String> = fits.iter().map(|f| f.tp.to_string()).collect();
-        format!(
-            "preset `{name}` has no fit for tp = {tp}; it has tp = {}",
-            tps.join(", ")
-        )
+        format!("preset `{name}` has no fit for tp = {tp}; it has tp = {}", tps.join(", "))
     })?;
     let [pa, pb, pc] = fit.prefill;
-    let decode = |[a, b, c]: [f64; 3]| DecodeCoeffs {
-        base_ms: a + 2.0,
-        per_ctx_token_ms: b + 1e-4,
-        per_seq_ms: c + b,
-    };
+    let decode = |[a, b, c]: [f64; 3]| DecodeCoeffs { base_ms: a + 2.0, per_ctx_token_ms: b + 1e-4, per_seq_ms: c + b };
     let cost = LinearCost {
-        prefill: PrefillCoeffs {
-            base_ms: pa + 1.0 + 2.0,
-            per_token_ms: pb + 1e-4,
-            per_token_sq_ms: pc,
-        },
+        prefill: PrefillCoeffs { base_ms: pa + 1.0 + 2.0, per_token_ms: pb + 1e-4, per_token_sq_ms: pc },
         decode: decode(fit.decode_small),
         large_batch_decode: Some((LARGE_BATCH_THRESHOLD, decode(fit.decode_large))),
     };
@@ -96,17 +79,9 @@ mod tests {
     #[test]
     fn reproduces_distserve_worked_values() {
         let (c, _) = lookup("distserve-a100-opt-13b", 1).unwrap();
-        let prefill = |l: u64| StepShape {
-            prefill_seqs: 1,
-            prefill_tokens: l,
-            prefill_tokens_sq: l * l,
-            ..Default::default()
-        };
-        let decode = |b: u64, ctx: u64| StepShape {
-            decode_seqs: b,
-            decode_context: b * ctx,
-            ..Default::default()
-        };
+        let prefill =
+            |l: u64| StepShape { prefill_seqs: 1, prefill_tokens: l, prefill_tokens_sq: l * l, ..Default::default() };
+        let decode = |b: u64, ctx: u64| StepShape { decode_seqs: b, decode_context: b * ctx, ..Default::default() };
         for (shape, want) in [
             (prefill(128), 34.277),
             (prefill(512), 75.2),
@@ -121,11 +96,7 @@ mod tests {
 
     #[test]
     fn unknown_names_and_tp_are_errors() {
-        assert!(lookup("distserve-h100-opt-13b", 1)
-            .unwrap_err()
-            .contains("known presets"));
-        assert!(lookup("distserve-a100-opt-66b", 1)
-            .unwrap_err()
-            .contains("tp = 2, 3, 4, 8"));
+        assert!(lookup("distserve-h100-opt-13b", 1).unwrap_err().contains("known presets"));
+        assert!(lookup("distserve-a100-opt-66b", 1).unwrap_err().contains("tp = 2, 3, 4, 8"));
     }
 }

@@ -45,14 +45,13 @@ impl Roofline {
         let attn_per_pair = 4.0 * (m.layers * m.heads * m.head_dim) as f64;
         let flops = 2.0 * m.matmul_params() as f64 * s.tokens() as f64
             + attn_per_pair * (s.prefill_attended + s.decode_context) as f64;
-        let bytes = m.weight_bytes() as f64
-            + (m.kv_bytes_per_token() * (s.prefill_context + s.decode_context)) as f64;
+        let bytes = m.weight_bytes() as f64 + (m.kv_bytes_per_token() * (s.prefill_context + s.decode_context)) as f64;
         let compute_s = flops / (tp * self.hardware.peak_flops * self.compute_efficiency);
         let memory_s = bytes / (tp * self.hardware.mem_bandwidth * self.memory_efficiency);
         let comm_s = if self.tp > 1 {
             let message = (s.tokens() * m.hidden * m.dtype_bytes) as f64;
-            let one = 2.0 * (tp - 1.0) / tp * message / self.hardware.interconnect_bandwidth
-                + ALLREDUCE_LATENCY_US * 1e-6;
+            let one =
+                2.0 * (tp - 1.0) / tp * message / self.hardware.interconnect_bandwidth + ALLREDUCE_LATENCY_US * 1e-6;
             2.0 * m.layers as f64 * one
         } else {
             0.0
@@ -66,9 +65,7 @@ impl Roofline {
         let m = self.model;
         let weights = ((m.matmul_params() + m.vocab * m.hidden) * m.dtype_bytes) as f64;
         let free = self.tp as f64 * self.hardware.mem_bytes * MEMORY_UTILIZATION - weights;
-        (free > 0.0)
-            .then(|| (free / m.kv_bytes_per_token() as f64) as u64)
-            .filter(|&t| t > 0)
+        (free > 0.0).then(|| (free / m.kv_bytes_per_token() as f64) as u64).filter(|&t| t > 0)
     }
 }
 
@@ -91,11 +88,7 @@ mod tests {
     fn batch_one_decode_is_weight_streaming() {
         // 7B fp16 on an A100: ~13.2 GB of weights over 2.039 TB/s ≈ 6.5 ms per token.
         let r = roofline("a100-80gb", "llama-2-7b", 1);
-        let ms = r.step_ms(&StepShape {
-            decode_seqs: 1,
-            decode_context: 1,
-            ..Default::default()
-        });
+        let ms = r.step_ms(&StepShape { decode_seqs: 1, decode_context: 1, ..Default::default() });
         let expect = r.model.weight_bytes() as f64 / 2.039e12 * 1e3;
         assert!((ms - expect).abs() / expect < 0.01, "{ms} vs {expect}");
     }
@@ -120,21 +113,13 @@ mod tests {
 
     #[test]
     fn memory_fit() {
-        assert!(roofline("h100-sxm", "llama-3-70b", 1)
-            .kv_capacity_tokens()
-            .is_none());
-        let tp4 = roofline("h100-sxm", "llama-3-70b", 4)
-            .kv_capacity_tokens()
-            .unwrap();
+        assert!(roofline("h100-sxm", "llama-3-70b", 1).kv_capacity_tokens().is_none());
+        let tp4 = roofline("h100-sxm", "llama-3-70b", 4).kv_capacity_tokens().unwrap();
         // (4 × 80 × 0.9 − 141) GB / 320 KiB per token ≈ 448k tokens.
         assert!((400_000..500_000).contains(&tp4), "{tp4}");
         assert!(
-            roofline("h200", "llama-2-7b", 1)
-                .kv_capacity_tokens()
-                .unwrap()
-                > roofline("h100-sxm", "llama-2-7b", 1)
-                    .kv_capacity_tokens()
-                    .unwrap()
+            roofline("h200", "llama-2-7b", 1).kv_capacity_tokens().unwrap()
+                > roofline("h100-sxm", "llama-2-7b", 1).kv_capacity_tokens().unwrap()
         );
     }
 }

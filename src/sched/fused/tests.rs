@@ -15,27 +15,15 @@ impl Tracked for R {
 }
 
 fn r(id: u64) -> R {
-    R {
-        id,
-        prefill_started: false,
-        prefill_ended: false,
-        decode_started: false,
-    }
+    R { id, prefill_started: false, prefill_ended: false, decode_started: false }
 }
 
 fn lens(p: u64, o: u64) -> SeqLens {
-    SeqLens {
-        prompt_tokens: p,
-        output_tokens: o,
-    }
+    SeqLens { prompt_tokens: p, output_tokens: o }
 }
 
 fn limits() -> FusedLimits {
-    FusedLimits {
-        prefill_token_budget: 100,
-        max_batch: 8,
-        kv_capacity_tokens: 10_000,
-    }
+    FusedLimits { prefill_token_budget: 100, max_batch: 8, kv_capacity_tokens: 10_000 }
 }
 
 /// Runs one step; returns (prefill chunks as (id, offset, tokens), decode ids, finished ids).
@@ -44,19 +32,12 @@ type Step = (Vec<(u64, u64, u64)>, Vec<u64>, Vec<u64>);
 
 fn step(s: &mut FusedScheduler<R>) -> Option<Step> {
     let mut plan = StepPlan::default();
-    if !s.plan(
-        &mut plan,
-        |r| r.prefill_started = true,
-        |r| r.decode_started = true,
-    ) {
+    if !s.plan(&mut plan, |r| r.prefill_started = true, |r| r.decode_started = true) {
         return None;
     }
-    let done = s.complete(|r| r.prefill_ended = true);
+    let done = s.complete(&[], |r| r.prefill_ended = true);
     Some((
-        plan.prefill
-            .iter()
-            .map(|c| (c.request, c.offset, c.tokens))
-            .collect(),
+        plan.prefill.iter().map(|c| (c.request, c.offset, c.tokens)).collect(),
         plan.decode.iter().map(|d| d.request).collect(),
         done.finished.iter().map(|f| f.payload.id).collect(),
     ))
@@ -104,10 +85,7 @@ fn chunked_mixes_decodes_with_prompt_chunks() {
     s.submit(lens(20, 3), r(0));
     s.submit(lens(50, 2), r(1));
     // Step 1: 20 tokens of prompt 0, then 12 of prompt 1.
-    assert_eq!(
-        step(&mut s),
-        Some((vec![(0, 0, 20), (1, 0, 12)], vec![], vec![]))
-    );
+    assert_eq!(step(&mut s), Some((vec![(0, 0, 20), (1, 0, 12)], vec![], vec![])));
     // Step 2: request 0 decodes (1 token of budget), prompt 1 continues with 31.
     assert_eq!(step(&mut s), Some((vec![(1, 12, 31)], vec![0], vec![])));
     // Step 3: the last 7 prompt tokens ride with request 0's final decode.
@@ -126,18 +104,11 @@ fn single_token_outputs_finish_at_prefill_end() {
 
 #[test]
 fn kv_capacity_holds_prompts_back() {
-    let l = FusedLimits {
-        kv_capacity_tokens: 25,
-        ..limits()
-    };
+    let l = FusedLimits { kv_capacity_tokens: 25, ..limits() };
     let mut s = FusedScheduler::new(FusedPolicy::PrefillFirst, l);
     s.submit(lens(10, 3), r(0));
     s.submit(lens(10, 3), r(1));
-    assert_eq!(
-        step(&mut s).unwrap().0,
-        vec![(0, 0, 10)],
-        "13 + 13 > 25: one at a time"
-    );
+    assert_eq!(step(&mut s).unwrap().0, vec![(0, 0, 10)], "13 + 13 > 25: one at a time");
     assert_eq!(step(&mut s).unwrap().1, vec![0]);
     assert_eq!(step(&mut s), Some((vec![], vec![0], vec![0])));
     assert_eq!(step(&mut s).unwrap().0, vec![(1, 0, 10)]);
@@ -152,7 +123,7 @@ fn callbacks_stamp_each_phase_once() {
     let done = loop {
         let mut plan = StepPlan::default();
         assert!(s.plan(&mut plan, |_| {}, |_| {}));
-        let c = s.complete(|_| {});
+        let c = s.complete(&[], |_| {});
         if !c.finished.is_empty() {
             break c.finished;
         }
