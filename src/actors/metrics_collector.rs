@@ -20,6 +20,8 @@ pub struct MetricsCollector {
     dir: PathBuf,
     requests: Option<CsvFile>,
     iterations: Option<CsvFile>,
+    /// `outputs.jsonl`, opened at the first generated text (execute mode).
+    outputs: Option<CsvFile>,
     acc: Option<Accumulator>,
     class_names: Vec<String>,
     slo: Slo,
@@ -43,6 +45,7 @@ impl MetricsCollector {
         Ok(MetricsCollector {
             requests: Some(CsvFile::create(&dir.join("requests.csv"), REQUESTS_HEADER)?),
             iterations: Some(CsvFile::create(&dir.join("iterations.csv"), ITERATIONS_HEADER)?),
+            outputs: None,
             dir,
             acc: Some(Accumulator::new(slo)),
             class_names,
@@ -61,6 +64,13 @@ impl MetricsCollector {
         }
     }
 
+    fn write_output(&mut self, line: &str) -> std::io::Result<()> {
+        if self.outputs.is_none() {
+            self.outputs = Some(CsvFile::create_headerless(&self.dir.join("outputs.jsonl"))?);
+        }
+        self.outputs.as_mut().expect("opened above").line(line)
+    }
+
     fn finish_if_done(&mut self, ctx: &mut Context<Self>) {
         let completed = self.acc.as_ref().map_or(0, Accumulator::completed);
         if self.total.is_some_and(|t| completed >= t) {
@@ -77,6 +87,9 @@ impl MetricsCollector {
         let io = |e: std::io::Error| e.to_string();
         self.requests.take().expect("finished once").finish().map_err(io)?;
         self.iterations.take().expect("finished once").finish().map_err(io)?;
+        if let Some(f) = self.outputs.take() {
+            f.finish().map_err(io)?;
+        }
         let summary = self.acc.take().expect("finished once").finish(self.info.clone());
         let mut f = CsvFile::create(&self.dir.join("summary.csv"), &Summary::csv_header()).map_err(io)?;
         f.line(&summary.csv_row()).map_err(io)?;
@@ -101,14 +114,19 @@ impl Handler<RequestFinished> for MetricsCollector {
 
     fn handle(&mut self, msg: RequestFinished, ctx: &mut Context<Self>) {
         let r = &msg.record;
-        let class = self.class_names.get(r.spec.class as usize).map_or("", String::as_str);
-        let row = request_row(r, class, &self.slo);
+        let class = self.class_names.get(r.spec.class as usize).cloned().unwrap_or_default();
+        let row = request_row(r, &class, &self.slo);
         if let Some(f) = self.requests.as_mut() {
             let res = f.line(&row);
             self.note_io(res);
         }
         if let Some(acc) = self.acc.as_mut() {
             acc.add(r);
+        }
+        if let Some(text) = &msg.text {
+            let line = serde_json::json!({ "request_id": r.spec.id, "class": class, "text": text }).to_string();
+            let res = self.write_output(&line);
+            self.note_io(res);
         }
         self.progress.inc(1);
         self.finish_if_done(ctx);

@@ -9,8 +9,8 @@ use super::EXIT_BAD_INPUT;
 use crate::metrics::sink::CsvFile;
 use crate::metrics::summary::Summary;
 use crate::report::comparison_table;
-use crate::run::run_topology;
-use crate::scenario::{self, Scenario};
+use crate::run::{prepare, run_topology};
+use crate::scenario::{self, Mode, Scenario};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -81,7 +81,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         scenario.workload.stop = crate::workload::StopAfter::Requests(n);
     }
     let out_root = args.out.clone().unwrap_or_else(|| scenario.output_dir.clone());
-    match run_all(&scenario, &out_root, args.json) {
+    match run_all(&mut scenario, &out_root, args.json) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -90,22 +90,26 @@ pub fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-fn run_all(scenario: &Scenario, out_root: &std::path::Path, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+fn run_all(scenario: &mut Scenario, out_root: &std::path::Path, json: bool) -> Result<(), Box<dyn std::error::Error>> {
     let progress = std::io::stderr().is_terminal();
+    let backend = prepare(scenario)?;
+    let scenario = &*scenario;
     let requests = scenario.workload.expected_requests().map_or("a duration of".to_owned(), |n| n.to_string());
     eprintln!(
-        "pdsim: scenario `{}` (simulate mode), {requests} requests, seed {}, cost model: {}",
+        "pdsim: scenario `{}` ({} mode), {requests} requests, seed {}, {}",
         scenario.name,
+        scenario.mode.name(),
         scenario.seed,
-        scenario.cost.describe()
+        backend.describe()
     );
     let mut summaries: Vec<Summary> = Vec::new();
     for t in &scenario.topologies {
         let started = Instant::now();
-        let s = run_topology(scenario, t, out_root, progress)?;
+        let s = run_topology(scenario, &backend, t, out_root, progress)?;
         let wall = started.elapsed().as_secs_f64();
+        let verb = if scenario.mode == Mode::Simulate { "simulated" } else { "served" };
         eprintln!(
-            "  {:<16} {} requests simulated in {:.2} s wall ({:.0} req/s), {:.1} s of virtual time",
+            "  {:<16} {} requests {verb} in {:.2} s wall ({:.1} req/s), makespan {:.1} s",
             t.name,
             s.completed,
             wall,

@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn derived_metrics_follow_the_definitions() {
-        let spec = RequestSpec { id: 0, arrival_ns: 1_000, class: 0, prompt_tokens: 8, output_tokens: 5 };
+        let spec = RequestSpec { id: 0, arrival_ns: 1_000, class: 0, prompt_tokens: 8, output_tokens: 5, prompt: None };
         let mut r = RequestRecord::new(spec);
         r.prefill_start_ns = 1_500;
         r.prefill_end_ns = 3_000;

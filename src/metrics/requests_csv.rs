@@ -48,7 +48,7 @@ mod tests {
 
     #[test]
     fn row_has_one_field_per_column() {
-        let spec = RequestSpec { id: 3, arrival_ns: 0, class: 0, prompt_tokens: 4, output_tokens: 2 };
+        let spec = RequestSpec { id: 3, arrival_ns: 0, class: 0, prompt_tokens: 4, output_tokens: 2, prompt: None };
         let mut r = RequestRecord::new(spec);
         r.prefill_end_ns = 10;
         r.end_ns = 20;

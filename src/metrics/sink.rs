@@ -13,11 +13,17 @@ pub struct CsvFile {
 
 impl CsvFile {
     pub fn create(path: &Path, header: &str) -> std::io::Result<CsvFile> {
+        let mut f = CsvFile::create_headerless(path)?;
+        f.line(header)?;
+        Ok(f)
+    }
+
+    /// A line file without a header (JSON lines).
+    pub fn create_headerless(path: &Path) -> std::io::Result<CsvFile> {
         let mut name = path.file_name().unwrap_or_default().to_os_string();
         name.push(".partial");
         let tmp = path.with_file_name(name);
-        let mut w = BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
-        writeln!(w, "{header}")?;
+        let w = BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
         Ok(CsvFile { tmp, path: path.to_owned(), w })
     }
 

@@ -1,4 +1,8 @@
 //! Builds the actor graph of one topology and waits for the collector's verdict.
+//!
+//! The same graph serves both modes. Simulate: one thread, a virtual clock, a [`SimEngine`]
+//! per worker. Execute: the wall clock, and every worker on its own [`Arbiter`] thread with a
+//! [`CandleEngine`] (and its own compute pool), so prefill and decode really overlap.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -16,7 +20,10 @@ use crate::actors::metrics_collector::{MetricsCollector, RunResult};
 use crate::actors::prefill_worker::{PrefillWorker, PrefillWorkerConfig};
 use crate::actors::worker_env::{LoadGauge, WorkerEnv};
 use crate::clock::RunClock;
-use crate::engine::sim::SimEngine;
+use crate::engine::candle::engine::CandleEngine;
+use crate::engine::candle::prompts::PromptSource;
+use crate::engine::candle::Model;
+use crate::engine::sim::{CostModel, SimEngine};
 use crate::engine::Engine;
 use crate::metrics::summary::TopologyInfo;
 use crate::scenario::{Scenario, Topology, TopologyKind};
@@ -25,21 +32,83 @@ use crate::sched::link::LinkQueue;
 use crate::sched::prefill_queue::PrefillLimits;
 use crate::sched::router::Router;
 
-/// Runs the topology to completion inside the current actix system.
-pub async fn drive(scenario: &Scenario, topology: &Topology, dir: PathBuf, bar: ProgressBar) -> RunResult {
-    let engine = SimEngine::new(scenario.cost.clone());
-    drive_with(scenario, topology, dir, bar, move || engine.clone()).await
+/// Which pool a worker belongs to, for its engine's thread count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Prefill and fused workers.
+    Prefill,
+    Decode,
 }
 
-/// Same, with any engine: `make_engine` builds one engine per worker.
-pub async fn drive_with<E: Engine>(
+/// Builds one engine per worker, on the worker's own thread.
+pub type EngineFactory<E> = Arc<dyn Fn(Role) -> E + Send + Sync>;
+
+pub async fn drive_simulated(
     scenario: &Scenario,
     topology: &Topology,
     dir: PathBuf,
     bar: ProgressBar,
-    make_engine: impl Fn() -> E,
+    cost: Arc<CostModel>,
 ) -> RunResult {
-    let clock = RunClock::simulated();
+    let factory: EngineFactory<SimEngine> = Arc::new(move |_| SimEngine::new(cost.clone()));
+    drive(scenario, topology, dir, bar, RunClock::simulated(), factory).await
+}
+
+pub async fn drive_executed(
+    scenario: &Scenario,
+    topology: &Topology,
+    dir: PathBuf,
+    bar: ProgressBar,
+    model: Arc<Model>,
+    prompts: Arc<PromptSource>,
+) -> RunResult {
+    let threads = topology.threads;
+    let generation = scenario.model.generation;
+    let factory: EngineFactory<CandleEngine> = Arc::new(move |role| {
+        let n = match role {
+            Role::Prefill => threads.prefill,
+            Role::Decode => threads.decode,
+        };
+        CandleEngine::new(model.clone(), n, prompts.clone(), generation)
+    });
+    drive(scenario, topology, dir, bar, RunClock::wall(), factory).await
+}
+
+/// Starts actors: on the current thread (virtual clock), or each on a new arbiter thread.
+struct Spawner {
+    own_threads: bool,
+    arbiters: Vec<Arbiter>,
+}
+
+impl Spawner {
+    fn spawn<A: Actor<Context = Context<A>>>(&mut self, make: impl FnOnce() -> A + Send + 'static) -> Addr<A> {
+        if self.own_threads {
+            let arbiter = Arbiter::new();
+            let addr = A::start_in_arbiter(&arbiter.handle(), move |_| make());
+            self.arbiters.push(arbiter);
+            addr
+        } else {
+            make().start()
+        }
+    }
+
+    fn stop(self) {
+        for a in self.arbiters {
+            a.stop();
+            a.join().ok();
+        }
+    }
+}
+
+/// Runs the topology to completion inside the current actix system.
+async fn drive<E: Engine>(
+    scenario: &Scenario,
+    topology: &Topology,
+    dir: PathBuf,
+    bar: ProgressBar,
+    clock: RunClock,
+    factory: EngineFactory<E>,
+) -> RunResult {
     let (tx, rx) = oneshot::channel();
     let info = TopologyInfo {
         scenario: scenario.name.clone(),
@@ -55,6 +124,7 @@ pub async fn drive_with<E: Engine>(
         let load: LoadGauge = Arc::new(AtomicU64::new(0));
         (WorkerEnv { name, index, clock, collector: collector.clone(), load: load.clone() }, load)
     };
+    let mut spawner = Spawner { own_threads: !clock.is_simulated(), arbiters: Vec::new() };
     let b = topology.batching;
     let mut targets: Vec<Recipient<Submit>> = Vec::new();
     let mut loads = Vec::new();
@@ -67,7 +137,9 @@ pub async fn drive_with<E: Engine>(
             };
             for i in 0..*workers {
                 let (env, load) = env(format!("fused-{i}"), i);
-                targets.push(FusedWorker::new(env, make_engine(), *policy, limits).start().recipient());
+                let (f, policy) = (factory.clone(), *policy);
+                let addr = spawner.spawn(move || FusedWorker::new(env, f(Role::Prefill), policy, limits));
+                targets.push(addr.recipient());
                 loads.push(load);
             }
             Router::new(*router, *workers as usize)
@@ -77,44 +149,40 @@ pub async fn drive_with<E: Engine>(
             let mut decoder_loads = Vec::new();
             for j in 0..*decode_workers {
                 let (env, load) = env(format!("decode-{j}"), j);
-                let w = DecodeWorker::new(
-                    env,
-                    make_engine(),
-                    b.kv_capacity_tokens,
-                    b.max_decode_batch as usize,
-                    LinkQueue::new(*link),
-                );
-                decoders.push(w.start());
+                let (f, link) = (factory.clone(), *link);
+                let (kv, batch) = (b.kv_capacity_tokens, b.max_decode_batch as usize);
+                decoders.push(spawner.spawn(move || DecodeWorker::new(env, f(Role::Decode), kv, batch, LinkQueue::new(link))));
                 decoder_loads.push(load);
             }
             for i in 0..*prefill_workers {
                 let (env, load) = env(format!("prefill-{i}"), i);
-                let config = PrefillWorkerConfig {
-                    env,
-                    engine: make_engine(),
-                    limits: PrefillLimits { token_budget: b.prefill_token_budget, max_requests: usize::MAX },
-                    kv_capacity_tokens: b.kv_capacity_tokens,
-                    decoders: decoders.clone(),
-                    decoder_loads: decoder_loads.clone(),
-                    // Prefill workers start their round-robin at different decode workers.
-                    router: Router::starting_at(*router, *decode_workers as usize, i as usize),
-                };
-                targets.push(PrefillWorker::new(config).start().recipient());
+                let f = factory.clone();
+                let (decoders, decoder_loads) = (decoders.clone(), decoder_loads.clone());
+                let limits = PrefillLimits { token_budget: b.prefill_token_budget, max_requests: usize::MAX };
+                // Prefill workers start their round-robin at different decode workers.
+                let router = Router::starting_at(*router, *decode_workers as usize, i as usize);
+                let kv = b.kv_capacity_tokens;
+                let addr = spawner.spawn(move || {
+                    PrefillWorker::new(PrefillWorkerConfig {
+                        env,
+                        engine: f(Role::Prefill),
+                        limits,
+                        kv_capacity_tokens: kv,
+                        decoders,
+                        decoder_loads,
+                        router,
+                    })
+                });
+                targets.push(addr.recipient());
                 loads.push(load);
             }
             Router::new(*router, *prefill_workers as usize)
         }
     };
     let limits = RequestLimits { max_prompt_tokens: b.kv_capacity_tokens, max_total_tokens: b.kv_capacity_tokens };
-    Enqueuer::new(EnqueuerConfig {
-        stream: scenario.workload.stream(),
-        clock,
-        targets,
-        loads,
-        router,
-        limits,
-        collector,
-    })
-    .start();
-    rx.await.map_err(|_| "the metrics collector stopped without a result".to_owned())?
+    Enqueuer::new(EnqueuerConfig { stream: scenario.workload.stream(), clock, targets, loads, router, limits, collector })
+        .start();
+    let result = rx.await.map_err(|_| "the metrics collector stopped without a result".to_owned());
+    spawner.stop();
+    result?
 }

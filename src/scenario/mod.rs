@@ -11,6 +11,8 @@ mod validate;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::engine::candle::engine::GenerationConfig;
+use crate::engine::candle::model::WeightFormat;
 use crate::engine::sim::CostModel;
 use crate::metrics::summary::Slo;
 use crate::sched::fused::FusedPolicy;
@@ -27,7 +29,10 @@ pub struct Scenario {
     pub mode: Mode,
     pub seed: u64,
     pub workload: Workload,
-    pub cost: Arc<CostModel>,
+    /// The cost model (required in simulate mode).
+    pub cost: Option<Arc<CostModel>>,
+    /// The real model (execute mode).
+    pub model: ModelSpec,
     pub slo: Slo,
     /// Results go to `output_dir/<name>/<topology>/`.
     pub output_dir: PathBuf,
@@ -37,6 +42,33 @@ pub struct Scenario {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Simulate,
+    Execute,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Simulate => "simulate",
+            Mode::Execute => "execute",
+        }
+    }
+}
+
+/// Which real model execute mode runs, and how it generates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    /// `None`: the default model, fetched into `models/` on first use.
+    pub path: Option<PathBuf>,
+    pub weights: WeightFormat,
+    pub generation: GenerationConfig,
+}
+
+/// CPU threads per worker in execute mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Threads {
+    /// Fused and prefill workers.
+    pub prefill: usize,
+    pub decode: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +76,7 @@ pub struct Topology {
     pub name: String,
     pub kind: TopologyKind,
     pub batching: Batching,
+    pub threads: Threads,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +96,9 @@ pub struct Batching {
 pub const DEFAULT_PREFILL_TOKEN_BUDGET: u64 = 4096;
 pub const DEFAULT_MAX_DECODE_BATCH: u32 = 128;
 pub const DEFAULT_SLO_ATTAINMENT: f64 = 0.9;
+/// KV tokens per worker in execute mode when the scenario does not say (≈1.5 GB of f32 KV for
+/// SmolLM2-135M).
+pub const DEFAULT_EXECUTE_KV_CAPACITY_TOKENS: u64 = 32_768;
 
 impl Topology {
     pub fn workers(&self) -> u32 {

@@ -17,6 +17,7 @@ pub struct RawScenario {
     pub duration_s: Option<f64>,
     pub output_dir: Option<String>,
     pub cost_model: Option<RawCostModel>,
+    pub model: Option<RawModel>,
     pub workload: Option<RawWorkload>,
     pub batching: Option<RawBatching>,
     pub slo: Option<RawSlo>,
@@ -83,7 +84,9 @@ pub struct RawWorkload {
 pub struct RawClass {
     pub name: String,
     pub weight: Option<f64>,
-    pub prompt_tokens: LengthDist,
+    pub prompt_tokens: Option<LengthDist>,
+    /// Real text prompts (execute mode): each request of the class takes one at random.
+    pub prompts: Option<Vec<String>>,
     pub output_tokens: LengthDist,
 }
 
@@ -130,6 +133,7 @@ pub enum RawTopology {
         chunk_tokens: Option<u64>,
         router: Option<RawRouter>,
         batching: Option<RawBatching>,
+        threads: Option<usize>,
     },
     Split {
         name: Option<String>,
@@ -138,6 +142,8 @@ pub enum RawTopology {
         router: Option<RawRouter>,
         link: Option<RawLink>,
         batching: Option<RawBatching>,
+        prefill_threads: Option<usize>,
+        decode_threads: Option<usize>,
     },
 }
 
@@ -161,4 +167,19 @@ pub enum RawRouter {
 pub struct RawLink {
     pub bandwidth_gbps: f64,
     pub latency_us: Option<f64>,
+}
+
+/// The real model (execute mode).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// GGUF file, relative to the scenario; default: the SmolLM2-135M-Instruct model in models/.
+    pub path: Option<String>,
+    /// `q8_0` (default), `f32` or `native`.
+    pub weights: Option<String>,
+    /// Generate exactly the requested output lengths (default true).
+    pub ignore_eos: Option<bool>,
+    /// 0 (default) is greedy.
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
 }

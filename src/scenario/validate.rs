@@ -5,8 +5,11 @@ use std::sync::Arc;
 
 use super::error::{invalid, line_col, locate_key, Invalid, Located, ScenarioError};
 use super::raw::*;
-use super::{Batching, Mode, Scenario, Topology, TopologyKind};
-use super::{DEFAULT_MAX_DECODE_BATCH, DEFAULT_PREFILL_TOKEN_BUDGET, DEFAULT_SLO_ATTAINMENT};
+use super::{Batching, Mode, ModelSpec, Scenario, Threads, Topology, TopologyKind};
+use super::{DEFAULT_EXECUTE_KV_CAPACITY_TOKENS, DEFAULT_MAX_DECODE_BATCH, DEFAULT_PREFILL_TOKEN_BUDGET, DEFAULT_SLO_ATTAINMENT};
+use crate::engine::candle::engine::GenerationConfig;
+use crate::engine::candle::model::WeightFormat;
+use crate::engine::candle::sampler::Sampling;
 use crate::engine::shape::ModelShape;
 use crate::engine::sim::hardware::Hardware;
 use crate::engine::sim::linear::{DecodeCoeffs, LinearCost, PrefillCoeffs};
@@ -18,7 +21,7 @@ use crate::sched::link::Link;
 use crate::sched::router::RouterKind;
 use crate::workload::arrival::ArrivalPattern;
 use crate::workload::trace::{read_trace, TraceFormat};
-use crate::workload::{ClassSpec, Source, StopAfter, Workload};
+use crate::workload::{ClassSpec, PromptSpec, Source, StopAfter, Workload};
 
 type V<T> = Result<T, Invalid>;
 
@@ -47,21 +50,28 @@ pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
         Some(n) => safe_name("name", n)?,
         None => path.file_stem().and_then(|s| s.to_str()).unwrap_or("scenario").to_owned(),
     };
-    match raw.mode.unwrap_or(RawMode::Simulate) {
-        RawMode::Simulate => {}
-        RawMode::Execute => {
-            return Err(invalid(
-                "mode",
-                "execute mode (a real model run with candle) is not in this build yet; use mode = \"simulate\"",
-            ))
-        }
-    }
+    let mode = match raw.mode.unwrap_or(RawMode::Simulate) {
+        RawMode::Simulate => Mode::Simulate,
+        RawMode::Execute => Mode::Execute,
+    };
     let seed = raw.seed.unwrap_or(0);
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let workload = resolve_workload(raw.workload, raw.requests, raw.duration_s, seed, base_dir)?;
-    let cost = resolve_cost(raw.cost_model.ok_or_else(|| {
-        missing("cost_model", "a [cost_model] table (kind = \"roofline\" | \"preset\" | \"coefficients\")")
-    })?)?;
+    if mode == Mode::Simulate && workload.has_text_prompts() {
+        return Err(invalid(
+            "workload.classes",
+            "text `prompts` need mode = \"execute\" (the model's tokenizer gives their lengths); use prompt_tokens in simulate mode",
+        ));
+    }
+    // Both may be present (to compare the modes on one scenario); the mode needs its own.
+    let cost = match (raw.cost_model, mode) {
+        (Some(c), _) => Some(resolve_cost(c)?),
+        (None, Mode::Simulate) => {
+            return Err(missing("cost_model", "a [cost_model] table (kind = \"roofline\" | \"preset\" | \"coefficients\")"))
+        }
+        (None, Mode::Execute) => None,
+    };
+    let model = resolve_model(raw.model, seed, base_dir)?;
     let slo = resolve_slo(raw.slo)?;
     if raw.topology.is_empty() {
         return Err(missing("topology", "at least one [[topology]] table (kind = \"fused\" or \"split\")"));
@@ -69,7 +79,7 @@ pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
     let global = raw.batching.unwrap_or_default();
     let mut topologies: Vec<Topology> = Vec::new();
     for (i, t) in raw.topology.into_iter().enumerate() {
-        let topo = resolve_topology(i, t, &global, &cost)?;
+        let topo = resolve_topology(i, t, &global, mode, cost.as_ref())?;
         check_fits(&workload, &topo, i)?;
         if topologies.iter().any(|o| o.name == topo.name) {
             return Err(invalid(
@@ -82,14 +92,46 @@ pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
     Ok(Scenario {
         name,
         path: path.to_owned(),
-        mode: Mode::Simulate,
+        mode,
         seed,
         workload,
-        cost: Arc::new(cost),
+        cost: cost.map(Arc::new),
+        model,
         slo,
         output_dir: PathBuf::from(raw.output_dir.unwrap_or_else(|| "output".into())),
         topologies,
     })
+}
+
+fn resolve_model(raw: Option<RawModel>, seed: u64, base: &Path) -> V<ModelSpec> {
+    let m = raw.unwrap_or(RawModel { path: None, weights: None, ignore_eos: None, temperature: None, top_p: None });
+    let weights = match m.weights.as_deref() {
+        None => WeightFormat::Q8_0,
+        Some(w) => WeightFormat::parse(w).ok_or_else(|| {
+            invalid("model.weights", format!("unknown weight format `{w}`; expected \"q8_0\", \"f32\" or \"native\""))
+        })?,
+    };
+    let temperature = non_negative("model.temperature", m.temperature.unwrap_or(0.0))?;
+    let top_p = m.top_p.unwrap_or(0.9);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(invalid("model.top_p", format!("must be in (0, 1], got {top_p}")));
+    }
+    let sampling = if temperature > 0.0 {
+        Sampling::TopP { temperature: temperature as f32, top_p: top_p as f32, seed }
+    } else {
+        Sampling::Greedy
+    };
+    let path = match m.path {
+        Some(p) => {
+            let full = base.join(&p);
+            if !full.exists() {
+                return Err(invalid("model.path", format!("no model file at {}", full.display())));
+            }
+            Some(full)
+        }
+        None => None,
+    };
+    Ok(ModelSpec { path, weights, generation: GenerationConfig { sampling, ignore_eos: m.ignore_eos.unwrap_or(true) } })
 }
 
 fn missing(key: &str, what: &str) -> Invalid {
@@ -194,7 +236,22 @@ fn resolve_workload(
         for (i, c) in w.classes.into_iter().enumerate() {
             let key = format!("workload.classes[{i}]");
             let weight = positive(&format!("{key}.weight"), c.weight.unwrap_or(1.0))?;
-            c.prompt_tokens.check().map_err(|m| invalid(format!("{key}.prompt_tokens"), m))?;
+            let prompt = match (c.prompt_tokens, c.prompts) {
+                (Some(d), None) => {
+                    d.check().map_err(|m| invalid(format!("{key}.prompt_tokens"), m))?;
+                    PromptSpec::Lengths(d)
+                }
+                (None, Some(texts)) if texts.is_empty() || texts.iter().any(|t| t.is_empty()) => {
+                    return Err(invalid(format!("{key}.prompts"), "give at least one prompt, none of them empty"))
+                }
+                (None, Some(texts)) => PromptSpec::Texts { texts, token_lengths: Vec::new() },
+                (Some(_), Some(_)) => {
+                    return Err(invalid(format!("{key}.prompts"), "set `prompt_tokens` or `prompts`, not both"))
+                }
+                (None, None) => {
+                    return Err(missing(&key, "`prompt_tokens = <length distribution>` or `prompts = [\"text\", ...]`"))
+                }
+            };
             c.output_tokens.check().map_err(|m| invalid(format!("{key}.output_tokens"), m))?;
             if classes.iter().any(|o| o.name == c.name) {
                 return Err(invalid(format!("{key}.name"), format!("two classes are named `{}`", c.name)));
@@ -202,7 +259,7 @@ fn resolve_workload(
             classes.push(ClassSpec {
                 name: c.name,
                 weight,
-                prompt_tokens: c.prompt_tokens,
+                prompt,
                 output_tokens: c.output_tokens,
             });
         }
@@ -345,7 +402,13 @@ fn resolve_slo(raw: Option<RawSlo>) -> V<Slo> {
     Ok(Slo { ttft_ms: positive("slo.ttft_ms", s.ttft_ms)?, tpot_ms: positive("slo.tpot_ms", s.tpot_ms)?, attainment })
 }
 
-fn resolve_batching(key: &str, global: &RawBatching, own: Option<RawBatching>, cost: &CostModel) -> V<Batching> {
+fn resolve_batching(
+    key: &str,
+    global: &RawBatching,
+    own: Option<RawBatching>,
+    mode: Mode,
+    cost: Option<&CostModel>,
+) -> V<Batching> {
     let own = own.unwrap_or_default();
     let (own_key, global_key) = (format!("{key}.batching"), "batching".to_owned());
     let pick = |o: Option<u64>, g: Option<u64>, name: &str| match (o, g) {
@@ -364,24 +427,28 @@ fn resolve_batching(key: &str, global: &RawBatching, own: Option<RawBatching>, c
         };
     let kv = match pick(own.kv_capacity_tokens, global.kv_capacity_tokens, "kv_capacity_tokens") {
         Some((v, k)) => at_least_one(&k, v)?,
-        None => cost.default_kv_capacity_tokens().ok_or_else(|| {
-            missing(
-                "batching.kv_capacity_tokens",
-                "the KV capacity per worker in tokens: this cost model does not know the device memory",
-            )
-        })?,
+        None => match mode {
+            Mode::Execute => DEFAULT_EXECUTE_KV_CAPACITY_TOKENS,
+            Mode::Simulate => cost.and_then(CostModel::default_kv_capacity_tokens).ok_or_else(|| {
+                missing(
+                    "batching.kv_capacity_tokens",
+                    "the KV capacity per worker in tokens: this cost model does not know the device memory",
+                )
+            })?,
+        },
     };
     Ok(Batching { prefill_token_budget: budget, max_decode_batch: max_batch, kv_capacity_tokens: kv })
 }
 
-fn resolve_topology(i: usize, raw: RawTopology, global: &RawBatching, cost: &CostModel) -> V<Topology> {
+fn resolve_topology(i: usize, raw: RawTopology, global: &RawBatching, mode: Mode, cost: Option<&CostModel>) -> V<Topology> {
     let key = format!("topology[{i}]");
     let router = |r: Option<RawRouter>| match r.unwrap_or(RawRouter::RoundRobin) {
         RawRouter::RoundRobin => RouterKind::RoundRobin,
         RawRouter::LeastLoaded => RouterKind::LeastLoaded,
     };
     match raw {
-        RawTopology::Fused { name, workers, policy, chunk_tokens, router: r, batching } => {
+        RawTopology::Fused { name, workers, policy, chunk_tokens, router: r, batching, threads } => {
+            let threads = at_least_one(&format!("{key}.threads"), threads.unwrap_or(1))?;
             let workers = at_least_one(&format!("{key}.workers"), workers)?;
             let policy = match (policy.unwrap_or(RawFusedPolicy::PrefillFirst), chunk_tokens) {
                 (RawFusedPolicy::Chunked, Some(c)) => {
@@ -402,10 +469,15 @@ fn resolve_topology(i: usize, raw: RawTopology, global: &RawBatching, cost: &Cos
             Ok(Topology {
                 name: safe_name(&format!("{key}.name"), name.unwrap_or_else(|| "fused".into()))?,
                 kind: TopologyKind::Fused { workers, policy, router: router(r) },
-                batching: resolve_batching(&key, global, batching, cost)?,
+                threads: Threads { prefill: threads, decode: threads },
+                batching: resolve_batching(&key, global, batching, mode, cost)?,
             })
         }
-        RawTopology::Split { name, prefill_workers, decode_workers, router: r, link, batching } => {
+        RawTopology::Split { name, prefill_workers, decode_workers, router: r, link, batching, prefill_threads, decode_threads } => {
+            let threads = Threads {
+                prefill: at_least_one(&format!("{key}.prefill_threads"), prefill_threads.unwrap_or(1))?,
+                decode: at_least_one(&format!("{key}.decode_threads"), decode_threads.unwrap_or(1))?,
+            };
             let p = at_least_one(&format!("{key}.prefill_workers"), prefill_workers)?;
             let d = at_least_one(&format!("{key}.decode_workers"), decode_workers)?;
             let link = match link {
@@ -420,7 +492,8 @@ fn resolve_topology(i: usize, raw: RawTopology, global: &RawBatching, cost: &Cos
             Ok(Topology {
                 name: safe_name(&format!("{key}.name"), name.unwrap_or_else(|| format!("split-{p}p{d}d")))?,
                 kind: TopologyKind::Split { prefill_workers: p, decode_workers: d, router: router(r), link },
-                batching: resolve_batching(&key, global, batching, cost)?,
+                threads,
+                batching: resolve_batching(&key, global, batching, mode, cost)?,
             })
         }
     }
@@ -433,7 +506,7 @@ fn check_fits(w: &Workload, t: &Topology, i: usize) -> V<()> {
     };
     let cap = t.batching.kv_capacity_tokens;
     for c in classes {
-        if let (Some(p), Some(o)) = (c.prompt_tokens.max_tokens(), c.output_tokens.max_tokens()) {
+        if let (Some(p), Some(o)) = (c.prompt.max_tokens(), c.output_tokens.max_tokens()) {
             if p + o > cap {
                 return Err(invalid(
                     format!("topology[{i}]"),

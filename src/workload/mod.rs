@@ -28,6 +28,8 @@ pub struct RequestSpec {
     pub prompt_tokens: u64,
     /// Output tokens to produce, the first one (from prefill) included.
     pub output_tokens: u64,
+    /// Index into the class's text prompts, when it has them (execute mode).
+    pub prompt: Option<u32>,
 }
 
 /// A length class: a weighted share of the requests with its own length distributions.
@@ -35,8 +37,26 @@ pub struct RequestSpec {
 pub struct ClassSpec {
     pub name: String,
     pub weight: f64,
-    pub prompt_tokens: LengthDist,
+    pub prompt: PromptSpec,
     pub output_tokens: LengthDist,
+}
+
+/// A class's prompts: lengths drawn from a distribution (synthetic token ids in execute mode),
+/// or real texts, whose lengths are known once tokenized ([`Workload::set_prompt_lengths`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PromptSpec {
+    Lengths(LengthDist),
+    Texts { texts: Vec<String>, token_lengths: Vec<u64> },
+}
+
+impl PromptSpec {
+    /// The longest prompt, when bounded and known.
+    pub fn max_tokens(&self) -> Option<u64> {
+        match self {
+            PromptSpec::Lengths(d) => d.max_tokens(),
+            PromptSpec::Texts { token_lengths, .. } => token_lengths.iter().copied().max(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +101,20 @@ impl Workload {
         Workload { source, stop, seed, class_names }
     }
 
+    /// Records the token lengths of class `class`'s text prompts (from the model's tokenizer).
+    pub fn set_prompt_lengths(&mut self, class: usize, lengths: Vec<u64>) {
+        if let Source::Synthetic { classes, .. } = &mut self.source {
+            if let PromptSpec::Texts { token_lengths, .. } = &mut classes[class].prompt {
+                *token_lengths = lengths;
+            }
+        }
+    }
+
+    /// Whether any class has text prompts.
+    pub fn has_text_prompts(&self) -> bool {
+        matches!(&self.source, Source::Synthetic { classes, .. } if classes.iter().any(|c| matches!(c.prompt, PromptSpec::Texts { .. })))
+    }
+
     /// The number of requests the stream will yield, when known before running.
     pub fn expected_requests(&self) -> Option<u64> {
         match (&self.stop, &self.source) {
@@ -101,7 +135,7 @@ impl Workload {
                 StreamKind::Synthetic {
                     gaps: arrival.gaps(),
                     class_pick: rand_distr::WeightedIndex::new(weights).expect("validated: positive weights"),
-                    samplers: classes.iter().map(|c| (c.prompt_tokens.sampler(), c.output_tokens.sampler())).collect(),
+                    samplers: classes.iter().map(|c| (PromptSampler::new(&c.prompt), c.output_tokens.sampler())).collect(),
                     // Separate streams: changing a length distribution leaves arrival times alone.
                     arrival_rng: rng(self.seed, 0),
                     length_rng: rng(self.seed, 1),
@@ -133,7 +167,7 @@ enum StreamKind {
     Synthetic {
         gaps: ArrivalGaps,
         class_pick: rand_distr::WeightedIndex<f64>,
-        samplers: Vec<(LengthSampler, LengthSampler)>,
+        samplers: Vec<(PromptSampler, LengthSampler)>,
         arrival_rng: ChaCha8Rng,
         length_rng: ChaCha8Rng,
         now_ns: u64,
@@ -159,12 +193,14 @@ impl Iterator for RequestStream {
                 *now_ns += gaps.next_gap_ns(arrival_rng);
                 let class = length_rng.sample(&*class_pick);
                 let (p, o) = &samplers[class];
+                let (prompt_tokens, prompt) = p.sample(length_rng);
                 RequestSpec {
                     id,
                     arrival_ns: *now_ns,
                     class: class as u16,
-                    prompt_tokens: p.sample(length_rng),
+                    prompt_tokens,
                     output_tokens: o.sample(length_rng),
+                    prompt,
                 }
             }
             StreamKind::Trace { rows, class_names } => {
@@ -176,6 +212,7 @@ impl Iterator for RequestStream {
                     class: class_names.iter().position(|n| n == name).expect("names built from rows") as u16,
                     prompt_tokens: r.prompt_tokens,
                     output_tokens: r.output_tokens,
+                    prompt: None,
                 }
             }
         };
@@ -189,6 +226,34 @@ impl Iterator for RequestStream {
     }
 }
 
+/// Draws a prompt: a length, or one of the class's texts (uniformly) with its length.
+enum PromptSampler {
+    Lengths(LengthSampler),
+    Texts(Vec<u64>),
+}
+
+impl PromptSampler {
+    fn new(p: &PromptSpec) -> PromptSampler {
+        match p {
+            PromptSpec::Lengths(d) => PromptSampler::Lengths(d.sampler()),
+            PromptSpec::Texts { token_lengths, texts } => {
+                assert_eq!(token_lengths.len(), texts.len(), "text prompts are tokenized before the run");
+                PromptSampler::Texts(token_lengths.clone())
+            }
+        }
+    }
+
+    fn sample(&self, rng: &mut ChaCha8Rng) -> (u64, Option<u32>) {
+        match self {
+            PromptSampler::Lengths(s) => (s.sample(rng), None),
+            PromptSampler::Texts(lengths) => {
+                let i = rng.gen_range(0..lengths.len());
+                (lengths[i], Some(i as u32))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,13 +264,13 @@ mod tests {
                 ClassSpec {
                     name: "a".into(),
                     weight: 3.0,
-                    prompt_tokens: LengthDist::Fixed { value: 10 },
+                    prompt: PromptSpec::Lengths(LengthDist::Fixed { value: 10 }),
                     output_tokens: LengthDist::Fixed { value: 2 },
                 },
                 ClassSpec {
                     name: "b".into(),
                     weight: 1.0,
-                    prompt_tokens: LengthDist::Uniform { min: 100, max: 200 },
+                    prompt: PromptSpec::Lengths(LengthDist::Uniform { min: 100, max: 200 }),
                     output_tokens: LengthDist::Fixed { value: 5 },
                 },
             ],

@@ -59,7 +59,7 @@ fn the_base_scenario_is_valid() {
 #[test]
 fn unknown_key() {
     rejects(&GOOD.replace("seed = 1", "seed = 1\nrequest = 5"), 2, &["unknown field `request`", "requests"]);
-    rejects(&GOOD.replace("workers = 1", "workers = 1\nthreads = 2"), 25, &["unknown field `threads`", "workers"]);
+    rejects(&GOOD.replace("workers = 1", "workers = 1\ngpus = 2"), 25, &["unknown field `gpus`", "workers"]);
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use pdsim::metrics::summary::Summary;
-use pdsim::run::{run_topology, topology_dir};
+use pdsim::run::{prepare, run_topology, topology_dir};
 use pdsim::scenario::{self, Scenario};
 
 pub fn scenario(text: &str) -> Scenario {
@@ -50,8 +50,11 @@ pub struct Ran {
 
 pub fn run(s: &Scenario, topology: &str) -> Ran {
     let dir = tempfile::tempdir().unwrap();
+    let mut s = s.clone();
+    let backend = prepare(&mut s).unwrap_or_else(|e| panic!("{e}"));
+    let s = &s;
     let t = s.topologies.iter().find(|t| t.name == topology).unwrap_or_else(|| panic!("no topology {topology}"));
-    let summary = run_topology(s, t, dir.path(), false).unwrap_or_else(|e| panic!("{e}"));
+    let summary = run_topology(s, &backend, t, dir.path(), false).unwrap_or_else(|e| panic!("{e}"));
     let out = topology_dir(dir.path(), s, t);
     let mut requests = read_csv(&out.join("requests.csv"));
     requests.sort_by_key(|r| r.f("request_id") as u64);

@@ -8,10 +8,12 @@
 //! - [`generate`]: a plain generation loop (for `pdsim generate` and the reference tests).
 
 pub mod config;
+pub mod engine;
 pub mod fetch;
 pub mod generate;
 pub mod kv_cache;
 pub mod model;
+pub mod prompts;
 pub mod sampler;
 pub mod tokenizer;
 

@@ -1,0 +1,138 @@
+//! [`CandleEngine`]: the [`Engine`] of execute mode. Each worker has one, with its own rayon
+//! thread pool (the CPU counterpart of giving each phase its own GPUs) over the shared weights.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::kv_cache::KvCache;
+use super::model::{rows, SeqInput};
+use super::prompts::PromptSource;
+use super::sampler::{Sampler, Sampling};
+use super::Model;
+use crate::engine::step::StepPlan;
+use crate::engine::{Engine, EngineError, KvHandle, StepOutcome};
+use crate::workload::RequestSpec;
+
+/// How an execute-mode worker generates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GenerationConfig {
+    pub sampling: Sampling,
+    /// Produce exactly the requested output length, ignoring end-of-sequence tokens.
+    pub ignore_eos: bool,
+}
+
+/// One request's state: its KV cache, prompt and sampler. This is what a `KvHandoff` carries
+/// between workers (moved, never copied: the tensors are reference-counted).
+#[derive(Debug)]
+pub struct CandleSeq {
+    pub kv: KvCache,
+    prompt: Vec<u32>,
+    sampler: Sampler,
+}
+
+impl KvHandle for CandleSeq {
+    fn bytes(&self) -> u64 {
+        self.kv.bytes()
+    }
+}
+
+pub struct CandleEngine {
+    model: Arc<Model>,
+    pool: rayon::ThreadPool,
+    prompts: Arc<PromptSource>,
+    generation: GenerationConfig,
+    seqs: HashMap<u64, CandleSeq>,
+}
+
+impl CandleEngine {
+    pub fn new(model: Arc<Model>, threads: usize, prompts: Arc<PromptSource>, generation: GenerationConfig) -> Self {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("pdsim-compute-{i}"))
+            .build()
+            .expect("a rayon pool builds");
+        CandleEngine { model, pool, prompts, generation, seqs: HashMap::new() }
+    }
+
+    fn err(e: candle_core::Error) -> EngineError {
+        EngineError::Step(e.to_string())
+    }
+}
+
+impl Engine for CandleEngine {
+    type Kv = CandleSeq;
+
+    fn admit(&mut self, spec: &RequestSpec) -> Result<(), EngineError> {
+        let prompt = self.prompts.prompt(spec);
+        if prompt.len() as u64 != spec.prompt_tokens {
+            return Err(EngineError::Step(format!(
+                "request {}: prompt has {} tokens, the workload said {}",
+                spec.id,
+                prompt.len(),
+                spec.prompt_tokens
+            )));
+        }
+        let capacity = (spec.prompt_tokens + spec.output_tokens) as usize;
+        let kv = self.model.llama.new_kv(capacity).map_err(Self::err)?;
+        let sampler = Sampler::new(self.generation.sampling, spec.id);
+        self.seqs.insert(spec.id, CandleSeq { kv, prompt, sampler });
+        Ok(())
+    }
+
+    fn step(&mut self, plan: &StepPlan) -> Result<StepOutcome, EngineError> {
+        // Take the step's sequences out of the map so each can lend its cache mutably.
+        let mut taken: Vec<(u64, CandleSeq, Vec<u32>, bool)> = Vec::with_capacity(plan.prefill.len() + plan.decode.len());
+        for c in &plan.prefill {
+            let seq = self.seqs.remove(&c.request).ok_or_else(|| missing(c.request))?;
+            let end = (c.offset + c.tokens) as usize;
+            let tokens = seq.prompt[c.offset as usize..end].to_vec();
+            let emits = end == seq.prompt.len();
+            taken.push((c.request, seq, tokens, emits));
+        }
+        for d in &plan.decode {
+            let seq = self.seqs.remove(&d.request).ok_or_else(|| missing(d.request))?;
+            let last = *seq.kv.generated.last().ok_or_else(|| missing(d.request))?;
+            taken.push((d.request, seq, vec![last], true));
+        }
+        let llama = &self.model.llama;
+        let logits = self.pool.install(|| {
+            let mut inputs: Vec<SeqInput> =
+                taken.iter_mut().map(|(_, seq, tokens, _)| SeqInput { tokens, kv: &mut seq.kv }).collect();
+            llama.forward(&mut inputs).and_then(|l| rows(&l))
+        });
+        let mut stopped = Vec::new();
+        let result = logits.map(|logits| {
+            for ((id, seq, _, emits), row) in taken.iter_mut().zip(&logits) {
+                if *emits {
+                    let next = seq.sampler.sample(row);
+                    seq.kv.generated.push(next);
+                    if !self.generation.ignore_eos && Some(next) == llama.config.eos {
+                        stopped.push(*id);
+                    }
+                }
+            }
+        });
+        for (id, seq, _, _) in taken {
+            self.seqs.insert(id, seq);
+        }
+        result.map_err(Self::err)?;
+        Ok(StepOutcome { wait_ns: 0, stopped })
+    }
+
+    fn take_kv(&mut self, request: u64, _context_tokens: u64) -> CandleSeq {
+        self.seqs.remove(&request).expect("take_kv: the request was prefilled on this worker")
+    }
+
+    fn put_kv(&mut self, request: u64, kv: CandleSeq) {
+        self.seqs.insert(request, kv);
+    }
+
+    fn finish(&mut self, request: u64) -> Option<String> {
+        let seq = self.seqs.remove(&request)?;
+        self.model.decode(&seq.kv.generated).ok()
+    }
+}
+
+fn missing(request: u64) -> EngineError {
+    EngineError::Step(format!("request {request} is not resident on this worker"))
+}
