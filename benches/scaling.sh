@@ -12,7 +12,7 @@ base=""
 for n in 10000 100000 1000000; do
   log=$(mktemp)
   # taskset pins to one core: the simulator is single-threaded by design.
-  /usr/bin/time -f '%e %M' -o "$log.time" taskset -c 0 ./target/release/pdsim scenarios/cluster_8p8d.toml \
+  /usr/bin/time -f '%e %M' -o "$log.time" taskset -c 0 ./target/release/pdsim scenarios/sim/cluster_8p8d.toml \
     --only "$topology" --requests "$n" --out "$out" --json > /dev/null 2> "$log"
   read -r wall rss_kb < "$log.time"
   rate=$(python3 -c "print(f'{$n/$wall:.0f}')")

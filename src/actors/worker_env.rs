@@ -123,27 +123,17 @@ impl WorkerEnv {
     }
 
     pub fn abort(&self, reason: String) {
-        self.collector.do_send(RunAborted {
-            reason: format!("{}: {reason}", self.name),
-        });
+        self.collector.do_send(RunAborted { reason: format!("{}: {reason}", self.name) });
     }
 
     /// Notes the state of the worker as a step starts.
     pub fn stamp(&self, kv_used_tokens: u64, queued: u64) -> StepStamp {
-        StepStamp {
-            start_ns: self.now(),
-            kv_used_tokens,
-            queued,
-        }
+        StepStamp { start_ns: self.now(), kv_used_tokens, queued }
     }
 
     /// Logs a completed step.
     pub fn iteration(&self, plan: &StepPlan, stamp: StepStamp) {
-        let StepStamp {
-            start_ns,
-            kv_used_tokens,
-            queued,
-        } = stamp;
+        let StepStamp { start_ns, kv_used_tokens, queued } = stamp;
         let s = plan.shape();
         self.collector.do_send(IterationCompleted {
             row: IterationRow {

@@ -15,8 +15,9 @@ pub struct ModelArgs {
     /// first use).
     #[arg(long, value_name = "PATH")]
     model: Option<PathBuf>,
-    /// Weights in memory: `q8_0` (fast SIMD path), `f32` (reference precision), `native`.
-    #[arg(long, default_value = "q8_0")]
+    /// Weights in memory: `mixed` (f32 for prefill, Q8_0 for decode), `q8_0`, `f32` (reference
+    /// precision), `native` (as stored).
+    #[arg(long, default_value = "mixed")]
     weights: String,
     /// Print JSON on stdout.
     #[arg(long)]
@@ -54,7 +55,7 @@ pub struct GenerateArgs {
 
 fn load(args: &ModelArgs) -> Result<Model, String> {
     let format = WeightFormat::parse(&args.weights)
-        .ok_or_else(|| format!("--weights {}: expected f32, q8_0 or native", args.weights))?;
+        .ok_or_else(|| format!("--weights {}: expected mixed, q8_0, f32 or native", args.weights))?;
     let path = resolve_model(args.model.as_deref(), Path::new("models")).map_err(|e| e.to_string())?;
     Model::load(&path, format).map_err(|e| e.to_string())
 }

@@ -249,7 +249,8 @@ mod tests {
     use crate::workload::RequestSpec;
 
     fn rec(id: u64, arrival: u64, end_prefill: u64, end: u64, tokens: u64) -> RequestRecord {
-        let spec = RequestSpec { id, arrival_ns: arrival, class: 0, prompt_tokens: 4, output_tokens: tokens, prompt: None };
+        let spec =
+            RequestSpec { id, arrival_ns: arrival, class: 0, prompt_tokens: 4, output_tokens: tokens, prompt: None };
         let mut r = RequestRecord::new(spec);
         r.prefill_start_ns = arrival;
         r.prefill_end_ns = end_prefill;

@@ -151,7 +151,9 @@ async fn drive<E: Engine>(
                 let (env, load) = env(format!("decode-{j}"), j);
                 let (f, link) = (factory.clone(), *link);
                 let (kv, batch) = (b.kv_capacity_tokens, b.max_decode_batch as usize);
-                decoders.push(spawner.spawn(move || DecodeWorker::new(env, f(Role::Decode), kv, batch, LinkQueue::new(link))));
+                decoders.push(
+                    spawner.spawn(move || DecodeWorker::new(env, f(Role::Decode), kv, batch, LinkQueue::new(link))),
+                );
                 decoder_loads.push(load);
             }
             for i in 0..*prefill_workers {
@@ -180,8 +182,16 @@ async fn drive<E: Engine>(
         }
     };
     let limits = RequestLimits { max_prompt_tokens: b.kv_capacity_tokens, max_total_tokens: b.kv_capacity_tokens };
-    Enqueuer::new(EnqueuerConfig { stream: scenario.workload.stream(), clock, targets, loads, router, limits, collector })
-        .start();
+    Enqueuer::new(EnqueuerConfig {
+        stream: scenario.workload.stream(),
+        clock,
+        targets,
+        loads,
+        router,
+        limits,
+        collector,
+    })
+    .start();
     let result = rx.await.map_err(|_| "the metrics collector stopped without a result".to_owned());
     spawner.stop();
     result?

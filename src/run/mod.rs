@@ -52,12 +52,14 @@ impl Backend {
 pub fn prepare(scenario: &mut Scenario) -> Result<Backend, RunError> {
     match scenario.mode {
         Mode::Simulate => {
-            let cost = scenario.cost.clone().ok_or_else(|| RunError::Model("simulate mode needs a cost model".into()))?;
+            let cost =
+                scenario.cost.clone().ok_or_else(|| RunError::Model("simulate mode needs a cost model".into()))?;
             Ok(Backend::Simulate(cost))
         }
         Mode::Execute => {
             let spec = &scenario.model;
-            let path = resolve_model(spec.path.as_deref(), Path::new("models")).map_err(|e| RunError::Model(e.to_string()))?;
+            let path =
+                resolve_model(spec.path.as_deref(), Path::new("models")).map_err(|e| RunError::Model(e.to_string()))?;
             let model = Model::load(&path, spec.weights).map_err(|e| RunError::Model(e.to_string()))?;
             let vocab = model.llama.config.vocab as u32;
             let mut per_class = Vec::new();
@@ -73,7 +75,11 @@ pub fn prepare(scenario: &mut Scenario) -> Result<Backend, RunError> {
             };
             for (class, t) in texts.into_iter().enumerate() {
                 let ids: Vec<Vec<u32>> = match t {
-                    Some(texts) => texts.iter().map(|x| model.encode(x)).collect::<Result<_, _>>().map_err(|e| RunError::Model(e.to_string()))?,
+                    Some(texts) => texts
+                        .iter()
+                        .map(|x| model.encode(x))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| RunError::Model(e.to_string()))?,
                     None => Vec::new(),
                 };
                 if !ids.is_empty() {

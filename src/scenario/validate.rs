@@ -6,7 +6,9 @@ use std::sync::Arc;
 use super::error::{invalid, line_col, locate_key, Invalid, Located, ScenarioError};
 use super::raw::*;
 use super::{Batching, Mode, ModelSpec, Scenario, Threads, Topology, TopologyKind};
-use super::{DEFAULT_EXECUTE_KV_CAPACITY_TOKENS, DEFAULT_MAX_DECODE_BATCH, DEFAULT_PREFILL_TOKEN_BUDGET, DEFAULT_SLO_ATTAINMENT};
+use super::{
+    DEFAULT_EXECUTE_KV_CAPACITY_TOKENS, DEFAULT_MAX_DECODE_BATCH, DEFAULT_PREFILL_TOKEN_BUDGET, DEFAULT_SLO_ATTAINMENT,
+};
 use crate::engine::candle::engine::GenerationConfig;
 use crate::engine::candle::model::WeightFormat;
 use crate::engine::candle::sampler::Sampling;
@@ -67,7 +69,10 @@ pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
     let cost = match (raw.cost_model, mode) {
         (Some(c), _) => Some(resolve_cost(c)?),
         (None, Mode::Simulate) => {
-            return Err(missing("cost_model", "a [cost_model] table (kind = \"roofline\" | \"preset\" | \"coefficients\")"))
+            return Err(missing(
+                "cost_model",
+                "a [cost_model] table (kind = \"roofline\" | \"preset\" | \"coefficients\")",
+            ))
         }
         (None, Mode::Execute) => None,
     };
@@ -106,9 +111,12 @@ pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
 fn resolve_model(raw: Option<RawModel>, seed: u64, base: &Path) -> V<ModelSpec> {
     let m = raw.unwrap_or(RawModel { path: None, weights: None, ignore_eos: None, temperature: None, top_p: None });
     let weights = match m.weights.as_deref() {
-        None => WeightFormat::Q8_0,
+        None => WeightFormat::Mixed,
         Some(w) => WeightFormat::parse(w).ok_or_else(|| {
-            invalid("model.weights", format!("unknown weight format `{w}`; expected \"q8_0\", \"f32\" or \"native\""))
+            invalid(
+                "model.weights",
+                format!("unknown weight format `{w}`; expected \"mixed\", \"q8_0\", \"f32\" or \"native\""),
+            )
         })?,
     };
     let temperature = non_negative("model.temperature", m.temperature.unwrap_or(0.0))?;
@@ -256,12 +264,7 @@ fn resolve_workload(
             if classes.iter().any(|o| o.name == c.name) {
                 return Err(invalid(format!("{key}.name"), format!("two classes are named `{}`", c.name)));
             }
-            classes.push(ClassSpec {
-                name: c.name,
-                weight,
-                prompt,
-                output_tokens: c.output_tokens,
-            });
+            classes.push(ClassSpec { name: c.name, weight, prompt, output_tokens: c.output_tokens });
         }
         let arrival = resolve_arrival(arrival)?;
         Source::Synthetic { classes, arrival }
@@ -440,7 +443,13 @@ fn resolve_batching(
     Ok(Batching { prefill_token_budget: budget, max_decode_batch: max_batch, kv_capacity_tokens: kv })
 }
 
-fn resolve_topology(i: usize, raw: RawTopology, global: &RawBatching, mode: Mode, cost: Option<&CostModel>) -> V<Topology> {
+fn resolve_topology(
+    i: usize,
+    raw: RawTopology,
+    global: &RawBatching,
+    mode: Mode,
+    cost: Option<&CostModel>,
+) -> V<Topology> {
     let key = format!("topology[{i}]");
     let router = |r: Option<RawRouter>| match r.unwrap_or(RawRouter::RoundRobin) {
         RawRouter::RoundRobin => RouterKind::RoundRobin,
@@ -473,7 +482,16 @@ fn resolve_topology(i: usize, raw: RawTopology, global: &RawBatching, mode: Mode
                 batching: resolve_batching(&key, global, batching, mode, cost)?,
             })
         }
-        RawTopology::Split { name, prefill_workers, decode_workers, router: r, link, batching, prefill_threads, decode_threads } => {
+        RawTopology::Split {
+            name,
+            prefill_workers,
+            decode_workers,
+            router: r,
+            link,
+            batching,
+            prefill_threads,
+            decode_threads,
+        } => {
             let threads = Threads {
                 prefill: at_least_one(&format!("{key}.prefill_threads"), prefill_threads.unwrap_or(1))?,
                 decode: at_least_one(&format!("{key}.decode_threads"), decode_threads.unwrap_or(1))?,

@@ -135,7 +135,10 @@ impl Workload {
                 StreamKind::Synthetic {
                     gaps: arrival.gaps(),
                     class_pick: rand_distr::WeightedIndex::new(weights).expect("validated: positive weights"),
-                    samplers: classes.iter().map(|c| (PromptSampler::new(&c.prompt), c.output_tokens.sampler())).collect(),
+                    samplers: classes
+                        .iter()
+                        .map(|c| (PromptSampler::new(&c.prompt), c.output_tokens.sampler()))
+                        .collect(),
                     // Separate streams: changing a length distribution leaves arrival times alone.
                     arrival_rng: rng(self.seed, 0),
                     length_rng: rng(self.seed, 1),
@@ -192,7 +195,7 @@ impl Iterator for RequestStream {
             StreamKind::Synthetic { gaps, class_pick, samplers, arrival_rng, length_rng, now_ns } => {
                 *now_ns += gaps.next_gap_ns(arrival_rng);
                 let class = length_rng.sample(&*class_pick);
-                let (p, o) = &samplers[class];
+                let (p, o) = &mut samplers[class];
                 let (prompt_tokens, prompt) = p.sample(length_rng);
                 RequestSpec {
                     id,
@@ -226,10 +229,10 @@ impl Iterator for RequestStream {
     }
 }
 
-/// Draws a prompt: a length, or one of the class's texts (uniformly) with its length.
+/// Draws a prompt: a length, or the class's next text (in order, cycling) with its length.
 enum PromptSampler {
     Lengths(LengthSampler),
-    Texts(Vec<u64>),
+    Texts { lengths: Vec<u64>, next: usize },
 }
 
 impl PromptSampler {
@@ -238,16 +241,17 @@ impl PromptSampler {
             PromptSpec::Lengths(d) => PromptSampler::Lengths(d.sampler()),
             PromptSpec::Texts { token_lengths, texts } => {
                 assert_eq!(token_lengths.len(), texts.len(), "text prompts are tokenized before the run");
-                PromptSampler::Texts(token_lengths.clone())
+                PromptSampler::Texts { lengths: token_lengths.clone(), next: 0 }
             }
         }
     }
 
-    fn sample(&self, rng: &mut ChaCha8Rng) -> (u64, Option<u32>) {
+    fn sample(&mut self, rng: &mut ChaCha8Rng) -> (u64, Option<u32>) {
         match self {
             PromptSampler::Lengths(s) => (s.sample(rng), None),
-            PromptSampler::Texts(lengths) => {
-                let i = rng.gen_range(0..lengths.len());
+            PromptSampler::Texts { lengths, next } => {
+                let i = *next;
+                *next = (i + 1) % lengths.len();
                 (lengths[i], Some(i as u32))
             }
         }

@@ -9,7 +9,7 @@ use crate::common::{run, shipped};
 /// Long prompts stall a fused worker's decodes; a split decode worker never sees a prefill.
 #[test]
 fn prefill_interference_raises_fused_tpot_tail_on_heavy_light() {
-    let mut s = shipped("heavy_light.toml");
+    let mut s = shipped("sim/heavy_light.toml");
     s.workload.stop = StopAfter::Requests(1000);
     let fused = run(&s, "fused").summary;
     let split = run(&s, "split").summary;
@@ -23,7 +23,7 @@ fn prefill_interference_raises_fused_tpot_tail_on_heavy_light() {
 /// four GPUs, while 3P + 1D leaves three mostly idle prefill GPUs and one overloaded decoder.
 #[test]
 fn split_with_too_few_decode_workers_loses_to_fused() {
-    let mut s = shipped("light_heavy.toml");
+    let mut s = shipped("sim/light_heavy.toml");
     s.workload.stop = StopAfter::Requests(1000);
     if let Source::Synthetic { arrival, .. } = &mut s.workload.source {
         *arrival = pdsim::workload::arrival::ArrivalPattern::Poisson { rate_per_s: 8.0 };
@@ -43,7 +43,7 @@ fn split_with_too_few_decode_workers_loses_to_fused() {
 }
 
 fn with_link_slowed(factor: f64) -> pdsim::scenario::Scenario {
-    let mut s = shipped("heavy_light.toml");
+    let mut s = shipped("sim/heavy_light.toml");
     s.workload.stop = StopAfter::Requests(300);
     for t in &mut s.topologies {
         if let TopologyKind::Split { link: Some(l), .. } = &mut t.kind {

@@ -24,9 +24,11 @@ fn ids(v: &Value) -> Vec<u32> {
 pub fn model(format: WeightFormat) -> &'static Model {
     static F32: OnceLock<Model> = OnceLock::new();
     static Q8: OnceLock<Model> = OnceLock::new();
+    static MIXED: OnceLock<Model> = OnceLock::new();
     let cell = match format {
         WeightFormat::F32 => &F32,
         WeightFormat::Q8_0 => &Q8,
+        WeightFormat::Mixed => &MIXED,
         WeightFormat::Native => panic!("not cached"),
     };
     cell.get_or_init(|| {
@@ -76,8 +78,13 @@ fn f32_greedy_ids_and_top10_logits_match() {
 }
 
 #[test]
-fn q8_0_keeps_the_first_five_greedy_ids_and_the_top_logit() {
-    let m = model(WeightFormat::Q8_0);
+fn quantized_paths_keep_the_first_five_greedy_ids_and_the_top_logit() {
+    for format in [WeightFormat::Q8_0, WeightFormat::Mixed] {
+        quantized_matches(model(format));
+    }
+}
+
+fn quantized_matches(m: &Model) {
     for case in jsonl("greedy.jsonl") {
         let prompt = ids(&case["prompt_ids"]);
         let want = ids(&case["greedy_ids"]);
@@ -95,8 +102,16 @@ fn q8_0_keeps_the_first_five_greedy_ids_and_the_top_logit() {
 /// alone, though their context lengths differ at every step.
 #[test]
 fn batched_prefill_and_decode_equal_batch_one() {
-    let m = model(WeightFormat::Q8_0);
-    let prompts: Vec<Vec<u32>> = jsonl("greedy.jsonl").iter().map(|c| ids(&c["prompt_ids"])).collect();
+    for format in [WeightFormat::Q8_0, WeightFormat::Mixed] {
+        batched_equals_alone(model(format));
+    }
+}
+
+fn batched_equals_alone(m: &Model) {
+    // Short prompts and two longer ones (≥ 16 tokens: the f32 rows of mixed weights).
+    let mut prompts: Vec<Vec<u32>> = jsonl("greedy.jsonl").iter().map(|c| ids(&c["prompt_ids"])).collect();
+    prompts.extend(jsonl("tokenizer.jsonl").iter().skip(1).take(2).map(|c| ids(&c["ids"])));
+    assert!(prompts.iter().any(|p| p.len() >= 16) && prompts.iter().any(|p| p.len() < 16));
     let steps = 12;
     let alone: Vec<Vec<u32>> =
         prompts.iter().map(|p| generate(m, p, steps, Sampling::Greedy, true, false).unwrap().ids).collect();

@@ -2,26 +2,37 @@
 
 use std::process::Command;
 
+use pdsim::scenario::Mode;
 use pdsim::workload::StopAfter;
 
 use crate::common::{repo, run, shipped};
 
+/// Execute mode (the real model on this CPU), then simulate mode (GPU-scale studies).
 const SHIPPED: &[&str] = &[
     "light_light.toml",
     "light_heavy.toml",
     "heavy_light.toml",
     "heavy_heavy.toml",
     "mixed.toml",
-    "cluster_8p8d.toml",
+    "sim/light_light.toml",
+    "sim/light_heavy.toml",
+    "sim/heavy_light.toml",
+    "sim/heavy_heavy.toml",
+    "sim/mixed.toml",
+    "sim/cluster_8p8d.toml",
 ];
 
 #[test]
 fn every_shipped_scenario_is_listed_here_and_runs() {
-    let mut on_disk: Vec<String> = std::fs::read_dir(repo().join("scenarios"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".toml"))
-        .collect();
+    let mut on_disk: Vec<String> = Vec::new();
+    for (dir, prefix) in [("scenarios", ""), ("scenarios/sim", "sim/")] {
+        for e in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let n = e.unwrap().file_name().into_string().unwrap();
+            if n.ends_with(".toml") {
+                on_disk.push(format!("{prefix}{n}"));
+            }
+        }
+    }
     on_disk.sort();
     let mut listed: Vec<String> = SHIPPED.iter().map(|s| s.to_string()).collect();
     listed.sort();
@@ -33,11 +44,13 @@ fn every_shipped_scenario_is_listed_here_and_runs() {
             s.topologies.iter().any(|t| t.kind_name() == "fused")
                 && s.topologies.iter().any(|t| t.kind_name() == "split")
         );
-        s.workload.stop = StopAfter::Requests(40);
+        // Small: 40 simulated requests, or 3 real ones.
+        let n = if s.mode == Mode::Execute { 3 } else { 40 };
+        s.workload.stop = StopAfter::Requests(n);
         for t in s.topologies.clone() {
             let r = run(&s, &t.name);
-            assert_eq!(r.summary.completed, 40, "{name}/{}", t.name);
-            assert_eq!(r.requests.len(), 40);
+            assert_eq!(r.summary.completed, n, "{name}/{}", t.name);
+            assert_eq!(r.requests.len(), n as usize);
         }
     }
 }
@@ -51,7 +64,7 @@ fn same_seed_gives_byte_identical_csvs() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     for d in [&a, &b] {
-        let out = pdsim(&["scenarios/heavy_light.toml", "--out", d.path().to_str().unwrap()]);
+        let out = pdsim(&["scenarios/sim/heavy_light.toml", "--out", d.path().to_str().unwrap()]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     for t in ["fused", "split"] {
@@ -67,11 +80,11 @@ fn same_seed_gives_byte_identical_csvs() {
 #[test]
 fn cli_prints_a_comparison_and_json() {
     let d = tempfile::tempdir().unwrap();
-    let out = pdsim(&["scenarios/mixed.toml", "--out", d.path().to_str().unwrap()]);
+    let out = pdsim(&["scenarios/sim/mixed.toml", "--out", d.path().to_str().unwrap()]);
     assert!(out.status.success());
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(table.contains("TPOT p90 (ms)") && table.contains("split / fused"), "{table}");
-    let out = pdsim(&["scenarios/mixed.toml", "--out", d.path().to_str().unwrap(), "--json"]);
+    let out = pdsim(&["scenarios/sim/mixed.toml", "--out", d.path().to_str().unwrap(), "--json"]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tops = v["topologies"].as_array().unwrap();

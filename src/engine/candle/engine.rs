@@ -81,7 +81,8 @@ impl Engine for CandleEngine {
 
     fn step(&mut self, plan: &StepPlan) -> Result<StepOutcome, EngineError> {
         // Take the step's sequences out of the map so each can lend its cache mutably.
-        let mut taken: Vec<(u64, CandleSeq, Vec<u32>, bool)> = Vec::with_capacity(plan.prefill.len() + plan.decode.len());
+        let mut taken: Vec<(u64, CandleSeq, Vec<u32>, bool)> =
+            Vec::with_capacity(plan.prefill.len() + plan.decode.len());
         for c in &plan.prefill {
             let seq = self.seqs.remove(&c.request).ok_or_else(|| missing(c.request))?;
             let end = (c.offset + c.tokens) as usize;

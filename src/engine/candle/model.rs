@@ -27,6 +27,10 @@ pub enum WeightFormat {
     Q8_0,
     /// As stored in the file.
     Native,
+    /// Both Q8_0 and f32 copies: steps of many tokens (prefill) multiply in f32, where the
+    /// GEMM is compute-bound and f32 is fastest; steps of few tokens (decode) stream the
+    /// 4× smaller Q8_0 weights, where memory bandwidth is the limit.
+    Mixed,
 }
 
 impl WeightFormat {
@@ -35,6 +39,7 @@ impl WeightFormat {
             "f32" => Some(WeightFormat::F32),
             "q8_0" => Some(WeightFormat::Q8_0),
             "native" => Some(WeightFormat::Native),
+            "mixed" => Some(WeightFormat::Mixed),
             _ => None,
         }
     }
@@ -44,20 +49,47 @@ impl WeightFormat {
             WeightFormat::F32 => "f32",
             WeightFormat::Q8_0 => "q8_0",
             WeightFormat::Native => "native",
+            WeightFormat::Mixed => "mixed",
+        }
+    }
+}
+
+/// Sequences bringing at least this many tokens to a step go through the f32 copy of
+/// [`WeightFormat::Mixed`] weights, the others through Q8_0. Deciding per sequence (not per
+/// step) keeps a request's numerics independent of what it is batched with.
+const MIXED_F32_MIN_TOKENS: usize = 16;
+
+/// A weight matrix: quantized, and for [`WeightFormat::Mixed`] also in f32.
+struct Linear {
+    q: QMatMul,
+    f32: Option<QMatMul>,
+}
+
+impl Linear {
+    /// `x`'s first `wide_rows` rows use the f32 copy (when there is one), the rest Q8_0.
+    fn forward(&self, x: &Tensor, wide_rows: usize) -> Result<Tensor> {
+        let rows = x.dim(0)?;
+        match &self.f32 {
+            Some(f) if wide_rows >= rows => f.forward(x),
+            Some(f) if wide_rows > 0 => Tensor::cat(
+                &[f.forward(&x.narrow(0, 0, wide_rows)?)?, self.q.forward(&x.narrow(0, wide_rows, rows - wide_rows)?)?],
+                0,
+            ),
+            _ => self.q.forward(x),
         }
     }
 }
 
 struct Layer {
     attn_norm: Tensor,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    wo: QMatMul,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
     ffn_norm: Tensor,
-    w_gate: QMatMul,
-    w_up: QMatMul,
-    w_down: QMatMul,
+    w_gate: Linear,
+    w_up: Linear,
+    w_down: Linear,
 }
 
 /// A loaded llama model.
@@ -68,7 +100,7 @@ pub struct Llama {
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
-    lm_head: QMatMul,
+    lm_head: Linear,
     cos: Tensor,
     sin: Tensor,
 }
@@ -90,14 +122,22 @@ impl Llama {
             content.tensor(&mut file, name, &device).map_err(|e| LoadError::Gguf(format!("tensor `{name}`: {e}")))
         };
         let c = |e: candle_core::Error| LoadError::Gguf(e.to_string());
-        let matrix = |q: QTensor| -> std::result::Result<QMatMul, LoadError> {
-            Ok(match format {
-                WeightFormat::F32 => QMatMul::Tensor(q.dequantize(&Device::Cpu).map_err(c)?),
-                WeightFormat::Q8_0 if q.dtype() != GgmlDType::Q8_0 => {
-                    let f = q.dequantize(&Device::Cpu).map_err(c)?;
-                    QMatMul::from_qtensor(QTensor::quantize(&f, GgmlDType::Q8_0).map_err(c)?).map_err(c)?
+        let matrix = |q: QTensor| -> std::result::Result<Linear, LoadError> {
+            let q8 = |q: QTensor| -> std::result::Result<QMatMul, LoadError> {
+                if q.dtype() == GgmlDType::Q8_0 {
+                    return QMatMul::from_qtensor(q).map_err(c);
                 }
-                _ => QMatMul::from_qtensor(q).map_err(c)?,
+                let f = q.dequantize(&Device::Cpu).map_err(c)?;
+                QMatMul::from_qtensor(QTensor::quantize(&f, GgmlDType::Q8_0).map_err(c)?).map_err(c)
+            };
+            Ok(match format {
+                WeightFormat::F32 => Linear { q: QMatMul::Tensor(q.dequantize(&Device::Cpu).map_err(c)?), f32: None },
+                WeightFormat::Q8_0 => Linear { q: q8(q)?, f32: None },
+                WeightFormat::Native => Linear { q: QMatMul::from_qtensor(q).map_err(c)?, f32: None },
+                WeightFormat::Mixed => {
+                    let f = QMatMul::Tensor(q.dequantize(&Device::Cpu).map_err(c)?);
+                    Linear { q: q8(q)?, f32: Some(f) }
+                }
             })
         };
         let vector = |q: QTensor| q.dequantize(&Device::Cpu).map_err(c);
@@ -139,8 +179,17 @@ impl Llama {
         let c = &self.config;
         let mut ids = Vec::new();
         let mut positions = Vec::new();
-        let mut spans = Vec::with_capacity(seqs.len());
-        for s in seqs.iter() {
+        let mut spans = vec![(0, 0, 0); seqs.len()];
+        // Wide sequences' tokens first, so the f32 rows of mixed weights are one block.
+        let mut order: Vec<usize> = (0..seqs.len()).collect();
+        order.sort_by_key(|&i| seqs[i].tokens.len() < MIXED_F32_MIN_TOKENS);
+        let wide = order
+            .iter()
+            .take_while(|&&i| seqs[i].tokens.len() >= MIXED_F32_MIN_TOKENS)
+            .map(|&i| seqs[i].tokens.len())
+            .sum();
+        for &i in &order {
+            let s = &seqs[i];
             if s.tokens.is_empty() {
                 candle_core::bail!("a sequence with no tokens");
             }
@@ -148,7 +197,7 @@ impl Llama {
             if start + s.tokens.len() > c.context {
                 candle_core::bail!("{} tokens exceed the model's context of {}", start + s.tokens.len(), c.context);
             }
-            spans.push((ids.len(), s.tokens.len(), start));
+            spans[i] = (ids.len(), s.tokens.len(), start);
             ids.extend_from_slice(s.tokens);
             positions.extend((start..start + s.tokens.len()).map(|p| p as u32));
         }
@@ -161,21 +210,25 @@ impl Llama {
         let eps = c.rms_eps as f32;
         for (li, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let q = self.heads(&layer.wq.forward(&h)?, c.heads, &cos, &sin, true)?;
-            let k = self.heads(&layer.wk.forward(&h)?, c.kv_heads, &cos, &sin, true)?;
-            let v = self.heads(&layer.wv.forward(&h)?, c.kv_heads, &cos, &sin, false)?;
+            let q = self.heads(&layer.wq.forward(&h, wide)?, c.heads, &cos, &sin, true)?;
+            let k = self.heads(&layer.wk.forward(&h, wide)?, c.kv_heads, &cos, &sin, true)?;
+            let v = self.heads(&layer.wv.forward(&h, wide)?, c.kv_heads, &cos, &sin, false)?;
             let mut outs = Vec::with_capacity(seqs.len());
-            for (s, &(offset, n, start)) in seqs.iter_mut().zip(&spans) {
-                let (keys, values) =
-                    s.kv.append(li, &k.narrow(1, offset, n)?.contiguous()?, &v.narrow(1, offset, n)?.contiguous()?)?;
+            for &i in &order {
+                let (offset, n, start) = spans[i];
+                let (keys, values) = seqs[i].kv.append(
+                    li,
+                    &k.narrow(1, offset, n)?.contiguous()?,
+                    &v.narrow(1, offset, n)?.contiguous()?,
+                )?;
                 outs.push(self.attend(&q.narrow(1, offset, n)?.contiguous()?, &keys, &values, start)?);
             }
             let attn = Tensor::cat(&outs, 0)?;
-            x = (x + layer.wo.forward(&attn)?)?;
+            x = (x + layer.wo.forward(&attn, wide)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
-            let gate = candle_nn::ops::silu(&layer.w_gate.forward(&h)?)?;
-            let up = layer.w_up.forward(&h)?;
-            x = (x + layer.w_down.forward(&(gate * up)?)?)?;
+            let gate = candle_nn::ops::silu(&layer.w_gate.forward(&h, wide)?)?;
+            let up = layer.w_up.forward(&h, wide)?;
+            x = (x + layer.w_down.forward(&(gate * up)?, wide)?)?;
         }
         for (s, &(_, n, _)) in seqs.iter_mut().zip(&spans) {
             s.kv.advance(n);
@@ -183,7 +236,7 @@ impl Llama {
         let last: Vec<u32> = spans.iter().map(|&(offset, n, _)| (offset + n - 1) as u32).collect();
         let last = Tensor::from_vec(last, spans.len(), &self.device)?;
         let x = candle_nn::ops::rms_norm(&x.index_select(&last, 0)?, &self.norm, eps)?;
-        self.lm_head.forward(&x)
+        self.lm_head.forward(&x, 0)
     }
 
     /// `[tokens, heads·head_dim]` → `[heads, tokens, head_dim]`, rotated when `rotate`.

@@ -8,8 +8,8 @@ pub mod roofline;
 use std::sync::Arc;
 
 use super::step::StepPlan;
-use crate::workload::RequestSpec;
 use super::{Engine, EngineError, KvHandle, StepOutcome};
+use crate::workload::RequestSpec;
 use linear::LinearCost;
 use roofline::Roofline;
 
