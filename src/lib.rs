@@ -19,6 +19,7 @@
 //! - [`run`]: runs one topology of a scenario end to end.
 
 pub mod actors;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod engine;

@@ -34,6 +34,8 @@ enum Command {
     Tokenize(model_cmds::TokenizeArgs),
     /// Generate text from PROMPT with the real model.
     Generate(model_cmds::GenerateArgs),
+    /// Measure the real engine: prefill, decode, batched decode, actor overhead, memory.
+    Bench(model_cmds::BenchArgs),
     /// Download the default model into models/ (done on first use anyway).
     FetchModel {
         /// Folder for the model file.
@@ -49,6 +51,7 @@ pub fn main() -> ExitCode {
         Some(Command::Run(args)) => run_cmd::run(args),
         Some(Command::Tokenize(args)) => model_cmds::tokenize(args),
         Some(Command::Generate(args)) => model_cmds::generate(args),
+        Some(Command::Bench(args)) => model_cmds::bench(args),
         Some(Command::FetchModel { models_dir }) => model_cmds::fetch(&models_dir),
         None if cli.run.scenario.is_some() => run_cmd::run(cli.run),
         None => {

@@ -53,6 +53,42 @@ pub struct GenerateArgs {
     model: ModelArgs,
 }
 
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Compute threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Timed repeats per measurement (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+pub fn bench(args: BenchArgs) -> ExitCode {
+    let model = match load(&args.model) {
+        Ok(m) => std::sync::Arc::new(m),
+        Err(e) => return fail(e),
+    };
+    let json = args.model.json;
+    eprintln!("pdsim bench: {} threads, {} weights, median of {} after a warm-up", args.threads, model.llama.format.name(), args.reps);
+    let report = crate::bench::run(model, args.threads.max(1), args.reps.max(1), |line| eprintln!("  {line}"));
+    match report {
+        Ok(r) if json => {
+            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            println!(
+                "KV bytes per token: {} measured, {} by the formula; peak RSS {:.0} MiB",
+                r.kv_bytes_per_token.measured, r.kv_bytes_per_token.formula, r.peak_rss_mb
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}
+
 fn load(args: &ModelArgs) -> Result<Model, String> {
     let format = WeightFormat::parse(&args.weights)
         .ok_or_else(|| format!("--weights {}: expected mixed, q8_0, f32 or native", args.weights))?;

@@ -1,8 +1,8 @@
-//! A request's KV cache: one K and one V tensor per layer, allocated once for the request's
+//! A request's KV cache: one K and one V buffer per layer, allocated once for the request's
 //! whole life (prompt + output tokens), filled in place as tokens are processed. Nothing is
-//! copied as the cache grows; attention reads a narrowed view.
+//! copied as the cache grows.
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{Device, Result, Tensor};
 
 use crate::engine::KvHandle;
 
@@ -10,21 +10,21 @@ use crate::engine::KvHandle;
 /// `KvHandoff` message in flight.
 #[derive(Debug)]
 pub struct KvCache {
-    /// Per layer: K and V, each `[kv_heads, capacity, head_dim]`.
-    layers: Vec<(Tensor, Tensor)>,
+    /// Per layer: K and V, each `[kv_heads × capacity × head_dim]` f32.
+    layers: Vec<(Vec<f32>, Vec<f32>)>,
+    kv_heads: usize,
+    head_dim: usize,
     len: usize,
     capacity: usize,
-    bytes_per_token: u64,
     /// Output tokens so far (the last one is the next decode step's input).
     pub generated: Vec<u32>,
 }
 
 impl KvCache {
-    pub fn new(layers: usize, kv_heads: usize, head_dim: usize, capacity: usize, device: &Device) -> Result<KvCache> {
-        let mk = || Tensor::zeros((kv_heads, capacity, head_dim), DType::F32, device);
-        let layers = (0..layers).map(|_| Ok((mk()?, mk()?))).collect::<Result<Vec<_>>>()?;
-        let bytes_per_token = (2 * layers.len() * kv_heads * head_dim * DType::F32.size_in_bytes()) as u64;
-        Ok(KvCache { layers, len: 0, capacity, bytes_per_token, generated: Vec::new() })
+    pub fn new(layers: usize, kv_heads: usize, head_dim: usize, capacity: usize) -> KvCache {
+        let size = kv_heads * capacity * head_dim;
+        let layers = (0..layers).map(|_| (vec![0f32; size], vec![0f32; size])).collect();
+        KvCache { layers, kv_heads, head_dim, len: 0, capacity, generated: Vec::new() }
     }
 
     /// Tokens stored.
@@ -40,26 +40,54 @@ impl KvCache {
         self.capacity
     }
 
-    /// Writes `k`, `v` (`[kv_heads, n, head_dim]`) for `layer` at the current end, and returns
-    /// views of the whole cache including them. Call [`KvCache::advance`] once all layers have.
-    pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        let n = k.dim(1)?;
+    /// Writes `n` tokens' K and V rows (`[n × kv_heads·head_dim]`, token-major) for `layer` at
+    /// positions `len..len+n`. Call [`KvCache::advance`] once every layer has its rows.
+    pub fn write(&mut self, layer: usize, k: &[f32], v: &[f32]) -> Result<()> {
+        let (h, d) = (self.kv_heads, self.head_dim);
+        let n = k.len() / (h * d);
         if self.len + n > self.capacity {
             candle_core::bail!("KV cache full: {} + {n} tokens > capacity {}", self.len, self.capacity);
         }
-        let (ck, cv) = &self.layers[layer];
-        ck.slice_set(k, 1, self.len)?;
-        cv.slice_set(v, 1, self.len)?;
-        Ok((ck.narrow(1, 0, self.len + n)?, cv.narrow(1, 0, self.len + n)?))
+        let (ck, cv) = &mut self.layers[layer];
+        for t in 0..n {
+            for head in 0..h {
+                let src = (t * h + head) * d;
+                let dst = (head * self.capacity + self.len + t) * d;
+                ck[dst..dst + d].copy_from_slice(&k[src..src + d]);
+                cv[dst..dst + d].copy_from_slice(&v[src..src + d]);
+            }
+        }
+        Ok(())
     }
 
     pub fn advance(&mut self, n: usize) {
         self.len += n;
     }
+
+    /// The raw buffers of `layer`.
+    pub fn layer(&self, layer: usize) -> (&[f32], &[f32]) {
+        let (k, v) = &self.layers[layer];
+        (k, v)
+    }
+
+    /// K and V of the first `len` positions as `[kv_heads, len, head_dim]` tensors (a copy).
+    pub fn tensors(&self, layer: usize, len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+        let (h, d) = (self.kv_heads, self.head_dim);
+        let gather = |buf: &[f32]| {
+            let mut out = Vec::with_capacity(h * len * d);
+            for head in 0..h {
+                let base = head * self.capacity * d;
+                out.extend_from_slice(&buf[base..base + len * d]);
+            }
+            Tensor::from_vec(out, (h, len, d), device)
+        };
+        let (k, v) = &self.layers[layer];
+        Ok((gather(k)?, gather(v)?))
+    }
 }
 
 impl KvHandle for KvCache {
     fn bytes(&self) -> u64 {
-        self.len as u64 * self.bytes_per_token
+        (self.len * 2 * self.layers.len() * self.kv_heads * self.head_dim * std::mem::size_of::<f32>()) as u64
     }
 }

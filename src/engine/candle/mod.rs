@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod fetch;
 pub mod generate;
+pub mod kernels;
 pub mod kv_cache;
 pub mod model;
 pub mod prompts;

@@ -9,10 +9,12 @@
 
 use std::path::Path;
 
-use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{gguf_file, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 
 use super::config::LlamaConfig;
+use super::kernels::attention::{decode_attention, DecodeQuery};
+use super::kernels::q8::Q8Matrix;
 use super::kv_cache::KvCache;
 use super::LoadError;
 
@@ -61,8 +63,27 @@ const MIXED_F32_MIN_TOKENS: usize = 16;
 
 /// A weight matrix: quantized, and for [`WeightFormat::Mixed`] also in f32.
 struct Linear {
-    q: QMatMul,
+    q: Quantized,
     f32: Option<QMatMul>,
+}
+
+/// The narrow path of a [`Linear`]: pdsim's weight-stationary Q8 kernel, or candle's.
+enum Quantized {
+    Q8(Q8Matrix),
+    Candle(QMatMul),
+}
+
+impl Quantized {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Quantized::Candle(q) => q.forward(x),
+            Quantized::Q8(q) => {
+                let m = x.dim(0)?;
+                let data = x.flatten_all()?.to_vec1::<f32>()?;
+                Tensor::from_vec(q.matmul(&data, m), (m, q.out_features()), x.device())
+            }
+        }
+    }
 }
 
 impl Linear {
@@ -78,6 +99,13 @@ impl Linear {
             _ => self.q.forward(x),
         }
     }
+}
+
+/// pdsim's Q8 copy of a weight matrix.
+fn q8_matrix(q: &QTensor) -> Result<Q8Matrix> {
+    let f = q.dequantize(&Device::Cpu)?;
+    let (out, inp) = f.dims2()?;
+    Ok(Q8Matrix::from_f32(&f.flatten_all()?.to_vec1::<f32>()?, out, inp))
 }
 
 struct Layer {
@@ -101,8 +129,8 @@ pub struct Llama {
     layers: Vec<Layer>,
     norm: Tensor,
     lm_head: Linear,
-    cos: Tensor,
-    sin: Tensor,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
 }
 
 /// One sequence's part of a forward call: `tokens` go at the end of its `kv` cache.
@@ -123,20 +151,15 @@ impl Llama {
         };
         let c = |e: candle_core::Error| LoadError::Gguf(e.to_string());
         let matrix = |q: QTensor| -> std::result::Result<Linear, LoadError> {
-            let q8 = |q: QTensor| -> std::result::Result<QMatMul, LoadError> {
-                if q.dtype() == GgmlDType::Q8_0 {
-                    return QMatMul::from_qtensor(q).map_err(c);
-                }
-                let f = q.dequantize(&Device::Cpu).map_err(c)?;
-                QMatMul::from_qtensor(QTensor::quantize(&f, GgmlDType::Q8_0).map_err(c)?).map_err(c)
-            };
             Ok(match format {
-                WeightFormat::F32 => Linear { q: QMatMul::Tensor(q.dequantize(&Device::Cpu).map_err(c)?), f32: None },
-                WeightFormat::Q8_0 => Linear { q: q8(q)?, f32: None },
-                WeightFormat::Native => Linear { q: QMatMul::from_qtensor(q).map_err(c)?, f32: None },
+                WeightFormat::F32 => {
+                    Linear { q: Quantized::Candle(QMatMul::Tensor(q.dequantize(&Device::Cpu).map_err(c)?)), f32: None }
+                }
+                WeightFormat::Q8_0 => Linear { q: Quantized::Q8(q8_matrix(&q).map_err(c)?), f32: None },
+                WeightFormat::Native => Linear { q: Quantized::Candle(QMatMul::from_qtensor(q).map_err(c)?), f32: None },
                 WeightFormat::Mixed => {
                     let f = QMatMul::Tensor(q.dequantize(&Device::Cpu).map_err(c)?);
-                    Linear { q: q8(q)?, f32: Some(f) }
+                    Linear { q: Quantized::Q8(q8_matrix(&q).map_err(c)?), f32: Some(f) }
                 }
             })
         };
@@ -163,14 +186,14 @@ impl Llama {
             });
         }
         let norm = vector(tensor("output_norm.weight")?)?;
-        let (cos, sin) = rope_tables(&config, &device).map_err(c)?;
+        let (cos, sin) = rope_tables(&config);
         Ok((Llama { config, format, device, embed, layers, norm, lm_head, cos, sin }, content))
     }
 
     /// A cache for one request of up to `capacity` tokens (prompt + output).
     pub fn new_kv(&self, capacity: usize) -> Result<KvCache> {
         let c = &self.config;
-        KvCache::new(c.layers, c.kv_heads, c.head_dim, capacity, &self.device)
+        Ok(KvCache::new(c.layers, c.kv_heads, c.head_dim, capacity))
     }
 
     /// Runs the sequences' new tokens through the model, appending to their caches, and returns
@@ -203,27 +226,54 @@ impl Llama {
         }
         let total = ids.len();
         let ids = Tensor::from_vec(ids, total, &self.device)?;
-        let pos = Tensor::from_vec(positions, total, &self.device)?;
-        let cos = self.cos.index_select(&pos, 0)?;
-        let sin = self.sin.index_select(&pos, 0)?;
         let mut x = self.embed.index_select(&ids, 0)?;
         let eps = c.rms_eps as f32;
+        let (hd, kvd) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
         for (li, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let q = self.heads(&layer.wq.forward(&h, wide)?, c.heads, &cos, &sin, true)?;
-            let k = self.heads(&layer.wk.forward(&h, wide)?, c.kv_heads, &cos, &sin, true)?;
-            let v = self.heads(&layer.wv.forward(&h, wide)?, c.kv_heads, &cos, &sin, false)?;
-            let mut outs = Vec::with_capacity(seqs.len());
-            for &i in &order {
-                let (offset, n, start) = spans[i];
-                let (keys, values) = seqs[i].kv.append(
-                    li,
-                    &k.narrow(1, offset, n)?.contiguous()?,
-                    &v.narrow(1, offset, n)?.contiguous()?,
-                )?;
-                outs.push(self.attend(&q.narrow(1, offset, n)?.contiguous()?, &keys, &values, start)?);
+            let mut q = layer.wq.forward(&h, wide)?.flatten_all()?.to_vec1::<f32>()?;
+            let mut k = layer.wk.forward(&h, wide)?.flatten_all()?.to_vec1::<f32>()?;
+            let v = layer.wv.forward(&h, wide)?.flatten_all()?.to_vec1::<f32>()?;
+            self.rotate(&mut q, c.heads, &positions);
+            self.rotate(&mut k, c.kv_heads, &positions);
+            let mut attn = vec![0f32; total * hd];
+            for (s, &(offset, n, _)) in seqs.iter_mut().zip(&spans) {
+                s.kv.write(li, &k[offset * kvd..(offset + n) * kvd], &v[offset * kvd..(offset + n) * kvd])?;
             }
-            let attn = Tensor::cat(&outs, 0)?;
+            // Decode sequences (one token) together through pdsim's kernel; prompts through
+            // candle's matrix multiplies.
+            // Each sequence's rows of the output, in token order (offsets follow `order`).
+            let mut slots: Vec<Option<&mut [f32]>> = (0..seqs.len()).map(|_| None).collect();
+            let mut rest: &mut [f32] = &mut attn;
+            for &i in &order {
+                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(spans[i].1 * hd);
+                slots[i] = Some(mine);
+                rest = tail;
+            }
+            let outs = slots.into_iter().map(|o| o.expect("every sequence has rows"));
+            let mut decode = Vec::new();
+            for ((s, &(offset, n, start)), out) in seqs.iter().zip(&spans).zip(outs) {
+                if n == 1 {
+                    let (kc, vc) = s.kv.layer(li);
+                    decode.push(DecodeQuery {
+                        q: &q[offset * hd..(offset + 1) * hd],
+                        k: kc,
+                        v: vc,
+                        capacity: s.kv.capacity(),
+                        len: start + 1,
+                        out,
+                    });
+                } else {
+                    let qs = Tensor::from_slice(&q[offset * hd..(offset + n) * hd], (n, c.heads, c.head_dim), &self.device)?
+                        .transpose(0, 1)?
+                        .contiguous()?;
+                    let (keys, values) = s.kv.tensors(li, start + n, &self.device)?;
+                    let o = self.attend(&qs, &keys, &values, start)?;
+                    out.copy_from_slice(&o.flatten_all()?.to_vec1::<f32>()?);
+                }
+            }
+            decode_attention(decode, c.heads, c.kv_heads, c.head_dim);
+            let attn = Tensor::from_vec(attn, (total, hd), &self.device)?;
             x = (x + layer.wo.forward(&attn, wide)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
             let gate = candle_nn::ops::silu(&layer.w_gate.forward(&h, wide)?)?;
@@ -239,15 +289,21 @@ impl Llama {
         self.lm_head.forward(&x, 0)
     }
 
-    /// `[tokens, heads·head_dim]` → `[heads, tokens, head_dim]`, rotated when `rotate`.
-    fn heads(&self, x: &Tensor, heads: usize, cos: &Tensor, sin: &Tensor, rotate: bool) -> Result<Tensor> {
-        let t = x.dim(0)?;
-        let x = x.reshape((t, heads, self.config.head_dim))?.transpose(0, 1)?.contiguous()?;
-        if rotate {
-            // GGUF llama weights are permuted for interleaved (GPT-J style) rotary pairs.
-            candle_nn::rotary_emb::rope_i(&x.unsqueeze(0)?, cos, sin)?.squeeze(0)
-        } else {
-            Ok(x)
+    /// Rotary embedding in place on `x` (`[tokens × heads·head_dim]`), interleaved pairs
+    /// (GGUF llama weights are permuted for GPT-J-style rotation).
+    fn rotate(&self, x: &mut [f32], heads: usize, positions: &[u32]) {
+        let d = self.config.head_dim;
+        let half = d / 2;
+        for (t, &pos) in positions.iter().enumerate() {
+            let (cos, sin) = (&self.cos[pos as usize * half..][..half], &self.sin[pos as usize * half..][..half]);
+            for h in 0..heads {
+                let v = &mut x[(t * heads + h) * d..][..d];
+                for i in 0..half {
+                    let (a, b) = (v[2 * i], v[2 * i + 1]);
+                    v[2 * i] = a * cos[i] - b * sin[i];
+                    v[2 * i + 1] = a * sin[i] + b * cos[i];
+                }
+            }
         }
     }
 
@@ -278,13 +334,21 @@ impl Llama {
     }
 }
 
-fn rope_tables(c: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
+/// cos and sin of position × frequency, `[context × head_dim/2]`, computed in f32 as candle's
+/// tensor version did (so results match the reference to the same precision).
+fn rope_tables(c: &LlamaConfig) -> (Vec<f32>, Vec<f32>) {
     let half = c.head_dim / 2;
     let inv: Vec<f32> = (0..half).map(|i| 1.0 / c.rope_base.powf(2.0 * i as f32 / c.head_dim as f32)).collect();
-    let inv = Tensor::from_vec(inv, (1, half), device)?;
-    let t = Tensor::arange(0u32, c.context as u32, device)?.to_dtype(DType::F32)?.reshape((c.context, 1))?;
-    let freqs = t.broadcast_mul(&inv)?;
-    Ok((freqs.cos()?, freqs.sin()?))
+    let mut cos = Vec::with_capacity(c.context * half);
+    let mut sin = Vec::with_capacity(c.context * half);
+    for t in 0..c.context {
+        for f in &inv {
+            let a = t as f32 * f;
+            cos.push(a.cos());
+            sin.push(a.sin());
+        }
+    }
+    (cos, sin)
 }
 
 /// The logits rows as vectors.

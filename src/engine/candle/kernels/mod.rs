@@ -1,0 +1,11 @@
+//! pdsim's own CPU kernels where candle's are the bottleneck.
+//!
+//! - [`q8`]: an 8-bit weight matrix multiplied by 8-bit quantized activations, weight-stationary:
+//!   each weight row is read from memory once per step and used against every activation row,
+//!   so a decode batch of 16 costs little more memory traffic than a batch of 1 (candle's
+//!   quantized matmul streams the whole matrix once per activation row).
+//! - [`attention`]: decode attention (one query per sequence) over the per-request caches, all
+//!   sequences and heads in one parallel pass instead of a dozen small tensor ops per sequence.
+
+pub mod attention;
+pub mod q8;
