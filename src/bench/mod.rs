@@ -78,7 +78,12 @@ pub struct KvBytes {
 }
 
 /// Runs every measurement. `progress` gets one line per measurement.
-pub fn run(model: Arc<Model>, threads: usize, reps: usize, mut progress: impl FnMut(&str)) -> candle_core::Result<Report> {
+pub fn run(
+    model: Arc<Model>,
+    threads: usize,
+    reps: usize,
+    mut progress: impl FnMut(&str),
+) -> candle_core::Result<Report> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(candle_core::Error::wrap)?;
     let tokens = model.encode(&text::base_text()).map_err(candle_core::Error::wrap)?;
     let llama = &model.llama;
@@ -105,7 +110,8 @@ pub fn run(model: Arc<Model>, threads: usize, reps: usize, mut progress: impl Fn
         let secs = pool.install(|| {
             timed(&mut || {
                 let mut kv = llama.new_kv(ctx + DECODE_TOKENS + 1)?;
-                let mut next = argmax(&rows(&llama.forward(&mut [SeqInput { tokens: &tokens[..ctx], kv: &mut kv }])?)?[0]);
+                let mut next =
+                    argmax(&rows(&llama.forward(&mut [SeqInput { tokens: &tokens[..ctx], kv: &mut kv }])?)?[0]);
                 let t = Instant::now();
                 for _ in 0..DECODE_TOKENS {
                     next = argmax(&rows(&llama.forward(&mut [SeqInput { tokens: &[next], kv: &mut kv }])?)?[0]);
@@ -121,7 +127,8 @@ pub fn run(model: Arc<Model>, threads: usize, reps: usize, mut progress: impl Fn
     for b in BATCHES {
         let secs = pool.install(|| {
             timed(&mut || {
-                let mut caches = (0..b).map(|_| llama.new_kv(32 + BATCH_STEPS + 1)).collect::<candle_core::Result<Vec<_>>>()?;
+                let mut caches =
+                    (0..b).map(|_| llama.new_kv(32 + BATCH_STEPS + 1)).collect::<candle_core::Result<Vec<_>>>()?;
                 let mut next = Vec::with_capacity(b);
                 for (i, kv) in caches.iter_mut().enumerate() {
                     let p = &tokens[i * 32..(i + 1) * 32];
@@ -167,28 +174,33 @@ pub fn run(model: Arc<Model>, threads: usize, reps: usize, mut progress: impl Fn
 }
 
 /// One 32-token prompt decoding 128 tokens: the engine in a loop, then the same request
-/// through the actor graph (a one-worker fused topology), medians of `reps` each.
+/// through the actor graph (a one-worker fused topology). The two alternate, `reps` times
+/// each after a warm-up of both, so drifts in machine speed hit both alike; medians compared.
 fn actor_overhead(model: &Arc<Model>, threads: usize, reps: usize) -> candle_core::Result<ActorOverhead> {
     let prompts = Arc::new(PromptSource::Synthetic { seed: 1, vocab: model.llama.config.vocab as u32 });
     let generation = GenerationConfig { sampling: Sampling::Greedy, ignore_eos: true };
-    let spec = RequestSpec { id: 0, arrival_ns: 0, class: 0, prompt_tokens: 32, output_tokens: DECODE_TOKENS as u64 + 1, prompt: None };
+    let spec = RequestSpec {
+        id: 0,
+        arrival_ns: 0,
+        class: 0,
+        prompt_tokens: 32,
+        output_tokens: DECODE_TOKENS as u64 + 1,
+        prompt: None,
+    };
     let wrap = |e: crate::engine::EngineError| candle_core::Error::Msg(e.to_string());
-    let mut direct = Vec::new();
-    for _ in 0..reps + 1 {
+    let direct_once = || -> candle_core::Result<f64> {
         let mut engine = CandleEngine::new(model.clone(), threads, prompts.clone(), generation);
         engine.admit(&spec).map_err(wrap)?;
         let plan = StepPlan { prefill: vec![PromptChunk { request: 0, offset: 0, tokens: 32 }], decode: vec![] };
         engine.step(&plan).map_err(wrap)?;
         let t = Instant::now();
         for k in 0..DECODE_TOKENS {
-            let plan = StepPlan { prefill: vec![], decode: vec![DecodeSlot { request: 0, context_tokens: 33 + k as u64 }] };
+            let plan =
+                StepPlan { prefill: vec![], decode: vec![DecodeSlot { request: 0, context_tokens: 33 + k as u64 }] };
             engine.step(&plan).map_err(wrap)?;
         }
-        direct.push(t.elapsed().as_secs_f64());
-    }
-    direct.remove(0);
-    let direct = Rate::of(DECODE_TOKENS, &direct).median;
-
+        Ok(t.elapsed().as_secs_f64())
+    };
     let text = format!(
         "mode = \"execute\"\nrequests = 1\n[[workload.classes]]\nname = \"bench\"\nprompt_tokens = 32\noutput_tokens = {}\n\
          [workload.arrival]\nkind = \"constant\"\ninterval_ms = 1000\n[slo]\nttft_ms = 1000\ntpot_ms = 1000\n\
@@ -196,18 +208,23 @@ fn actor_overhead(model: &Arc<Model>, threads: usize, reps: usize) -> candle_cor
         DECODE_TOKENS + 1
     );
     let scenario = crate::scenario::parse(Path::new("bench.toml"), &text).map_err(candle_core::Error::wrap)?;
-    let backend = crate::run::Backend::Execute { model: model.clone(), prompts };
+    let backend = crate::run::Backend::Execute { model: model.clone(), prompts: prompts.clone() };
     let out = std::env::temp_dir().join(format!("pdsim-bench-{}", std::process::id()));
-    let mut through = Vec::new();
-    for _ in 0..reps + 1 {
+    let actors_once = || -> candle_core::Result<f64> {
         let s = crate::run::run_topology(&scenario, &backend, &scenario.topologies[0], &out, false)
             .map_err(candle_core::Error::wrap)?;
-        let tpot_ms = s.tpot_ms.map(|t| t.p50).unwrap_or(f64::NAN);
-        through.push(tpot_ms / 1e3 * DECODE_TOKENS as f64);
+        // TPOT spans the 128 decode steps from the first token to the last.
+        Ok(s.tpot_ms.map_or(f64::NAN, |t| t.p50) / 1e3 * DECODE_TOKENS as f64)
+    };
+    direct_once()?;
+    actors_once()?;
+    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        direct.push(direct_once()?);
+        through.push(actors_once()?);
     }
     let _ = std::fs::remove_dir_all(&out);
-    through.remove(0);
-    let actors = Rate::of(DECODE_TOKENS, &through).median;
+    let (direct, actors) = (Rate::of(DECODE_TOKENS, &direct).median, Rate::of(DECODE_TOKENS, &through).median);
     Ok(ActorOverhead {
         direct_tokens_per_s: direct,
         actors_tokens_per_s: actors,
@@ -219,7 +236,8 @@ fn actor_overhead(model: &Arc<Model>, threads: usize, reps: usize) -> candle_cor
 pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
-

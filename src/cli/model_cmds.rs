@@ -71,7 +71,12 @@ pub fn bench(args: BenchArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let json = args.model.json;
-    eprintln!("pdsim bench: {} threads, {} weights, median of {} after a warm-up", args.threads, model.llama.format.name(), args.reps);
+    eprintln!(
+        "pdsim bench: {} threads, {} weights, median of {} after a warm-up",
+        args.threads,
+        model.llama.format.name(),
+        args.reps
+    );
     let report = crate::bench::run(model, args.threads.max(1), args.reps.max(1), |line| eprintln!("  {line}"));
     match report {
         Ok(r) if json => {

@@ -59,7 +59,7 @@ impl WeightFormat {
 /// Sequences bringing at least this many tokens to a step go through the f32 copy of
 /// [`WeightFormat::Mixed`] weights, the others through Q8_0. Deciding per sequence (not per
 /// step) keeps a request's numerics independent of what it is batched with.
-const MIXED_F32_MIN_TOKENS: usize = 16;
+pub const MIXED_F32_MIN_TOKENS: usize = 64;
 
 /// A weight matrix: quantized, and for [`WeightFormat::Mixed`] also in f32.
 struct Linear {
@@ -156,7 +156,9 @@ impl Llama {
                     Linear { q: Quantized::Candle(QMatMul::Tensor(q.dequantize(&Device::Cpu).map_err(c)?)), f32: None }
                 }
                 WeightFormat::Q8_0 => Linear { q: Quantized::Q8(q8_matrix(&q).map_err(c)?), f32: None },
-                WeightFormat::Native => Linear { q: Quantized::Candle(QMatMul::from_qtensor(q).map_err(c)?), f32: None },
+                WeightFormat::Native => {
+                    Linear { q: Quantized::Candle(QMatMul::from_qtensor(q).map_err(c)?), f32: None }
+                }
                 WeightFormat::Mixed => {
                     let f = QMatMul::Tensor(q.dequantize(&Device::Cpu).map_err(c)?);
                     Linear { q: Quantized::Q8(q8_matrix(&q).map_err(c)?), f32: Some(f) }
@@ -264,9 +266,10 @@ impl Llama {
                         out,
                     });
                 } else {
-                    let qs = Tensor::from_slice(&q[offset * hd..(offset + n) * hd], (n, c.heads, c.head_dim), &self.device)?
-                        .transpose(0, 1)?
-                        .contiguous()?;
+                    let qs =
+                        Tensor::from_slice(&q[offset * hd..(offset + n) * hd], (n, c.heads, c.head_dim), &self.device)?
+                            .transpose(0, 1)?
+                            .contiguous()?;
                     let (keys, values) = s.kv.tensors(li, start + n, &self.device)?;
                     let o = self.attend(&qs, &keys, &values, start)?;
                     out.copy_from_slice(&o.flatten_all()?.to_vec1::<f32>()?);

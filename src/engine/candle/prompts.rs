@@ -9,6 +9,8 @@ use crate::workload::RequestSpec;
 /// First id drawn for synthetic prompts: ids below are special tokens in SmolLM2's vocabulary
 /// (0–16), which would change the model's behaviour.
 const FIRST_ORDINARY_ID: u32 = 17;
+/// Keeps prompt draws apart from other draws made with the scenario's seed.
+const PROMPT_SALT: u64 = 0x5eed_f0a1_17e4_7000;
 
 #[derive(Debug, Clone)]
 pub enum PromptSource {
@@ -26,7 +28,7 @@ impl PromptSource {
                 per_class[spec.class as usize][spec.prompt.unwrap_or(0) as usize].clone()
             }
             PromptSource::Synthetic { seed, vocab } | PromptSource::Text { seed, vocab, .. } => {
-                let mut rng = ChaCha8Rng::seed_from_u64(*seed ^ 0x5eed_0f_a11_7e47);
+                let mut rng = ChaCha8Rng::seed_from_u64(*seed ^ PROMPT_SALT);
                 rng.set_stream(spec.id);
                 (0..spec.prompt_tokens).map(|_| rng.gen_range(FIRST_ORDINARY_ID..*vocab)).collect()
             }

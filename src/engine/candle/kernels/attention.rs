@@ -73,7 +73,12 @@ mod tests {
         let k: Vec<f32> = (0..kv_heads * cap * d).map(|i| ((i * 5) % 13) as f32 / 13.0 - 0.5).collect();
         let v: Vec<f32> = (0..kv_heads * cap * d).map(|i| ((i * 3) % 17) as f32 / 17.0).collect();
         let mut out = vec![0f32; heads * d];
-        decode_attention(vec![DecodeQuery { q: &q, k: &k, v: &v, capacity: cap, len, out: &mut out }], heads, kv_heads, d);
+        decode_attention(
+            vec![DecodeQuery { q: &q, k: &k, v: &v, capacity: cap, len, out: &mut out }],
+            heads,
+            kv_heads,
+            d,
+        );
         for h in 0..heads {
             let kv = h / 2;
             let s: Vec<f32> = (0..len)
