@@ -2,7 +2,7 @@
 //!
 //! pdsim runs a *scenario* (a workload, arrival pattern, SLOs and one or more topologies) through
 //! an actor graph, either on a virtual clock with a cost model (simulate mode) or with a real
-//! model (execute mode), and writes per-request, per-iteration and summary CSVs.
+//! model on the CPU (execute mode), and writes per-request, per-iteration and summary CSVs.
 //!
 //! ## Layout
 //! - [`scenario`]: the TOML schema ([`scenario::raw`]), validation into a resolved
@@ -10,13 +10,16 @@
 //! - [`workload`]: length distributions, arrival processes, trace readers, the request stream.
 //! - [`sched`]: batching, KV-capacity accounting, routing and fused policies as plain structs.
 //! - [`engine`]: the [`engine::Engine`] trait the workers call; [`engine::sim`] holds the cost
-//!   models (fitted presets, roofline) behind the simulated engine.
+//!   models (fitted presets, roofline) behind the simulated engine; [`engine::candle`] the real
+//!   model of execute mode (GGUF loader, tokenizer, forward pass, KV cache, own kernels).
 //! - [`actors`]: the actix actors (`Enqueuer`, `PrefillWorker`, `DecodeWorker`, `FusedWorker`,
 //!   `MetricsCollector`), one per file, and their messages.
 //! - [`clock`]: the run clock the actors read time from (virtual in simulate mode).
 //! - [`metrics`]: request records, CSV writers, percentiles, SLO attainment, the summary.
 //! - [`report`]: the terminal comparison table and JSON output.
-//! - [`run`]: runs one topology of a scenario end to end.
+//! - [`run`]: prepares a scenario's backend and runs each topology end to end.
+//! - [`bench`]: `pdsim bench`, the real engine's speed.
+//! - [`cli`]: the command line (`main.rs` only calls [`cli::main`]).
 
 pub mod actors;
 pub mod bench;
