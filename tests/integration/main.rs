@@ -3,6 +3,7 @@
 mod bad_input;
 mod closed_form;
 mod common;
+mod execute;
 mod physics;
 mod reference;
 mod shipped;

@@ -1,0 +1,64 @@
+//! Execute mode end to end: the real model behind the actors, and the model commands.
+
+use std::process::Command;
+
+use pdsim::scenario::Mode;
+use pdsim::workload::StopAfter;
+use serde_json::Value;
+
+use crate::common::{repo, run, shipped};
+
+#[test]
+fn mixed_runs_for_real_and_hands_kv_over_in_messages() {
+    let mut s = shipped("mixed.toml");
+    assert_eq!(s.mode, Mode::Execute);
+    s.workload.stop = StopAfter::Requests(4);
+    let r = run(&s, "split");
+    assert_eq!(r.requests.len(), 4);
+    for q in &r.requests {
+        // The first token comes from prefill; the handoff carried the prompt's f32 KV:
+        // 2 × 30 layers × 3 KV heads × 64 × 4 bytes per token.
+        assert!(q.f("token_count") >= 1.0);
+        if q.f("token_count") > 1.0 {
+            assert_eq!(q.f("kv_bytes"), 46_080.0 * q.f("prompt_tokens"), "request {}", q.s("request_id"));
+            assert!(q.f("tpot_ms") > 0.0);
+        }
+        assert!(q.f("ttft_ms") > 0.0 && q.f("e2e_ms") >= q.f("ttft_ms"));
+    }
+    // Wall-clock step times from real work.
+    assert!(r.iterations.iter().any(|i| i.s("kind") == "prefill" && i.f("duration_ms") > 1.0));
+    assert!(r.iterations.iter().any(|i| i.s("worker").starts_with("decode-")));
+}
+
+fn pdsim(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_pdsim")).args(args).current_dir(repo()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn tokenize_and_generate_from_the_shell() {
+    let t = pdsim(&["tokenize", "--json", "Hello, world! The capital of France is"]);
+    assert_eq!(t["ids"], serde_json::json!([19556, 28, 905, 17, 378, 3575, 282, 4649, 314]));
+    let g = pdsim(&["generate", "The capital of France is", "--max-tokens", "5", "--ignore-eos", "--json"]);
+    // The fp32 reference's first five greedy tokens: " Paris.\n\nThe".
+    assert_eq!(g["ids"], serde_json::json!([7042, 30, 198, 198, 504]));
+    assert_eq!(g["text"], " Paris.\n\nThe");
+    assert!(g["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn outputs_hold_the_generated_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pdsim"))
+        .args(["scenarios/mixed.toml", "--requests", "2", "--only", "fused", "--out"])
+        .arg(dir.path())
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(dir.path().join("mixed/fused/outputs.jsonl")).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|l| !l["text"].as_str().unwrap().is_empty()));
+}
