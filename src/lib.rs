@@ -19,6 +19,7 @@
 //! - [`report`]: the terminal comparison table and JSON output.
 //! - [`run`]: prepares a scenario's backend and runs each topology end to end.
 //! - [`bench`]: `pdsim bench`, the real engine's speed.
+//! - [`sweep`]: rate sweeps, SLO-attainment curves and goodput by bisection.
 //! - [`cli`]: the command line (`main.rs` only calls [`cli::main`]).
 
 pub mod actors;
@@ -31,4 +32,5 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod sched;
+pub mod sweep;
 pub mod workload;

@@ -2,6 +2,7 @@
 
 mod model_cmds;
 mod run_cmd;
+mod sweep_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run a scenario (the same as `pdsim SCENARIO`).
     Run(run_cmd::RunArgs),
+    /// SLO attainment across arrival rates (and burstiness), and goodput by bisection.
+    Sweep(sweep_cmd::SweepArgs),
     /// Check scenario files without running them.
     Validate {
         #[arg(required = true)]
@@ -49,6 +52,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Some(Command::Validate { files }) => run_cmd::validate(&files),
         Some(Command::Run(args)) => run_cmd::run(args),
+        Some(Command::Sweep(args)) => sweep_cmd::sweep(args),
         Some(Command::Tokenize(args)) => model_cmds::tokenize(args),
         Some(Command::Generate(args)) => model_cmds::generate(args),
         Some(Command::Bench(args)) => model_cmds::bench(args),

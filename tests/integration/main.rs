@@ -7,3 +7,4 @@ mod execute;
 mod physics;
 mod reference;
 mod shipped;
+mod sweep;
