@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use pdsim::engine::candle::fetch::default_model;
 use pdsim::engine::candle::generate::generate;
-use pdsim::engine::candle::model::{rows, SeqInput, WeightFormat, MIXED_F32_MIN_TOKENS};
+use pdsim::engine::candle::model::{rows, SeqInput, WeightFormat, MIXED_WIDE_MIN_TOKENS};
 use pdsim::engine::candle::sampler::{argmax, Sampling};
 use pdsim::engine::candle::Model;
 use serde_json::Value;
@@ -25,10 +25,12 @@ pub fn model(format: WeightFormat) -> &'static Model {
     static F32: OnceLock<Model> = OnceLock::new();
     static Q8: OnceLock<Model> = OnceLock::new();
     static MIXED: OnceLock<Model> = OnceLock::new();
+    static BF16: OnceLock<Model> = OnceLock::new();
     let cell = match format {
         WeightFormat::F32 => &F32,
         WeightFormat::Q8_0 => &Q8,
         WeightFormat::Mixed => &MIXED,
+        WeightFormat::Bf16 => &BF16,
         WeightFormat::Native => panic!("not cached"),
     };
     cell.get_or_init(|| {
@@ -79,7 +81,7 @@ fn f32_greedy_ids_and_top10_logits_match() {
 
 #[test]
 fn quantized_paths_keep_the_first_five_greedy_ids_and_the_top_logit() {
-    for format in [WeightFormat::Q8_0, WeightFormat::Mixed] {
+    for format in [WeightFormat::Q8_0, WeightFormat::Mixed, WeightFormat::Bf16] {
         quantized_matches(model(format));
     }
 }
@@ -102,18 +104,18 @@ fn quantized_matches(m: &Model) {
 /// alone, though their context lengths differ at every step.
 #[test]
 fn batched_prefill_and_decode_equal_batch_one() {
-    for format in [WeightFormat::Q8_0, WeightFormat::Mixed] {
+    for format in [WeightFormat::Q8_0, WeightFormat::Mixed, WeightFormat::Bf16] {
         batched_equals_alone(model(format));
     }
 }
 
 fn batched_equals_alone(m: &Model) {
-    // Short prompts and a long one (the f32 rows of mixed weights): all the tokenizer cases
+    // Short prompts and a long one (the bf16 rows of mixed weights): all the tokenizer cases
     // back to back.
     let mut prompts: Vec<Vec<u32>> = jsonl("greedy.jsonl").iter().map(|c| ids(&c["prompt_ids"])).collect();
     prompts.push(jsonl("tokenizer.jsonl").iter().flat_map(|c| ids(&c["ids"])).collect());
-    assert!(prompts.iter().any(|p| p.len() >= MIXED_F32_MIN_TOKENS));
-    assert!(prompts.iter().any(|p| p.len() < MIXED_F32_MIN_TOKENS));
+    assert!(prompts.iter().any(|p| p.len() >= MIXED_WIDE_MIN_TOKENS));
+    assert!(prompts.iter().any(|p| p.len() < MIXED_WIDE_MIN_TOKENS));
     let steps = 12;
     let alone: Vec<Vec<u32>> =
         prompts.iter().map(|p| generate(m, p, steps, Sampling::Greedy, true, false).unwrap().ids).collect();

@@ -14,6 +14,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 
 use super::config::LlamaConfig;
 use super::kernels::attention::{decode_attention, DecodeQuery};
+use super::kernels::bf16::Bf16Matrix;
 use super::kernels::q8::Q8Matrix;
 use super::kv_cache::KvCache;
 use super::LoadError;
@@ -29,9 +30,11 @@ pub enum WeightFormat {
     Q8_0,
     /// As stored in the file.
     Native,
-    /// Both Q8_0 and f32 copies: steps of many tokens (prefill) multiply in f32, where the
-    /// GEMM is compute-bound and f32 is fastest; steps of few tokens (decode) stream the
-    /// 4× smaller Q8_0 weights, where memory bandwidth is the limit.
+    /// bf16, multiplied with AVX-512 BF16 dot products (f32 accumulation).
+    Bf16,
+    /// Both Q8_0 and bf16 copies: sequences bringing many tokens to a step (prompts) go
+    /// through bf16, whose dot products do 32 multiply-adds per instruction without
+    /// per-block rescaling; sequences of few tokens (decode) stream the 2× smaller Q8_0 weights.
     Mixed,
 }
 
@@ -42,6 +45,7 @@ impl WeightFormat {
             "q8_0" => Some(WeightFormat::Q8_0),
             "native" => Some(WeightFormat::Native),
             "mixed" => Some(WeightFormat::Mixed),
+            "bf16" => Some(WeightFormat::Bf16),
             _ => None,
         }
     }
@@ -52,24 +56,27 @@ impl WeightFormat {
             WeightFormat::Q8_0 => "q8_0",
             WeightFormat::Native => "native",
             WeightFormat::Mixed => "mixed",
+            WeightFormat::Bf16 => "bf16",
         }
     }
 }
 
-/// Sequences bringing at least this many tokens to a step go through the f32 copy of
+/// Sequences bringing at least this many tokens to a step go through the bf16 copy of
 /// [`WeightFormat::Mixed`] weights, the others through Q8_0. Deciding per sequence (not per
 /// step) keeps a request's numerics independent of what it is batched with.
-pub const MIXED_F32_MIN_TOKENS: usize = 64;
+pub const MIXED_WIDE_MIN_TOKENS: usize = 16;
 
-/// A weight matrix: quantized, and for [`WeightFormat::Mixed`] also in f32.
+/// A weight matrix: one form for narrow sequences, and for [`WeightFormat::Mixed`] a second
+/// form for wide ones.
 struct Linear {
     q: Quantized,
-    f32: Option<QMatMul>,
+    wide: Option<Quantized>,
 }
 
 /// The narrow path of a [`Linear`]: pdsim's weight-stationary Q8 kernel, or candle's.
 enum Quantized {
     Q8(Q8Matrix),
+    Bf16(Bf16Matrix),
     Candle(QMatMul),
 }
 
@@ -82,15 +89,20 @@ impl Quantized {
                 let data = x.flatten_all()?.to_vec1::<f32>()?;
                 Tensor::from_vec(q.matmul(&data, m), (m, q.out_features()), x.device())
             }
+            Quantized::Bf16(q) => {
+                let m = x.dim(0)?;
+                let data = x.flatten_all()?.to_vec1::<f32>()?;
+                Tensor::from_vec(q.matmul(&data, m), (m, q.out_features()), x.device())
+            }
         }
     }
 }
 
 impl Linear {
-    /// `x`'s first `wide_rows` rows use the f32 copy (when there is one), the rest Q8_0.
+    /// `x`'s first `wide_rows` rows use the wide form (when there is one), the rest the narrow one.
     fn forward(&self, x: &Tensor, wide_rows: usize) -> Result<Tensor> {
         let rows = x.dim(0)?;
-        match &self.f32 {
+        match &self.wide {
             Some(f) if wide_rows >= rows => f.forward(x),
             Some(f) if wide_rows > 0 => Tensor::cat(
                 &[f.forward(&x.narrow(0, 0, wide_rows)?)?, self.q.forward(&x.narrow(0, wide_rows, rows - wide_rows)?)?],
@@ -99,6 +111,13 @@ impl Linear {
             _ => self.q.forward(x),
         }
     }
+}
+
+/// pdsim's bf16 copy of a weight matrix.
+fn bf16_matrix(q: &QTensor) -> Result<Bf16Matrix> {
+    let f = q.dequantize(&Device::Cpu)?;
+    let (out, inp) = f.dims2()?;
+    Ok(Bf16Matrix::from_f32(&f.flatten_all()?.to_vec1::<f32>()?, out, inp))
 }
 
 /// pdsim's Q8 copy of a weight matrix.
@@ -153,16 +172,17 @@ impl Llama {
         let matrix = |q: QTensor| -> std::result::Result<Linear, LoadError> {
             Ok(match format {
                 WeightFormat::F32 => {
-                    Linear { q: Quantized::Candle(QMatMul::Tensor(q.dequantize(&Device::Cpu).map_err(c)?)), f32: None }
+                    Linear { q: Quantized::Candle(QMatMul::Tensor(q.dequantize(&Device::Cpu).map_err(c)?)), wide: None }
                 }
-                WeightFormat::Q8_0 => Linear { q: Quantized::Q8(q8_matrix(&q).map_err(c)?), f32: None },
+                WeightFormat::Q8_0 => Linear { q: Quantized::Q8(q8_matrix(&q).map_err(c)?), wide: None },
                 WeightFormat::Native => {
-                    Linear { q: Quantized::Candle(QMatMul::from_qtensor(q).map_err(c)?), f32: None }
+                    Linear { q: Quantized::Candle(QMatMul::from_qtensor(q).map_err(c)?), wide: None }
                 }
-                WeightFormat::Mixed => {
-                    let f = QMatMul::Tensor(q.dequantize(&Device::Cpu).map_err(c)?);
-                    Linear { q: Quantized::Q8(q8_matrix(&q).map_err(c)?), f32: Some(f) }
-                }
+                WeightFormat::Bf16 => Linear { q: Quantized::Bf16(bf16_matrix(&q).map_err(c)?), wide: None },
+                WeightFormat::Mixed => Linear {
+                    q: Quantized::Q8(q8_matrix(&q).map_err(c)?),
+                    wide: Some(Quantized::Bf16(bf16_matrix(&q).map_err(c)?)),
+                },
             })
         };
         let vector = |q: QTensor| q.dequantize(&Device::Cpu).map_err(c);
@@ -205,12 +225,12 @@ impl Llama {
         let mut ids = Vec::new();
         let mut positions = Vec::new();
         let mut spans = vec![(0, 0, 0); seqs.len()];
-        // Wide sequences' tokens first, so the f32 rows of mixed weights are one block.
+        // Wide sequences' tokens first, so the bf16 rows of mixed weights are one block.
         let mut order: Vec<usize> = (0..seqs.len()).collect();
-        order.sort_by_key(|&i| seqs[i].tokens.len() < MIXED_F32_MIN_TOKENS);
+        order.sort_by_key(|&i| seqs[i].tokens.len() < MIXED_WIDE_MIN_TOKENS);
         let wide = order
             .iter()
-            .take_while(|&&i| seqs[i].tokens.len() >= MIXED_F32_MIN_TOKENS)
+            .take_while(|&&i| seqs[i].tokens.len() >= MIXED_WIDE_MIN_TOKENS)
             .map(|&i| seqs[i].tokens.len())
             .sum();
         for &i in &order {

@@ -8,4 +8,5 @@
 //!   sequences and heads in one parallel pass instead of a dozen small tensor ops per sequence.
 
 pub mod attention;
+pub mod bf16;
 pub mod q8;
