@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use candle_core::quantized::{gguf_file, QMatMul, QTensor};
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 
 use super::config::LlamaConfig;
@@ -127,15 +127,14 @@ fn q8_matrix(q: &QTensor) -> Result<Q8Matrix> {
     Ok(Q8Matrix::from_f32(&f.flatten_all()?.to_vec1::<f32>()?, out, inp))
 }
 
+/// One transformer block. Q, K and V are one matrix (their rows stacked), and so are the
+/// gate and up projections: one parallel pass each instead of three and two.
 struct Layer {
     attn_norm: Tensor,
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
+    wqkv: Linear,
     wo: Linear,
     ffn_norm: Tensor,
-    w_gate: Linear,
-    w_up: Linear,
+    w_gate_up: Linear,
     w_down: Linear,
 }
 
@@ -186,6 +185,16 @@ impl Llama {
             })
         };
         let vector = |q: QTensor| q.dequantize(&Device::Cpu).map_err(c);
+        // Stacks the rows of several matrices (same input size) into one, in the original
+        // storage type for `native`, so one matrix multiply computes all their outputs.
+        let stacked = |parts: Vec<QTensor>| -> std::result::Result<Linear, LoadError> {
+            let dtype = parts[0].dtype();
+            let f = parts.iter().map(|q| q.dequantize(&Device::Cpu)).collect::<Result<Vec<_>>>().map_err(c)?;
+            let cat = Tensor::cat(&f, 0).map_err(c)?;
+            let q = QTensor::quantize(&cat, if format == WeightFormat::Native { dtype } else { GgmlDType::F32 })
+                .map_err(c)?;
+            matrix(q)
+        };
         let embed_q = tensor("token_embd.weight")?;
         let embed = embed_q.dequantize(&device).map_err(c)?;
         let lm_head = match tensor("output.weight") {
@@ -197,13 +206,10 @@ impl Llama {
             let mut t = |n: &str| tensor(&format!("blk.{i}.{n}.weight"));
             layers.push(Layer {
                 attn_norm: vector(t("attn_norm")?)?,
-                wq: matrix(t("attn_q")?)?,
-                wk: matrix(t("attn_k")?)?,
-                wv: matrix(t("attn_v")?)?,
+                wqkv: stacked(vec![t("attn_q")?, t("attn_k")?, t("attn_v")?])?,
                 wo: matrix(t("attn_output")?)?,
                 ffn_norm: vector(t("ffn_norm")?)?,
-                w_gate: matrix(t("ffn_gate")?)?,
-                w_up: matrix(t("ffn_up")?)?,
+                w_gate_up: stacked(vec![t("ffn_gate")?, t("ffn_up")?])?,
                 w_down: matrix(t("ffn_down")?)?,
             });
         }
@@ -253,9 +259,14 @@ impl Llama {
         let (hd, kvd) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
         for (li, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let mut q = layer.wq.forward(&h, wide)?.flatten_all()?.to_vec1::<f32>()?;
-            let mut k = layer.wk.forward(&h, wide)?.flatten_all()?.to_vec1::<f32>()?;
-            let v = layer.wv.forward(&h, wide)?.flatten_all()?.to_vec1::<f32>()?;
+            let qkv = layer.wqkv.forward(&h, wide)?.flatten_all()?.to_vec1::<f32>()?;
+            let (mut q, mut k, mut v) =
+                (Vec::with_capacity(total * hd), Vec::with_capacity(total * kvd), Vec::with_capacity(total * kvd));
+            for row in qkv.chunks_exact(hd + 2 * kvd) {
+                q.extend_from_slice(&row[..hd]);
+                k.extend_from_slice(&row[hd..hd + kvd]);
+                v.extend_from_slice(&row[hd + kvd..]);
+            }
             self.rotate(&mut q, c.heads, &positions);
             self.rotate(&mut k, c.kv_heads, &positions);
             let mut attn = vec![0f32; total * hd];
@@ -299,9 +310,15 @@ impl Llama {
             let attn = Tensor::from_vec(attn, (total, hd), &self.device)?;
             x = (x + layer.wo.forward(&attn, wide)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
-            let gate = candle_nn::ops::silu(&layer.w_gate.forward(&h, wide)?)?;
-            let up = layer.w_up.forward(&h, wide)?;
-            x = (x + layer.w_down.forward(&(gate * up)?, wide)?)?;
+            let gate_up = layer.w_gate_up.forward(&h, wide)?.flatten_all()?.to_vec1::<f32>()?;
+            let ffn = c.ffn;
+            let mut act = Vec::with_capacity(total * ffn);
+            for row in gate_up.chunks_exact(2 * ffn) {
+                let (gate, up) = row.split_at(ffn);
+                act.extend(gate.iter().zip(up).map(|(&g, &u)| g / (1.0 + (-g).exp()) * u));
+            }
+            let act = Tensor::from_vec(act, (total, ffn), &self.device)?;
+            x = (x + layer.w_down.forward(&act, wide)?)?;
         }
         for (s, &(_, n, _)) in seqs.iter_mut().zip(&spans) {
             s.kv.advance(n);
