@@ -15,8 +15,8 @@ pub struct ModelArgs {
     /// first use).
     #[arg(long, value_name = "PATH")]
     model: Option<PathBuf>,
-    /// Weights in memory: `mixed` (f32 for prefill, Q8_0 for decode), `q8_0`, `f32` (reference
-    /// precision), `native` (as stored).
+    /// Weights in memory: `mixed` (bf16 for prompts, 8-bit for decode), `q8_0`, `bf16`, `f32`
+    /// (reference precision), `native` (as stored).
     #[arg(long, default_value = "mixed")]
     weights: String,
     /// Print JSON on stdout.
@@ -96,7 +96,7 @@ pub fn bench(args: BenchArgs) -> ExitCode {
 
 fn load(args: &ModelArgs) -> Result<Model, String> {
     let format = WeightFormat::parse(&args.weights)
-        .ok_or_else(|| format!("--weights {}: expected mixed, q8_0, f32 or native", args.weights))?;
+        .ok_or_else(|| format!("--weights {}: expected mixed, q8_0, bf16, f32 or native", args.weights))?;
     let path = resolve_model(args.model.as_deref(), Path::new("models")).map_err(|e| e.to_string())?;
     Model::load(&path, format).map_err(|e| e.to_string())
 }

@@ -175,7 +175,7 @@ pub struct RawLink {
 pub struct RawModel {
     /// GGUF file, relative to the scenario; default: the SmolLM2-135M-Instruct model in models/.
     pub path: Option<String>,
-    /// `q8_0` (default), `f32` or `native`.
+    /// `mixed` (default), `q8_0`, `bf16`, `f32` or `native`.
     pub weights: Option<String>,
     /// Generate exactly the requested output lengths (default true).
     pub ignore_eos: Option<bool>,

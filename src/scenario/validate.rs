@@ -115,7 +115,7 @@ fn resolve_model(raw: Option<RawModel>, seed: u64, base: &Path) -> V<ModelSpec> 
         Some(w) => WeightFormat::parse(w).ok_or_else(|| {
             invalid(
                 "model.weights",
-                format!("unknown weight format `{w}`; expected \"mixed\", \"q8_0\", \"f32\" or \"native\""),
+                format!("unknown weight format `{w}`; expected \"mixed\", \"q8_0\", \"bf16\", \"f32\" or \"native\""),
             )
         })?,
     };
