@@ -24,9 +24,9 @@ use super::LoadError;
 pub enum WeightFormat {
     /// Dequantized to f32 and multiplied in f32: the reference path.
     F32,
-    /// Requantized to Q8_0 (8-bit, 32-element blocks), which candle multiplies with SIMD
-    /// kernels against 8-bit quantized activations. Q4_1, the default model's format, has no
-    /// SIMD kernel in candle.
+    /// Requantized to 8-bit blocks of 32 (the Q8_0 scheme) and multiplied by pdsim's VNNI
+    /// kernel against 8-bit activations. (Q4_1, the default model's format, has no SIMD kernel
+    /// in candle, and candle's quantized matmul reads the weights once per activation row.)
     Q8_0,
     /// As stored in the file.
     Native,
