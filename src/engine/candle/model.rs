@@ -66,6 +66,9 @@ impl WeightFormat {
 /// step) keeps a request's numerics independent of what it is batched with.
 pub const MIXED_WIDE_MIN_TOKENS: usize = 16;
 
+/// Queries per block of causal prompt attention.
+const PREFILL_ATTENTION_BLOCK: usize = 128;
+
 /// A weight matrix: one form for narrow sequences, and for [`WeightFormat::Mixed`] a second
 /// form for wide ones.
 struct Linear {
@@ -302,8 +305,18 @@ impl Llama {
                             .transpose(0, 1)?
                             .contiguous()?;
                     let (keys, values) = s.kv.tensors(li, start + n, &self.device)?;
-                    let o = self.attend(&qs, &keys, &values, start)?;
-                    out.copy_from_slice(&o.flatten_all()?.to_vec1::<f32>()?);
+                    // Causal attention in blocks of queries: block [a, b) needs keys up to
+                    // start + b only, which skips most of the masked upper triangle.
+                    for a in (0..n).step_by(PREFILL_ATTENTION_BLOCK) {
+                        let b = (a + PREFILL_ATTENTION_BLOCK).min(n);
+                        let o = self.attend(
+                            &qs.narrow(1, a, b - a)?.contiguous()?,
+                            &keys.narrow(1, 0, start + b)?,
+                            &values.narrow(1, 0, start + b)?,
+                            start + a,
+                        )?;
+                        out[a * hd..b * hd].copy_from_slice(&o.flatten_all()?.to_vec1::<f32>()?);
+                    }
                 }
             }
             decode_attention(decode, c.heads, c.kv_heads, c.head_dim);
