@@ -6,12 +6,10 @@
 //! activation row. Each output is computed by the same instruction sequence whatever the tile,
 //! so a row's result does not depend on the rows batched with it.
 
-use rayon::prelude::*;
+use super::tiles::{for_each_tile, OutPtr, Tile};
 
 /// bf16 values per 512-bit register.
 const LANES: usize = 32;
-const TILE_ROWS: usize = 4;
-const TILE_COLS: usize = 4;
 
 /// Round-to-nearest-even f32 → bf16 bits.
 pub fn to_bf16(x: f32) -> u16 {
@@ -31,11 +29,6 @@ pub struct Bf16Matrix {
     data: Vec<u16>,
 }
 
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32, usize);
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
 impl Bf16Matrix {
     pub fn from_f32(data: &[f32], out: usize, inp: usize) -> Bf16Matrix {
         assert_eq!(inp % LANES, 0, "bf16 rows need a multiple of {LANES} columns, got {inp}");
@@ -48,28 +41,11 @@ impl Bf16Matrix {
 
     /// `x` (`m × in`, row-major) times the transposed matrix: `m × out`, row-major.
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
-        let (n, k) = (self.rows, self.cols);
+        let k = self.cols;
         let xb: Vec<u16> = x.iter().map(|&v| to_bf16(v)).collect();
-        let mut out = vec![0f32; m * n];
-        let ptr = OutPtr(out.as_mut_ptr(), n);
-        let cols_per_task = 16;
         let fast = fast();
-        (0..n.div_ceil(cols_per_task)).into_par_iter().for_each(|task| {
-            let c_end = ((task + 1) * cols_per_task).min(n);
-            let mut c = task * cols_per_task;
-            while c < c_end {
-                let cols = (c_end - c).min(TILE_COLS);
-                let mut r = 0;
-                while r < m {
-                    let rows = (m - r).min(TILE_ROWS);
-                    // Safety: this task alone writes columns c..c+cols of rows inside `out`.
-                    unsafe { tile(self, &xb, k, r, rows, c, cols, ptr, fast) };
-                    r += rows;
-                }
-                c += cols;
-            }
-        });
-        out
+        // Safety: for_each_tile hands each tile to exactly one call.
+        for_each_tile(m, self.rows, |t, out| unsafe { tile(self, &xb, k, t, out, fast) })
     }
 }
 
@@ -83,18 +59,8 @@ fn fast() -> bool {
     false
 }
 
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile(
-    w: &Bf16Matrix,
-    x: &[u16],
-    k: usize,
-    r0: usize,
-    rows: usize,
-    c0: usize,
-    cols: usize,
-    out: OutPtr,
-    fast: bool,
-) {
+unsafe fn tile(w: &Bf16Matrix, x: &[u16], k: usize, t: Tile, out: OutPtr, fast: bool) {
+    let Tile { r0, rows, c0, cols } = t;
     #[cfg(target_arch = "x86_64")]
     if fast {
         match (rows, cols) {
@@ -115,7 +81,7 @@ unsafe fn tile(
     for r in r0..r0 + rows {
         for c in c0..c0 + cols {
             let (xr, wr) = (&x[r * k..(r + 1) * k], &w.data[c * k..(c + 1) * k]);
-            *out.0.add(r * out.1 + c) = xr.iter().zip(wr).map(|(&a, &b)| from_bf16(a) * from_bf16(b)).sum();
+            out.write(r, c, xr.iter().zip(wr).map(|(&a, &b)| from_bf16(a) * from_bf16(b)).sum());
         }
     }
 }
@@ -124,7 +90,8 @@ unsafe fn tile(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Bf16Matrix, OutPtr, LANES};
+    use super::super::tiles::OutPtr;
+    use super::{Bf16Matrix, LANES};
 
     /// Loads 32 bf16 values.
     #[inline(always)]
@@ -160,7 +127,7 @@ mod x86 {
         }
         for r in 0..R {
             for c in 0..C {
-                *out.0.add((r0 + r) * out.1 + c0 + c) = _mm512_reduce_add_ps(acc[r][c]);
+                out.write(r0 + r, c0 + c, _mm512_reduce_add_ps(acc[r][c]));
             }
         }
     }

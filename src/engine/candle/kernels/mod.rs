@@ -10,3 +10,4 @@
 pub mod attention;
 pub mod bf16;
 pub mod q8;
+pub mod tiles;

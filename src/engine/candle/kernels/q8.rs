@@ -5,13 +5,10 @@
 //! Weight-stationary: each task owns a run of output columns and sweeps every activation row,
 //! so the weights are read from memory once per step whatever the batch.
 
-use rayon::prelude::*;
+use super::tiles::{for_each_tile, OutPtr, Tile};
 
 /// Elements per quantization block.
 pub const BLOCK: usize = 32;
-/// Rows and columns of one register tile.
-const TILE_ROWS: usize = 4;
-const TILE_COLS: usize = 4;
 
 /// Rows quantized to i8 with one f32 scale per block of 32: `value ≈ q · scale`.
 #[derive(Debug, Clone)]
@@ -55,21 +52,6 @@ pub struct Q8Matrix {
 /// Quantized activation rows.
 type Activations = Q8Rows;
 
-/// Shares the output buffer (`rows × n`) across tasks that write disjoint columns.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32, usize);
-
-/// A block of outputs: rows `r0..r0+rows`, columns `c0..c0+cols`.
-#[derive(Clone, Copy)]
-struct Tile {
-    r0: usize,
-    rows: usize,
-    c0: usize,
-    cols: usize,
-}
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
 impl Q8Matrix {
     pub fn from_f32(data: &[f32], out: usize, inp: usize) -> Q8Matrix {
         Q8Matrix { w: Q8Rows::quantize(data, out, inp) }
@@ -88,26 +70,9 @@ impl Q8Matrix {
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
         let (n, k) = (self.w.rows, self.w.cols);
         let act = Q8Rows::quantize(x, m, k);
-        let mut out = vec![0f32; m * n];
-        let ptr = OutPtr(out.as_mut_ptr(), n);
         let tile = tile_fn();
-        let cols_per_task = 16;
-        (0..n.div_ceil(cols_per_task)).into_par_iter().for_each(|task| {
-            let c_end = ((task + 1) * cols_per_task).min(n);
-            let mut c = task * cols_per_task;
-            while c < c_end {
-                let cols = (c_end - c).min(TILE_COLS);
-                let mut r = 0;
-                while r < m {
-                    let rows = (m - r).min(TILE_ROWS);
-                    // Safety: this task alone writes columns c..c+cols, of rows inside `out`.
-                    unsafe { tile(self, &act, Tile { r0: r, rows, c0: c, cols }, ptr) };
-                    r += rows;
-                }
-                c += cols;
-            }
-        });
-        out
+        // Safety: for_each_tile hands each tile to exactly one call.
+        for_each_tile(m, n, |t, out| unsafe { tile(self, &act, t, out) })
     }
 }
 
@@ -133,7 +98,7 @@ fn tile_fn() -> TileFn {
 unsafe fn tile_portable(w: &Q8Matrix, a: &Activations, t: Tile, out: OutPtr) {
     for r in t.r0..t.r0 + t.rows {
         for c in t.c0..t.c0 + t.cols {
-            *out.0.add(r * out.1 + c) = finish(w, a, r, c, 0, 0.0);
+            out.write(r, c, finish(w, a, r, c, 0, 0.0));
         }
     }
 }
@@ -156,7 +121,8 @@ fn finish(w: &Q8Matrix, a: &Activations, row: usize, col: usize, from: usize, pa
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{finish, Activations, OutPtr, Q8Matrix, Tile, BLOCK, TILE_COLS, TILE_ROWS};
+    use super::super::tiles::{OutPtr, Tile, TILE_COLS, TILE_ROWS};
+    use super::{finish, Activations, Q8Matrix, BLOCK};
 
     /// A tile of up to 4 × 4 outputs; common shapes take a register-blocked kernel.
     pub unsafe fn tile_vnni(w: &Q8Matrix, a: &Activations, t: Tile, out: OutPtr) {
@@ -215,7 +181,7 @@ mod x86 {
         for r in 0..R {
             for c in 0..C {
                 let sum = finish(w, a, r0 + r, c0 + c, b, _mm512_reduce_add_ps(acc[r][c]));
-                *out.0.add((r0 + r) * out.1 + c0 + c) = sum;
+                out.write(r0 + r, c0 + c, sum);
             }
         }
     }
