@@ -57,10 +57,6 @@ impl<T> DecodeSet<T> {
         self.running.len() < self.max_batch
     }
 
-    pub fn running(&self) -> &[Running<T>] {
-        &self.running
-    }
-
     pub fn running_mut(&mut self) -> impl Iterator<Item = &mut Running<T>> {
         self.running.iter_mut()
     }

@@ -105,10 +105,6 @@ impl<T: Tracked> FusedScheduler<T> {
         &self.kv
     }
 
-    pub fn is_busy(&self) -> bool {
-        self.in_flight.is_some()
-    }
-
     /// Plans the next step into `plan` (cleared first). Returns false when there is nothing to
     /// run. `on_prefill_start` sees each request whose first prompt chunk is in this step;
     /// `on_decode_start` each request in its first decode step.

@@ -87,16 +87,8 @@ impl Quantized {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Quantized::Candle(q) => q.forward(x),
-            Quantized::Q8(q) => {
-                let m = x.dim(0)?;
-                let data = x.flatten_all()?.to_vec1::<f32>()?;
-                Tensor::from_vec(q.matmul(&data, m), (m, q.out_features()), x.device())
-            }
-            Quantized::Bf16(q) => {
-                let m = x.dim(0)?;
-                let data = x.flatten_all()?.to_vec1::<f32>()?;
-                Tensor::from_vec(q.matmul(&data, m), (m, q.out_features()), x.device())
-            }
+            Quantized::Q8(q) => own_kernel(x, q.out_features(), |data, m| q.matmul(data, m)),
+            Quantized::Bf16(q) => own_kernel(x, q.out_features(), |data, m| q.matmul(data, m)),
         }
     }
 }
@@ -116,18 +108,30 @@ impl Linear {
     }
 }
 
-/// pdsim's bf16 copy of a weight matrix.
-fn bf16_matrix(q: &QTensor) -> Result<Bf16Matrix> {
+/// Runs one of pdsim's kernels (which work on plain row-major slices) on a `[m, in]` tensor.
+fn own_kernel(x: &Tensor, out_features: usize, matmul: impl Fn(&[f32], usize) -> Vec<f32>) -> Result<Tensor> {
+    let m = x.dim(0)?;
+    let data = x.flatten_all()?.to_vec1::<f32>()?;
+    Tensor::from_vec(matmul(&data, m), (m, out_features), x.device())
+}
+
+/// A weight matrix as f32 rows: (data, out, in).
+fn f32_rows(q: &QTensor) -> Result<(Vec<f32>, usize, usize)> {
     let f = q.dequantize(&Device::Cpu)?;
     let (out, inp) = f.dims2()?;
-    Ok(Bf16Matrix::from_f32(&f.flatten_all()?.to_vec1::<f32>()?, out, inp))
+    Ok((f.flatten_all()?.to_vec1::<f32>()?, out, inp))
+}
+
+/// pdsim's bf16 copy of a weight matrix.
+fn bf16_matrix(q: &QTensor) -> Result<Bf16Matrix> {
+    let (data, out, inp) = f32_rows(q)?;
+    Ok(Bf16Matrix::from_f32(&data, out, inp))
 }
 
 /// pdsim's Q8 copy of a weight matrix.
 fn q8_matrix(q: &QTensor) -> Result<Q8Matrix> {
-    let f = q.dequantize(&Device::Cpu)?;
-    let (out, inp) = f.dims2()?;
-    Ok(Q8Matrix::from_f32(&f.flatten_all()?.to_vec1::<f32>()?, out, inp))
+    let (data, out, inp) = f32_rows(q)?;
+    Ok(Q8Matrix::from_f32(&data, out, inp))
 }
 
 /// One transformer block. Q, K and V are one matrix (their rows stacked), and so are the

@@ -37,10 +37,6 @@ impl Q8Rows {
         }
         Q8Rows { rows, cols, qs, scales }
     }
-
-    pub fn bytes(&self) -> usize {
-        self.qs.len() + 4 * self.scales.len()
-    }
 }
 
 /// A weight matrix `[out, in]` (one row per output), quantized.
@@ -59,10 +55,6 @@ impl Q8Matrix {
 
     pub fn out_features(&self) -> usize {
         self.w.rows
-    }
-
-    pub fn in_features(&self) -> usize {
-        self.w.cols
     }
 
     /// `x` (`m × in`, row-major) times the transposed matrix: `m × out`, row-major. Each output
