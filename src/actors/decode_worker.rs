@@ -4,12 +4,14 @@
 
 use actix::prelude::*;
 
+use super::faults::Recover;
 use super::messages::{KvHandoff, KvReleased};
 use super::prefill_worker::PrefillWorker;
-use super::worker_env::{Kick, Scheduling, StepStamp, WorkerEnv};
+use super::worker_env::{Kick, MakeEngine, Scheduling, StepStamp, WorkerEnv};
 use crate::engine::step::StepPlan;
-use crate::engine::{Engine, KvHandle};
+use crate::engine::{guarded, Engine, InjectedFault, KvHandle};
 use crate::metrics::record::RequestRecord;
+use crate::scenario::FaultSpec;
 use crate::sched::decode_admission::DecodeAdmission;
 use crate::sched::link::LinkQueue;
 use crate::sched::{SeqLens, Tracked};
@@ -19,6 +21,15 @@ pub struct Inbound<E: Engine> {
     record: Box<RequestRecord>,
     kv: Option<E::Kv>,
     from: Addr<PrefillWorker<E>>,
+    /// The prefill worker's life that made the KV, for [`KvReleased`].
+    from_generation: u32,
+}
+
+impl<E: Engine> Inbound<E> {
+    /// Tells the prefill worker the KV has left it.
+    fn release(&self, tokens: u64) {
+        self.from.do_send(KvReleased { tokens, generation: self.from_generation });
+    }
 }
 
 impl<E: Engine> Tracked for Inbound<E> {
@@ -27,8 +38,19 @@ impl<E: Engine> Tracked for Inbound<E> {
     }
 }
 
+/// How a decode worker is set up.
+pub struct DecodeWorkerConfig<E: Engine> {
+    pub env: WorkerEnv,
+    pub make_engine: MakeEngine<E>,
+    pub kv_capacity_tokens: u64,
+    pub max_batch: usize,
+    pub link: LinkQueue,
+    pub faults: Vec<FaultSpec>,
+}
+
 pub struct DecodeWorker<E: Engine> {
     env: WorkerEnv,
+    make_engine: MakeEngine<E>,
     engine: E,
     state: DecodeAdmission<Inbound<E>>,
     link: LinkQueue,
@@ -38,20 +60,28 @@ pub struct DecodeWorker<E: Engine> {
     stamp: StepStamp,
     /// Requests the running step ended with an end-of-sequence token.
     stopped: Vec<u64>,
+    faults: Vec<FaultSpec>,
+    epoch: u32,
+    /// Bumped by a crash: transfers that started before it are lost when they land.
+    generation: u32,
 }
 
 impl<E: Engine> DecodeWorker<E> {
-    pub fn new(env: WorkerEnv, engine: E, kv_capacity_tokens: u64, max_batch: usize, link: LinkQueue) -> Self {
+    pub fn new(c: DecodeWorkerConfig<E>) -> Self {
         DecodeWorker {
-            env,
-            engine,
-            state: DecodeAdmission::new(kv_capacity_tokens, max_batch),
-            link,
+            env: c.env,
+            engine: (c.make_engine)(),
+            make_engine: c.make_engine,
+            state: DecodeAdmission::new(c.kv_capacity_tokens, c.max_batch),
+            link: c.link,
             plan: StepPlan::default(),
             busy: false,
             kick: Kick::default(),
             stamp: StepStamp::default(),
             stopped: Vec::new(),
+            faults: c.faults,
+            epoch: 0,
+            generation: 0,
         }
     }
 
@@ -68,27 +98,33 @@ impl<E: Engine> DecodeWorker<E> {
             inbound.record.kv_transfer_start_ns = Some(start);
             inbound.record.kv_bytes = bytes;
             if end == now {
-                self.transfer_done(lens, inbound, ctx);
+                self.transfer_done(lens, inbound);
             } else {
+                let generation = self.generation;
                 ctx.run_later(self.env.clock.wait(end - now), move |act, ctx| {
-                    act.transfer_done(lens, inbound, ctx);
+                    if act.generation != generation {
+                        // The worker crashed while the KV was on its way.
+                        inbound.release(lens.prompt_tokens);
+                        return act.env.lost([inbound.record], "worker crashed during the KV transfer");
+                    }
+                    act.transfer_done(lens, inbound);
                     act.kick(ctx);
                 });
             }
         }
     }
 
-    fn transfer_done(&mut self, lens: SeqLens, mut inbound: Inbound<E>, _ctx: &mut Context<Self>) {
+    fn transfer_done(&mut self, lens: SeqLens, mut inbound: Inbound<E>) {
         inbound.record.kv_transfer_end_ns = Some(self.env.now());
         if let Some(kv) = inbound.kv.take() {
             self.engine.put_kv(inbound.record.spec.id, kv);
         }
-        inbound.from.do_send(KvReleased { tokens: lens.prompt_tokens });
+        inbound.release(lens.prompt_tokens);
         self.state.arrived(lens, inbound);
     }
 
     fn try_step(&mut self, ctx: &mut Context<Self>) {
-        if self.busy {
+        if self.busy || !self.env.gauge.is_up() {
             return;
         }
         let now = self.env.now();
@@ -99,7 +135,8 @@ impl<E: Engine> DecodeWorker<E> {
         self.state.set.fill_plan(&mut self.plan);
         self.busy = true;
         self.stamp = self.env.stamp(self.state.kv().used(), self.state.waiting() as u64);
-        let result = self.engine.step(&self.plan).map(|out| {
+        let (engine, plan) = (&mut self.engine, &self.plan);
+        let result = guarded(|| engine.step(plan)).map(|out| {
             self.stopped = out.stopped;
             out.wait_ns
         });
@@ -123,6 +160,11 @@ impl<E: Engine> DecodeWorker<E> {
 
 impl<E: Engine> Actor for DecodeWorker<E> {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let faults = std::mem::take(&mut self.faults);
+        self.arm_faults(ctx, &faults);
+    }
 }
 
 impl<E: Engine> Scheduling for DecodeWorker<E> {
@@ -134,12 +176,49 @@ impl<E: Engine> Scheduling for DecodeWorker<E> {
         &self.env
     }
 
+    fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
     fn step_done(&mut self, ctx: &mut Context<Self>) {
         self.end_step(ctx);
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
+        self.admit(ctx);
         self.try_step(ctx);
+    }
+}
+
+impl<E: Engine> Recover for DecodeWorker<E> {
+    fn drain_all(&mut self) -> Vec<Box<RequestRecord>> {
+        let mut all: Vec<Box<RequestRecord>> = self.drain_started();
+        for (lens, inbound) in self.state.drain_offers() {
+            inbound.release(lens.prompt_tokens);
+            all.push(inbound.record);
+        }
+        self.state.forget_inbound();
+        all
+    }
+
+    fn drain_started(&mut self) -> Vec<Box<RequestRecord>> {
+        self.state.drain_started().into_iter().map(|i| i.record).collect()
+    }
+
+    fn reset(&mut self, crashed: bool) {
+        self.engine = (self.make_engine)();
+        self.epoch += 1;
+        self.busy = false;
+        self.plan.clear();
+        self.stopped.clear();
+        if crashed {
+            self.generation += 1;
+        }
+        self.publish_load();
+    }
+
+    fn inject(&mut self, fault: InjectedFault) {
+        self.engine.inject(fault);
     }
 }
 
@@ -147,9 +226,16 @@ impl<E: Engine> Handler<KvHandoff<E>> for DecodeWorker<E> {
     type Result = ();
 
     fn handle(&mut self, msg: KvHandoff<E>, ctx: &mut Context<Self>) {
-        let lens =
-            SeqLens { prompt_tokens: msg.record.spec.prompt_tokens, output_tokens: msg.record.spec.output_tokens };
-        self.state.offer(lens, Inbound { record: msg.record, kv: Some(msg.kv), from: msg.from });
+        let inbound = Inbound { record: msg.record, kv: Some(msg.kv), from: msg.from, from_generation: msg.generation };
+        if !self.env.gauge.is_up() {
+            inbound.release(inbound.record.spec.prompt_tokens);
+            return self.env.lost([inbound.record], "worker is down");
+        }
+        let lens = SeqLens {
+            prompt_tokens: inbound.record.spec.prompt_tokens,
+            output_tokens: inbound.record.spec.output_tokens,
+        };
+        self.state.offer(lens, inbound);
         self.admit(ctx);
         self.publish_load();
         self.kick(ctx);

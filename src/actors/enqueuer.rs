@@ -1,12 +1,15 @@
-//! Enqueuer: turns the workload into arrivals at their times, checks each request can ever be
-//! served, and routes it to a worker.
+//! Enqueuer: turns the workload into arrivals at their times and routes each request to a
+//! worker that is up. It also takes back requests a failed worker lost, and starts them again
+//! (up to the retry limit) or reports them failed. Requests that can never fit a worker are
+//! rejected here, with the reason.
 
 use actix::prelude::*;
 
-use super::messages::{ArrivalsEnded, RunAborted, Submit};
+use super::messages::{ArrivalsEnded, RequestDropped, RequestLost, Submit};
 use super::metrics_collector::MetricsCollector;
-use super::worker_env::{read_load, LoadGauge};
+use super::worker_env::LoadGauge;
 use crate::clock::RunClock;
+use crate::metrics::outcome::DropReason;
 use crate::metrics::record::RequestRecord;
 use crate::sched::router::Router;
 use crate::workload::{RequestSpec, RequestStream};
@@ -24,11 +27,13 @@ pub struct RequestLimits {
 pub struct EnqueuerConfig {
     pub stream: RequestStream,
     pub clock: RunClock,
-    /// The workers requests go to, with the load gauges the router reads.
+    /// The workers requests go to, with the gauges the router reads.
     pub targets: Vec<Recipient<Submit>>,
-    pub loads: Vec<LoadGauge>,
+    pub gauges: Vec<LoadGauge>,
     pub router: Router,
     pub limits: RequestLimits,
+    /// Times a request lost to a worker failure is started again before it counts as failed.
+    pub max_retries: u32,
     pub collector: Addr<MetricsCollector>,
 }
 
@@ -60,25 +65,35 @@ impl Enqueuer {
                 ctx.run_later(self.c.clock.wait(wait), |act, ctx| act.pump(ctx));
                 return;
             }
-            if let Err(reason) = self.check(&spec) {
-                self.c.collector.do_send(RunAborted { reason });
-                return;
-            }
-            let loads = &self.c.loads;
-            let w = self.c.router.pick(|i| read_load(&loads[i]));
             self.submitted += 1;
-            self.c.targets[w].do_send(Submit { record: Box::new(RequestRecord::new(spec)) });
+            let record = Box::new(RequestRecord::new(spec));
+            match self.check(&spec) {
+                Ok(()) => self.route(record),
+                Err(detail) => self.drop(record, DropReason::ExceedsKvCapacity, detail),
+            }
         }
+    }
+
+    fn route(&mut self, record: Box<RequestRecord>) {
+        let gauges = &self.c.gauges;
+        match self.c.router.pick(|i| gauges[i].read()) {
+            Some(w) => self.c.targets[w].do_send(Submit { record }),
+            None => self.drop(record, DropReason::NoLiveWorker, "every worker that takes arrivals is down".into()),
+        }
+    }
+
+    fn drop(&self, record: Box<RequestRecord>, reason: DropReason, detail: String) {
+        self.c.collector.do_send(RequestDropped { record, reason, detail });
     }
 
     fn check(&self, s: &RequestSpec) -> Result<(), String> {
         let l = self.c.limits;
         if s.prompt_tokens > l.max_prompt_tokens || s.prompt_tokens + s.output_tokens > l.max_total_tokens {
             return Err(format!(
-                "request {} ({} prompt + {} output tokens) can never fit a worker's KV capacity \
-                 ({} prompt tokens on prefill, {} tokens in all on decode); raise \
-                 batching.kv_capacity_tokens or bound the length distributions with `max`",
-                s.id, s.prompt_tokens, s.output_tokens, l.max_prompt_tokens, l.max_total_tokens
+                "{} prompt + {} output tokens can never fit a worker's KV capacity ({} prompt tokens on \
+                 prefill, {} tokens in all on decode); raise batching.kv_capacity_tokens or bound the \
+                 length distributions with `max`",
+                s.prompt_tokens, s.output_tokens, l.max_prompt_tokens, l.max_total_tokens
             ));
         }
         Ok(())
@@ -90,5 +105,19 @@ impl Actor for Enqueuer {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.pump(ctx);
+    }
+}
+
+impl Handler<RequestLost> for Enqueuer {
+    type Result = ();
+
+    fn handle(&mut self, msg: RequestLost, _: &mut Context<Self>) {
+        let mut record = msg.record;
+        if record.retries >= self.c.max_retries {
+            let detail = format!("{} (after {} retries)", msg.detail, record.retries);
+            return self.drop(record, DropReason::WorkerFailed, detail);
+        }
+        record.restart();
+        self.route(record);
     }
 }

@@ -3,11 +3,14 @@
 
 use actix::prelude::*;
 
+use super::faults::Recover;
 use super::messages::Submit;
-use super::worker_env::{Kick, Scheduling, StepStamp, WorkerEnv};
+use super::worker_env::{Kick, MakeEngine, Scheduling, StepStamp, WorkerEnv};
 use crate::engine::step::StepPlan;
-use crate::engine::Engine;
+use crate::engine::{guarded, Engine, InjectedFault};
+use crate::metrics::outcome::DropReason;
 use crate::metrics::record::RequestRecord;
+use crate::scenario::FaultSpec;
 use crate::sched::fused::{FusedLimits, FusedPolicy, FusedScheduler};
 use crate::sched::{SeqLens, Tracked};
 use crate::workload::RequestSpec;
@@ -18,8 +21,19 @@ impl Tracked for Box<RequestRecord> {
     }
 }
 
+/// How a fused worker is set up.
+pub struct FusedWorkerConfig<E: Engine> {
+    pub env: WorkerEnv,
+    pub make_engine: MakeEngine<E>,
+    pub policy: FusedPolicy,
+    pub limits: FusedLimits,
+    /// Prompts that may wait here before more are rejected.
+    pub max_queued: Option<u64>,
+    pub faults: Vec<FaultSpec>,
+}
+
 pub struct FusedWorker<E: Engine> {
-    env: WorkerEnv,
+    c: FusedWorkerConfig<E>,
     engine: E,
     sched: FusedScheduler<Box<RequestRecord>>,
     plan: StepPlan,
@@ -30,29 +44,31 @@ pub struct FusedWorker<E: Engine> {
     admitted: Vec<RequestSpec>,
     /// Requests the running step ended with an end-of-sequence token.
     stopped: Vec<u64>,
+    epoch: u32,
 }
 
 impl<E: Engine> FusedWorker<E> {
-    pub fn new(env: WorkerEnv, engine: E, policy: FusedPolicy, limits: FusedLimits) -> Self {
+    pub fn new(c: FusedWorkerConfig<E>) -> Self {
         FusedWorker {
-            env,
-            engine,
-            sched: FusedScheduler::new(policy, limits),
+            engine: (c.make_engine)(),
+            sched: FusedScheduler::new(c.policy, c.limits),
+            c,
             plan: StepPlan::default(),
             busy: false,
             kick: Kick::default(),
             stamp: StepStamp::default(),
             admitted: Vec::new(),
             stopped: Vec::new(),
+            epoch: 0,
         }
     }
 
     fn try_step(&mut self, ctx: &mut Context<Self>) {
-        if self.busy {
+        if self.busy || !self.c.env.gauge.is_up() {
             return;
         }
-        let now = self.env.now();
-        let index = self.env.index;
+        let now = self.c.env.now();
+        let index = self.c.env.index;
         let admitted = &mut self.admitted;
         let planned = self.sched.plan(
             &mut self.plan,
@@ -67,12 +83,16 @@ impl<E: Engine> FusedWorker<E> {
             return;
         }
         self.busy = true;
-        self.stamp = self.env.stamp(self.sched.kv().used(), self.sched.waiting() as u64);
-        let mut result = Ok(());
-        for spec in std::mem::take(&mut self.admitted) {
-            result = result.and_then(|()| self.engine.admit(&spec));
-        }
-        let result = result.and_then(|()| self.engine.step(&self.plan)).map(|out| {
+        self.stamp = self.c.env.stamp(self.sched.kv().used(), self.sched.waiting() as u64);
+        let specs = std::mem::take(&mut self.admitted);
+        let (engine, plan) = (&mut self.engine, &self.plan);
+        let result = guarded(|| {
+            for s in &specs {
+                engine.admit(s)?;
+            }
+            engine.step(plan)
+        })
+        .map(|out| {
             self.stopped = out.stopped;
             out.wait_ns
         });
@@ -80,25 +100,30 @@ impl<E: Engine> FusedWorker<E> {
     }
 
     fn end_step(&mut self, ctx: &mut Context<Self>) {
-        let now = self.env.now();
+        let now = self.c.env.now();
         let done = self.sched.complete(&std::mem::take(&mut self.stopped), |r| {
             r.prefill_end_ns = now;
             r.token_count = 1;
         });
         // The step's row goes first: the collector closes the files on the last request.
-        self.env.iteration(&self.plan, self.stamp);
+        self.c.env.iteration(&self.plan, self.stamp);
         for r in done.finished {
             let text = self.engine.finish(r.payload.spec.id);
-            self.env.finished(r.payload, now, r.produced, text);
+            self.c.env.finished(r.payload, now, r.produced, text);
         }
         self.busy = false;
-        self.env.set_load(self.sched.load() as u64);
+        self.c.env.set_load(self.sched.load() as u64);
         self.try_step(ctx);
     }
 }
 
 impl<E: Engine> Actor for FusedWorker<E> {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let faults = std::mem::take(&mut self.c.faults);
+        self.arm_faults(ctx, &faults);
+    }
 }
 
 impl<E: Engine> Scheduling for FusedWorker<E> {
@@ -107,7 +132,11 @@ impl<E: Engine> Scheduling for FusedWorker<E> {
     }
 
     fn env(&self) -> &WorkerEnv {
-        &self.env
+        &self.c.env
+    }
+
+    fn epoch(&self) -> u32 {
+        self.epoch
     }
 
     fn step_done(&mut self, ctx: &mut Context<Self>) {
@@ -119,14 +148,45 @@ impl<E: Engine> Scheduling for FusedWorker<E> {
     }
 }
 
+impl<E: Engine> Recover for FusedWorker<E> {
+    fn drain_all(&mut self) -> Vec<Box<RequestRecord>> {
+        self.sched.drain_all()
+    }
+
+    fn drain_started(&mut self) -> Vec<Box<RequestRecord>> {
+        self.sched.drain_started()
+    }
+
+    fn reset(&mut self, _crashed: bool) {
+        self.engine = (self.c.make_engine)();
+        self.epoch += 1;
+        self.busy = false;
+        self.plan.clear();
+        self.stopped.clear();
+        self.admitted.clear();
+        self.c.env.set_load(self.sched.load() as u64);
+    }
+
+    fn inject(&mut self, fault: InjectedFault) {
+        self.engine.inject(fault);
+    }
+}
+
 impl<E: Engine> Handler<Submit> for FusedWorker<E> {
     type Result = ();
 
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
+        if !self.c.env.gauge.is_up() {
+            return self.c.env.lost([msg.record], "worker is down");
+        }
+        if let Some(limit) = self.c.max_queued.filter(|&l| self.sched.waiting() as u64 >= l) {
+            let detail = format!("{}: {limit} requests already waiting for prefill", self.c.env.name);
+            return self.c.env.dropped(msg.record, DropReason::QueueFull, detail);
+        }
         let lens =
             SeqLens { prompt_tokens: msg.record.spec.prompt_tokens, output_tokens: msg.record.spec.output_tokens };
         self.sched.submit(lens, msg.record);
-        self.env.set_load(self.sched.load() as u64);
+        self.c.env.set_load(self.sched.load() as u64);
         self.kick(ctx);
     }
 }

@@ -7,9 +7,11 @@ use actix::prelude::*;
 use indicatif::ProgressBar;
 use tokio::sync::oneshot;
 
-use super::messages::{ArrivalsEnded, IterationCompleted, RequestFinished, RunAborted};
+use super::messages::{ArrivalsEnded, IterationCompleted, RequestDropped, RequestFinished, RunAborted, WorkerEvent};
+use crate::metrics::format::{csv_field, secs};
 use crate::metrics::iteration::ITERATIONS_HEADER;
-use crate::metrics::requests_csv::{request_row, REQUESTS_HEADER};
+use crate::metrics::record::RequestRecord;
+use crate::metrics::requests_csv::{dropped_row, request_row, REQUESTS_HEADER};
 use crate::metrics::sink::CsvFile;
 use crate::metrics::summary::{Accumulator, Slo, Summary, TopologyInfo};
 
@@ -22,6 +24,8 @@ pub struct MetricsCollector {
     iterations: Option<CsvFile>,
     /// `outputs.jsonl`, opened at the first generated text (execute mode).
     outputs: Option<CsvFile>,
+    /// `events.csv`, opened at the first worker failure.
+    events: Option<CsvFile>,
     acc: Option<Accumulator>,
     class_names: Vec<String>,
     slo: Slo,
@@ -46,6 +50,7 @@ impl MetricsCollector {
             requests: Some(CsvFile::create(&dir.join("requests.csv"), REQUESTS_HEADER)?),
             iterations: Some(CsvFile::create(&dir.join("iterations.csv"), ITERATIONS_HEADER)?),
             outputs: None,
+            events: None,
             dir,
             acc: Some(Accumulator::new(slo)),
             class_names,
@@ -64,6 +69,17 @@ impl MetricsCollector {
         }
     }
 
+    fn class_name(&self, r: &RequestRecord) -> String {
+        self.class_names.get(r.spec.class as usize).cloned().unwrap_or_default()
+    }
+
+    fn write_request_row(&mut self, row: &str) {
+        if let Some(f) = self.requests.as_mut() {
+            let res = f.line(row);
+            self.note_io(res);
+        }
+    }
+
     fn write_output(&mut self, line: &str) -> std::io::Result<()> {
         if self.outputs.is_none() {
             self.outputs = Some(CsvFile::create_headerless(&self.dir.join("outputs.jsonl"))?);
@@ -72,8 +88,8 @@ impl MetricsCollector {
     }
 
     fn finish_if_done(&mut self, ctx: &mut Context<Self>) {
-        let completed = self.acc.as_ref().map_or(0, Accumulator::completed);
-        if self.total.is_some_and(|t| completed >= t) {
+        let settled = self.acc.as_ref().map_or(0, Accumulator::settled);
+        if self.total.is_some_and(|t| settled >= t) {
             let result = self.finish();
             self.report(result, ctx);
         }
@@ -87,7 +103,7 @@ impl MetricsCollector {
         let io = |e: std::io::Error| e.to_string();
         self.requests.take().expect("finished once").finish().map_err(io)?;
         self.iterations.take().expect("finished once").finish().map_err(io)?;
-        if let Some(f) = self.outputs.take() {
+        for f in [self.outputs.take(), self.events.take()].into_iter().flatten() {
             f.finish().map_err(io)?;
         }
         let summary = self.acc.take().expect("finished once").finish(self.info.clone());
@@ -114,12 +130,8 @@ impl Handler<RequestFinished> for MetricsCollector {
 
     fn handle(&mut self, msg: RequestFinished, ctx: &mut Context<Self>) {
         let r = &msg.record;
-        let class = self.class_names.get(r.spec.class as usize).cloned().unwrap_or_default();
-        let row = request_row(r, &class, &self.slo);
-        if let Some(f) = self.requests.as_mut() {
-            let res = f.line(&row);
-            self.note_io(res);
-        }
+        let class = self.class_name(r);
+        self.write_request_row(&request_row(r, &class, &self.slo));
         if let Some(acc) = self.acc.as_mut() {
             acc.add(r);
         }
@@ -130,6 +142,42 @@ impl Handler<RequestFinished> for MetricsCollector {
         }
         self.progress.inc(1);
         self.finish_if_done(ctx);
+    }
+}
+
+impl Handler<RequestDropped> for MetricsCollector {
+    type Result = ();
+
+    fn handle(&mut self, msg: RequestDropped, ctx: &mut Context<Self>) {
+        let r = &msg.record;
+        let class = self.class_name(r);
+        self.write_request_row(&dropped_row(r, &class, msg.reason, &msg.detail));
+        if let Some(acc) = self.acc.as_mut() {
+            acc.add_dropped(r, msg.reason);
+        }
+        self.progress.inc(1);
+        self.finish_if_done(ctx);
+    }
+}
+
+impl Handler<WorkerEvent> for MetricsCollector {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorkerEvent, _: &mut Context<Self>) {
+        if msg.event != "restarted" {
+            if let Some(acc) = self.acc.as_mut() {
+                acc.add_worker_failure();
+            }
+        }
+        let row = [secs(msg.at_ns), csv_field(&msg.worker), msg.event.to_owned(), csv_field(&msg.detail)].join(",");
+        if self.events.is_none() {
+            match CsvFile::create(&self.dir.join("events.csv"), "time_s,worker,event,detail") {
+                Ok(f) => self.events = Some(f),
+                Err(e) => return self.note_io(Err(e)),
+            }
+        }
+        let res = self.events.as_mut().expect("opened above").line(&row);
+        self.note_io(res);
     }
 }
 

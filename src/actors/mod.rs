@@ -9,6 +9,7 @@
 
 pub mod decode_worker;
 pub mod enqueuer;
+pub mod faults;
 pub mod fused_worker;
 pub mod messages;
 pub mod metrics_collector;

@@ -6,24 +6,23 @@
 use actix::prelude::*;
 
 use super::decode_worker::DecodeWorker;
+use super::faults::Recover;
 use super::messages::{KvHandoff, KvReleased, Submit};
-use super::worker_env::{read_load, Kick, LoadGauge, Scheduling, StepStamp, WorkerEnv};
+use super::worker_env::{Kick, LoadGauge, MakeEngine, Scheduling, StepStamp, WorkerEnv};
 use crate::engine::step::{PromptChunk, StepPlan};
-use crate::engine::Engine;
+use crate::engine::{guarded, Engine, InjectedFault};
+use crate::metrics::outcome::DropReason;
 use crate::metrics::record::RequestRecord;
+use crate::scenario::FaultSpec;
 use crate::sched::kv_budget::KvBudget;
 use crate::sched::prefill_queue::{PrefillLimits, PrefillQueue};
 use crate::sched::router::Router;
 
 pub struct PrefillWorker<E: Engine> {
-    env: WorkerEnv,
+    c: PrefillWorkerConfig<E>,
     engine: E,
     queue: PrefillQueue<Box<RequestRecord>>,
     kv: KvBudget,
-    limits: PrefillLimits,
-    decoders: Vec<Addr<DecodeWorker<E>>>,
-    decoder_loads: Vec<LoadGauge>,
-    router: Router,
     plan: StepPlan,
     // Boxed: each record moves on inside a message as it is.
     #[allow(clippy::vec_box)]
@@ -32,65 +31,76 @@ pub struct PrefillWorker<E: Engine> {
     stamp: StepStamp,
     /// Requests whose first token was end-of-sequence in the running step.
     stopped: Vec<u64>,
+    epoch: u32,
+    /// Bumped by a crash: KV releases for handoffs of an earlier life are ignored.
+    generation: u32,
 }
 
 /// How a prefill worker is set up.
 pub struct PrefillWorkerConfig<E: Engine> {
     pub env: WorkerEnv,
-    pub engine: E,
+    pub make_engine: MakeEngine<E>,
     pub limits: PrefillLimits,
     pub kv_capacity_tokens: u64,
+    /// Prompts that may wait here before more are rejected.
+    pub max_queued: Option<u64>,
     pub decoders: Vec<Addr<DecodeWorker<E>>>,
-    pub decoder_loads: Vec<LoadGauge>,
+    pub decoder_gauges: Vec<LoadGauge>,
     pub router: Router,
+    pub faults: Vec<FaultSpec>,
 }
 
 impl<E: Engine> PrefillWorker<E> {
     pub fn new(c: PrefillWorkerConfig<E>) -> Self {
         PrefillWorker {
-            env: c.env,
-            engine: c.engine,
+            engine: (c.make_engine)(),
             queue: PrefillQueue::default(),
             kv: KvBudget::new(c.kv_capacity_tokens),
-            limits: c.limits,
-            decoders: c.decoders,
-            decoder_loads: c.decoder_loads,
-            router: c.router,
+            c,
             plan: StepPlan::default(),
             in_flight: Vec::new(),
             kick: Kick::default(),
             stamp: StepStamp::default(),
             stopped: Vec::new(),
+            epoch: 0,
+            generation: 0,
         }
     }
 
     fn publish_load(&self) {
         // Queued prompt tokens plus the batch running now.
         let running: u64 = self.plan.prefill.iter().map(|c| c.tokens).sum();
-        self.env.set_load(self.queue.queued_tokens() + running);
+        self.c.env.set_load(self.queue.queued_tokens() + running);
     }
 
     fn try_start(&mut self, ctx: &mut Context<Self>) {
-        if !self.in_flight.is_empty() || self.queue.is_empty() {
+        if !self.in_flight.is_empty() || self.queue.is_empty() || !self.c.env.gauge.is_up() {
             return;
         }
-        let batch = self.queue.next_batch(self.limits, &mut self.kv, |r| r.spec.prompt_tokens);
+        let batch = self.queue.next_batch(self.c.limits, &mut self.kv, |r| r.spec.prompt_tokens);
         if batch.is_empty() {
             return;
         }
-        let now = self.env.now();
+        let now = self.c.env.now();
         self.plan.clear();
-        let mut result = Ok(());
+        let mut specs = Vec::with_capacity(batch.len());
         for mut r in batch {
             r.prefill_start_ns = now;
-            r.prefill_worker = self.env.index;
-            result = result.and_then(|()| self.engine.admit(&r.spec));
+            r.prefill_worker = self.c.env.index;
+            specs.push(r.spec);
             self.plan.prefill.push(PromptChunk { request: r.spec.id, offset: 0, tokens: r.spec.prompt_tokens });
             self.in_flight.push(r);
         }
-        self.stamp = self.env.stamp(self.kv.used(), self.queue.len() as u64);
+        self.stamp = self.c.env.stamp(self.kv.used(), self.queue.len() as u64);
         self.publish_load();
-        let result = result.and_then(|()| self.engine.step(&self.plan)).map(|out| {
+        let (engine, plan) = (&mut self.engine, &self.plan);
+        let result = guarded(|| {
+            for s in &specs {
+                engine.admit(s)?;
+            }
+            engine.step(plan)
+        })
+        .map(|out| {
             self.stopped = out.stopped;
             out.wait_ns
         });
@@ -98,25 +108,30 @@ impl<E: Engine> PrefillWorker<E> {
     }
 
     fn finish_step(&mut self, ctx: &mut Context<Self>) {
-        let now = self.env.now();
+        let now = self.c.env.now();
         // The step's row goes first: the collector closes the files on the last request.
-        self.env.iteration(&self.plan, self.stamp);
+        self.c.env.iteration(&self.plan, self.stamp);
         for mut r in std::mem::take(&mut self.in_flight) {
             r.prefill_end_ns = now;
             r.token_count = 1;
             if r.spec.output_tokens <= 1 || self.stopped.contains(&r.spec.id) {
                 let text = self.engine.finish(r.spec.id);
                 self.kv.release(r.spec.prompt_tokens);
-                self.env.finished(r, now, 1, text);
+                self.c.env.finished(r, now, 1, text);
                 continue;
             }
+            let gauges = &self.c.decoder_gauges;
+            let Some(d) = self.c.router.pick(|i| gauges[i].read()) else {
+                self.engine.finish(r.spec.id);
+                self.kv.release(r.spec.prompt_tokens);
+                self.c.env.lost([r], "no decode worker is up");
+                continue;
+            };
             let kv = self.engine.take_kv(r.spec.id, r.spec.prompt_tokens);
-            let loads = &self.decoder_loads;
-            let d = self.router.pick(|i| read_load(&loads[i]));
             r.decode_worker = Some(d as u32);
-            // Count the offer at once so least-loaded routing sees it before the message lands.
-            self.decoder_loads[d].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.decoders[d].do_send(KvHandoff::<E> { record: r, kv, from: ctx.address() });
+            self.c.decoder_gauges[d].add(1);
+            let generation = self.generation;
+            self.c.decoders[d].do_send(KvHandoff::<E> { record: r, kv, from: ctx.address(), generation });
         }
         self.plan.clear();
         self.stopped.clear();
@@ -127,6 +142,11 @@ impl<E: Engine> PrefillWorker<E> {
 
 impl<E: Engine> Actor for PrefillWorker<E> {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let faults = std::mem::take(&mut self.c.faults);
+        self.arm_faults(ctx, &faults);
+    }
 }
 
 impl<E: Engine> Scheduling for PrefillWorker<E> {
@@ -135,7 +155,11 @@ impl<E: Engine> Scheduling for PrefillWorker<E> {
     }
 
     fn env(&self) -> &WorkerEnv {
-        &self.env
+        &self.c.env
+    }
+
+    fn epoch(&self) -> u32 {
+        self.epoch
     }
 
     fn step_done(&mut self, ctx: &mut Context<Self>) {
@@ -147,10 +171,49 @@ impl<E: Engine> Scheduling for PrefillWorker<E> {
     }
 }
 
+impl<E: Engine> Recover for PrefillWorker<E> {
+    fn drain_all(&mut self) -> Vec<Box<RequestRecord>> {
+        let mut all = std::mem::take(&mut self.in_flight);
+        all.extend(self.queue.drain());
+        all
+    }
+
+    fn drain_started(&mut self) -> Vec<Box<RequestRecord>> {
+        let lost = std::mem::take(&mut self.in_flight);
+        for r in &lost {
+            self.kv.release(r.spec.prompt_tokens);
+        }
+        lost
+    }
+
+    fn reset(&mut self, crashed: bool) {
+        self.engine = (self.c.make_engine)();
+        self.epoch += 1;
+        self.plan.clear();
+        self.stopped.clear();
+        if crashed {
+            self.generation += 1;
+            self.kv = KvBudget::new(self.kv.capacity());
+        }
+        self.publish_load();
+    }
+
+    fn inject(&mut self, fault: InjectedFault) {
+        self.engine.inject(fault);
+    }
+}
+
 impl<E: Engine> Handler<Submit> for PrefillWorker<E> {
     type Result = ();
 
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
+        if !self.c.env.gauge.is_up() {
+            return self.c.env.lost([msg.record], "worker is down");
+        }
+        if let Some(limit) = self.c.max_queued.filter(|&l| self.queue.len() as u64 >= l) {
+            let detail = format!("{}: {limit} requests already waiting for prefill", self.c.env.name);
+            return self.c.env.dropped(msg.record, DropReason::QueueFull, detail);
+        }
         self.queue.push(msg.record.spec.prompt_tokens, msg.record);
         self.publish_load();
         self.kick(ctx);
@@ -161,7 +224,9 @@ impl<E: Engine> Handler<KvReleased> for PrefillWorker<E> {
     type Result = ();
 
     fn handle(&mut self, msg: KvReleased, ctx: &mut Context<Self>) {
-        self.kv.release(msg.tokens);
-        self.kick(ctx);
+        if msg.generation == self.generation {
+            self.kv.release(msg.tokens);
+            self.kick(ctx);
+        }
     }
 }

@@ -1,23 +1,53 @@
-//! What every worker shares: the clock, the collector, its load gauge.
+//! What every worker shares: the clock, the collector, the enqueuer (for retries), its gauge.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::messages::{IterationCompleted, RequestFinished, RunAborted};
+use super::messages::{IterationCompleted, RequestDropped, RequestFinished, RequestLost, WorkerEvent};
 use super::metrics_collector::MetricsCollector;
 use crate::clock::RunClock;
 use crate::engine::step::StepPlan;
-use crate::engine::EngineError;
 use crate::metrics::iteration::{IterationRow, StepKind};
+use crate::metrics::outcome::DropReason;
 use crate::metrics::record::RequestRecord;
 
-/// A worker's load as routers see it (requests or tokens held, depending on the pool).
-pub type LoadGauge = Arc<AtomicU64>;
+/// A worker as routers see it: its load (requests or tokens held, depending on the pool) and
+/// whether it is up.
+#[derive(Debug)]
+pub struct Gauge {
+    load: AtomicU64,
+    up: AtomicBool,
+}
 
-pub fn read_load(g: &LoadGauge) -> u64 {
-    g.load(Ordering::Relaxed)
+pub type LoadGauge = Arc<Gauge>;
+
+/// Builds a worker's engine: at start, and again after a failure.
+pub type MakeEngine<E> = Arc<dyn Fn() -> E + Send + Sync>;
+
+impl Gauge {
+    pub fn new() -> LoadGauge {
+        Arc::new(Gauge { load: AtomicU64::new(0), up: AtomicBool::new(true) })
+    }
+
+    /// The load, or `None` while the worker is down.
+    pub fn read(&self) -> Option<u64> {
+        self.up.load(Ordering::Relaxed).then(|| self.load.load(Ordering::Relaxed))
+    }
+
+    /// Counts an offer at once, so least-loaded routing sees it before the message lands.
+    pub fn add(&self, n: u64) {
+        self.load.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Relaxed);
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
 }
 
 /// Defers a worker's next scheduling decision until the messages that arrived at the same
@@ -51,28 +81,17 @@ pub trait Scheduling: Actor<Context = Context<Self>> {
     /// Called when the step started by [`Scheduling::launch`] has finished.
     fn step_done(&mut self, ctx: &mut Context<Self>);
 
-    /// Waits out a step the engine has run (its modeled time, in simulate mode), then calls
-    /// [`Scheduling::step_done`]; an engine failure aborts the run.
-    /// `result` is the engine's wait in nanoseconds.
-    fn launch(&mut self, ctx: &mut Context<Self>, result: Result<u64, EngineError>) {
-        match result {
-            Ok(0) if !self.env().clock.is_simulated() => {
-                // The engine already computed; finish on the next turn of the context.
-                ctx.spawn(actix::fut::ready(()).map(|(), act: &mut Self, ctx| act.step_done(ctx)));
-            }
-            Ok(wait_ns) => {
-                ctx.run_later(self.env().clock.wait(wait_ns), |act, ctx| act.step_done(ctx));
-            }
-            Err(e) => self.env().abort(e.to_string()),
-        }
-    }
+    /// Bumped when the worker fails: timers set before then find a different epoch and do
+    /// nothing.
+    fn epoch(&self) -> u32;
 
     /// Schedules once the messages of this instant are in. On the virtual clock that is a
     /// zero-length timer (it fires after everything due at this instant); on the wall clock a
     /// timer would round up to tokio's next millisecond tick, so the call is queued on the
     /// actor's context instead.
     fn kick(&mut self, ctx: &mut Context<Self>) {
-        if self.kick_state().arm() {
+        // A worker that is down schedules nothing; it kicks itself when it comes back.
+        if self.env().gauge.is_up() && self.kick_state().arm() {
             let fire = |act: &mut Self, ctx: &mut Context<Self>| {
                 act.kick_state().fired();
                 act.schedule(ctx);
@@ -102,7 +121,9 @@ pub struct WorkerEnv {
     pub index: u32,
     pub clock: RunClock,
     pub collector: Addr<MetricsCollector>,
-    pub load: LoadGauge,
+    /// Where requests lost to a failure of this worker go to be retried.
+    pub enqueuer: Recipient<RequestLost>,
+    pub gauge: LoadGauge,
 }
 
 impl WorkerEnv {
@@ -111,7 +132,24 @@ impl WorkerEnv {
     }
 
     pub fn set_load(&self, v: u64) {
-        self.load.store(v, Ordering::Relaxed);
+        self.gauge.load.store(v, Ordering::Relaxed);
+    }
+
+    /// A request this worker cannot serve ends here, rejected or failed.
+    pub fn dropped(&self, record: Box<RequestRecord>, reason: DropReason, detail: String) {
+        self.collector.do_send(RequestDropped { record, reason, detail });
+    }
+
+    /// Requests this worker lost to a failure go back to the enqueuer for a retry.
+    pub fn lost(&self, records: impl IntoIterator<Item = Box<RequestRecord>>, detail: &str) {
+        for record in records {
+            self.enqueuer.do_send(RequestLost { record, detail: format!("{}: {detail}", self.name) });
+        }
+    }
+
+    /// Logs a failure or a restart in `events.csv`.
+    pub fn event(&self, event: &'static str, detail: String) {
+        self.collector.do_send(WorkerEvent { at_ns: self.now(), worker: self.name.clone(), event, detail });
     }
 
     /// A request made its last token at `end_ns`, `token_count` tokens in all; `text` is what
@@ -120,10 +158,6 @@ impl WorkerEnv {
         record.end_ns = end_ns;
         record.token_count = token_count;
         self.collector.do_send(RequestFinished { record, text });
-    }
-
-    pub fn abort(&self, reason: String) {
-        self.collector.do_send(RunAborted { reason: format!("{}: {reason}", self.name) });
     }
 
     /// Notes the state of the worker as a step starts.

@@ -19,6 +19,43 @@ use step::StepPlan;
 pub enum EngineError {
     #[error("engine step failed: {0}")]
     Step(String),
+    #[error("engine panicked: {0}")]
+    Panicked(String),
+}
+
+/// A fault a scenario injects into a worker's engine: its next step fails, with an error or
+/// with a panic raised inside the computation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectedFault {
+    Error,
+    Panic,
+}
+
+impl InjectedFault {
+    /// What the failing step says.
+    pub fn message(self) -> &'static str {
+        match self {
+            InjectedFault::Error => "injected step error (scenario fault)",
+            InjectedFault::Panic => "injected panic (scenario fault)",
+        }
+    }
+}
+
+/// Runs an engine call, turning a panic inside it into [`EngineError::Panicked`]: a worker
+/// whose engine panics restarts it instead of taking the run down. The engine's state after a
+/// panic is not trusted; the caller replaces the engine.
+pub fn guarded<T>(f: impl FnOnce() -> Result<T, EngineError>) -> Result<T, EngineError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            Err(EngineError::Panicked(msg))
+        }
+    }
 }
 
 /// What a step returns.
@@ -57,4 +94,7 @@ pub trait Engine: Unpin + 'static {
     /// Frees what the engine holds for a finished request; returns its generated text when the
     /// engine makes text.
     fn finish(&mut self, request: u64) -> Option<String>;
+
+    /// Makes the next step fail (fault injection).
+    fn inject(&mut self, fault: InjectedFault);
 }

@@ -3,6 +3,7 @@
 
 pub mod format;
 pub mod iteration;
+pub mod outcome;
 pub mod percentile;
 pub mod record;
 pub mod requests_csv;

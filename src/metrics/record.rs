@@ -23,6 +23,8 @@ pub struct RequestRecord {
     pub end_ns: u64,
     /// Output tokens produced, the first one included.
     pub token_count: u64,
+    /// Times the request was started again after its worker failed.
+    pub retries: u32,
 }
 
 impl RequestRecord {
@@ -39,7 +41,16 @@ impl RequestRecord {
             decode_start_ns: None,
             end_ns: 0,
             token_count: 0,
+            retries: 0,
         }
+    }
+
+    /// Forgets the progress of a failed attempt (the arrival time stays: the time lost counts
+    /// in TTFT and E2E) and counts one more retry.
+    pub fn restart(&mut self) {
+        let (spec, retries) = (self.spec, self.retries + 1);
+        *self = RequestRecord::new(spec);
+        self.retries = retries;
     }
 
     pub fn enqueue_ns(&self) -> u64 {

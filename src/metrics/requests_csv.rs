@@ -1,19 +1,22 @@
-//! `requests.csv`: one row per completed request.
+//! `requests.csv`: one row per arrival, whatever its outcome (completed, rejected, failed).
 
 use super::format::{csv_field, f3, ms, ms_f, opt, secs};
+use super::outcome::DropReason;
 use super::record::RequestRecord;
 use super::summary::Slo;
 
 pub const REQUESTS_HEADER: &str =
-    "request_id,class,prompt_tokens,output_tokens,token_count,prefill_worker,decode_worker,\
+    "request_id,class,outcome,prompt_tokens,output_tokens,token_count,prefill_worker,decode_worker,\
 enqueue_s,prefill_start_s,prefill_end_s,first_token_s,kv_transfer_start_s,kv_transfer_end_s,decode_start_s,end_s,\
-queue_ms,ttft_ms,tpot_ms,e2e_ms,kv_transfer_ms,kv_bytes,decode_tokens_per_s,ttft_slo_met,tpot_slo_met,slo_met";
+queue_ms,ttft_ms,tpot_ms,e2e_ms,kv_transfer_ms,kv_bytes,decode_tokens_per_s,ttft_slo_met,tpot_slo_met,slo_met,retries,reason,detail";
 
+/// The row of a completed request.
 pub fn request_row(r: &RequestRecord, class: &str, slo: &Slo) -> String {
     let (a, b) = (slo.ttft_met(r), slo.tpot_met(r));
     [
         r.spec.id.to_string(),
         csv_field(class),
+        "completed".to_owned(),
         r.spec.prompt_tokens.to_string(),
         r.spec.output_tokens.to_string(),
         r.token_count.to_string(),
@@ -37,8 +40,32 @@ pub fn request_row(r: &RequestRecord, class: &str, slo: &Slo) -> String {
         a.to_string(),
         b.to_string(),
         (a && b).to_string(),
+        r.retries.to_string(),
+        String::new(),
+        String::new(),
     ]
     .join(",")
+}
+
+/// The row of a request that was rejected or failed: what it asked for, when it arrived, why
+/// it ended; the latency columns stay empty (it has none), its SLO columns say `false`.
+pub fn dropped_row(r: &RequestRecord, class: &str, reason: DropReason, detail: &str) -> String {
+    let mut f = vec![
+        r.spec.id.to_string(),
+        csv_field(class),
+        reason.outcome().to_owned(),
+        r.spec.prompt_tokens.to_string(),
+        r.spec.output_tokens.to_string(),
+        "0".to_owned(),
+        String::new(),
+        String::new(),
+        secs(r.enqueue_ns()),
+    ];
+    // From prefill_start_s to decode_tokens_per_s: nothing happened that counts.
+    f.extend(std::iter::repeat_n(String::new(), 14));
+    f.extend(["false", "false", "false"].map(String::from));
+    f.extend([r.retries.to_string(), reason.code().to_owned(), csv_field(detail)]);
+    f.join(",")
 }
 
 #[cfg(test)]
@@ -60,5 +87,15 @@ mod tests {
             csv::ReaderBuilder::new().has_headers(false).from_reader(row.as_bytes()).records().next().unwrap().unwrap();
         assert_eq!(fields.len(), REQUESTS_HEADER.split(',').count());
         assert_eq!(&fields[1], "a,b");
+        let dropped = dropped_row(&r, "c", DropReason::QueueFull, "queue of prefill-0 full, 8 waiting");
+        let fields = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(dropped.as_bytes())
+            .records()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(fields.len(), REQUESTS_HEADER.split(',').count());
+        assert_eq!((&fields[2], &fields[27]), ("rejected", "queue_full"));
     }
 }

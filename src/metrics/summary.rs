@@ -1,8 +1,11 @@
 //! The per-topology summary: counts, throughput, latency percentiles and SLO attainment.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use super::format::{csv_field, f3, share};
+use super::outcome::DropReason;
 use super::percentile::Spread;
 use super::record::RequestRecord;
 
@@ -36,6 +39,11 @@ pub struct Accumulator {
     queue_ms: Vec<f64>,
     kv_transfer_ms: Vec<f64>,
     completed: u64,
+    rejected: u64,
+    failed: u64,
+    retries: u64,
+    worker_failures: u64,
+    dropped: BTreeMap<DropReason, u64>,
     output_tokens: u64,
     decoded_tokens: u64,
     kv_bytes: u64,
@@ -56,6 +64,11 @@ impl Accumulator {
             queue_ms: Vec::new(),
             kv_transfer_ms: Vec::new(),
             completed: 0,
+            rejected: 0,
+            failed: 0,
+            retries: 0,
+            worker_failures: 0,
+            dropped: BTreeMap::new(),
             output_tokens: 0,
             decoded_tokens: 0,
             kv_bytes: 0,
@@ -69,6 +82,7 @@ impl Accumulator {
 
     pub fn add(&mut self, r: &RequestRecord) {
         self.completed += 1;
+        self.retries += u64::from(r.retries);
         self.ttft_ms.push(r.ttft_ns() as f64 / 1e6);
         if let Some(t) = r.tpot_ns() {
             self.tpot_ms.push(t / 1e6);
@@ -89,8 +103,31 @@ impl Accumulator {
         self.met_both += (a && b) as u64;
     }
 
+    /// A request that was rejected or failed. It counts against SLO attainment (it met no
+    /// objective) but has no latencies.
+    pub fn add_dropped(&mut self, r: &RequestRecord, reason: DropReason) {
+        if reason.is_rejection() {
+            self.rejected += 1;
+        } else {
+            self.failed += 1;
+        }
+        self.retries += u64::from(r.retries);
+        *self.dropped.entry(reason).or_default() += 1;
+        self.first_arrival_ns = self.first_arrival_ns.min(r.enqueue_ns());
+    }
+
+    /// A worker crashed or its engine failed.
+    pub fn add_worker_failure(&mut self) {
+        self.worker_failures += 1;
+    }
+
     pub fn completed(&self) -> u64 {
         self.completed
+    }
+
+    /// Requests whose outcome is known: completed, rejected or failed.
+    pub fn settled(&self) -> u64 {
+        self.completed + self.rejected + self.failed
     }
 
     pub fn finish(mut self, topology: TopologyInfo) -> Summary {
@@ -102,17 +139,25 @@ impl Accumulator {
                 x as f64 * 1e9 / makespan_ns as f64
             }
         };
+        // Shares are of every arrival: a rejected or failed request met no objective.
+        let arrived = self.settled();
         let share_of = |x: u64| {
-            if self.completed == 0 {
+            if arrived == 0 {
                 0.0
             } else {
-                x as f64 / self.completed as f64
+                x as f64 / arrived as f64
             }
         };
         let attainment = share_of(self.met_both);
         Summary {
             topology,
+            arrived,
             completed: self.completed,
+            rejected: self.rejected,
+            failed: self.failed,
+            retries: self.retries,
+            worker_failures: self.worker_failures,
+            dropped: self.dropped.iter().map(|(r, n)| (r.code().to_owned(), *n)).collect(),
             makespan_ns,
             throughput_req_per_s: per_s(self.completed),
             output_tokens_per_s: per_s(self.output_tokens),
@@ -149,7 +194,19 @@ pub struct TopologyInfo {
 pub struct Summary {
     #[serde(flatten)]
     pub topology: TopologyInfo,
+    /// Every request that arrived: completed + rejected + failed.
+    pub arrived: u64,
     pub completed: u64,
+    /// Never started: admission or queue limit (reasons in `dropped`).
+    pub rejected: u64,
+    /// Lost to worker failures with no retry left.
+    pub failed: u64,
+    /// Restarts after a worker failure, over all requests.
+    pub retries: u64,
+    /// Worker crashes and engine failures (each in `events.csv`).
+    pub worker_failures: u64,
+    /// Rejected and failed requests by reason code.
+    pub dropped: BTreeMap<String, u64>,
     pub makespan_ns: u64,
     pub throughput_req_per_s: f64,
     pub output_tokens_per_s: f64,
@@ -178,7 +235,12 @@ impl Summary {
             "kind",
             "layout",
             "workers",
+            "arrived",
             "completed",
+            "rejected",
+            "failed",
+            "retries",
+            "worker_failures",
             "makespan_s",
             "throughput_req_per_s",
             "output_tokens_per_s",
@@ -216,7 +278,12 @@ impl Summary {
             t.kind.clone(),
             csv_field(&t.layout),
             t.workers.to_string(),
+            self.arrived.to_string(),
             self.completed.to_string(),
+            self.rejected.to_string(),
+            self.failed.to_string(),
+            self.retries.to_string(),
+            self.worker_failures.to_string(),
             format!("{:.9}", self.makespan_ns as f64 / 1e9),
             f3(self.throughput_req_per_s),
             f3(self.output_tokens_per_s),
@@ -280,6 +347,17 @@ mod tests {
         assert_eq!((s.slo_ttft_attainment, s.slo_tpot_attainment, s.slo_attainment), (0.5, 1.0, 0.5));
         assert!(s.slo_passed);
         assert_eq!(s.tpot_ms.unwrap().p50, 1.0);
+
+        // A rejection counts as an arrival that met no objective.
+        let mut a = Accumulator::new(slo);
+        a.add(&rec(0, 0, 500_000, 2_500_000, 3));
+        a.add_dropped(&rec(1, 0, 0, 0, 3), DropReason::QueueFull);
+        assert_eq!(a.settled(), 2);
+        let info = s.topology.clone();
+        let s = a.finish(info);
+        assert_eq!((s.arrived, s.completed, s.rejected, s.failed), (2, 1, 1, 0));
+        assert_eq!(s.slo_attainment, 0.5);
+        assert_eq!(s.dropped.get("queue_full"), Some(&1));
         assert_eq!(Summary::csv_header().split(',').count(), s.csv_row().split(',').count());
     }
 }

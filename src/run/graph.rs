@@ -5,20 +5,19 @@
 //! [`CandleEngine`] (and its own compute pool), so prefill and decode really overlap.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use indicatif::ProgressBar;
 use tokio::sync::oneshot;
 
-use crate::actors::decode_worker::DecodeWorker;
+use crate::actors::decode_worker::{DecodeWorker, DecodeWorkerConfig};
 use crate::actors::enqueuer::{Enqueuer, EnqueuerConfig, RequestLimits};
-use crate::actors::fused_worker::FusedWorker;
+use crate::actors::fused_worker::{FusedWorker, FusedWorkerConfig};
 use crate::actors::messages::Submit;
 use crate::actors::metrics_collector::{MetricsCollector, RunResult};
 use crate::actors::prefill_worker::{PrefillWorker, PrefillWorkerConfig};
-use crate::actors::worker_env::{LoadGauge, WorkerEnv};
+use crate::actors::worker_env::{Gauge, LoadGauge, MakeEngine, WorkerEnv};
 use crate::clock::RunClock;
 use crate::engine::candle::engine::CandleEngine;
 use crate::engine::candle::prompts::PromptSource;
@@ -120,9 +119,18 @@ async fn drive<E: Engine>(
     let collector = MetricsCollector::new(dir, info, scenario.workload.class_names.clone(), scenario.slo, bar, tx)
         .map_err(|e| format!("cannot create result files: {e}"))?
         .start();
+    // The enqueuer's address exists before it starts: workers send it the requests they lose.
+    let enqueuer_ctx: Context<Enqueuer> = Context::new();
+    let enqueuer = enqueuer_ctx.address().recipient();
     let env = |name: String, index: u32| -> (WorkerEnv, LoadGauge) {
-        let load: LoadGauge = Arc::new(AtomicU64::new(0));
-        (WorkerEnv { name, index, clock, collector: collector.clone(), load: load.clone() }, load)
+        let gauge = Gauge::new();
+        let env = WorkerEnv { name, index, clock, collector: collector.clone(), enqueuer: enqueuer.clone(), gauge };
+        let g = env.gauge.clone();
+        (env, g)
+    };
+    let make = |role: Role| -> MakeEngine<E> {
+        let f = factory.clone();
+        Arc::new(move || f(role))
     };
     let mut spawner = Spawner { own_threads: !clock.is_simulated(), arbiters: Vec::new() };
     let b = topology.batching;
@@ -137,8 +145,15 @@ async fn drive<E: Engine>(
             };
             for i in 0..*workers {
                 let (env, load) = env(format!("fused-{i}"), i);
-                let (f, policy) = (factory.clone(), *policy);
-                let addr = spawner.spawn(move || FusedWorker::new(env, f(Role::Prefill), policy, limits));
+                let c = FusedWorkerConfig {
+                    faults: topology.faults_of(&env.name),
+                    env,
+                    make_engine: make(Role::Prefill),
+                    policy: *policy,
+                    limits,
+                    max_queued: b.max_queued_requests,
+                };
+                let addr = spawner.spawn(move || FusedWorker::new(c));
                 targets.push(addr.recipient());
                 loads.push(load);
             }
@@ -149,32 +164,32 @@ async fn drive<E: Engine>(
             let mut decoder_loads = Vec::new();
             for j in 0..*decode_workers {
                 let (env, load) = env(format!("decode-{j}"), j);
-                let (f, link) = (factory.clone(), *link);
-                let (kv, batch) = (b.kv_capacity_tokens, b.max_decode_batch as usize);
-                decoders.push(
-                    spawner.spawn(move || DecodeWorker::new(env, f(Role::Decode), kv, batch, LinkQueue::new(link))),
-                );
+                let c = DecodeWorkerConfig {
+                    faults: topology.faults_of(&env.name),
+                    env,
+                    make_engine: make(Role::Decode),
+                    kv_capacity_tokens: b.kv_capacity_tokens,
+                    max_batch: b.max_decode_batch as usize,
+                    link: LinkQueue::new(*link),
+                };
+                decoders.push(spawner.spawn(move || DecodeWorker::new(c)));
                 decoder_loads.push(load);
             }
             for i in 0..*prefill_workers {
                 let (env, load) = env(format!("prefill-{i}"), i);
-                let f = factory.clone();
-                let (decoders, decoder_loads) = (decoders.clone(), decoder_loads.clone());
-                let limits = PrefillLimits { token_budget: b.prefill_token_budget, max_requests: usize::MAX };
-                // Prefill workers start their round-robin at different decode workers.
-                let router = Router::starting_at(*router, *decode_workers as usize, i as usize);
-                let kv = b.kv_capacity_tokens;
-                let addr = spawner.spawn(move || {
-                    PrefillWorker::new(PrefillWorkerConfig {
-                        env,
-                        engine: f(Role::Prefill),
-                        limits,
-                        kv_capacity_tokens: kv,
-                        decoders,
-                        decoder_loads,
-                        router,
-                    })
-                });
+                let c = PrefillWorkerConfig {
+                    faults: topology.faults_of(&env.name),
+                    env,
+                    make_engine: make(Role::Prefill),
+                    limits: PrefillLimits { token_budget: b.prefill_token_budget, max_requests: usize::MAX },
+                    kv_capacity_tokens: b.kv_capacity_tokens,
+                    max_queued: b.max_queued_requests,
+                    decoders: decoders.clone(),
+                    decoder_gauges: decoder_loads.clone(),
+                    // Prefill workers start their round-robin at different decode workers.
+                    router: Router::starting_at(*router, *decode_workers as usize, i as usize),
+                };
+                let addr = spawner.spawn(move || PrefillWorker::new(c));
                 targets.push(addr.recipient());
                 loads.push(load);
             }
@@ -182,16 +197,16 @@ async fn drive<E: Engine>(
         }
     };
     let limits = RequestLimits { max_prompt_tokens: b.kv_capacity_tokens, max_total_tokens: b.kv_capacity_tokens };
-    Enqueuer::new(EnqueuerConfig {
+    enqueuer_ctx.run(Enqueuer::new(EnqueuerConfig {
         stream: scenario.workload.stream(),
         clock,
         targets,
-        loads,
+        gauges: loads,
         router,
         limits,
+        max_retries: scenario.max_retries,
         collector,
-    })
-    .start();
+    }));
     let result = rx.await.map_err(|_| "the metrics collector stopped without a result".to_owned());
     spawner.stop();
     result?

@@ -36,6 +36,8 @@ pub struct Scenario {
     pub slo: Slo,
     /// Results go to `output_dir/<name>/<topology>/`.
     pub output_dir: PathBuf,
+    /// Times a request lost to a worker failure is started again before it counts as failed.
+    pub max_retries: u32,
     pub topologies: Vec<Topology>,
 }
 
@@ -77,6 +79,27 @@ pub struct Topology {
     pub kind: TopologyKind,
     pub batching: Batching,
     pub threads: Threads,
+    /// Failures to inject, by worker name.
+    pub faults: Vec<FaultSpec>,
+}
+
+/// A failure a scenario injects (see [`crate::actors::faults`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultSpec {
+    /// The worker's name, e.g. `decode-0`.
+    pub worker: String,
+    pub at_ns: u64,
+    pub kind: FaultKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The worker goes down, for `down_ns` or for good.
+    Crash { down_ns: Option<u64> },
+    /// The worker's next step returns an error.
+    StepError,
+    /// The worker's next step panics inside the engine.
+    Panic,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -91,8 +114,11 @@ pub struct Batching {
     pub prefill_token_budget: u64,
     pub max_decode_batch: u32,
     pub kv_capacity_tokens: u64,
+    /// Requests that may wait for prefill at one worker before more are rejected.
+    pub max_queued_requests: Option<u64>,
 }
 
+pub const DEFAULT_MAX_RETRIES: u32 = 1;
 pub const DEFAULT_PREFILL_TOKEN_BUDGET: u64 = 4096;
 pub const DEFAULT_MAX_DECODE_BATCH: u32 = 128;
 pub const DEFAULT_SLO_ATTAINMENT: f64 = 0.9;
@@ -106,6 +132,22 @@ impl Topology {
             TopologyKind::Fused { workers, .. } => workers,
             TopologyKind::Split { prefill_workers, decode_workers, .. } => prefill_workers + decode_workers,
         }
+    }
+
+    /// The names of its workers, as in the CSVs: `fused-0`, or `prefill-0` … `decode-0` ….
+    pub fn worker_names(&self) -> Vec<String> {
+        match self.kind {
+            TopologyKind::Fused { workers, .. } => (0..workers).map(|i| format!("fused-{i}")).collect(),
+            TopologyKind::Split { prefill_workers, decode_workers, .. } => (0..prefill_workers)
+                .map(|i| format!("prefill-{i}"))
+                .chain((0..decode_workers).map(|i| format!("decode-{i}")))
+                .collect(),
+        }
+    }
+
+    /// The faults aimed at the named worker.
+    pub fn faults_of(&self, worker: &str) -> Vec<FaultSpec> {
+        self.faults.iter().filter(|f| f.worker == worker).cloned().collect()
     }
 
     pub fn kind_name(&self) -> &'static str {

@@ -21,6 +21,8 @@ pub struct RawScenario {
     pub workload: Option<RawWorkload>,
     pub batching: Option<RawBatching>,
     pub slo: Option<RawSlo>,
+    /// Times a request lost to a worker failure is started again (default 1).
+    pub max_retries: Option<u32>,
     #[serde(default)]
     pub topology: Vec<RawTopology>,
 }
@@ -113,6 +115,8 @@ pub struct RawBatching {
     pub prefill_token_budget: Option<u64>,
     pub max_decode_batch: Option<u32>,
     pub kv_capacity_tokens: Option<u64>,
+    /// Requests that may wait for prefill at one worker; more are rejected (default: no limit).
+    pub max_queued_requests: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +138,8 @@ pub enum RawTopology {
         router: Option<RawRouter>,
         batching: Option<RawBatching>,
         threads: Option<usize>,
+        #[serde(default)]
+        faults: Vec<RawFault>,
     },
     Split {
         name: Option<String>,
@@ -144,7 +150,29 @@ pub enum RawTopology {
         batching: Option<RawBatching>,
         prefill_threads: Option<usize>,
         decode_threads: Option<usize>,
+        #[serde(default)]
+        faults: Vec<RawFault>,
     },
+}
+
+/// A failure to inject: `[[topology.faults]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    /// e.g. `decode-0`, `prefill-1`, `fused-0`.
+    pub worker: String,
+    pub at_s: f64,
+    pub kind: RawFaultKind,
+    /// Crash only: the worker comes back after this long (default: it stays down).
+    pub down_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawFaultKind {
+    Crash,
+    StepError,
+    Panic,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use super::error::{invalid, line_col, locate_key, Invalid, Located, ScenarioError};
 use super::raw::*;
-use super::{Batching, Mode, ModelSpec, Scenario, Threads, Topology, TopologyKind};
+use super::{Batching, FaultKind, FaultSpec, Mode, ModelSpec, Scenario, Threads, Topology, TopologyKind};
 use super::{
-    DEFAULT_EXECUTE_KV_CAPACITY_TOKENS, DEFAULT_MAX_DECODE_BATCH, DEFAULT_PREFILL_TOKEN_BUDGET, DEFAULT_SLO_ATTAINMENT,
+    DEFAULT_EXECUTE_KV_CAPACITY_TOKENS, DEFAULT_MAX_DECODE_BATCH, DEFAULT_MAX_RETRIES, DEFAULT_PREFILL_TOKEN_BUDGET,
+    DEFAULT_SLO_ATTAINMENT,
 };
 use crate::engine::candle::engine::GenerationConfig;
 use crate::engine::candle::model::WeightFormat;
@@ -104,6 +105,7 @@ pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
         model,
         slo,
         output_dir: PathBuf::from(raw.output_dir.unwrap_or_else(|| "output".into())),
+        max_retries: raw.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
         topologies,
     })
 }
@@ -440,7 +442,44 @@ fn resolve_batching(
             })?,
         },
     };
-    Ok(Batching { prefill_token_budget: budget, max_decode_batch: max_batch, kv_capacity_tokens: kv })
+    let max_queued = match pick(own.max_queued_requests, global.max_queued_requests, "max_queued_requests") {
+        Some((v, k)) => Some(at_least_one(&k, v)?),
+        None => None,
+    };
+    Ok(Batching {
+        prefill_token_budget: budget,
+        max_decode_batch: max_batch,
+        kv_capacity_tokens: kv,
+        max_queued_requests: max_queued,
+    })
+}
+
+/// `[[topology.faults]]`: each names a worker of this topology, a time, and what happens.
+fn resolve_faults(key: &str, raw: Vec<RawFault>, workers: &[String]) -> V<Vec<FaultSpec>> {
+    raw.into_iter()
+        .enumerate()
+        .map(|(j, f)| {
+            let k = format!("{key}.faults[{j}]");
+            if !workers.contains(&f.worker) {
+                return Err(invalid(
+                    format!("{k}.worker"),
+                    format!("no worker `{}` in this topology; it has {}", f.worker, workers.join(", ")),
+                ));
+            }
+            let at_ns = (non_negative(&format!("{k}.at_s"), f.at_s)? * 1e9).round() as u64;
+            let kind = match (f.kind, f.down_s) {
+                (RawFaultKind::Crash, d) => FaultKind::Crash {
+                    down_ns: d
+                        .map(|d| positive(&format!("{k}.down_s"), d).map(|d| (d * 1e9).round() as u64))
+                        .transpose()?,
+                },
+                (_, Some(_)) => return Err(invalid(format!("{k}.down_s"), "only used with kind = \"crash\"")),
+                (RawFaultKind::StepError, None) => FaultKind::StepError,
+                (RawFaultKind::Panic, None) => FaultKind::Panic,
+            };
+            Ok(FaultSpec { worker: f.worker, at_ns, kind })
+        })
+        .collect()
 }
 
 fn resolve_topology(
@@ -456,7 +495,7 @@ fn resolve_topology(
         RawRouter::LeastLoaded => RouterKind::LeastLoaded,
     };
     match raw {
-        RawTopology::Fused { name, workers, policy, chunk_tokens, router: r, batching, threads } => {
+        RawTopology::Fused { name, workers, policy, chunk_tokens, router: r, batching, threads, faults } => {
             let threads = at_least_one(&format!("{key}.threads"), threads.unwrap_or(1))?;
             let workers = at_least_one(&format!("{key}.workers"), workers)?;
             let policy = match (policy.unwrap_or(RawFusedPolicy::PrefillFirst), chunk_tokens) {
@@ -475,12 +514,15 @@ fn resolve_topology(
                 (RawFusedPolicy::PrefillFirst, None) => FusedPolicy::PrefillFirst,
                 (RawFusedPolicy::DecodeFirst, None) => FusedPolicy::DecodeFirst,
             };
-            Ok(Topology {
+            let mut t = Topology {
                 name: safe_name(&format!("{key}.name"), name.unwrap_or_else(|| "fused".into()))?,
                 kind: TopologyKind::Fused { workers, policy, router: router(r) },
                 threads: Threads { prefill: threads, decode: threads },
                 batching: resolve_batching(&key, global, batching, mode, cost)?,
-            })
+                faults: Vec::new(),
+            };
+            t.faults = resolve_faults(&key, faults, &t.worker_names())?;
+            Ok(t)
         }
         RawTopology::Split {
             name,
@@ -491,6 +533,7 @@ fn resolve_topology(
             batching,
             prefill_threads,
             decode_threads,
+            faults,
         } => {
             let threads = Threads {
                 prefill: at_least_one(&format!("{key}.prefill_threads"), prefill_threads.unwrap_or(1))?,
@@ -507,12 +550,15 @@ fn resolve_topology(
                 }),
                 None => None,
             };
-            Ok(Topology {
+            let mut t = Topology {
                 name: safe_name(&format!("{key}.name"), name.unwrap_or_else(|| format!("split-{p}p{d}d")))?,
                 kind: TopologyKind::Split { prefill_workers: p, decode_workers: d, router: router(r), link },
                 threads,
                 batching: resolve_batching(&key, global, batching, mode, cost)?,
-            })
+                faults: Vec::new(),
+            };
+            t.faults = resolve_faults(&key, faults, &t.worker_names())?;
+            Ok(t)
         }
     }
 }

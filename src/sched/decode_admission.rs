@@ -77,6 +77,29 @@ impl<T> DecodeAdmission<T> {
         !self.set.is_empty()
     }
 
+    /// Removes every offer still waiting for admission (their KV never left its prefill worker).
+    pub fn drain_offers(&mut self) -> Vec<(SeqLens, T)> {
+        self.offers.drain(..).collect()
+    }
+
+    /// Removes the requests whose KV is on this worker (arrived or decoding) and frees their
+    /// reservations; transfers in flight are untouched.
+    pub fn drain_started(&mut self) -> Vec<T> {
+        let mut lost: Vec<(SeqLens, T)> = self.ready.drain(..).collect();
+        lost.extend(self.set.drain().into_iter().map(|r| (r.lens, r.payload)));
+        for (lens, _) in &lost {
+            self.kv.release(lens.kv_reservation());
+        }
+        lost.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// Forgets transfers in flight (their worker crashed; call after the drains): their slots
+    /// and KV are free again.
+    pub fn forget_inbound(&mut self) {
+        self.kv.release(self.kv.used());
+        self.inbound = 0;
+    }
+
     /// Completes the running step; finished requests release their KV.
     pub fn end_step(&mut self, stopped: &[u64]) -> Vec<super::decode_set::Running<T>>
     where
@@ -127,6 +150,24 @@ mod tests {
         assert_eq!(done.len(), 1);
         assert_eq!(d.admit_next().map(|x| x.1), Some('c'));
         assert_eq!(d.load(), 2);
+    }
+
+    #[test]
+    fn a_failure_frees_what_it_drains() {
+        let mut d = DecodeAdmission::new(100, 8);
+        for c in ['a', 'b', 'c'] {
+            d.offer(lens(10, 10), c);
+        }
+        let (_, a) = d.admit_next().unwrap();
+        d.arrived(lens(10, 10), a);
+        assert!(d.begin_step(|_| {}));
+        let _ = d.admit_next().unwrap(); // b in transfer
+        assert_eq!(d.kv().used(), 40);
+        assert_eq!(d.drain_started(), vec!['a']);
+        assert_eq!(d.kv().used(), 20);
+        assert_eq!(d.drain_offers().into_iter().map(|x| x.1).collect::<Vec<_>>(), vec!['c']);
+        d.forget_inbound();
+        assert_eq!((d.kv().used(), d.load()), (0, 0));
     }
 
     #[test]

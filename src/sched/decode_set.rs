@@ -71,6 +71,12 @@ impl<T> DecodeSet<T> {
         self.running.push(r);
     }
 
+    /// Empties the batch (its worker failed), returning the requests in batch order.
+    pub fn drain(&mut self) -> Vec<Running<T>> {
+        self.context_tokens = 0;
+        std::mem::take(&mut self.running)
+    }
+
     /// The step that would run now over every running request.
     pub fn shape(&self) -> DecodeShape {
         DecodeShape { seqs: self.running.len() as u64, context_tokens: self.context_tokens }

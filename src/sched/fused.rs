@@ -105,6 +105,29 @@ impl<T: Tracked> FusedScheduler<T> {
         &self.kv
     }
 
+    /// Removes the requests that started (prefilling or decoding) and frees their KV: the
+    /// worker failed under them. Queued prompts keep their place.
+    pub fn drain_started(&mut self) -> Vec<T> {
+        self.in_flight = None;
+        let mut lost = Vec::new();
+        for p in self.prefilling.drain(..) {
+            self.kv.release(p.lens.kv_reservation());
+            lost.push(p.payload);
+        }
+        for r in self.set.drain() {
+            self.kv.release(r.lens.kv_reservation());
+            lost.push(r.payload);
+        }
+        lost
+    }
+
+    /// Empties the scheduler (its worker crashed): every request, started or queued.
+    pub fn drain_all(&mut self) -> Vec<T> {
+        let mut all = self.drain_started();
+        all.extend(self.queue.drain().into_iter().map(|(_, p)| p));
+        all
+    }
+
     /// Plans the next step into `plan` (cleared first). Returns false when there is nothing to
     /// run. `on_prefill_start` sees each request whose first prompt chunk is in this step;
     /// `on_decode_start` each request in its first decode step.

@@ -47,6 +47,12 @@ impl<T> PrefillQueue<T> {
         self.queued_tokens
     }
 
+    /// Empties the queue, returning what waited in order.
+    pub fn drain(&mut self) -> Vec<T> {
+        self.queued_tokens = 0;
+        self.waiting.drain(..).map(|(_, t)| t).collect()
+    }
+
     pub fn front(&self) -> Option<&T> {
         self.waiting.front().map(|(_, t)| t)
     }

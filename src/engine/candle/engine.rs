@@ -10,7 +10,7 @@ use super::prompts::PromptSource;
 use super::sampler::{Sampler, Sampling};
 use super::Model;
 use crate::engine::step::StepPlan;
-use crate::engine::{Engine, EngineError, KvHandle, StepOutcome};
+use crate::engine::{Engine, EngineError, InjectedFault, KvHandle, StepOutcome};
 use crate::workload::RequestSpec;
 
 /// How an execute-mode worker generates.
@@ -42,6 +42,8 @@ pub struct CandleEngine {
     prompts: Arc<PromptSource>,
     generation: GenerationConfig,
     seqs: HashMap<u64, CandleSeq>,
+    /// A scenario fault for the next step.
+    armed: Option<InjectedFault>,
 }
 
 impl CandleEngine {
@@ -51,7 +53,7 @@ impl CandleEngine {
             .thread_name(|i| format!("pdsim-compute-{i}"))
             .build()
             .expect("a rayon pool builds");
-        CandleEngine { model, pool, prompts, generation, seqs: HashMap::new() }
+        CandleEngine { model, pool, prompts, generation, seqs: HashMap::new(), armed: None }
     }
 
     fn err(e: candle_core::Error) -> EngineError {
@@ -80,6 +82,10 @@ impl Engine for CandleEngine {
     }
 
     fn step(&mut self, plan: &StepPlan) -> Result<StepOutcome, EngineError> {
+        let armed = self.armed.take();
+        if armed == Some(InjectedFault::Error) {
+            return Err(EngineError::Step(InjectedFault::Error.message().into()));
+        }
         // Take the step's sequences out of the map so each can lend its cache mutably.
         let mut taken: Vec<(u64, CandleSeq, Vec<u32>, bool)> =
             Vec::with_capacity(plan.prefill.len() + plan.decode.len());
@@ -97,6 +103,10 @@ impl Engine for CandleEngine {
         }
         let llama = &self.model.llama;
         let logits = self.pool.install(|| {
+            if armed == Some(InjectedFault::Panic) {
+                // Raised on a compute thread, where a real kernel failure would be.
+                panic!("{}", InjectedFault::Panic.message());
+            }
             let mut inputs: Vec<SeqInput> =
                 taken.iter_mut().map(|(_, seq, tokens, _)| SeqInput { tokens, kv: &mut seq.kv }).collect();
             llama.forward(&mut inputs).and_then(|l| rows(&l))
@@ -131,6 +141,10 @@ impl Engine for CandleEngine {
     fn finish(&mut self, request: u64) -> Option<String> {
         let seq = self.seqs.remove(&request)?;
         self.model.decode(&seq.kv.generated).ok()
+    }
+
+    fn inject(&mut self, fault: InjectedFault) {
+        self.armed = Some(fault);
     }
 }
 

@@ -8,7 +8,7 @@ pub mod roofline;
 use std::sync::Arc;
 
 use super::step::StepPlan;
-use super::{Engine, EngineError, KvHandle, StepOutcome};
+use super::{Engine, EngineError, InjectedFault, KvHandle, StepOutcome};
 use crate::workload::RequestSpec;
 use linear::LinearCost;
 use roofline::Roofline;
@@ -80,11 +80,12 @@ impl KvHandle for SimKv {
 #[derive(Debug, Clone)]
 pub struct SimEngine {
     cost: Arc<CostModel>,
+    armed: Option<InjectedFault>,
 }
 
 impl SimEngine {
     pub fn new(cost: Arc<CostModel>) -> SimEngine {
-        SimEngine { cost }
+        SimEngine { cost, armed: None }
     }
 }
 
@@ -96,6 +97,11 @@ impl Engine for SimEngine {
     }
 
     fn step(&mut self, plan: &StepPlan) -> Result<StepOutcome, EngineError> {
+        match self.armed.take() {
+            Some(InjectedFault::Error) => return Err(EngineError::Step(InjectedFault::Error.message().into())),
+            Some(InjectedFault::Panic) => panic!("{}", InjectedFault::Panic.message()),
+            None => {}
+        }
         Ok(StepOutcome { wait_ns: self.cost.step_ns(plan), stopped: Vec::new() })
     }
 
@@ -107,5 +113,9 @@ impl Engine for SimEngine {
 
     fn finish(&mut self, _request: u64) -> Option<String> {
         None
+    }
+
+    fn inject(&mut self, fault: InjectedFault) {
+        self.armed = Some(fault);
     }
 }

@@ -131,3 +131,19 @@ fn callbacks_stamp_each_phase_once() {
     let p = &done[0].payload;
     assert!(p.prefill_started && p.prefill_ended && p.decode_started);
 }
+
+#[test]
+fn a_failure_drains_started_requests_and_keeps_the_queue() {
+    let limits = FusedLimits { prefill_token_budget: 10, max_batch: 8, kv_capacity_tokens: 100 };
+    let mut s: FusedScheduler<R> = FusedScheduler::new(FusedPolicy::PrefillFirst, limits);
+    s.submit(SeqLens { prompt_tokens: 8, output_tokens: 4 }, r(1));
+    s.submit(SeqLens { prompt_tokens: 8, output_tokens: 4 }, r(2));
+    let mut plan = StepPlan::default();
+    assert!(s.plan(&mut plan, |_| {}, |_| {}));
+    assert_eq!(s.kv().used(), 12);
+    assert_eq!(s.drain_started().iter().map(|x| x.id).collect::<Vec<_>>(), vec![1]);
+    assert_eq!((s.kv().used(), s.waiting()), (0, 1));
+    assert!(s.plan(&mut plan, |_| {}, |_| {}), "the scheduler plans again after a failure");
+    assert_eq!(s.drain_all().iter().map(|x| x.id).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(s.load(), 0);
+}

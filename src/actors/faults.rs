@@ -1,0 +1,106 @@
+//! How a worker fails and recovers. Two kinds of failure:
+//!
+//! - **crash** (a scenario fault): the worker goes down at once. Every request it holds is lost
+//!   and goes back to the enqueuer, which starts it again on another worker (up to
+//!   `max_retries`) or reports it failed. Routers skip the worker while it is down; with
+//!   `down_s` it comes back empty after that long, otherwise it stays down.
+//! - **engine failure** (an engine error or a panic inside an engine call, real or injected):
+//!   the engine's state is not trusted, so the worker replaces it with a fresh one at once. The
+//!   requests whose state was in the engine are lost (and retried); requests still waiting in
+//!   the worker's queue keep their place. The run goes on.
+//!
+//! Every failure and restart is a row of `events.csv`; the summary counts them.
+
+use actix::prelude::*;
+
+use super::worker_env::Scheduling;
+use crate::engine::{EngineError, InjectedFault};
+use crate::metrics::record::RequestRecord;
+use crate::scenario::{FaultKind, FaultSpec};
+
+/// What a worker must offer to fail and recover; the failure logic itself is provided.
+pub trait Recover: Scheduling {
+    /// A crash: empties the worker and returns every request it held.
+    fn drain_all(&mut self) -> Vec<Box<RequestRecord>>;
+
+    /// An engine failure: removes and returns the requests whose state is in the engine,
+    /// freeing their KV reservations.
+    fn drain_started(&mut self) -> Vec<Box<RequestRecord>>;
+
+    /// Replaces the engine with a fresh one and bumps the epoch (stale timers then do
+    /// nothing). `crashed`: everything went, transfers in flight included.
+    fn reset(&mut self, crashed: bool);
+
+    /// Arms the engine to fail its next step.
+    fn inject(&mut self, fault: InjectedFault);
+
+    /// Sets a timer for each of the worker's scenario faults.
+    fn arm_faults(&mut self, ctx: &mut Context<Self>, faults: &[FaultSpec]) {
+        let now = self.env().now();
+        for f in faults {
+            let kind = f.kind;
+            ctx.run_later(self.env().clock.wait(f.at_ns.saturating_sub(now)), move |act, ctx| match kind {
+                FaultKind::Crash { down_ns } => act.crash(ctx, down_ns),
+                FaultKind::StepError => act.inject(InjectedFault::Error),
+                FaultKind::Panic => act.inject(InjectedFault::Panic),
+            });
+        }
+    }
+
+    /// The worker goes down; see the module doc.
+    fn crash(&mut self, ctx: &mut Context<Self>, down_ns: Option<u64>) {
+        if !self.env().gauge.is_up() {
+            return;
+        }
+        self.env().gauge.set_up(false);
+        let lost = self.drain_all();
+        self.reset(true);
+        let back = match down_ns {
+            Some(d) => format!("back in {:.3} s", d as f64 / 1e9),
+            None => "down for the rest of the run".into(),
+        };
+        self.env().event("crashed", format!("{} requests lost; {back}", lost.len()));
+        self.env().lost(lost, "worker crashed");
+        self.env().set_load(0);
+        if let Some(d) = down_ns {
+            ctx.run_later(self.env().clock.wait(d), |act, ctx| {
+                act.env().gauge.set_up(true);
+                act.env().event("restarted", "back up, empty".into());
+                act.kick(ctx);
+            });
+        }
+    }
+
+    /// The engine failed; see the module doc.
+    fn engine_failed(&mut self, ctx: &mut Context<Self>, error: EngineError) {
+        let lost = self.drain_started();
+        self.reset(false);
+        let detail = format!("{error}; engine replaced, {} requests lost", lost.len());
+        eprintln!("pdsim: {}: {detail}", self.env().name);
+        self.env().event("engine_failed", detail);
+        self.env().lost(lost, &error.to_string());
+        self.kick(ctx);
+    }
+
+    /// Waits out a step the engine has run (its modeled time, in simulate mode), then calls
+    /// [`Scheduling::step_done`]; an engine failure restarts the engine.
+    /// `result` is the engine's wait in nanoseconds.
+    fn launch(&mut self, ctx: &mut Context<Self>, result: Result<u64, EngineError>) {
+        let epoch = self.epoch();
+        let done = move |act: &mut Self, ctx: &mut Context<Self>| {
+            if act.epoch() == epoch {
+                act.step_done(ctx);
+            }
+        };
+        match result {
+            Ok(0) if !self.env().clock.is_simulated() => {
+                // The engine already computed; finish on the next turn of the context.
+                ctx.spawn(actix::fut::ready(()).map(move |(), act: &mut Self, ctx| done(act, ctx)));
+            }
+            Ok(wait_ns) => {
+                ctx.run_later(self.env().clock.wait(wait_ns), done);
+            }
+            Err(e) => self.engine_failed(ctx, e),
+        }
+    }
+}
