@@ -9,6 +9,7 @@ use super::EXIT_BAD_INPUT;
 use crate::metrics::sink::CsvFile;
 use crate::metrics::summary::Summary;
 use crate::report::comparison_table;
+use crate::run::output::{mark_latest, new_run_dir, OutputError};
 use crate::run::{prepare, run_topology};
 use crate::scenario::{self, Mode, Scenario};
 
@@ -19,6 +20,12 @@ pub struct RunArgs {
     /// Write results under DIR instead of the scenario's `output_dir`.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Name this run's folder (default: its start time, UTC).
+    #[arg(long, value_name = "NAME")]
+    run_name: Option<String>,
+    /// Replace the files of an earlier run with the same --run-name.
+    #[arg(long)]
+    force: bool,
     /// Print the summaries as JSON on stdout (progress and notes go to stderr).
     #[arg(long)]
     json: bool,
@@ -81,7 +88,18 @@ pub fn run(args: RunArgs) -> ExitCode {
         scenario.workload.stop = crate::workload::StopAfter::Requests(n);
     }
     let out_root = args.out.clone().unwrap_or_else(|| scenario.output_dir.clone());
-    match run_all(&mut scenario, &out_root, args.json) {
+    let run_dir = match new_run_dir(&out_root, &scenario.name, args.run_name.as_deref(), args.force) {
+        Ok(d) => d,
+        Err(e @ (OutputError::Exists(_) | OutputError::BadName(_))) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run_all(&mut scenario, &run_dir, args.json) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -90,7 +108,34 @@ pub fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-fn run_all(scenario: &mut Scenario, out_root: &std::path::Path, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+/// `; 12 rejected (queue_full 12), 1 failed (worker_failed 1), 2 worker failures`, or nothing.
+fn not_served(s: &Summary) -> String {
+    let mut parts = Vec::new();
+    let reasons = |rejection: bool| {
+        s.dropped
+            .iter()
+            .filter(|(code, _)| matches!(code.as_str(), "exceeds_kv_capacity" | "queue_full") == rejection)
+            .map(|(code, n)| format!("{code} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if s.rejected > 0 {
+        parts.push(format!("{} rejected ({})", s.rejected, reasons(true)));
+    }
+    if s.failed > 0 {
+        parts.push(format!("{} failed ({})", s.failed, reasons(false)));
+    }
+    if s.worker_failures > 0 {
+        parts.push(format!("{} worker failures, {} retries (see events.csv)", s.worker_failures, s.retries));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", parts.join("; "))
+    }
+}
+
+fn run_all(scenario: &mut Scenario, run_dir: &std::path::Path, json: bool) -> Result<(), Box<dyn std::error::Error>> {
     let progress = std::io::stderr().is_terminal();
     let backend = prepare(scenario)?;
     let scenario = &*scenario;
@@ -105,36 +150,43 @@ fn run_all(scenario: &mut Scenario, out_root: &std::path::Path, json: bool) -> R
     let mut summaries: Vec<Summary> = Vec::new();
     for t in &scenario.topologies {
         let started = Instant::now();
-        let s = run_topology(scenario, &backend, t, out_root, progress)?;
+        let s = run_topology(scenario, &backend, t, run_dir, progress)?;
         let wall = started.elapsed().as_secs_f64();
         let verb = if scenario.mode == Mode::Simulate { "simulated" } else { "served" };
         eprintln!(
-            "  {:<16} {} requests {verb} in {:.2} s wall ({:.1} req/s), makespan {:.1} s",
+            "  {:<16} {} of {} requests {verb} in {:.2} s wall ({:.1} req/s), makespan {:.1} s{}",
             t.name,
             s.completed,
+            s.arrived,
             wall,
-            s.completed as f64 / wall.max(1e-9),
-            s.makespan_ns as f64 / 1e9
+            s.arrived as f64 / wall.max(1e-9),
+            s.makespan_ns as f64 / 1e9,
+            not_served(&s)
         );
         summaries.push(s);
     }
-    let dir = out_root.join(&scenario.name);
-    let mut all = CsvFile::create(&dir.join("summary.csv"), &Summary::csv_header())?;
+    let mut all = CsvFile::create(&run_dir.join("summary.csv"), &Summary::csv_header())?;
     for s in &summaries {
         all.line(&s.csv_row())?;
     }
     all.finish()?;
+    mark_latest(run_dir);
     if json {
-        let doc = serde_json::json!({ "scenario": scenario.name, "topologies": summaries });
+        let doc = serde_json::json!({
+            "scenario": scenario.name,
+            "topologies": summaries,
+            "peak_rss_mb": crate::bench::peak_rss_mb(),
+        });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         println!();
         print!("{}", comparison_table(&summaries));
         println!();
         println!(
-            "results: {}/<topology>/{{requests,iterations,summary}}.csv and {}/summary.csv",
-            dir.display(),
-            dir.display()
+            "results: {}/<topology>/{{requests,iterations,summary}}.csv and {}/summary.csv ({} points at the newest run)",
+            run_dir.display(),
+            run_dir.display(),
+            run_dir.with_file_name("latest").display()
         );
     }
     Ok(())

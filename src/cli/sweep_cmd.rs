@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use super::EXIT_BAD_INPUT;
 use crate::metrics::sink::CsvFile;
+use crate::run::output::{mark_latest, new_run_dir};
 use crate::run::prepare;
 use crate::scenario::{self, Mode};
 use crate::sweep::stats::{estimate, Estimate};
@@ -36,6 +37,12 @@ pub struct SweepArgs {
     /// Write under DIR instead of the scenario's output_dir.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Name this sweep's folder (default: its start time, UTC).
+    #[arg(long, value_name = "NAME")]
+    run_name: Option<String>,
+    /// Replace the files of an earlier sweep with the same --run-name.
+    #[arg(long)]
+    force: bool,
     /// Print the points and goodputs as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -86,7 +93,11 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
     let cvs: Vec<Option<f64>> =
         if args.cv.is_empty() { vec![None] } else { args.cv.iter().map(|&c| Some(c)).collect() };
     let out_root = args.out.clone().unwrap_or_else(|| sc.output_dir.clone());
-    let dir = out_root.join(&sc.name);
+    // Sweeps get folders of their own beside the scenario's runs: <root>/<scenario>/sweep/<run>/.
+    let dir = match new_run_dir(&out_root, &format!("{}/sweep", sc.name), args.run_name.as_deref(), args.force) {
+        Ok(d) => d,
+        Err(e) => return bad(e.to_string()),
+    };
     let scratch = std::env::temp_dir().join(format!("pdsim-sweep-{}", std::process::id()));
     let seeds: Vec<u64> = (0..args.seeds).map(|i| sc.seed + i).collect();
     let target = sc.slo.attainment;
@@ -125,7 +136,6 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
                 }
             }
         }
-        std::fs::create_dir_all(&dir)?;
         let mut f = CsvFile::create(&dir.join("sweep.csv"), POINT_HEADER)?;
         for p in &points {
             f.line(&p.csv_row())?;
@@ -147,6 +157,7 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
     if let Err(e) = result {
         return fail(e.to_string());
     }
+    mark_latest(&dir);
     if args.json {
         let g: Vec<_> = goodputs
             .iter()

@@ -9,8 +9,15 @@ pub fn comparison_table(summaries: &[Summary]) -> String {
         return String::new();
     };
     type Get = fn(&Summary) -> Option<f64>;
-    let rows: Vec<(&str, Get)> = vec![
-        ("completed requests", |s| Some(s.completed as f64)),
+    let mut rows: Vec<(&str, Get)> = vec![("completed requests", |s| Some(s.completed as f64))];
+    // Rejections and failures get rows only when some topology had them.
+    if summaries.iter().any(|s| s.rejected > 0) {
+        rows.push(("rejected requests", |s| Some(s.rejected as f64)));
+    }
+    if summaries.iter().any(|s| s.failed > 0) {
+        rows.push(("failed requests", |s| Some(s.failed as f64)));
+    }
+    rows.extend::<Vec<(&str, Get)>>(vec![
         ("throughput (req/s)", |s| Some(s.throughput_req_per_s)),
         ("decode tokens/s", |s| Some(s.decode_tokens_per_s)),
         ("TTFT p50 (ms)", |s| s.ttft_ms.map(|x| x.p50)),
@@ -27,7 +34,7 @@ pub fn comparison_table(summaries: &[Summary]) -> String {
         ("SLO TTFT attainment", |s| Some(s.slo_ttft_attainment)),
         ("SLO TPOT attainment", |s| Some(s.slo_tpot_attainment)),
         ("SLO attainment", |s| Some(s.slo_attainment)),
-    ];
+    ]);
     let mut header = vec!["metric".to_owned()];
     header.extend(summaries.iter().map(|s| s.topology.topology.clone()));
     header.extend(summaries.iter().skip(1).map(|s| format!("{} / {}", s.topology.topology, base.topology.topology)));

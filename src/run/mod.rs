@@ -3,6 +3,7 @@
 //! the mode's runtime and drives it to the last request.
 
 pub mod graph;
+pub mod output;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,9 +94,9 @@ pub fn prepare(scenario: &mut Scenario) -> Result<Backend, RunError> {
     }
 }
 
-/// Where a topology's files go: `output_dir/<scenario>/<topology>/`.
-pub fn topology_dir(out_root: &Path, scenario: &Scenario, topology: &Topology) -> PathBuf {
-    out_root.join(&scenario.name).join(&topology.name)
+/// Where a topology's files go inside the run's folder ([`output`]): `<run>/<topology>/`.
+pub fn topology_dir(run_dir: &Path, topology: &Topology) -> PathBuf {
+    run_dir.join(&topology.name)
 }
 
 /// Runs one topology. Simulate mode: every actor on one thread with a paused (virtual) clock.
@@ -104,10 +105,10 @@ pub fn run_topology(
     scenario: &Scenario,
     backend: &Backend,
     topology: &Topology,
-    out_root: &Path,
+    run_dir: &Path,
     progress: bool,
 ) -> Result<Summary, RunError> {
-    let dir = topology_dir(out_root, scenario, topology);
+    let dir = topology_dir(run_dir, topology);
     std::fs::create_dir_all(&dir).map_err(|source| RunError::Output { path: dir.clone(), source })?;
     let bar = progress_bar(progress, scenario.workload.expected_requests(), &topology.name);
     let result = match backend {

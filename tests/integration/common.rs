@@ -45,7 +45,15 @@ pub struct Ran {
     pub summary: Summary,
     pub requests: Vec<Row>,
     pub iterations: Vec<Row>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    scenario: String,
+}
+
+impl Ran {
+    /// The folder of the topology's files.
+    pub fn dir(&self, topology: &str) -> PathBuf {
+        self.dir.path().join(&self.scenario).join(topology)
+    }
 }
 
 pub fn run(s: &Scenario, topology: &str) -> Ran {
@@ -54,12 +62,13 @@ pub fn run(s: &Scenario, topology: &str) -> Ran {
     let backend = prepare(&mut s).unwrap_or_else(|e| panic!("{e}"));
     let s = &s;
     let t = s.topologies.iter().find(|t| t.name == topology).unwrap_or_else(|| panic!("no topology {topology}"));
-    let summary = run_topology(s, &backend, t, dir.path(), false).unwrap_or_else(|e| panic!("{e}"));
-    let out = topology_dir(dir.path(), s, t);
+    let run_dir = dir.path().join(&s.name);
+    let summary = run_topology(s, &backend, t, &run_dir, false).unwrap_or_else(|e| panic!("{e}"));
+    let out = topology_dir(&run_dir, t);
     let mut requests = read_csv(&out.join("requests.csv"));
     requests.sort_by_key(|r| r.f("request_id") as u64);
     let iterations = read_csv(&out.join("iterations.csv"));
-    Ran { summary, requests, iterations, _dir: dir }
+    Ran { summary, requests, iterations, dir, scenario: s.name.clone() }
 }
 
 /// Asserts two millisecond figures agree to within a nanosecond-scale rounding.

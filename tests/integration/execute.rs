@@ -57,7 +57,7 @@ fn outputs_hold_the_generated_text() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = std::fs::read_to_string(dir.path().join("mixed/fused/outputs.jsonl")).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("mixed/latest/fused/outputs.jsonl")).unwrap();
     let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
     assert!(lines.iter().all(|l| !l["text"].as_str().unwrap().is_empty()));

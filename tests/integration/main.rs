@@ -4,6 +4,8 @@ mod bad_input;
 mod closed_form;
 mod common;
 mod execute;
+mod faults;
+mod overload;
 mod physics;
 mod reference;
 mod shipped;

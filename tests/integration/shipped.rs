@@ -69,7 +69,8 @@ fn same_seed_gives_byte_identical_csvs() {
     }
     for t in ["fused", "split"] {
         for f in ["requests.csv", "iterations.csv", "summary.csv"] {
-            let read = |d: &tempfile::TempDir| std::fs::read(d.path().join("heavy_light").join(t).join(f)).unwrap();
+            let read =
+                |d: &tempfile::TempDir| std::fs::read(d.path().join("heavy_light/latest").join(t).join(f)).unwrap();
             let (x, y) = (read(&a), read(&b));
             assert!(!x.is_empty());
             assert!(x == y, "{t}/{f} differs between two runs with the same seed");
@@ -91,7 +92,7 @@ fn cli_prints_a_comparison_and_json() {
     assert_eq!(tops.len(), 2);
     assert_eq!(tops[0]["completed"], 10);
     assert!(tops[1]["tpot_ms"]["p90"].as_f64().unwrap() > 0.0);
-    let all = std::fs::read_to_string(d.path().join("mixed/summary.csv")).unwrap();
+    let all = std::fs::read_to_string(d.path().join("mixed/latest/summary.csv")).unwrap();
     assert_eq!(all.lines().count(), 3, "header and one row per topology");
 }
 
@@ -102,4 +103,37 @@ fn validate_accepts_every_shipped_scenario() {
     args.extend(files.iter().map(String::as_str));
     let out = pdsim(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A new run never writes into an earlier run's folder: each gets its own, `latest` points at
+/// the newest, and a named folder that holds files is only replaced with --force.
+#[test]
+fn runs_never_mix_their_files() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().to_str().unwrap();
+    for _ in 0..2 {
+        assert!(pdsim(&["scenarios/sim/mixed.toml", "--out", out, "--only", "fused"]).status.success());
+    }
+    let runs: Vec<String> = std::fs::read_dir(d.path().join("mixed"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "latest")
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let latest = std::fs::read_link(d.path().join("mixed/latest")).unwrap();
+    assert!(runs.iter().any(|r| latest.to_str() == Some(r.as_str())));
+
+    let named = ["scenarios/sim/mixed.toml", "--out", out, "--only", "fused", "--run-name", "base"];
+    assert!(pdsim(&named).status.success());
+    let summary = d.path().join("mixed/base/summary.csv");
+    let before = std::fs::read(&summary).unwrap();
+    let again = pdsim(&named);
+    assert_eq!(again.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("already holds the results of an earlier run") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(&summary).unwrap(), before, "the refused run touched nothing");
+    let mut forced = named.to_vec();
+    forced.push("--force");
+    assert!(pdsim(&forced).status.success());
+    assert!(summary.exists());
 }

@@ -43,7 +43,7 @@ fn sweep_command_writes_points_and_goodput() {
     let g = v["goodput"].as_array().unwrap();
     assert_eq!(g.len(), 4);
     assert!(g.iter().all(|x| x["goodput_req_per_s"]["n"] == 2));
-    let csv = std::fs::read_to_string(d.path().join("heavy_light/sweep.csv")).unwrap();
+    let csv = std::fs::read_to_string(d.path().join("heavy_light/sweep/latest/sweep.csv")).unwrap();
     assert_eq!(csv.lines().count(), 17);
-    assert!(d.path().join("heavy_light/goodput.csv").exists());
+    assert!(d.path().join("heavy_light/sweep/latest/goodput.csv").exists());
 }
