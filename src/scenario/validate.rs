@@ -44,6 +44,15 @@ pub fn deserialize(path: &Path, text: &str) -> Result<RawScenario, ScenarioError
             (None, None) => locate_key(text, &key),
         };
         let (line, column) = line_col(text, offset);
+        // toml says nothing for some bad characters (e.g. a control character in a comment).
+        let message = if message.is_empty() {
+            match text.get(offset..).and_then(|t| t.chars().next()) {
+                Some(c) => format!("unexpected character {c:?} (U+{:04X}) here", c as u32),
+                None => "unexpected end of file".to_owned(),
+            }
+        } else {
+            message
+        };
         ScenarioError::Invalid(Located { path: path.to_owned(), line, column, key, message })
     })
 }

@@ -41,8 +41,8 @@ impl TraceFormat {
 pub enum TraceError {
     #[error("cannot read trace {}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{}:{line}: {message}", path.display())]
-    Row { path: PathBuf, line: u64, message: String },
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Row { path: PathBuf, line: u64, column: u64, message: String },
     #[error("{}: the trace holds no requests", path.display())]
     Empty { path: PathBuf },
 }
@@ -54,7 +54,12 @@ pub fn read_trace(path: &Path, format: TraceFormat, speedup: f64) -> Result<Vec<
         TraceFormat::Csv => parse_csv(&text),
         TraceFormat::Mooncake => parse_mooncake(&text),
     }
-    .map_err(|(line, message)| TraceError::Row { path: path.to_owned(), line, message })?;
+    .map_err(|BadRow { line, column, message }| TraceError::Row {
+        path: path.to_owned(),
+        line,
+        column,
+        message,
+    })?;
     if rows.is_empty() {
         return Err(TraceError::Empty { path: path.to_owned() });
     }
@@ -67,16 +72,41 @@ pub fn read_trace(path: &Path, format: TraceFormat, speedup: f64) -> Result<Vec<
         .collect())
 }
 
-type RowResult = Result<Vec<TraceRow>, (u64, String)>;
+/// Where a row is wrong (1-based line and column) and why.
+#[derive(Debug, PartialEq)]
+struct BadRow {
+    line: u64,
+    column: u64,
+    message: String,
+}
+
+fn bad(line: u64, column: u64, message: impl Into<String>) -> BadRow {
+    BadRow { line, column, message: message.into() }
+}
+
+type RowResult = Result<Vec<TraceRow>, BadRow>;
+
+/// Latest arrival a trace may hold: far beyond any study (about 31 years), and small enough
+/// that nanosecond arithmetic on the virtual clock cannot overflow.
+const MAX_ARRIVAL_S: f64 = 1e9;
+
+/// The 1-based column where field `i` of the CSV line at byte `start` begins (fields split at
+/// commas; quoted commas are not expected in a numeric trace).
+fn field_column(text: &str, start: usize, i: usize) -> u64 {
+    let line = text.get(start..).and_then(|t| t.lines().next()).unwrap_or("");
+    let before: usize = line.split(',').take(i).map(|f| f.len() + 1).sum();
+    before as u64 + 1
+}
 
 fn parse_csv(text: &str) -> RowResult {
     let mut rd = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(text.as_bytes());
-    let headers = rd.headers().map_err(|e| (1, e.to_string()))?.clone();
+    let headers = rd.headers().map_err(|e| bad(1, 1, e.to_string()))?.clone();
     let expected = ["arrival_s", "prompt_tokens", "output_tokens"];
     let got: Vec<&str> = headers.iter().collect();
     let ok = got.len() >= 3 && got.len() <= 4 && got[..3] == expected && (got.len() == 3 || got[3] == "class");
     if !ok {
-        return Err((
+        return Err(bad(
+            1,
             1,
             format!("header is `{}`, expected `arrival_s,prompt_tokens,output_tokens[,class]`", got.join(",")),
         ));
@@ -84,28 +114,37 @@ fn parse_csv(text: &str) -> RowResult {
     let mut rows = Vec::new();
     let mut last = 0u64;
     for rec in rd.records() {
-        let rec = rec.map_err(|e| (e.position().map_or(0, |p| p.line()), e.to_string()))?;
-        let line = rec.position().map_or(0, |p| p.line());
+        let rec = rec.map_err(|e| bad(e.position().map_or(0, |p| p.line()), 1, e.to_string()))?;
+        let (line, start) = rec.position().map_or((0, 0), |p| (p.line(), p.byte() as usize));
+        let at = |i: usize| field_column(text, start, i);
         let field = |i: usize| rec.get(i).unwrap_or("");
         let arrival_s: f64 =
-            field(0).parse().map_err(|_| (line, format!("arrival_s `{}` is not a number", field(0))))?;
-        if !arrival_s.is_finite() || arrival_s < 0.0 {
-            return Err((line, format!("arrival_s must be a non-negative number of seconds, got {arrival_s}")));
+            field(0).parse().map_err(|_| bad(line, at(0), format!("arrival_s `{}` is not a number", field(0))))?;
+        if !(0.0..=MAX_ARRIVAL_S).contains(&arrival_s) {
+            return Err(bad(
+                line,
+                at(0),
+                format!("arrival_s must be a number of seconds from 0 to {MAX_ARRIVAL_S:e}, got `{}`", field(0)),
+            ));
         }
-        let prompt_tokens = positive_int(field(1), "prompt_tokens").map_err(|m| (line, m))?;
-        let output_tokens = positive_int(field(2), "output_tokens").map_err(|m| (line, m))?;
+        let prompt_tokens = positive_int(field(1), "prompt_tokens").map_err(|m| bad(line, at(1), m))?;
+        let output_tokens = positive_int(field(2), "output_tokens").map_err(|m| bad(line, at(2), m))?;
         let arrival_ns = (arrival_s * 1e9).round() as u64;
-        check_order(arrival_ns, &mut last).map_err(|m| (line, m))?;
+        check_order(arrival_ns, &mut last).map_err(|m| bad(line, at(0), m))?;
         let class = rec.get(3).filter(|c| !c.is_empty()).map(str::to_owned);
         rows.push(TraceRow { arrival_ns, prompt_tokens, output_tokens, class });
     }
     Ok(rows)
 }
 
+/// Most tokens a trace row may ask for: no model has a context this long, and sums of lengths
+/// stay far from overflow.
+const MAX_TOKENS: u64 = 1 << 32;
+
 fn positive_int(s: &str, name: &str) -> Result<u64, String> {
     match s.parse::<u64>() {
-        Ok(v) if v >= 1 => Ok(v),
-        _ => Err(format!("{name} must be a whole number of at least 1, got `{s}`")),
+        Ok(v) if (1..=MAX_TOKENS).contains(&v) => Ok(v),
+        _ => Err(format!("{name} must be a whole number from 1 to {MAX_TOKENS}, got `{s}`")),
     }
 }
 
@@ -133,25 +172,32 @@ fn parse_mooncake(text: &str) -> RowResult {
             continue;
         }
         let r: MooncakeRow = serde_json::from_str(raw).map_err(|e| {
-            (
+            bad(
                 line,
-                format!(
-                    "column {}: {e} (expected {{\"timestamp\": ms, \"input_length\": n, \"output_length\": m}})",
-                    e.column()
-                ),
+                e.column().max(1) as u64,
+                format!("{e} (expected {{\"timestamp\": ms, \"input_length\": n, \"output_length\": m}})"),
             )
         })?;
-        if !r.timestamp.is_finite() || r.timestamp < 0.0 {
-            return Err((
+        // Semantic errors point at the key.
+        let at = |key: &str| raw.find(&format!("\"{key}\"")).map_or(1, |i| i as u64 + 1);
+        if !(0.0..=MAX_ARRIVAL_S * 1e3).contains(&r.timestamp) {
+            return Err(bad(
                 line,
-                format!("timestamp must be a non-negative number of milliseconds, got {}", r.timestamp),
+                at("timestamp"),
+                format!(
+                    "timestamp must be a number of milliseconds from 0 to {:e}, got {}",
+                    MAX_ARRIVAL_S * 1e3,
+                    r.timestamp
+                ),
             ));
         }
-        if r.input_length == 0 || r.output_length == 0 {
-            return Err((line, "input_length and output_length must be at least 1".into()));
+        for (key, v) in [("input_length", r.input_length), ("output_length", r.output_length)] {
+            if !(1..=MAX_TOKENS).contains(&v) {
+                return Err(bad(line, at(key), format!("{key} must be from 1 to {MAX_TOKENS}, got {v}")));
+            }
         }
         let arrival_ns = (r.timestamp * 1e6).round() as u64;
-        check_order(arrival_ns, &mut last).map_err(|m| (line, m))?;
+        check_order(arrival_ns, &mut last).map_err(|m| bad(line, at("timestamp"), m))?;
         rows.push(TraceRow { arrival_ns, prompt_tokens: r.input_length, output_tokens: r.output_length, class: None });
     }
     Ok(rows)
@@ -173,11 +219,16 @@ mod tests {
 
     #[test]
     fn csv_errors_name_the_line() {
-        assert_eq!(parse_csv("a,b,c\n").unwrap_err().0, 1);
-        assert_eq!(parse_csv("arrival_s,prompt_tokens,output_tokens\n0,1,1\n0,x,1\n").unwrap_err().0, 3);
-        assert_eq!(parse_csv("arrival_s,prompt_tokens,output_tokens\n1,1,1\n0,1,1\n").unwrap_err().0, 3);
-        assert_eq!(parse_csv("arrival_s,prompt_tokens,output_tokens\n-1,1,1\n").unwrap_err().0, 2);
-        assert_eq!(parse_csv("arrival_s,prompt_tokens,output_tokens\n0,0,1\n").unwrap_err().0, 2);
+        let at = |t: &str| {
+            let e = parse_csv(t).unwrap_err();
+            (e.line, e.column)
+        };
+        assert_eq!(at("a,b,c\n"), (1, 1));
+        assert_eq!(at("arrival_s,prompt_tokens,output_tokens\n0,1,1\n0,x,1\n"), (3, 3));
+        assert_eq!(at("arrival_s,prompt_tokens,output_tokens\n1,1,1\n0,1,1\n"), (3, 1));
+        assert_eq!(at("arrival_s,prompt_tokens,output_tokens\n-1,1,1\n"), (2, 1));
+        assert_eq!(at("arrival_s,prompt_tokens,output_tokens\n0.25,10,0\n"), (2, 9));
+        assert_eq!(at("arrival_s,prompt_tokens,output_tokens\n1e300,1,1\n"), (2, 1));
     }
 
     #[test]
@@ -191,6 +242,8 @@ mod tests {
         assert_eq!(rows[1].prompt_tokens, 7);
         let err = parse_mooncake("{\"timestamp\": 0, \"input_length\": 5, \"output_length\": 2}\n{\"timestamp\": 1}\n")
             .unwrap_err();
-        assert_eq!(err.0, 2);
+        assert_eq!((err.line, err.column), (2, 16));
+        let err = parse_mooncake("{\"timestamp\": -5, \"input_length\": 5, \"output_length\": 2}\n").unwrap_err();
+        assert_eq!((err.line, err.column), (1, 2));
     }
 }

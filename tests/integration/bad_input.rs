@@ -146,3 +146,32 @@ fn missing_scenario_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read scenario no/such/file.toml"));
 }
+
+/// The corpus in tests/data/malformed: each scenario (some naming a malformed trace beside it)
+/// fails validation with one error line at the file, line and column listed in EXPECTED.tsv,
+/// exit code 2, no panic.
+#[test]
+fn malformed_corpus_gives_located_errors() {
+    let dir = crate::common::repo().join("tests/data/malformed");
+    let expected = std::fs::read_to_string(dir.join("EXPECTED.tsv")).unwrap();
+    let mut listed = Vec::new();
+    for row in expected.lines().filter(|l| !l.starts_with('#')) {
+        let [file, at, start]: [&str; 3] = row.splitn(3, '\t').collect::<Vec<_>>().try_into().unwrap();
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_pdsim")).arg("validate").arg(file).current_dir(&dir).output().unwrap();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{file}: {err}");
+        assert_eq!(err.lines().count(), 1, "{file}: one error line: {err}");
+        let want = format!("error: {file}:{at}: {start}");
+        assert!(err.starts_with(&want), "{file}:\n got: {err} want: {want}");
+        listed.push(file.to_owned());
+    }
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|f| f.ends_with(".toml"))
+        .collect();
+    files.sort();
+    listed.sort();
+    assert_eq!(files, listed, "every malformed scenario has its expected error");
+}

@@ -5,6 +5,7 @@ mod closed_form;
 mod common;
 mod execute;
 mod faults;
+mod fuzz;
 mod overload;
 mod physics;
 mod reference;
