@@ -26,6 +26,9 @@ pub struct MetricsCollector {
     outputs: Option<CsvFile>,
     /// `events.csv`, opened at the first worker failure.
     events: Option<CsvFile>,
+    /// What ran, as a replayable trace (execute mode): arrival, prompt and actual output
+    /// lengths, class; written sorted by arrival as `trace.csv` at the end.
+    trace: Option<Vec<(u64, u64, u64, u16)>>,
     acc: Option<Accumulator>,
     class_names: Vec<String>,
     slo: Slo,
@@ -45,12 +48,14 @@ impl MetricsCollector {
         slo: Slo,
         progress: ProgressBar,
         done: oneshot::Sender<RunResult>,
+        record_trace: bool,
     ) -> std::io::Result<MetricsCollector> {
         Ok(MetricsCollector {
             requests: Some(CsvFile::create(&dir.join("requests.csv"), REQUESTS_HEADER)?),
             iterations: Some(CsvFile::create(&dir.join("iterations.csv"), ITERATIONS_HEADER)?),
             outputs: None,
             events: None,
+            trace: record_trace.then(Vec::new),
             dir,
             acc: Some(Accumulator::new(slo)),
             class_names,
@@ -106,6 +111,16 @@ impl MetricsCollector {
         for f in [self.outputs.take(), self.events.take()].into_iter().flatten() {
             f.finish().map_err(io)?;
         }
+        if let Some(mut rows) = self.trace.take() {
+            rows.sort_unstable();
+            let mut f = CsvFile::create(&self.dir.join("trace.csv"), "arrival_s,prompt_tokens,output_tokens,class")
+                .map_err(io)?;
+            for (arrival, prompt, output, class) in rows {
+                let class = csv_field(self.class_names.get(class as usize).map_or("", String::as_str));
+                f.line(&format!("{},{prompt},{output},{class}", secs(arrival))).map_err(io)?;
+            }
+            f.finish().map_err(io)?;
+        }
         let summary = self.acc.take().expect("finished once").finish(self.info.clone());
         let mut f = CsvFile::create(&self.dir.join("summary.csv"), &Summary::csv_header()).map_err(io)?;
         f.line(&summary.csv_row()).map_err(io)?;
@@ -132,6 +147,10 @@ impl Handler<RequestFinished> for MetricsCollector {
         let r = &msg.record;
         let class = self.class_name(r);
         self.write_request_row(&request_row(r, &class, &self.slo));
+        if let Some(t) = self.trace.as_mut() {
+            // The length it actually had: fewer tokens than asked when it stopped at EOS.
+            t.push((r.spec.arrival_ns, r.spec.prompt_tokens, r.token_count.max(1), r.spec.class));
+        }
         if let Some(acc) = self.acc.as_mut() {
             acc.add(r);
         }
@@ -152,6 +171,9 @@ impl Handler<RequestDropped> for MetricsCollector {
         let r = &msg.record;
         let class = self.class_name(r);
         self.write_request_row(&dropped_row(r, &class, msg.reason, &msg.detail));
+        if let Some(t) = self.trace.as_mut() {
+            t.push((r.spec.arrival_ns, r.spec.prompt_tokens, r.spec.output_tokens, r.spec.class));
+        }
         if let Some(acc) = self.acc.as_mut() {
             acc.add_dropped(r, msg.reason);
         }

@@ -116,9 +116,12 @@ async fn drive<E: Engine>(
         layout: topology.layout(),
         workers: topology.workers(),
     };
-    let collector = MetricsCollector::new(dir, info, scenario.workload.class_names.clone(), scenario.slo, bar, tx)
-        .map_err(|e| format!("cannot create result files: {e}"))?
-        .start();
+    // Execute-mode runs also leave a trace of what ran, for the simulator to replay.
+    let record_trace = !clock.is_simulated();
+    let collector =
+        MetricsCollector::new(dir, info, scenario.workload.class_names.clone(), scenario.slo, bar, tx, record_trace)
+            .map_err(|e| format!("cannot create result files: {e}"))?
+            .start();
     // The enqueuer's address exists before it starts: workers send it the requests they lose.
     let enqueuer_ctx: Context<Enqueuer> = Context::new();
     let enqueuer = enqueuer_ctx.address().recipient();

@@ -212,7 +212,9 @@ fn resolve_workload(
     let stop = match (requests, duration_s) {
         (Some(_), Some(_)) => return Err(invalid("duration_s", "set `requests` or `duration_s`, not both")),
         (Some(n), None) => StopAfter::Requests(at_least_one("requests", n)?),
-        (None, Some(d)) => StopAfter::DurationNs((positive("duration_s", d)? * 1e9).round() as u64),
+        (None, Some(d)) => {
+            StopAfter::DurationNs((within("duration_s", positive("duration_s", d)?, 0.0, 1e9)? * 1e9).round() as u64)
+        }
         (None, None) => StopAfter::EndOfTrace,
     };
     let source = if let RawArrival::Trace { path, format, speedup } = arrival {
@@ -283,22 +285,37 @@ fn resolve_workload(
     Ok(Workload::new(source, stop, seed))
 }
 
+/// A number within [lo, hi]: far outside any study, values would overflow the nanosecond
+/// clock or stall the samplers.
+fn within(key: &str, v: f64, lo: f64, hi: f64) -> V<f64> {
+    if (lo..=hi).contains(&v) {
+        Ok(v)
+    } else {
+        let show = |x: f64| if x == 0.0 || (1e-3..1e6).contains(&x) { format!("{x}") } else { format!("{x:e}") };
+        Err(invalid(key, format!("must be a number from {} to {}, got {v}", show(lo), show(hi))))
+    }
+}
+
+/// Longest interval an arrival pattern may name, in ms (about 31 years).
+const MAX_INTERVAL_MS: f64 = 1e12;
+
 fn resolve_arrival(a: RawArrival) -> V<ArrivalPattern> {
     const K: &str = "workload.arrival";
+    let rate = |r: f64| within(&format!("{K}.rate_per_s"), r, 1e-6, 1e9);
+    let interval = |key: &str, ms: f64| {
+        within(&format!("{K}.{key}"), positive(&format!("{K}.{key}"), ms)?, 0.0, MAX_INTERVAL_MS).map(ms_to_ns)
+    };
     Ok(match a {
-        RawArrival::Poisson { rate_per_s } => {
-            ArrivalPattern::Poisson { rate_per_s: positive(&format!("{K}.rate_per_s"), rate_per_s)? }
+        RawArrival::Poisson { rate_per_s } => ArrivalPattern::Poisson { rate_per_s: rate(rate_per_s)? },
+        RawArrival::Gamma { rate_per_s, cv } => {
+            ArrivalPattern::Gamma { rate_per_s: rate(rate_per_s)?, cv: within(&format!("{K}.cv"), cv, 1e-3, 1e3)? }
         }
-        RawArrival::Gamma { rate_per_s, cv } => ArrivalPattern::Gamma {
-            rate_per_s: positive(&format!("{K}.rate_per_s"), rate_per_s)?,
-            cv: positive(&format!("{K}.cv"), cv)?,
-        },
-        RawArrival::Constant { interval_ms } => ArrivalPattern::Constant {
-            interval_ns: ms_to_ns(positive(&format!("{K}.interval_ms"), interval_ms)?).max(1),
-        },
+        RawArrival::Constant { interval_ms } => {
+            ArrivalPattern::Constant { interval_ns: interval("interval_ms", interval_ms)?.max(1) }
+        }
         RawArrival::Bursts { size, every_ms } => ArrivalPattern::Bursts {
             size: at_least_one(&format!("{K}.size"), size)?,
-            every_ns: ms_to_ns(positive(&format!("{K}.every_ms"), every_ms)?).max(1),
+            every_ns: interval("every_ms", every_ms)?.max(1),
         },
         RawArrival::Trace { .. } => unreachable!("trace handled by the caller"),
     })
@@ -475,11 +492,14 @@ fn resolve_faults(key: &str, raw: Vec<RawFault>, workers: &[String]) -> V<Vec<Fa
                     format!("no worker `{}` in this topology; it has {}", f.worker, workers.join(", ")),
                 ));
             }
-            let at_ns = (non_negative(&format!("{k}.at_s"), f.at_s)? * 1e9).round() as u64;
+            let at_ns = (within(&format!("{k}.at_s"), f.at_s, 0.0, 1e9)? * 1e9).round() as u64;
             let kind = match (f.kind, f.down_s) {
                 (RawFaultKind::Crash, d) => FaultKind::Crash {
                     down_ns: d
-                        .map(|d| positive(&format!("{k}.down_s"), d).map(|d| (d * 1e9).round() as u64))
+                        .map(|d| {
+                            let key = format!("{k}.down_s");
+                            within(&key, positive(&key, d)?, 0.0, 1e9).map(|d| (d * 1e9).round() as u64)
+                        })
                         .transpose()?,
                 },
                 (_, Some(_)) => return Err(invalid(format!("{k}.down_s"), "only used with kind = \"crash\"")),

@@ -3,8 +3,8 @@
 //! Each process yields the gap (in nanoseconds) before the next arrival. Trace replay is not a
 //! process here: a trace carries its own timestamps (see [`super::trace`]).
 
+use super::sample;
 use rand::Rng;
-use rand_distr::{Distribution, Exp, Gamma};
 
 /// A resolved, validated arrival pattern.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,12 +32,10 @@ impl ArrivalPattern {
 
     pub fn gaps(&self) -> ArrivalGaps {
         let kind = match self {
-            ArrivalPattern::Poisson { rate_per_s } => GapKind::Exp(Exp::new(*rate_per_s).expect("validated: rate > 0")),
+            ArrivalPattern::Poisson { rate_per_s } => GapKind::Exp { rate: *rate_per_s },
             ArrivalPattern::Gamma { rate_per_s, cv } => {
                 // mean = k·θ = 1/rate, cv = 1/√k  ⇒  k = 1/cv², θ = cv²/rate.
-                let shape = 1.0 / (cv * cv);
-                let scale = cv * cv / rate_per_s;
-                GapKind::Gamma(Gamma::new(shape, scale).expect("validated: rate > 0, cv > 0"))
+                GapKind::Gamma { shape: 1.0 / (cv * cv), scale: cv * cv / rate_per_s }
             }
             ArrivalPattern::Constant { interval_ns } => GapKind::Constant(*interval_ns),
             ArrivalPattern::Bursts { size, every_ns } => GapKind::Bursts { size: *size, every_ns: *every_ns },
@@ -55,8 +53,8 @@ pub struct ArrivalGaps {
 
 #[derive(Debug, Clone)]
 enum GapKind {
-    Exp(Exp<f64>),
-    Gamma(Gamma<f64>),
+    Exp { rate: f64 },
+    Gamma { shape: f64, scale: f64 },
     Constant(u64),
     Bursts { size: u32, every_ns: u64 },
 }
@@ -70,8 +68,8 @@ impl ArrivalGaps {
             return 0;
         }
         match &self.kind {
-            GapKind::Exp(d) => secs_to_ns(d.sample(rng)),
-            GapKind::Gamma(d) => secs_to_ns(d.sample(rng)),
+            GapKind::Exp { rate } => secs_to_ns(sample::exponential(rng, *rate)),
+            GapKind::Gamma { shape, scale } => secs_to_ns(sample::gamma(rng, *shape, *scale)),
             GapKind::Constant(ns) => *ns,
             GapKind::Bursts { size, every_ns } => {
                 if (self.emitted - 1).is_multiple_of(*size as u64) {

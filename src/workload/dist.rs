@@ -5,7 +5,9 @@
 //! Every sample is an integer of at least 1 token.
 
 use rand::Rng;
-use rand_distr::{Distribution, LogNormal, Normal};
+use rand_distr::Distribution;
+
+use super::sample;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
@@ -163,20 +165,14 @@ impl LengthDist {
         let inner = match self {
             LengthDist::Fixed { value } => Sampler::Fixed(*value),
             LengthDist::Uniform { min, max } => Sampler::Uniform(*min, *max),
-            LengthDist::Normal { mean, std, min, max } => Sampler::Normal(
-                Normal::new(*mean, *std).expect("checked: std is finite and non-negative"),
-                *min,
-                max.unwrap_or(u64::MAX),
-            ),
+            LengthDist::Normal { mean, std, min, max } => {
+                Sampler::Normal { mu: *mean, sigma: *std, lo: *min, hi: max.unwrap_or(u64::MAX) }
+            }
             LengthDist::LogNormal { mean, std, min, max } => {
                 // Moments of the lengths -> parameters of the underlying normal.
-                let sigma2 = (1.0 + (std / mean).powi(2)).ln();
-                let mu = mean.ln() - sigma2 / 2.0;
-                Sampler::LogNormal(
-                    LogNormal::new(mu, sigma2.sqrt()).expect("checked: finite parameters"),
-                    *min,
-                    max.unwrap_or(u64::MAX),
-                )
+                let sigma2 = libm::log(1.0 + (std / mean).powi(2));
+                let mu = libm::log(*mean) - sigma2 / 2.0;
+                Sampler::LogNormal { mu, sigma: sigma2.sqrt(), lo: *min, hi: max.unwrap_or(u64::MAX) }
             }
             LengthDist::Empirical { values, weights } => {
                 let w = weights.clone().unwrap_or_else(|| vec![1.0; values.len()]);
@@ -198,8 +194,20 @@ pub struct LengthSampler(Sampler);
 enum Sampler {
     Fixed(u64),
     Uniform(u64, u64),
-    Normal(Normal<f64>, u64, u64),
-    LogNormal(LogNormal<f64>, u64, u64),
+    /// Rounded and clamped to [lo, hi].
+    Normal {
+        mu: f64,
+        sigma: f64,
+        lo: u64,
+        hi: u64,
+    },
+    /// exp of a normal(mu, sigma), rounded and clamped to [lo, hi].
+    LogNormal {
+        mu: f64,
+        sigma: f64,
+        lo: u64,
+        hi: u64,
+    },
     Empirical(Vec<u64>, rand_distr::WeightedIndex<f64>),
 }
 
@@ -218,8 +226,10 @@ impl LengthSampler {
         match &self.0 {
             Sampler::Fixed(v) => *v,
             Sampler::Uniform(lo, hi) => rng.gen_range(*lo..=*hi),
-            Sampler::Normal(d, lo, hi) => clamp(d.sample(rng), *lo, *hi),
-            Sampler::LogNormal(d, lo, hi) => clamp(d.sample(rng), *lo, *hi),
+            Sampler::Normal { mu, sigma, lo, hi } => clamp(mu + sigma * sample::std_normal(rng), *lo, *hi),
+            Sampler::LogNormal { mu, sigma, lo, hi } => {
+                clamp(libm::exp(mu + sigma * sample::std_normal(rng)), *lo, *hi)
+            }
             Sampler::Empirical(values, idx) => values[idx.sample(rng)],
         }
     }

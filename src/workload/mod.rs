@@ -6,6 +6,7 @@
 
 pub mod arrival;
 pub mod dist;
+pub mod sample;
 pub mod trace;
 
 use std::sync::Arc;
@@ -193,7 +194,7 @@ impl Iterator for RequestStream {
         }
         let spec = match &mut self.inner {
             StreamKind::Synthetic { gaps, class_pick, samplers, arrival_rng, length_rng, now_ns } => {
-                *now_ns += gaps.next_gap_ns(arrival_rng);
+                *now_ns = now_ns.saturating_add(gaps.next_gap_ns(arrival_rng));
                 let class = length_rng.sample(&*class_pick);
                 let (p, o) = &mut samplers[class];
                 let (prompt_tokens, prompt) = p.sample(length_rng);

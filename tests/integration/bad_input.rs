@@ -69,7 +69,11 @@ fn wrong_type() {
 
 #[test]
 fn negative_rate() {
-    rejects(&GOOD.replace("rate_per_s = 2.0", "rate_per_s = -2.0"), 16, &["workload.arrival.rate_per_s", "positive"]);
+    rejects(
+        &GOOD.replace("rate_per_s = 2.0", "rate_per_s = -2.0"),
+        16,
+        &["workload.arrival.rate_per_s", "from 1e-6 to 1e9"],
+    );
 }
 
 #[test]

@@ -62,3 +62,37 @@ fn outputs_hold_the_generated_text() {
     assert_eq!(lines.len(), 2);
     assert!(lines.iter().all(|l| !l["text"].as_str().unwrap().is_empty()));
 }
+
+/// An execute-mode run leaves `trace.csv`: arrivals and the lengths that really ran (the model
+/// may stop early at end-of-sequence), which the simulator replays request for request.
+#[test]
+fn an_execute_run_replays_in_the_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pdsim"))
+        .args(["scenarios/mixed.toml", "--requests", "4", "--only", "split", "--run-name", "x", "--out"])
+        .arg(dir.path())
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ran = dir.path().join("mixed/x/split");
+    let executed = crate::common::read_csv(&ran.join("requests.csv"));
+    let trace = ran.join("trace.csv");
+    let text = format!(
+        "mode = \"simulate\"\n[cost_model]\nkind = \"roofline\"\nhardware = \"a100-80gb\"\nmodel = \"smollm2-135m\"\n\
+         [workload.arrival]\nkind = \"trace\"\npath = {:?}\n[slo]\nttft_ms = 100\ntpot_ms = 10\n\
+         [[topology]]\nkind = \"split\"\nprefill_workers = 1\ndecode_workers = 1\n",
+        trace.display().to_string()
+    );
+    let s = crate::common::scenario(&text);
+    let replayed = run(&s, "split-1p1d");
+    assert_eq!(replayed.requests.len(), executed.len());
+    let mut executed = executed;
+    executed.sort_by(|a, b| a.f("enqueue_s").total_cmp(&b.f("enqueue_s")));
+    for (e, r) in executed.iter().zip(&replayed.requests) {
+        assert_eq!(r.f("prompt_tokens"), e.f("prompt_tokens"));
+        assert_eq!(r.f("output_tokens"), e.f("token_count"), "the length that ran, not the one asked for");
+        assert_eq!(r.s("class"), e.s("class"));
+        assert!((r.f("enqueue_s") - e.f("enqueue_s")).abs() < 1e-6);
+    }
+}

@@ -20,6 +20,7 @@ const SHIPPED: &[&str] = &[
     "sim/heavy_heavy.toml",
     "sim/mixed.toml",
     "sim/cluster_8p8d.toml",
+    "sim/faults.toml",
 ];
 
 #[test]
@@ -59,21 +60,27 @@ fn pdsim(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_pdsim")).args(args).current_dir(repo()).output().unwrap()
 }
 
+/// Simulate mode: the same seed gives the same bytes, faults, retries and rejections included.
 #[test]
 fn same_seed_gives_byte_identical_csvs() {
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    for d in [&a, &b] {
-        let out = pdsim(&["scenarios/sim/heavy_light.toml", "--out", d.path().to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
-    for t in ["fused", "split"] {
-        for f in ["requests.csv", "iterations.csv", "summary.csv"] {
-            let read =
-                |d: &tempfile::TempDir| std::fs::read(d.path().join("heavy_light/latest").join(t).join(f)).unwrap();
-            let (x, y) = (read(&a), read(&b));
-            assert!(!x.is_empty());
-            assert!(x == y, "{t}/{f} differs between two runs with the same seed");
+    for (scenario, name, files) in [
+        ("scenarios/sim/heavy_light.toml", "heavy_light", &["requests.csv", "iterations.csv", "summary.csv"][..]),
+        ("scenarios/sim/faults.toml", "faults", &["requests.csv", "iterations.csv", "summary.csv", "events.csv"][..]),
+    ] {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        for d in [&a, &b] {
+            let out = pdsim(&[scenario, "--out", d.path().to_str().unwrap(), "--run-name", "r"]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        for t in ["fused", "split"] {
+            for f in files {
+                let read =
+                    |d: &tempfile::TempDir| std::fs::read(d.path().join(name).join("r").join(t).join(f)).unwrap();
+                let (x, y) = (read(&a), read(&b));
+                assert!(!x.is_empty());
+                assert!(x == y, "{name}/{t}/{f} differs between two runs with the same seed");
+            }
         }
     }
 }
