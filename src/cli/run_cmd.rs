@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::EXIT_BAD_INPUT;
 use crate::metrics::sink::CsvFile;
 use crate::metrics::summary::Summary;
-use crate::report::comparison_table;
+use crate::report::{comparison_rows, comparison_table};
 use crate::run::output::{mark_latest, new_run_dir, OutputError};
 use crate::run::{prepare, run_topology};
 use crate::scenario::{self, Mode, Scenario};
@@ -170,6 +170,7 @@ fn run_all(scenario: &mut Scenario, run_dir: &std::path::Path, json: bool) -> Re
         all.line(&s.csv_row())?;
     }
     all.finish()?;
+    crate::report::run_report::write(run_dir, &scenario.name, &summaries, &comparison_rows(&summaries))?;
     mark_latest(run_dir);
     if json {
         let doc = serde_json::json!({
@@ -183,8 +184,7 @@ fn run_all(scenario: &mut Scenario, run_dir: &std::path::Path, json: bool) -> Re
         print!("{}", comparison_table(&summaries));
         println!();
         println!(
-            "results: {}/<topology>/{{requests,iterations,summary}}.csv and {}/summary.csv ({} points at the newest run)",
-            run_dir.display(),
+            "results: {}/ (index.html: table and plots; <topology>/requests.csv, iterations.csv, summary.csv, timeline.svg; {} links to the newest run)",
             run_dir.display(),
             run_dir.with_file_name("latest").display()
         );

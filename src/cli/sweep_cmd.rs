@@ -157,6 +157,9 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
     if let Err(e) = result {
         return fail(e.to_string());
     }
+    if let Err(e) = crate::report::sweep_report::write(&dir, &sc.name, &points, &goodputs, target) {
+        return fail(format!("cannot write the sweep's pictures in {}: {e}", dir.display()));
+    }
     mark_latest(&dir);
     if args.json {
         let g: Vec<_> = goodputs
@@ -175,7 +178,11 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
                 e.mean, e.ci95
             );
         }
-        println!("\nresults: {}/sweep.csv{}", dir.display(), if args.goodput { " and goodput.csv" } else { "" });
+        println!(
+            "\nresults: {}/ (index.html, attainment.svg, sweep.csv{})",
+            dir.display(),
+            if args.goodput { ", goodput.csv" } else { "" }
+        );
     }
     ExitCode::SUCCESS
 }

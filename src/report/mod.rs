@@ -1,12 +1,22 @@
-//! Reports: the side-by-side comparison table printed at the end of a run.
+//! Reports: the side-by-side comparison table printed at the end of a run, and the run's
+//! pictures and web page ([`run_report`], drawn by [`svg`]).
+
+pub mod run_report;
+pub mod svg;
+pub mod sweep_report;
 
 use crate::metrics::summary::Summary;
 
 /// A table with one column per topology and, from the second topology on, its ratio to the
 /// first (the baseline). Ratios below 1 mean smaller than the baseline.
 pub fn comparison_table(summaries: &[Summary]) -> String {
+    render(&comparison_rows(summaries))
+}
+
+/// The comparison as rows of cells, the header first.
+pub fn comparison_rows(summaries: &[Summary]) -> Vec<Vec<String>> {
     let Some(base) = summaries.first() else {
-        return String::new();
+        return Vec::new();
     };
     type Get = fn(&Summary) -> Option<f64>;
     let mut rows: Vec<(&str, Get)> = vec![("completed requests", |s| Some(s.completed as f64))];
@@ -57,7 +67,7 @@ pub fn comparison_table(summaries: &[Summary]) -> String {
     verdict.extend(summaries.iter().map(passed));
     verdict.extend(summaries.iter().skip(1).map(|_| String::new()));
     table.push(verdict);
-    render(&table)
+    table
 }
 
 fn number(x: f64) -> String {

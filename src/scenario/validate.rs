@@ -571,10 +571,13 @@ fn resolve_topology(
             let p = at_least_one(&format!("{key}.prefill_workers"), prefill_workers)?;
             let d = at_least_one(&format!("{key}.decode_workers"), decode_workers)?;
             let link = match link {
+                // From a modem to far beyond any interconnect; latency up to about 17 minutes.
                 Some(l) => Some(Link {
-                    bandwidth_bytes_per_s: positive(&format!("{key}.link.bandwidth_gbps"), l.bandwidth_gbps)? * 1e9
+                    bandwidth_bytes_per_s: within(&format!("{key}.link.bandwidth_gbps"), l.bandwidth_gbps, 1e-6, 1e6)?
+                        * 1e9
                         / 8.0,
-                    latency_ns: (non_negative(&format!("{key}.link.latency_us"), l.latency_us.unwrap_or(0.0))? * 1e3)
+                    latency_ns: (within(&format!("{key}.link.latency_us"), l.latency_us.unwrap_or(0.0), 0.0, 1e9)?
+                        * 1e3)
                         .round() as u64,
                 }),
                 None => None,

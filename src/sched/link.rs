@@ -29,8 +29,9 @@ impl LinkQueue {
         };
         let start = now_ns.max(self.free_at_ns);
         let busy = (bytes as f64 / link.bandwidth_bytes_per_s * 1e9).round() as u64;
-        self.free_at_ns = start + busy;
-        (start, start + busy + link.latency_ns)
+        // Saturating: validation bounds the link, but the clock must never wrap.
+        self.free_at_ns = start.saturating_add(busy);
+        (start, self.free_at_ns.saturating_add(link.latency_ns))
     }
 }
 

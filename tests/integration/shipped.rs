@@ -144,3 +144,29 @@ fn runs_never_mix_their_files() {
     assert!(pdsim(&forced).status.success());
     assert!(summary.exists());
 }
+
+/// A run's folder has its pictures: CDFs, a timeline per topology (SVG and a Chrome trace with
+/// one event per step), and an index.html tying them to the summary table.
+#[test]
+fn a_run_draws_its_plots_and_page() {
+    let d = tempfile::tempdir().unwrap();
+    let out = pdsim(&["scenarios/sim/mixed.toml", "--out", d.path().to_str().unwrap(), "--run-name", "p"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = d.path().join("mixed/p");
+    let html = std::fs::read_to_string(run.join("index.html")).unwrap();
+    for needle in ["ttft_cdf.svg", "tpot_cdf.svg", "fused/timeline.svg", "split/timeline.svg", "TPOT p90 (ms)"] {
+        assert!(html.contains(needle), "index.html lacks {needle}");
+    }
+    for svg in ["ttft_cdf.svg", "tpot_cdf.svg", "fused/timeline.svg", "split/timeline.svg"] {
+        let s = std::fs::read_to_string(run.join(svg)).unwrap();
+        assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"), "{svg}");
+        assert!(s.contains("<path") || s.contains("<rect x="), "{svg} draws something");
+    }
+    for t in ["fused", "split"] {
+        let trace: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join(t).join("timeline.trace.json")).unwrap()).unwrap();
+        let steps = crate::common::read_csv(&run.join(t).join("iterations.csv")).len();
+        let events = trace["traceEvents"].as_array().unwrap();
+        assert_eq!(events.iter().filter(|e| e["ph"] == "X").count(), steps, "{t}: one trace event per step");
+    }
+}

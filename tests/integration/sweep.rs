@@ -46,4 +46,8 @@ fn sweep_command_writes_points_and_goodput() {
     let csv = std::fs::read_to_string(d.path().join("heavy_light/sweep/latest/sweep.csv")).unwrap();
     assert_eq!(csv.lines().count(), 17);
     assert!(d.path().join("heavy_light/sweep/latest/goodput.csv").exists());
+    let svg = std::fs::read_to_string(d.path().join("heavy_light/sweep/latest/attainment.svg")).unwrap();
+    assert_eq!(svg.matches("<path").count(), 4, "one attainment line per topology and cv");
+    let html = std::fs::read_to_string(d.path().join("heavy_light/sweep/latest/index.html")).unwrap();
+    assert!(html.contains("attainment.svg") && html.contains("Goodput"));
 }

@@ -1,0 +1,84 @@
+//! The pictures of a sweep: SLO attainment against arrival rate, one line per topology (and
+//! burstiness), with the target marked; and an `index.html` with the goodput table.
+
+use std::path::Path;
+
+use super::run_report::{esc, html_table, page_head};
+use super::svg::{LineChart, Series};
+use crate::sweep::stats::Estimate;
+use crate::sweep::Point;
+
+/// Mean attainment over seeds per (topology, cv, rate), in the order first seen.
+fn curves(points: &[Point]) -> Vec<Series> {
+    let mut keys: Vec<(String, f64)> = Vec::new();
+    for p in points {
+        if !keys.iter().any(|k| k.0 == p.topology && k.1 == p.cv) {
+            keys.push((p.topology.clone(), p.cv));
+        }
+    }
+    let several_cv = keys.iter().any(|k| k.1 != keys[0].1);
+    keys.into_iter()
+        .map(|(t, cv)| {
+            let mut rates: Vec<f64> =
+                points.iter().filter(|p| p.topology == t && p.cv == cv).map(|p| p.rate_per_s).collect();
+            rates.sort_by(f64::total_cmp);
+            rates.dedup();
+            let pts = rates
+                .iter()
+                .map(|&r| {
+                    let at: Vec<f64> = points
+                        .iter()
+                        .filter(|p| p.topology == t && p.cv == cv && p.rate_per_s == r)
+                        .map(|p| p.slo_attainment)
+                        .collect();
+                    (r, at.iter().sum::<f64>() / at.len() as f64)
+                })
+                .collect();
+            let name = if several_cv { format!("{t}, cv {cv}") } else { t };
+            Series { name, points: pts }
+        })
+        .collect()
+}
+
+/// Writes `attainment.svg` and `index.html` into the sweep's folder. `goodput`: topology, cv,
+/// estimate over seeds, per worker.
+pub fn write(
+    dir: &Path,
+    scenario: &str,
+    points: &[Point],
+    goodput: &[(String, f64, Estimate, f64)],
+    target: f64,
+) -> std::io::Result<()> {
+    let chart = LineChart {
+        title: "SLO attainment against arrival rate (mean over seeds)",
+        x_label: "arrival rate (requests/s)",
+        y_label: "SLO attainment",
+        series: curves(points),
+        steps: false,
+        y_range: Some((0.0, 1.0)),
+        y_mark: Some((target, format!("target {target}"))),
+        x_max: None,
+    };
+    std::fs::write(dir.join("attainment.svg"), chart.render())?;
+    let mut html = page_head(&format!("pdsim sweep: {scenario}"));
+    html.push_str(&format!("<h1>Sweep: {}</h1>\n<img src=\"attainment.svg\">\n", esc(scenario)));
+    if !goodput.is_empty() {
+        let mut rows = vec![["topology", "cv", "goodput (req/s)", "± 95% CI", "seeds", "per worker (req/s)"]
+            .map(String::from)
+            .to_vec()];
+        for (t, cv, e, per_worker) in goodput {
+            rows.push(vec![
+                t.clone(),
+                cv.to_string(),
+                format!("{:.3}", e.mean),
+                format!("{:.3}", e.ci95),
+                e.n.to_string(),
+                format!("{per_worker:.3}"),
+            ]);
+        }
+        html.push_str(&format!("<h2>Goodput: highest rate with attainment ≥ {target}</h2>\n"));
+        html.push_str(&html_table(&rows));
+    }
+    html.push_str("<p>Every point: <a href=\"sweep.csv\">sweep.csv</a>.</p>\n</body></html>\n");
+    std::fs::write(dir.join("index.html"), html)
+}
