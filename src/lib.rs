@@ -16,10 +16,12 @@
 //!   `MetricsCollector`), one per file, and their messages.
 //! - [`clock`]: the run clock the actors read time from (virtual in simulate mode).
 //! - [`metrics`]: request records, CSV writers, percentiles, SLO attainment, the summary.
-//! - [`report`]: the terminal comparison table and JSON output.
+//! - [`report`]: the terminal comparison table, and each run's pictures (SVG) and web page.
 //! - [`run`]: prepares a scenario's backend and runs each topology end to end.
 //! - [`bench`]: `pdsim bench`, the real engine's speed.
 //! - [`sweep`]: rate sweeps, SLO-attainment curves and goodput by bisection.
+//! - [`search`]: placement search, fused and split placements within a GPU budget ranked by
+//!   goodput per GPU.
 //! - [`cli`]: the command line (`main.rs` only calls [`cli::main`]).
 
 pub mod actors;
@@ -32,5 +34,6 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod sched;
+pub mod search;
 pub mod sweep;
 pub mod workload;

@@ -2,6 +2,7 @@
 
 mod model_cmds;
 mod run_cmd;
+mod search_cmd;
 mod sweep_cmd;
 
 use std::path::PathBuf;
@@ -28,6 +29,8 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// SLO attainment across arrival rates (and burstiness), and goodput by bisection.
     Sweep(sweep_cmd::SweepArgs),
+    /// The best fused and split placements for a GPU budget, ranked by goodput per GPU.
+    Search(search_cmd::SearchArgs),
     /// Check scenario files without running them.
     Validate {
         #[arg(required = true)]
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
         Some(Command::Validate { files }) => run_cmd::validate(&files),
         Some(Command::Run(args)) => run_cmd::run(args),
         Some(Command::Sweep(args)) => sweep_cmd::sweep(args),
+        Some(Command::Search(args)) => search_cmd::run(args),
         Some(Command::Tokenize(args)) => model_cmds::tokenize(args),
         Some(Command::Generate(args)) => model_cmds::generate(args),
         Some(Command::Bench(args)) => model_cmds::bench(args),

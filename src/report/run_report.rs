@@ -75,25 +75,31 @@ struct Step {
     batch: String,
 }
 
-fn steps(path: &Path) -> std::io::Result<Vec<Step>> {
+/// Streams the steps of `iterations.csv` (in the order written: by completion) to `f`, which
+/// returns false to stop. Nothing is held: a million-step run is read in constant memory.
+fn each_step(path: &Path, mut f: impl FnMut(usize, Step) -> bool) -> Io {
     let mut rd = csv::Reader::from_path(path).map_err(io_err)?;
     let h = rd.headers().map_err(io_err)?.clone();
     let at =
         |c: &str| h.iter().position(|x| x == c).ok_or_else(|| io_err(format!("{}: no column {c}", path.display())));
     let (w, k, s, e, b) = (at("worker")?, at("kind")?, at("start_s")?, at("end_s")?, at("batch_size")?);
-    let mut out = Vec::new();
-    for rec in rd.records() {
-        let rec = rec.map_err(io_err)?;
-        let num = |i: usize| rec.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-        out.push(Step {
+    let mut rec = csv::StringRecord::new();
+    let mut i = 0;
+    while rd.read_record(&mut rec).map_err(io_err)? {
+        let num = |j: usize| rec.get(j).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+        let step = Step {
             worker: rec.get(w).unwrap_or("").to_owned(),
             kind: rec.get(k).unwrap_or("").to_owned(),
             start: num(s),
             end: num(e),
             batch: rec.get(b).unwrap_or("").to_owned(),
-        });
+        };
+        if !f(i, step) {
+            break;
+        }
+        i += 1;
     }
-    Ok(out)
+    Ok(())
 }
 
 const KINDS: [(&str, &str); 3] = [("prefill", PALETTE[1]), ("decode", PALETTE[0]), ("mixed", PALETTE[2])];
@@ -110,63 +116,78 @@ fn worker_order(name: &str) -> (u8, u64) {
 }
 
 /// The timeline SVG (a window of `WINDOW_STEPS` steps from the middle of the run, where it is
-/// in steady state) and the Chrome trace of a topology's steps.
+/// in steady state) and the Chrome trace of a topology's steps, in three streaming passes.
 fn timeline(topology: &str, dir: &Path) -> Io {
-    let mut all = steps(&dir.join("iterations.csv"))?;
-    all.sort_by(|a, b| a.start.total_cmp(&b.start));
-    let mut rows: Vec<String> = all.iter().map(|s| s.worker.clone()).collect();
+    let path = dir.join("iterations.csv");
+    // Pass 1: count the steps, name the workers, and write the Chrome trace as we go:
+    // complete events ("ph": "X") in microseconds, one thread per worker.
+    let tmp = dir.join("timeline.trace.json.partial");
+    let mut json = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    json.write_all(b"{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n")?;
+    let mut threads: Vec<String> = Vec::new();
+    let (mut n, mut written) = (0usize, Ok(()));
+    each_step(&path, |i, s| {
+        n = i + 1;
+        if i < TRACE_STEPS && written.is_ok() {
+            let tid = threads.iter().position(|t| *t == s.worker).unwrap_or_else(|| {
+                threads.push(s.worker.clone());
+                threads.len() - 1
+            });
+            written = write!(
+                json,
+                "{}{{\"name\":\"{}\",\"ph\":\"X\",\"pid\":1,\"tid\":{tid},\"ts\":{:.3},\"dur\":{:.3},\"args\":{{\"batch_size\":\"{}\"}}}}",
+                if i > 0 { ",\n" } else { "" },
+                s.kind,
+                s.start * 1e6,
+                (s.end - s.start) * 1e6,
+                s.batch
+            );
+        } else if !threads.contains(&s.worker) {
+            threads.push(s.worker.clone());
+        }
+        true
+    })?;
+    written?;
+    for (i, t) in threads.iter().enumerate() {
+        write!(
+            json,
+            ",\n{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":{i},\"args\":{{\"name\":\"{t}\"}}}}"
+        )?;
+    }
+    let note = if n > TRACE_STEPS { format!(" (first {TRACE_STEPS} of {n} steps)") } else { String::new() };
+    write!(
+        json,
+        ",\n{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"args\":{{\"name\":\"{topology}{note}\"}}}}\n]}}\n"
+    )?;
+    json.into_inner().map_err(io_err)?.sync_all()?;
+    std::fs::rename(&tmp, dir.join("timeline.trace.json"))?;
+
+    // Pass 2: the window's time span, from the steps around the middle.
+    let from = n.saturating_sub(WINDOW_STEPS) / 2;
+    let (mut w0, mut w1) = (f64::MAX, f64::MIN);
+    each_step(&path, |i, s| {
+        if i >= from {
+            (w0, w1) = (w0.min(s.start), w1.max(s.end));
+        }
+        i + 1 < from + WINDOW_STEPS
+    })?;
+    let window = if w0 <= w1 { (w0, w1) } else { (0.0, 1.0) };
+    // Pass 3: every step that overlaps the window (some started before it).
+    let mut rows = threads;
     rows.sort_by_key(|w| worker_order(w));
-    rows.dedup();
-    let row_of: BTreeMap<&str, usize> = rows.iter().enumerate().map(|(i, w)| (w.as_str(), i)).collect();
+    let row_of: BTreeMap<String, usize> = rows.iter().enumerate().map(|(i, w)| (w.clone(), i)).collect();
     let kind_of = |k: &str| KINDS.iter().position(|(n, _)| *n == k).unwrap_or(2);
-    let from = all.len().saturating_sub(WINDOW_STEPS) / 2;
-    let window_steps = &all[from..(from + WINDOW_STEPS).min(all.len())];
-    let window = match (window_steps.first(), window_steps.iter().map(|s| s.end).reduce(f64::max)) {
-        (Some(f), Some(e)) => (f.start, e),
-        _ => (0.0, 1.0),
-    };
-    let bars = all
-        .iter()
-        .filter(|s| s.end >= window.0 && s.start <= window.1)
-        .map(|s| Bar { row: row_of[s.worker.as_str()], start: s.start, end: s.end, kind: kind_of(&s.kind) })
-        .collect();
+    let mut bars = Vec::new();
+    each_step(&path, |_, s| {
+        if s.end >= window.0 && s.start <= window.1 {
+            bars.push(Bar { row: row_of[&s.worker], start: s.start, end: s.end, kind: kind_of(&s.kind) });
+        }
+        true
+    })?;
     let title = format!("{topology}: worker steps, {:.3}–{:.3} s", window.0, window.1);
     let gantt =
         Gantt { title: &title, x_label: "time since the run started (s)", rows, kinds: KINDS.to_vec(), bars, window };
-    write_file(&dir.join("timeline.svg"), &gantt.render())?;
-
-    // Chrome trace: complete events ("ph": "X") in microseconds, one thread per worker.
-    let mut json = String::from("{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n");
-    let mut threads: Vec<&str> = Vec::new();
-    for (n, s) in all.iter().take(TRACE_STEPS).enumerate() {
-        let tid = match threads.iter().position(|t| *t == s.worker) {
-            Some(i) => i,
-            None => {
-                threads.push(&s.worker);
-                threads.len() - 1
-            }
-        };
-        if n > 0 {
-            json.push_str(",\n");
-        }
-        json.push_str(&format!(
-            "{{\"name\":\"{}\",\"ph\":\"X\",\"pid\":1,\"tid\":{tid},\"ts\":{:.3},\"dur\":{:.3},\"args\":{{\"batch_size\":\"{}\"}}}}",
-            s.kind,
-            s.start * 1e6,
-            (s.end - s.start) * 1e6,
-            s.batch
-        ));
-    }
-    for (i, t) in threads.iter().enumerate() {
-        json.push_str(&format!(
-            ",\n{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":{i},\"args\":{{\"name\":\"{t}\"}}}}"
-        ));
-    }
-    json.push_str(&format!(
-        ",\n{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"args\":{{\"name\":\"{topology}{}\"}}}}\n]}}\n",
-        if all.len() > TRACE_STEPS { format!(" (first {TRACE_STEPS} of {} steps)", all.len()) } else { String::new() }
-    ));
-    write_file(&dir.join("timeline.trace.json"), &json)
+    write_file(&dir.join("timeline.svg"), &gantt.render())
 }
 
 /// Writes the run's pictures and `index.html` into `run_dir` (which holds one folder per

@@ -49,8 +49,27 @@ pub async fn drive_simulated(
     bar: ProgressBar,
     cost: Arc<CostModel>,
 ) -> RunResult {
-    let factory: EngineFactory<SimEngine> = Arc::new(move |_| SimEngine::new(cost.clone()));
-    drive(scenario, topology, dir, bar, RunClock::simulated(), factory).await
+    // Each phase's cost model at its own tensor-parallel degree (validated to fit), and its KV
+    // capacity from that model unless the scenario set one.
+    let b = topology.batching;
+    let role_cost = |tp: Option<u32>| -> Result<(Arc<CostModel>, u64), String> {
+        let Some(tp) = tp else {
+            return Ok((cost.clone(), b.kv_capacity_tokens));
+        };
+        let c = cost.with_tp(tp)?;
+        let kv = match (b.kv_capacity_explicit, c.default_kv_capacity_tokens()) {
+            (false, Some(kv)) => kv,
+            _ => b.kv_capacity_tokens,
+        };
+        Ok((Arc::new(c), kv))
+    };
+    let (prefill_cost, prefill_kv) = role_cost(topology.tp.prefill)?;
+    let (decode_cost, decode_kv) = role_cost(topology.tp.decode)?;
+    let factory: EngineFactory<SimEngine> = Arc::new(move |role| {
+        SimEngine::new(if role == Role::Decode { decode_cost.clone() } else { prefill_cost.clone() })
+    });
+    let kv = KvCapacity { prefill: prefill_kv, decode: decode_kv };
+    drive(scenario, topology, dir, bar, RunClock::simulated(), factory, kv).await
 }
 
 pub async fn drive_executed(
@@ -70,7 +89,15 @@ pub async fn drive_executed(
         };
         CandleEngine::new(model.clone(), n, prompts.clone(), generation)
     });
-    drive(scenario, topology, dir, bar, RunClock::wall(), factory).await
+    let kv = topology.batching.kv_capacity_tokens;
+    drive(scenario, topology, dir, bar, RunClock::wall(), factory, KvCapacity { prefill: kv, decode: kv }).await
+}
+
+/// KV tokens per worker of each pool (fused workers use `prefill`).
+#[derive(Debug, Clone, Copy)]
+struct KvCapacity {
+    prefill: u64,
+    decode: u64,
 }
 
 /// Starts actors: on the current thread (virtual clock), or each on a new arbiter thread.
@@ -107,6 +134,7 @@ async fn drive<E: Engine>(
     bar: ProgressBar,
     clock: RunClock,
     factory: EngineFactory<E>,
+    kv: KvCapacity,
 ) -> RunResult {
     let (tx, rx) = oneshot::channel();
     let info = TopologyInfo {
@@ -144,7 +172,7 @@ async fn drive<E: Engine>(
             let limits = FusedLimits {
                 prefill_token_budget: b.prefill_token_budget,
                 max_batch: b.max_decode_batch as usize,
-                kv_capacity_tokens: b.kv_capacity_tokens,
+                kv_capacity_tokens: kv.prefill,
             };
             for i in 0..*workers {
                 let (env, load) = env(format!("fused-{i}"), i);
@@ -171,7 +199,7 @@ async fn drive<E: Engine>(
                     faults: topology.faults_of(&env.name),
                     env,
                     make_engine: make(Role::Decode),
-                    kv_capacity_tokens: b.kv_capacity_tokens,
+                    kv_capacity_tokens: kv.decode,
                     max_batch: b.max_decode_batch as usize,
                     link: LinkQueue::new(*link),
                 };
@@ -185,7 +213,7 @@ async fn drive<E: Engine>(
                     env,
                     make_engine: make(Role::Prefill),
                     limits: PrefillLimits { token_budget: b.prefill_token_budget, max_requests: usize::MAX },
-                    kv_capacity_tokens: b.kv_capacity_tokens,
+                    kv_capacity_tokens: kv.prefill,
                     max_queued: b.max_queued_requests,
                     decoders: decoders.clone(),
                     decoder_gauges: decoder_loads.clone(),
@@ -199,7 +227,10 @@ async fn drive<E: Engine>(
             Router::new(*router, *prefill_workers as usize)
         }
     };
-    let limits = RequestLimits { max_prompt_tokens: b.kv_capacity_tokens, max_total_tokens: b.kv_capacity_tokens };
+    let limits = match topology.kind {
+        TopologyKind::Fused { .. } => RequestLimits { max_prompt_tokens: kv.prefill, max_total_tokens: kv.prefill },
+        TopologyKind::Split { .. } => RequestLimits { max_prompt_tokens: kv.prefill, max_total_tokens: kv.decode },
+    };
     enqueuer_ctx.run(Enqueuer::new(EnqueuerConfig {
         stream: scenario.workload.stream(),
         clock,

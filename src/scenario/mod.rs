@@ -81,6 +81,16 @@ pub struct Topology {
     pub threads: Threads,
     /// Failures to inject, by worker name.
     pub faults: Vec<FaultSpec>,
+    /// Tensor-parallel degree per phase (simulate mode), overriding the cost model's.
+    pub tp: PhaseTp,
+}
+
+/// Tensor-parallel degree of each phase's workers; `None`: the cost model's own. A fused
+/// topology uses `prefill` for its workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PhaseTp {
+    pub prefill: Option<u32>,
+    pub decode: Option<u32>,
 }
 
 /// A failure a scenario injects (see [`crate::actors::faults`]).
@@ -116,6 +126,9 @@ pub struct Batching {
     pub kv_capacity_tokens: u64,
     /// Requests that may wait for prefill at one worker before more are rejected.
     pub max_queued_requests: Option<u64>,
+    /// Whether the scenario set `kv_capacity_tokens`; otherwise it came from the cost model,
+    /// and a phase with its own tensor-parallel degree gets its own capacity.
+    pub kv_capacity_explicit: bool,
 }
 
 pub const DEFAULT_MAX_RETRIES: u32 = 1;
@@ -160,16 +173,25 @@ impl Topology {
     /// A short description, e.g. `2 fused, chunked 512` or `1P + 1D, round_robin, 100 Gb/s`.
     pub fn layout(&self) -> String {
         match &self.kind {
-            TopologyKind::Fused { workers, policy, .. } => match policy {
-                FusedPolicy::Chunked { chunk_tokens } => {
-                    format!("{workers} fused, chunked {chunk_tokens}")
+            TopologyKind::Fused { workers, policy, .. } => {
+                let tp = self.tp.prefill.map_or(String::new(), |t| format!(" × tp{t}"));
+                match policy {
+                    FusedPolicy::Chunked { chunk_tokens } => {
+                        format!("{workers}{tp} fused, chunked {chunk_tokens}")
+                    }
+                    p => format!("{workers}{tp} fused, {}", p.name()),
                 }
-                p => format!("{workers} fused, {}", p.name()),
-            },
+            }
             TopologyKind::Split { prefill_workers, decode_workers, router, link } => {
                 let link = link
                     .map_or("no link model".to_owned(), |l| format!("{} Gb/s", l.bandwidth_bytes_per_s * 8.0 / 1e9));
-                format!("{prefill_workers}P + {decode_workers}D, {}, {link}", router.name())
+                let tp = |t: Option<u32>| t.map_or(String::new(), |t| format!("(tp{t})"));
+                format!(
+                    "{prefill_workers}P{} + {decode_workers}D{}, {}, {link}",
+                    tp(self.tp.prefill),
+                    tp(self.tp.decode),
+                    router.name()
+                )
             }
         }
     }

@@ -138,6 +138,8 @@ pub enum RawTopology {
         router: Option<RawRouter>,
         batching: Option<RawBatching>,
         threads: Option<usize>,
+        /// Tensor-parallel degree of each worker (simulate mode; default: the cost model's).
+        tp: Option<u32>,
         #[serde(default)]
         faults: Vec<RawFault>,
     },
@@ -150,6 +152,9 @@ pub enum RawTopology {
         batching: Option<RawBatching>,
         prefill_threads: Option<usize>,
         decode_threads: Option<usize>,
+        /// Tensor-parallel degree of each phase's workers (simulate mode).
+        prefill_tp: Option<u32>,
+        decode_tp: Option<u32>,
         #[serde(default)]
         faults: Vec<RawFault>,
     },

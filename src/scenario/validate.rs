@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::error::{invalid, line_col, locate_key, Invalid, Located, ScenarioError};
 use super::raw::*;
-use super::{Batching, FaultKind, FaultSpec, Mode, ModelSpec, Scenario, Threads, Topology, TopologyKind};
+use super::{Batching, FaultKind, FaultSpec, Mode, ModelSpec, PhaseTp, Scenario, Threads, Topology, TopologyKind};
 use super::{
     DEFAULT_EXECUTE_KV_CAPACITY_TOKENS, DEFAULT_MAX_DECODE_BATCH, DEFAULT_MAX_RETRIES, DEFAULT_PREFILL_TOKEN_BUDGET,
     DEFAULT_SLO_ATTAINMENT,
@@ -456,6 +456,7 @@ fn resolve_batching(
             Some((v, k)) => at_least_one(&k, v)? as u32,
             None => DEFAULT_MAX_DECODE_BATCH,
         };
+    let kv_capacity_explicit = own.kv_capacity_tokens.or(global.kv_capacity_tokens).is_some();
     let kv = match pick(own.kv_capacity_tokens, global.kv_capacity_tokens, "kv_capacity_tokens") {
         Some((v, k)) => at_least_one(&k, v)?,
         None => match mode {
@@ -477,6 +478,7 @@ fn resolve_batching(
         max_decode_batch: max_batch,
         kv_capacity_tokens: kv,
         max_queued_requests: max_queued,
+        kv_capacity_explicit,
     })
 }
 
@@ -524,7 +526,7 @@ fn resolve_topology(
         RawRouter::LeastLoaded => RouterKind::LeastLoaded,
     };
     match raw {
-        RawTopology::Fused { name, workers, policy, chunk_tokens, router: r, batching, threads, faults } => {
+        RawTopology::Fused { name, workers, policy, chunk_tokens, router: r, batching, threads, tp, faults } => {
             let threads = at_least_one(&format!("{key}.threads"), threads.unwrap_or(1))?;
             let workers = at_least_one(&format!("{key}.workers"), workers)?;
             let policy = match (policy.unwrap_or(RawFusedPolicy::PrefillFirst), chunk_tokens) {
@@ -549,7 +551,9 @@ fn resolve_topology(
                 threads: Threads { prefill: threads, decode: threads },
                 batching: resolve_batching(&key, global, batching, mode, cost)?,
                 faults: Vec::new(),
+                tp: PhaseTp { prefill: tp, decode: tp },
             };
+            check_tp(&key, "tp", tp, cost)?;
             t.faults = resolve_faults(&key, faults, &t.worker_names())?;
             Ok(t)
         }
@@ -562,6 +566,8 @@ fn resolve_topology(
             batching,
             prefill_threads,
             decode_threads,
+            prefill_tp,
+            decode_tp,
             faults,
         } => {
             let threads = Threads {
@@ -588,11 +594,26 @@ fn resolve_topology(
                 threads,
                 batching: resolve_batching(&key, global, batching, mode, cost)?,
                 faults: Vec::new(),
+                tp: PhaseTp { prefill: prefill_tp, decode: decode_tp },
             };
+            check_tp(&key, "prefill_tp", prefill_tp, cost)?;
+            check_tp(&key, "decode_tp", decode_tp, cost)?;
             t.faults = resolve_faults(&key, faults, &t.worker_names())?;
             Ok(t)
         }
     }
+}
+
+/// A phase's own tensor-parallel degree needs a cost model that scales with it (the roofline),
+/// and the model's weights must fit on that many GPUs.
+fn check_tp(key: &str, name: &str, tp: Option<u32>, cost: Option<&CostModel>) -> V<()> {
+    let Some(tp) = tp else {
+        return Ok(());
+    };
+    let key = format!("{key}.{name}");
+    let cost =
+        cost.ok_or_else(|| invalid(&key, "a phase's tensor-parallel degree needs simulate mode and a cost model"))?;
+    cost.with_tp(at_least_one(&key, tp)?).map(|_| ()).map_err(|e| invalid(&key, e))
 }
 
 /// Bounded length distributions must fit the KV capacity, or requests would wait forever.

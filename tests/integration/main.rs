@@ -9,5 +9,6 @@ mod fuzz;
 mod overload;
 mod physics;
 mod reference;
+mod search;
 mod shipped;
 mod sweep;

@@ -36,6 +36,28 @@ impl CostModel {
         ((ms * 1e6).round() as u64).max(1)
     }
 
+    /// The same model on `tp` GPUs per worker: a roofline scales; fitted coefficients hold for
+    /// the one degree they were fitted at.
+    pub fn with_tp(&self, tp: u32) -> Result<CostModel, String> {
+        match self {
+            CostModel::Roofline(r) => {
+                let mut r = r.clone();
+                r.tp = tp;
+                match r.kv_capacity_tokens() {
+                    Some(_) => Ok(CostModel::Roofline(r)),
+                    None => Err(format!(
+                        "{}'s weights do not fit on {tp} × {} (with room for KV); use a larger tensor-parallel degree",
+                        r.model.name, r.hardware.name
+                    )),
+                }
+            }
+            CostModel::Linear { .. } => Err(
+                "fitted coefficients hold for the tensor-parallel degree they were fitted at; a per-phase tp needs kind = \"roofline\" (or name a preset fitted at that tp)"
+                    .into(),
+            ),
+        }
+    }
+
     pub fn kv_bytes_per_token(&self) -> u64 {
         match self {
             CostModel::Linear { kv_bytes_per_token, .. } => *kv_bytes_per_token,

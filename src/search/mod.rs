@@ -1,0 +1,207 @@
+//! Placement search: for a GPU budget, enumerate fused and split placements (worker counts and
+//! each phase's tensor-parallel degree), find each one's goodput by simulation (the highest
+//! arrival rate whose SLO attainment stays at the target, by bisection), and rank them by
+//! goodput per GPU, as DistServe's placement search and AIConfigurator's xPyD search do.
+//!
+//! Candidates run in parallel (one simulation per thread at a time); every simulation of one
+//! candidate uses the same seeded requests, so candidates are compared on equal terms.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::run::Backend;
+use crate::scenario::{PhaseTp, Scenario, Topology, TopologyKind};
+use crate::sched::fused::FusedPolicy;
+use crate::sched::link::Link;
+use crate::sched::router::RouterKind;
+use crate::sweep::{base_rate, bisect_rate, rescaled, run_point, SweepError};
+
+/// What to search over.
+#[derive(Debug, Clone)]
+pub struct Space {
+    pub gpus: u32,
+    /// Tensor-parallel degrees to try for each phase.
+    pub tps: Vec<u32>,
+    /// The fused policy and router of fused candidates; router and link of split ones.
+    pub fused_policy: FusedPolicy,
+    pub router: RouterKind,
+    pub link: Option<Link>,
+    /// Only placements that use every GPU (the usual question); otherwise any that fit.
+    pub use_all: bool,
+}
+
+/// Every placement within the budget. Fused: `w` workers of `tp` GPUs. Split: `p` prefill
+/// workers of `tp_p` GPUs and `d` decode workers of `tp_d`.
+pub fn candidates(space: &Space) -> Vec<Topology> {
+    let n = space.gpus;
+    let fits = |used: u32| used <= n && (!space.use_all || used == n);
+    let mut out = Vec::new();
+    for &tp in &space.tps {
+        for w in 1..=n / tp {
+            if fits(w * tp) {
+                out.push(topology(
+                    format!("fused-{w}x{tp}"),
+                    TopologyKind::Fused { workers: w, policy: space.fused_policy, router: space.router },
+                    PhaseTp { prefill: Some(tp), decode: Some(tp) },
+                ));
+            }
+        }
+    }
+    for &tp_p in &space.tps {
+        for &tp_d in &space.tps {
+            for p in 1..=n / tp_p {
+                for d in 1..=(n.saturating_sub(p * tp_p)) / tp_d {
+                    if fits(p * tp_p + d * tp_d) {
+                        out.push(topology(
+                            format!("split-{p}x{tp_p}p-{d}x{tp_d}d"),
+                            TopologyKind::Split {
+                                prefill_workers: p,
+                                decode_workers: d,
+                                router: space.router,
+                                link: space.link,
+                            },
+                            PhaseTp { prefill: Some(tp_p), decode: Some(tp_d) },
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn topology(name: String, kind: TopologyKind, tp: PhaseTp) -> Topology {
+    Topology {
+        name,
+        kind,
+        // Filled from the base scenario by `search`.
+        batching: crate::scenario::Batching {
+            prefill_token_budget: 0,
+            max_decode_batch: 0,
+            kv_capacity_tokens: 0,
+            max_queued_requests: None,
+            kv_capacity_explicit: false,
+        },
+        threads: crate::scenario::Threads { prefill: 1, decode: 1 },
+        faults: Vec::new(),
+        tp,
+    }
+}
+
+/// One candidate's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ranked {
+    pub name: String,
+    pub layout: String,
+    pub gpus: u32,
+    pub prefill_tp: u32,
+    pub decode_tp: u32,
+    /// Requests/s at which SLO attainment stays at the target (0: not even at a trickle).
+    pub goodput_req_per_s: f64,
+    pub goodput_per_gpu: f64,
+    /// Simulations the bisection ran.
+    pub runs: usize,
+}
+
+/// GPUs a topology uses.
+pub fn gpus_of(t: &Topology) -> u32 {
+    let (p, d) = (t.tp.prefill.unwrap_or(1), t.tp.decode.unwrap_or(1));
+    match t.kind {
+        TopologyKind::Fused { workers, .. } => workers * p,
+        TopologyKind::Split { prefill_workers, decode_workers, .. } => prefill_workers * p + decode_workers * d,
+    }
+}
+
+/// Evaluates every candidate (in parallel) and returns them best first (goodput per GPU,
+/// then goodput). `progress` is called after each candidate with (done, total).
+pub fn search(
+    base: &Scenario,
+    backend: &Backend,
+    candidates: Vec<Topology>,
+    scratch: &Path,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Vec<Ranked>, SweepError> {
+    let start = base_rate(base)
+        .ok_or_else(|| SweepError::Unsupported("placement search needs a synthetic arrival pattern".into()))?;
+    let target = base.slo.attainment;
+    let total = candidates.len();
+    let done = AtomicUsize::new(0);
+    let mut ranked = candidates
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, mut t)| {
+            let first = &base.topologies[0];
+            t.batching = first.batching;
+            t.batching.kv_capacity_explicit = first.batching.kv_capacity_explicit;
+            let dir = scratch.join(format!("c{i}"));
+            let mut runs = 0;
+            let gpus = gpus_of(&t);
+            // Start near where a placement of this size should saturate: the scenario's rate
+            // scaled by its share of GPUs.
+            let base_gpus = gpus_of(first).max(1);
+            let from = start * gpus as f64 / base_gpus as f64;
+            let goodput = bisect_rate(from, 0.02, |r| {
+                runs += 1;
+                let s = rescaled(base, r, None)?;
+                Ok(run_point(&s, backend, &t, base.seed, 1.0, &dir)?.slo_attainment >= target)
+            })?;
+            let _ = std::fs::remove_dir_all(&dir);
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+            Ok(Ranked {
+                name: t.name.clone(),
+                layout: t.layout(),
+                gpus,
+                prefill_tp: t.tp.prefill.unwrap_or(1),
+                decode_tp: t.tp.decode.unwrap_or(1),
+                goodput_req_per_s: goodput,
+                goodput_per_gpu: goodput / gpus as f64,
+                runs,
+            })
+        })
+        .collect::<Result<Vec<_>, SweepError>>()?;
+    ranked.sort_by(|a, b| {
+        b.goodput_per_gpu.total_cmp(&a.goodput_per_gpu).then(b.goodput_req_per_s.total_cmp(&a.goodput_req_per_s))
+    });
+    Ok(ranked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn space(gpus: u32, tps: &[u32], use_all: bool) -> Space {
+        Space {
+            gpus,
+            tps: tps.to_vec(),
+            fused_policy: FusedPolicy::PrefillFirst,
+            router: RouterKind::RoundRobin,
+            link: None,
+            use_all,
+        }
+    }
+
+    #[test]
+    fn candidates_fill_the_budget() {
+        let all = candidates(&space(4, &[1, 2], true));
+        let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "fused-4x1",
+                "fused-2x2",
+                "split-1x1p-3x1d",
+                "split-2x1p-2x1d",
+                "split-3x1p-1x1d",
+                "split-2x1p-1x2d",
+                "split-1x2p-2x1d",
+                "split-1x2p-1x2d"
+            ]
+        );
+        assert!(all.iter().all(|t| gpus_of(t) == 4));
+        // Up to the budget instead of exactly: many more.
+        assert!(candidates(&space(8, &[1, 2, 4, 8], false)).len() > 50);
+    }
+}
