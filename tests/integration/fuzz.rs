@@ -150,11 +150,12 @@ fn apply(text: &str, edits: &[Edit]) -> String {
                 lines.join("\n")
             }
             Edit::SwapKey { k, j } => {
+                // Offsets from the raw lines (terminators included: "\r\n" is two bytes).
                 let keys: Vec<(usize, usize)> = t
-                    .lines()
+                    .split_inclusive('\n')
                     .scan(0usize, |off, l| {
                         let start = *off;
-                        *off += l.len() + 1;
+                        *off += l.len();
                         Some((start, l))
                     })
                     .filter_map(|(start, l)| {
