@@ -19,6 +19,8 @@
 //! - [`report`]: the terminal comparison table, and each run's pictures (SVG) and web page.
 //! - [`run`]: prepares a scenario's backend and runs each topology end to end.
 //! - [`bench`]: `pdsim bench`, the real engine's speed.
+//! - [`calibrate`]: `pdsim calibrate`, fits of the real engine's step times for the simulator.
+//! - [`compare`]: `pdsim compare`, a scenario executed and simulated, request by request.
 //! - [`sweep`]: rate sweeps, SLO-attainment curves and goodput by bisection.
 //! - [`search`]: placement search, fused and split placements within a GPU budget ranked by
 //!   goodput per GPU.
@@ -26,8 +28,10 @@
 
 pub mod actors;
 pub mod bench;
+pub mod calibrate;
 pub mod cli;
 pub mod clock;
+pub mod compare;
 pub mod engine;
 pub mod metrics;
 pub mod report;

@@ -18,6 +18,9 @@ use crate::metrics::summary::{Accumulator, Slo, Summary, TopologyInfo};
 /// How a run ended, as the collector reports it.
 pub type RunResult = Result<Summary, String>;
 
+/// (arrival, id, prompt, output, class) of a request, for `trace.csv`.
+type TraceRow = (u64, u64, u64, u64, u16);
+
 pub struct MetricsCollector {
     dir: PathBuf,
     requests: Option<CsvFile>,
@@ -28,7 +31,9 @@ pub struct MetricsCollector {
     events: Option<CsvFile>,
     /// What ran, as a replayable trace (execute mode): arrival, prompt and actual output
     /// lengths, class; written sorted by arrival as `trace.csv` at the end.
-    trace: Option<Vec<(u64, u64, u64, u16)>>,
+    /// (arrival, id, prompt, output, class): ties in arrival keep the id order, so a replay
+    /// numbers the requests as the run did.
+    trace: Option<Vec<TraceRow>>,
     acc: Option<Accumulator>,
     class_names: Vec<String>,
     slo: Slo,
@@ -115,7 +120,7 @@ impl MetricsCollector {
             rows.sort_unstable();
             let mut f = CsvFile::create(&self.dir.join("trace.csv"), "arrival_s,prompt_tokens,output_tokens,class")
                 .map_err(io)?;
-            for (arrival, prompt, output, class) in rows {
+            for (arrival, _, prompt, output, class) in rows {
                 let class = csv_field(self.class_names.get(class as usize).map_or("", String::as_str));
                 f.line(&format!("{},{prompt},{output},{class}", secs(arrival))).map_err(io)?;
             }
@@ -149,7 +154,7 @@ impl Handler<RequestFinished> for MetricsCollector {
         self.write_request_row(&request_row(r, &class, &self.slo));
         if let Some(t) = self.trace.as_mut() {
             // The length it actually had: fewer tokens than asked when it stopped at EOS.
-            t.push((r.spec.arrival_ns, r.spec.prompt_tokens, r.token_count.max(1), r.spec.class));
+            t.push((r.spec.arrival_ns, r.spec.id, r.spec.prompt_tokens, r.token_count.max(1), r.spec.class));
         }
         if let Some(acc) = self.acc.as_mut() {
             acc.add(r);
@@ -172,7 +177,7 @@ impl Handler<RequestDropped> for MetricsCollector {
         let class = self.class_name(r);
         self.write_request_row(&dropped_row(r, &class, msg.reason, &msg.detail));
         if let Some(t) = self.trace.as_mut() {
-            t.push((r.spec.arrival_ns, r.spec.prompt_tokens, r.spec.output_tokens, r.spec.class));
+            t.push((r.spec.arrival_ns, r.spec.id, r.spec.prompt_tokens, r.spec.output_tokens, r.spec.class));
         }
         if let Some(acc) = self.acc.as_mut() {
             acc.add_dropped(r, msg.reason);

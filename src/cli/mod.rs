@@ -1,5 +1,7 @@
 //! The `pdsim` command line: argument parsing and dispatch. `main.rs` only calls [`main`].
 
+mod calibrate_cmd;
+mod compare_cmd;
 mod model_cmds;
 mod run_cmd;
 mod search_cmd;
@@ -12,6 +14,31 @@ use clap::{Parser, Subcommand};
 
 /// Bad input (a scenario, trace or argument the user can fix).
 pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// Applies `--only` (keep the named topologies) and `--requests` (override the count) to a
+/// loaded scenario; the error is the message for the user.
+fn narrow(
+    scenario: &mut crate::scenario::Scenario,
+    only: &[String],
+    requests: Option<u64>,
+    path: &std::path::Path,
+) -> Result<(), String> {
+    if let Some(bad) = only.iter().find(|n| !scenario.topologies.iter().any(|t| &t.name == *n)) {
+        let known: Vec<&str> = scenario.topologies.iter().map(|t| t.name.as_str()).collect();
+        return Err(format!("--only {bad}: no such topology in {}; it has {}", path.display(), known.join(", ")));
+    }
+    if !only.is_empty() {
+        scenario.topologies.retain(|t| only.contains(&t.name));
+    }
+    match requests {
+        Some(0) => Err("--requests must be at least 1".into()),
+        Some(n) => {
+            scenario.workload.stop = crate::workload::StopAfter::Requests(n);
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
 
 /// Prefill–decode disaggregation: run a scenario's topologies side by side.
 #[derive(Parser)]
@@ -42,6 +69,10 @@ enum Command {
     Generate(model_cmds::GenerateArgs),
     /// Measure the real engine: prefill, decode, batched decode, actor overhead, memory.
     Bench(model_cmds::BenchArgs),
+    /// Fit the simulator's cost model to the real engine on this machine; writes a profile.
+    Calibrate(calibrate_cmd::CalibrateArgs),
+    /// Execute a scenario and simulate it with a calibration profile; compare request by request.
+    Compare(compare_cmd::CompareArgs),
     /// Download the default model into models/ (done on first use anyway).
     FetchModel {
         /// Folder for the model file.
@@ -60,6 +91,8 @@ pub fn main() -> ExitCode {
         Some(Command::Tokenize(args)) => model_cmds::tokenize(args),
         Some(Command::Generate(args)) => model_cmds::generate(args),
         Some(Command::Bench(args)) => model_cmds::bench(args),
+        Some(Command::Calibrate(args)) => calibrate_cmd::run(args),
+        Some(Command::Compare(args)) => compare_cmd::run(args),
         Some(Command::FetchModel { models_dir }) => model_cmds::fetch(&models_dir),
         None if cli.run.scenario.is_some() => run_cmd::run(cli.run),
         None => {

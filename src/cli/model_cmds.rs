@@ -14,14 +14,14 @@ pub struct ModelArgs {
     /// GGUF model file (default: the SmolLM2-135M-Instruct Q4_1 model in models/, downloaded on
     /// first use).
     #[arg(long, value_name = "PATH")]
-    model: Option<PathBuf>,
+    pub(super) model: Option<PathBuf>,
     /// Weights in memory: `mixed` (bf16 for prompts, 8-bit for decode), `q8_0`, `bf16`, `f32`
     /// (reference precision), `native` (as stored).
     #[arg(long, default_value = "mixed")]
-    weights: String,
+    pub(super) weights: String,
     /// Print JSON on stdout.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 #[derive(clap::Args)]
@@ -94,7 +94,7 @@ pub fn bench(args: BenchArgs) -> ExitCode {
     }
 }
 
-fn load(args: &ModelArgs) -> Result<Model, String> {
+pub(super) fn load(args: &ModelArgs) -> Result<Model, String> {
     let format = WeightFormat::parse(&args.weights)
         .ok_or_else(|| format!("--weights {}: expected mixed, q8_0, bf16, f32 or native", args.weights))?;
     let path = resolve_model(args.model.as_deref(), Path::new("models")).map_err(|e| e.to_string())?;

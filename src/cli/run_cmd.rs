@@ -72,20 +72,9 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    if !args.only.is_empty() {
-        if let Some(bad) = args.only.iter().find(|n| !scenario.topologies.iter().any(|t| &t.name == *n)) {
-            let known: Vec<&str> = scenario.topologies.iter().map(|t| t.name.as_str()).collect();
-            eprintln!("error: --only {bad}: no such topology in {}; it has {}", path.display(), known.join(", "));
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
-        scenario.topologies.retain(|t| args.only.contains(&t.name));
-    }
-    if let Some(n) = args.requests {
-        if n == 0 {
-            eprintln!("error: --requests must be at least 1");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
-        scenario.workload.stop = crate::workload::StopAfter::Requests(n);
+    if let Err(e) = super::narrow(&mut scenario, &args.only, args.requests, &path) {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_BAD_INPUT);
     }
     let out_root = args.out.clone().unwrap_or_else(|| scenario.output_dir.clone());
     let run_dir = match new_run_dir(&out_root, &scenario.name, args.run_name.as_deref(), args.force) {

@@ -63,17 +63,8 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
     if let Some(r) = args.rates.iter().chain(&args.cv).find(|r| !(r.is_finite() && **r > 0.0)) {
         return bad(format!("rates and cv values must be positive numbers, got {r}"));
     }
-    if let Some(n) = args.requests {
-        if n == 0 {
-            return bad("--requests must be at least 1".into());
-        }
-        sc.workload.stop = crate::workload::StopAfter::Requests(n);
-    }
-    if !args.only.is_empty() {
-        sc.topologies.retain(|t| args.only.contains(&t.name));
-        if sc.topologies.is_empty() {
-            return bad(format!("--only {}: no such topology", args.only.join(", ")));
-        }
+    if let Err(e) = super::narrow(&mut sc, &args.only, args.requests, &args.scenario) {
+        return bad(e);
     }
     let Some(rate0) = base_rate(&sc) else {
         return bad("a sweep changes the arrival rate, which a trace fixes; use a synthetic arrival pattern".into());

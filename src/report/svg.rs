@@ -83,8 +83,8 @@ fn open(out: &mut String, title: &str) {
     );
 }
 
-/// Axes with ticks and labels for the plot area mapping [x0,x1]×[y0,y1].
-fn axes(out: &mut String, (x0, x1): (f64, f64), (y0, y1): (f64, f64), x_label: &str, y_label: &str) {
+/// The plot frame and the x ticks (with vertical grid lines) for [x0, x1].
+fn frame_and_x_ticks(out: &mut String, (x0, x1): (f64, f64)) {
     let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
     let _ =
         writeln!(out, "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#888\"/>");
@@ -99,6 +99,12 @@ fn axes(out: &mut String, (x0, x1): (f64, f64), (y0, y1): (f64, f64), x_label: &
             label(t)
         );
     }
+}
+
+/// Axes with ticks and labels for the plot area mapping [x0,x1]×[y0,y1].
+fn axes(out: &mut String, (x0, x1): (f64, f64), (y0, y1): (f64, f64), x_label: &str, y_label: &str) {
+    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+    frame_and_x_ticks(out, (x0, x1));
     for t in ticks(y0, y1) {
         let y = TOP + ph - (t - y0) / (y1 - y0) * ph;
         let _ = writeln!(
@@ -242,21 +248,7 @@ impl Gantt<'_> {
         open(&mut out, self.title);
         let (x0, x1) = (self.window.0, self.window.1.max(self.window.0 + 1e-9));
         let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
-        let _ = writeln!(
-            out,
-            "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#888\"/>"
-        );
-        for t in ticks(x0, x1) {
-            let x = LEFT + (t - x0) / (x1 - x0) * pw;
-            let _ = writeln!(
-                out,
-                "<line x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#eee\"/>\
-                 <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-                TOP + ph,
-                TOP + ph + 16.0,
-                label(t)
-            );
-        }
+        frame_and_x_ticks(&mut out, (x0, x1));
         let row_h = ph / self.rows.len().max(1) as f64;
         for (i, name) in self.rows.iter().enumerate() {
             let _ = writeln!(

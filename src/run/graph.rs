@@ -51,10 +51,13 @@ pub async fn drive_simulated(
 ) -> RunResult {
     // Each phase's cost model at its own tensor-parallel degree (validated to fit), and its KV
     // capacity from that model unless the scenario set one.
+    // A calibration profile: each worker takes the fit of its own thread count, and a split
+    // topology without a link model pays the measured in-process handoff.
     let b = topology.batching;
-    let role_cost = |tp: Option<u32>| -> Result<(Arc<CostModel>, u64), String> {
+    let role_cost = |tp: Option<u32>, threads: usize| -> Result<(Arc<CostModel>, u64), String> {
+        let cost = Arc::new(cost.for_threads(threads)?);
         let Some(tp) = tp else {
-            return Ok((cost.clone(), b.kv_capacity_tokens));
+            return Ok((cost, b.kv_capacity_tokens));
         };
         let c = cost.with_tp(tp)?;
         let kv = match (b.kv_capacity_explicit, c.default_kv_capacity_tokens()) {
@@ -63,8 +66,13 @@ pub async fn drive_simulated(
         };
         Ok((Arc::new(c), kv))
     };
-    let (prefill_cost, prefill_kv) = role_cost(topology.tp.prefill)?;
-    let (decode_cost, decode_kv) = role_cost(topology.tp.decode)?;
+    let (prefill_cost, prefill_kv) = role_cost(topology.tp.prefill, topology.threads.prefill)?;
+    let (decode_cost, decode_kv) = role_cost(topology.tp.decode, topology.threads.decode)?;
+    let mut topology = topology.clone();
+    if let (TopologyKind::Split { link: link @ None, .. }, Some(ns)) = (&mut topology.kind, cost.handoff_ns()) {
+        *link = Some(crate::sched::link::Link { bandwidth_bytes_per_s: f64::INFINITY, latency_ns: ns });
+    }
+    let topology = &topology;
     let factory: EngineFactory<SimEngine> = Arc::new(move |role| {
         SimEngine::new(if role == Role::Decode { decode_cost.clone() } else { prefill_cost.clone() })
     });

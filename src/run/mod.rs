@@ -88,6 +88,15 @@ pub fn prepare(scenario: &mut Scenario) -> Result<Backend, RunError> {
                 }
                 per_class.push(ids);
             }
+            // Warm the model up on every thread count the workers will use, before the clock
+            // starts (see Model::warm_up).
+            let mut counts: Vec<usize> =
+                scenario.topologies.iter().flat_map(|t| [t.threads.prefill, t.threads.decode]).collect();
+            counts.sort_unstable();
+            counts.dedup();
+            for n in counts {
+                model.warm_up(n).map_err(|e| RunError::Model(format!("warm-up: {e}")))?;
+            }
             let prompts = PromptSource::Text { per_class, seed: scenario.seed, vocab };
             Ok(Backend::Execute { model: Arc::new(model), prompts: Arc::new(prompts) })
         }

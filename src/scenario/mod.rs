@@ -20,6 +20,7 @@ use crate::sched::link::Link;
 use crate::sched::router::RouterKind;
 use crate::workload::Workload;
 pub use error::ScenarioError;
+pub use validate::load_profile;
 
 /// A validated scenario, ready to run.
 #[derive(Debug, Clone)]
@@ -183,8 +184,13 @@ impl Topology {
                 }
             }
             TopologyKind::Split { prefill_workers, decode_workers, router, link } => {
-                let link = link
-                    .map_or("no link model".to_owned(), |l| format!("{} Gb/s", l.bandwidth_bytes_per_s * 8.0 / 1e9));
+                let link = match link {
+                    None => "no link model".to_owned(),
+                    Some(l) if l.bandwidth_bytes_per_s.is_infinite() => {
+                        format!("in-process handoff {:.1} µs", l.latency_ns as f64 / 1e3)
+                    }
+                    Some(l) => format!("{} Gb/s", l.bandwidth_bytes_per_s * 8.0 / 1e9),
+                };
                 let tp = |t: Option<u32>| t.map_or(String::new(), |t| format!("(tp{t})"));
                 format!(
                     "{prefill_workers}P{} + {decode_workers}D{}, {}, {link}",

@@ -48,6 +48,8 @@ pub enum RawCostModel {
     },
     /// A named table of fitted coefficients (e.g. DistServe's A100 profiles).
     Preset { name: String, tp: Option<u32> },
+    /// A profile written by `pdsim calibrate` (this machine's real engine).
+    Profile { path: String },
     /// Explicit coefficients.
     Coefficients {
         model: Option<String>,

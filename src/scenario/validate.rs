@@ -77,7 +77,7 @@ pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
     }
     // Both may be present (to compare the modes on one scenario); the mode needs its own.
     let cost = match (raw.cost_model, mode) {
-        (Some(c), _) => Some(resolve_cost(c)?),
+        (Some(c), _) => Some(resolve_cost(c, base_dir)?),
         (None, Mode::Simulate) => {
             return Err(missing(
                 "cost_model",
@@ -321,7 +321,7 @@ fn resolve_arrival(a: RawArrival) -> V<ArrivalPattern> {
     })
 }
 
-fn resolve_cost(raw: RawCostModel) -> V<CostModel> {
+fn resolve_cost(raw: RawCostModel, base: &Path) -> V<CostModel> {
     const K: &str = "cost_model";
     let model_shape = |key: &str, name: &str| {
         ModelShape::by_name(name).ok_or_else(|| {
@@ -329,6 +329,7 @@ fn resolve_cost(raw: RawCostModel) -> V<CostModel> {
         })
     };
     match raw {
+        RawCostModel::Profile { path } => load_profile(&base.join(path)).map_err(|e| invalid(format!("{K}.path"), e)),
         RawCostModel::Roofline { hardware, model, tp, compute_efficiency, memory_efficiency, step_overhead_ms } => {
             let hw = Hardware::by_name(&hardware).ok_or_else(|| {
                 invalid(
@@ -554,6 +555,7 @@ fn resolve_topology(
                 tp: PhaseTp { prefill: tp, decode: tp },
             };
             check_tp(&key, "tp", tp, cost)?;
+            check_threads(&key, "threads", threads, mode, cost)?;
             t.faults = resolve_faults(&key, faults, &t.worker_names())?;
             Ok(t)
         }
@@ -598,9 +600,22 @@ fn resolve_topology(
             };
             check_tp(&key, "prefill_tp", prefill_tp, cost)?;
             check_tp(&key, "decode_tp", decode_tp, cost)?;
+            check_threads(&key, "prefill_threads", t.threads.prefill, mode, cost)?;
+            check_threads(&key, "decode_threads", t.threads.decode, mode, cost)?;
             t.faults = resolve_faults(&key, faults, &t.worker_names())?;
             Ok(t)
         }
+    }
+}
+
+/// In simulate mode with a calibration profile, a worker's thread count picks its fit, which
+/// must exist.
+fn check_threads(key: &str, name: &str, threads: usize, mode: Mode, cost: Option<&CostModel>) -> V<()> {
+    match (mode, cost) {
+        (Mode::Simulate, Some(c)) => {
+            c.for_threads(threads).map(|_| ()).map_err(|e| invalid(format!("{key}.{name}"), e))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -637,4 +652,41 @@ fn check_fits(w: &Workload, t: &Topology, i: usize) -> V<()> {
         }
     }
     Ok(())
+}
+
+/// Reads a profile written by `pdsim calibrate`; errors name the profile's own line and column.
+pub fn load_profile(path: &Path) -> Result<CostModel, String> {
+    use crate::calibrate::profile::ProfileFile;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read profile {}: {e}", path.display()))?;
+    let p: ProfileFile = toml::from_str(&text).map_err(|e| {
+        let (line, column) = e.span().map_or((1, 1), |s| line_col(&text, s.start));
+        format!("{}:{line}:{column}: {}", path.display(), e.message().trim())
+    })?;
+    if p.fit.is_empty() {
+        return Err(format!("{}: the profile has no [[fit]]", path.display()));
+    }
+    for f in &p.fit {
+        let c = [
+            f.prefill.base_ms,
+            f.prefill.per_token_ms,
+            f.prefill.per_token_sq_ms,
+            f.decode.base_ms,
+            f.decode.per_ctx_token_ms,
+            f.decode.per_seq_ms,
+            f.decode_single.base_ms,
+            f.decode_single.per_ctx_token_ms,
+        ];
+        if c.iter().any(|x| !x.is_finite() || x.abs() > 1e9) || f.threads == 0 {
+            return Err(format!("{}: the fit for {} threads has an invalid coefficient", path.display(), f.threads));
+        }
+    }
+    if !(p.handoff_us.is_finite() && (0.0..=1e9).contains(&p.handoff_us)) {
+        return Err(format!("{}: handoff_us must be from 0 to 1e9", path.display()));
+    }
+    Ok(CostModel::Profile {
+        fits: p.fit.iter().map(|f| (f.threads, f.cost())).collect(),
+        kv_bytes_per_token: p.kv_bytes_per_token,
+        handoff_ns: (p.handoff_us * 1e3).round() as u64,
+        source: format!("profile {} ({}, {} weights, {})", path.display(), p.model, p.weights, p.machine),
+    })
 }

@@ -1,6 +1,7 @@
 //! Integration tests, one binary (links once): scenarios run end to end through the actors.
 
 mod bad_input;
+mod calibrate;
 mod closed_form;
 mod common;
 mod execute;

@@ -23,6 +23,15 @@ pub enum CostModel {
         source: String,
     },
     Roofline(Roofline),
+    /// Fits of this machine's real engine by `pdsim calibrate`, one per thread count; a worker
+    /// takes the fit of its own thread count ([`CostModel::for_threads`]).
+    Profile {
+        fits: Vec<(usize, LinearCost)>,
+        kv_bytes_per_token: u64,
+        /// One KV handoff between actor threads (the in-process "link"), ns.
+        handoff_ns: u64,
+        source: String,
+    },
 }
 
 impl CostModel {
@@ -32,6 +41,7 @@ impl CostModel {
         let ms = match self {
             CostModel::Linear { cost, .. } => cost.step_ms(&s),
             CostModel::Roofline(r) => r.step_ms(&s),
+            CostModel::Profile { fits, .. } => fits[0].1.step_ms(&s),
         };
         ((ms * 1e6).round() as u64).max(1)
     }
@@ -51,6 +61,9 @@ impl CostModel {
                     )),
                 }
             }
+            CostModel::Profile { .. } => {
+                Err("a calibration profile measures CPU threads, not tensor parallelism; set threads instead".into())
+            }
             CostModel::Linear { .. } => Err(
                 "fitted coefficients hold for the tensor-parallel degree they were fitted at; a per-phase tp needs kind = \"roofline\" (or name a preset fitted at that tp)"
                     .into(),
@@ -58,9 +71,37 @@ impl CostModel {
         }
     }
 
+    /// The fit for a worker with `threads` compute threads (profiles); other models as they are.
+    pub fn for_threads(&self, threads: usize) -> Result<CostModel, String> {
+        let CostModel::Profile { fits, kv_bytes_per_token, source, .. } = self else {
+            return Ok(self.clone());
+        };
+        match fits.iter().find(|(t, _)| *t == threads) {
+            Some((_, cost)) => Ok(CostModel::Linear {
+                cost: cost.clone(),
+                kv_bytes_per_token: *kv_bytes_per_token,
+                source: format!("{source}, {threads} threads"),
+            }),
+            None => Err(format!(
+                "the calibration profile has fits for {:?} threads, not {threads}; run pdsim calibrate --threads {threads}",
+                fits.iter().map(|f| f.0).collect::<Vec<_>>()
+            )),
+        }
+    }
+
+    /// The in-process KV handoff time of a profile.
+    pub fn handoff_ns(&self) -> Option<u64> {
+        match self {
+            CostModel::Profile { handoff_ns, .. } => Some(*handoff_ns),
+            _ => None,
+        }
+    }
+
     pub fn kv_bytes_per_token(&self) -> u64 {
         match self {
-            CostModel::Linear { kv_bytes_per_token, .. } => *kv_bytes_per_token,
+            CostModel::Linear { kv_bytes_per_token, .. } | CostModel::Profile { kv_bytes_per_token, .. } => {
+                *kv_bytes_per_token
+            }
             CostModel::Roofline(r) => r.model.kv_bytes_per_token(),
         }
     }
@@ -70,13 +111,15 @@ impl CostModel {
         match self {
             CostModel::Linear { .. } => None,
             CostModel::Roofline(r) => r.kv_capacity_tokens(),
+            // What execute mode gives a worker, so the two modes hold the same requests.
+            CostModel::Profile { .. } => Some(crate::scenario::DEFAULT_EXECUTE_KV_CAPACITY_TOKENS),
         }
     }
 
     /// One line for reports.
     pub fn describe(&self) -> String {
         match self {
-            CostModel::Linear { source, .. } => source.clone(),
+            CostModel::Linear { source, .. } | CostModel::Profile { source, .. } => source.clone(),
             CostModel::Roofline(r) => format!(
                 "roofline {} × {} tp={} (compute eff {}, memory eff {}, overhead {} ms)",
                 r.hardware.name, r.model.name, r.tp, r.compute_efficiency, r.memory_efficiency, r.step_overhead_ms

@@ -1,0 +1,266 @@
+//! `pdsim calibrate`: teaches the simulator this machine. It times the real engine's steps
+//! (the same `Engine::step` calls a worker makes) over a grid of prefill batches and decode
+//! batches × contexts, for each thread count a scenario's workers may get, fits DistServe's
+//! polynomial cost model to each (prefill: a + b·ΣL + c·ΣL²; decode: a + b·Σctx + c·B, with
+//! batch-1 decode fitted on its own as a + b·ctx: the engine runs a single sequence through a
+//! different, much cheaper kernel path than a batch, so one line through both misses both), and
+//! measures the in-process KV handoff (a message carrying the cache between two actor threads).
+//! The result is a profile TOML that simulate-mode scenarios name as their cost model.
+
+pub mod fit;
+pub mod profile;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use crate::engine::candle::engine::{CandleEngine, GenerationConfig};
+use crate::engine::candle::prompts::PromptSource;
+use crate::engine::candle::sampler::Sampling;
+use crate::engine::candle::Model;
+use crate::engine::step::{DecodeSlot, PromptChunk, StepPlan};
+use crate::engine::{Engine, EngineError};
+use crate::workload::RequestSpec;
+use fit::{least_squares, least_squares_with, Fit};
+use profile::{Profile, ThreadsFit};
+
+/// How thoroughly to measure.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub threads: Vec<usize>,
+    /// Timed repeats per point (the median counts).
+    pub reps: usize,
+    /// A small grid (for tests and a first look).
+    pub quick: bool,
+}
+
+/// One timed point: its features and the median step time.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    x: [f64; 3],
+    ms: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+struct Bench {
+    engine: CandleEngine,
+    next_id: u64,
+}
+
+impl Bench {
+    fn spec(&mut self, prompt: usize, output: usize) -> RequestSpec {
+        self.next_id += 1;
+        RequestSpec {
+            id: self.next_id,
+            arrival_ns: 0,
+            class: 0,
+            prompt_tokens: prompt as u64,
+            output_tokens: output as u64,
+            prompt: None,
+        }
+    }
+
+    /// Admits and prefills prompts of `lens` in one step; returns the step's time in ms.
+    fn prefill(&mut self, lens: &[usize], output: usize) -> Result<(f64, Vec<u64>), EngineError> {
+        let mut plan = StepPlan::default();
+        let mut ids = Vec::new();
+        for &l in lens {
+            let s = self.spec(l, output);
+            self.engine.admit(&s)?;
+            plan.prefill.push(PromptChunk { request: s.id, offset: 0, tokens: l as u64 });
+            ids.push(s.id);
+        }
+        let t = Instant::now();
+        self.engine.step(&plan)?;
+        Ok((t.elapsed().as_secs_f64() * 1e3, ids))
+    }
+
+    fn finish(&mut self, ids: &[u64]) {
+        for &id in ids {
+            self.engine.finish(id);
+        }
+    }
+}
+
+/// The prefill grid: (prompt lengths in one batch).
+fn prefill_grid(quick: bool) -> Vec<Vec<usize>> {
+    let singles: &[usize] = if quick { &[16, 64, 256] } else { &[16, 32, 64, 128, 256, 384, 512, 768, 1024] };
+    let mut g: Vec<Vec<usize>> = singles.iter().map(|&l| vec![l]).collect();
+    let batches: &[(usize, usize)] = if quick { &[(4, 32)] } else { &[(2, 64), (4, 64), (2, 256), (4, 128), (8, 32)] };
+    g.extend(batches.iter().map(|&(n, l)| vec![l; n]));
+    g
+}
+
+fn decode_grid(quick: bool) -> (Vec<usize>, Vec<usize>) {
+    if quick {
+        (vec![32, 128], vec![1, 2, 4])
+    } else {
+        (vec![32, 128, 256, 512], vec![1, 2, 4, 8, 16])
+    }
+}
+
+fn measure(
+    model: &Arc<Model>,
+    threads: usize,
+    opts: &Options,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(Fit, Fit, Fit), EngineError> {
+    let vocab = model.llama.config.vocab as u32;
+    let prompts = Arc::new(PromptSource::Synthetic { seed: 7, vocab });
+    let generation = GenerationConfig { sampling: Sampling::Greedy, ignore_eos: true };
+    let mut b = Bench { engine: CandleEngine::new(model.clone(), threads, prompts, generation), next_id: 0 };
+    let mut prefill = Vec::new();
+    for lens in prefill_grid(opts.quick) {
+        let mut times = Vec::new();
+        for rep in 0..=opts.reps {
+            let (ms, ids) = b.prefill(&lens, 2)?;
+            b.finish(&ids);
+            if rep > 0 {
+                times.push(ms); // the first run warms up
+            }
+        }
+        let (sum, sq) = (lens.iter().sum::<usize>() as f64, lens.iter().map(|&l| (l * l) as f64).sum::<f64>());
+        let ms = median(times);
+        progress(&format!("threads {threads}: prefill {:>2} × {:>4} tokens: {ms:>8.2} ms", lens.len(), lens[0]));
+        prefill.push(Sample { x: [1.0, sum, sq], ms });
+    }
+    let (contexts, batches) = decode_grid(opts.quick);
+    let max_batch = *batches.iter().max().expect("non-empty");
+    let steps_per_point = opts.reps + 1;
+    let mut decode = Vec::new();
+    for &ctx in &contexts {
+        // The most sequences any point needs, prefilled once (untimed), then decoded in
+        // batches of each size; every step lengthens each sequence in it by one token.
+        let output = batches.len() * steps_per_point + 2;
+        let mut ids = Vec::new();
+        for _ in 0..max_batch {
+            let (_, id) = b.prefill(&[ctx], output)?;
+            ids.extend(id);
+        }
+        // Output tokens so far per sequence (the prefill made the first).
+        let mut produced = vec![1u64; max_batch];
+        for &n in &batches {
+            let mut times = Vec::new();
+            let mut ctx_sum = 0.0;
+            for rep in 0..steps_per_point {
+                let mut plan = StepPlan::default();
+                for (k, &id) in ids.iter().take(n).enumerate() {
+                    plan.decode.push(DecodeSlot { request: id, context_tokens: ctx as u64 + produced[k] });
+                }
+                let t = Instant::now();
+                b.engine.step(&plan)?;
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                if rep > 0 {
+                    times.push(ms);
+                    ctx_sum = plan.decode.iter().map(|d| d.context_tokens as f64).sum();
+                }
+                for p in produced.iter_mut().take(n) {
+                    *p += 1;
+                }
+            }
+            let ms = median(times);
+            progress(&format!("threads {threads}: decode batch {n:>2} at context {ctx:>4}: {ms:>8.2} ms"));
+            decode.push(Sample { x: [1.0, ctx_sum, n as f64], ms });
+        }
+        b.finish(&ids);
+    }
+    let fit = |features: usize, s: &[&Sample]| {
+        let xs: Vec<[f64; 3]> = s.iter().map(|p| p.x).collect();
+        let ys: Vec<f64> = s.iter().map(|p| p.ms).collect();
+        let f = if features == 3 { least_squares(&xs, &ys) } else { least_squares_with(features, &xs, &ys) };
+        f.ok_or_else(|| EngineError::Step("the measurements do not determine a fit".into()))
+    };
+    let (single, batched): (Vec<&Sample>, Vec<&Sample>) = decode.iter().partition(|p| p.x[2] == 1.0);
+    Ok((fit(3, &prefill.iter().collect::<Vec<_>>())?, fit(2, &single)?, fit(3, &batched)?))
+}
+
+/// The in-process KV handoff: a message carrying a cache-sized buffer from one actor thread to
+/// another and back, halved; median over `n` round trips, in microseconds.
+fn handoff_us(bytes: usize, n: usize) -> f64 {
+    struct Echo;
+    impl Actor for Echo {
+        type Context = Context<Self>;
+    }
+    #[derive(Message)]
+    #[rtype(result = "Vec<f32>")]
+    struct Carry(Vec<f32>);
+    impl Handler<Carry> for Echo {
+        type Result = MessageResult<Carry>;
+        fn handle(&mut self, m: Carry, _: &mut Context<Self>) -> Self::Result {
+            MessageResult(m.0)
+        }
+    }
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let arbiter = Arbiter::new();
+        let echo = Echo::start_in_arbiter(&arbiter.handle(), |_| Echo);
+        let mut buf = vec![0f32; bytes / 4];
+        let mut times = Vec::new();
+        for i in 0..=n {
+            let t = Instant::now();
+            buf = echo.send(Carry(buf)).await.unwrap_or_default();
+            if i > 0 {
+                times.push(t.elapsed().as_secs_f64() * 1e6 / 2.0);
+            }
+        }
+        arbiter.stop();
+        median(times)
+    })
+}
+
+/// Measures and fits the engine for each thread count in `opts`.
+pub fn calibrate(
+    model: Arc<Model>,
+    model_name: String,
+    opts: &Options,
+    mut progress: impl FnMut(&str),
+) -> Result<Profile, EngineError> {
+    let mut fits = Vec::new();
+    for &threads in &opts.threads {
+        let (prefill, decode_single, decode) = measure(&model, threads, opts, &mut progress)?;
+        progress(&format!(
+            "threads {threads}: prefill R² {:.4} (max residual {:.2} ms), batch-1 decode R² {:.4} ({:.2} ms), \
+             batched decode R² {:.4} ({:.2} ms)",
+            prefill.r2,
+            prefill.max_residual_ms,
+            decode_single.r2,
+            decode_single.max_residual_ms,
+            decode.r2,
+            decode.max_residual_ms
+        ));
+        fits.push(ThreadsFit { threads, prefill, decode_single, decode });
+    }
+    let c = &model.llama.config;
+    let kv_bytes_per_token = (2 * c.layers * c.kv_heads * c.head_dim * std::mem::size_of::<f32>()) as u64;
+    // A 512-token cache, the size the shipped scenarios hand over.
+    let handoff = handoff_us(512 * kv_bytes_per_token as usize, 50);
+    progress(&format!("KV handoff between actor threads (512-token cache): {handoff:.1} µs"));
+    Ok(Profile {
+        model: model_name,
+        weights: model.llama.format.name().to_owned(),
+        machine: machine(),
+        kv_bytes_per_token,
+        handoff_us: handoff,
+        fits,
+    })
+}
+
+/// The CPU model and core count, for the profile's header.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}

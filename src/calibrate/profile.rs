@@ -1,0 +1,168 @@
+//! A calibration profile: what `pdsim calibrate` measured, as a TOML file that scenarios name
+//! (`[cost_model] kind = "profile", path = "..."`). One fit per thread count: a simulated
+//! worker takes the fit of the threads its topology gives it.
+
+use serde::{Deserialize, Serialize};
+
+use super::fit::Fit;
+use crate::engine::sim::linear::{DecodeCoeffs, LinearCost, PrefillCoeffs};
+
+/// The fits for one thread count.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThreadsFit {
+    pub threads: usize,
+    pub prefill: Fit,
+    /// Batch-1 decode: base + per_ctx_token·ctx.
+    pub decode_single: Fit,
+    /// Decode batches of two or more.
+    pub decode: Fit,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Profile {
+    pub model: String,
+    pub weights: String,
+    pub machine: String,
+    pub kv_bytes_per_token: u64,
+    /// One KV handoff between actor threads, µs.
+    pub handoff_us: f64,
+    pub fits: Vec<ThreadsFit>,
+}
+
+/// The file as written and read back.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileFile {
+    pub model: String,
+    pub weights: String,
+    pub machine: String,
+    pub kv_bytes_per_token: u64,
+    pub handoff_us: f64,
+    pub fit: Vec<FitFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FitFile {
+    pub threads: usize,
+    pub prefill: PrefillFile,
+    /// Batch-1 decode (`per_seq_ms` is 0).
+    pub decode_single: DecodeFile,
+    /// Decode batches of two or more.
+    pub decode: DecodeFile,
+    /// Fit quality, for people; not read.
+    pub quality: Quality,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefillFile {
+    pub base_ms: f64,
+    pub per_token_ms: f64,
+    pub per_token_sq_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecodeFile {
+    pub base_ms: f64,
+    pub per_ctx_token_ms: f64,
+    pub per_seq_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quality {
+    pub prefill_r2: f64,
+    pub prefill_max_residual_ms: f64,
+    pub prefill_points: usize,
+    pub decode_single_r2: f64,
+    pub decode_single_max_residual_ms: f64,
+    pub decode_single_points: usize,
+    pub decode_r2: f64,
+    pub decode_max_residual_ms: f64,
+    pub decode_points: usize,
+}
+
+impl Profile {
+    pub fn to_file(&self) -> ProfileFile {
+        ProfileFile {
+            model: self.model.clone(),
+            weights: self.weights.clone(),
+            machine: self.machine.clone(),
+            kv_bytes_per_token: self.kv_bytes_per_token,
+            handoff_us: self.handoff_us,
+            fit: self
+                .fits
+                .iter()
+                .map(|f| FitFile {
+                    threads: f.threads,
+                    prefill: PrefillFile {
+                        base_ms: f.prefill.coeffs[0],
+                        per_token_ms: f.prefill.coeffs[1],
+                        per_token_sq_ms: f.prefill.coeffs[2],
+                    },
+                    decode_single: DecodeFile {
+                        base_ms: f.decode_single.coeffs[0],
+                        per_ctx_token_ms: f.decode_single.coeffs[1],
+                        per_seq_ms: 0.0,
+                    },
+                    decode: DecodeFile {
+                        base_ms: f.decode.coeffs[0],
+                        per_ctx_token_ms: f.decode.coeffs[1],
+                        per_seq_ms: f.decode.coeffs[2],
+                    },
+                    quality: Quality {
+                        prefill_r2: f.prefill.r2,
+                        prefill_max_residual_ms: f.prefill.max_residual_ms,
+                        prefill_points: f.prefill.points,
+                        decode_single_r2: f.decode_single.r2,
+                        decode_single_max_residual_ms: f.decode_single.max_residual_ms,
+                        decode_single_points: f.decode_single.points,
+                        decode_r2: f.decode.r2,
+                        decode_max_residual_ms: f.decode.max_residual_ms,
+                        decode_points: f.decode.points,
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    /// The TOML text, with a header saying what it is.
+    pub fn to_toml(&self, date: &str) -> String {
+        let body = toml::to_string(&self.to_file()).expect("a profile serializes");
+        format!(
+            "# pdsim calibrate, {date}: {} ({} weights) on {}.\n\
+             # Step time fits, in DistServe's form: prefill = base + per_token·ΣL + per_token_sq·ΣL²,\n\
+             # decode = base + per_ctx_token·Σctx + per_seq·B (ms), batch-1 decode fitted apart\n\
+             # (decode_single). Name this file in a scenario:\n\
+             #   [cost_model]\n#   kind = \"profile\"\n#   path = \"<this file>\"\n\n{body}",
+            self.model, self.weights, self.machine
+        )
+    }
+}
+
+impl FitFile {
+    pub fn cost(&self) -> LinearCost {
+        LinearCost {
+            prefill: PrefillCoeffs {
+                base_ms: self.prefill.base_ms,
+                per_token_ms: self.prefill.per_token_ms,
+                per_token_sq_ms: self.prefill.per_token_sq_ms,
+            },
+            decode: DecodeCoeffs {
+                base_ms: self.decode_single.base_ms,
+                per_ctx_token_ms: self.decode_single.per_ctx_token_ms,
+                per_seq_ms: self.decode_single.per_seq_ms,
+            },
+            large_batch_decode: Some((
+                2,
+                DecodeCoeffs {
+                    base_ms: self.decode.base_ms,
+                    per_ctx_token_ms: self.decode.per_ctx_token_ms,
+                    per_seq_ms: self.decode.per_seq_ms,
+                },
+            )),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! `pdsim calibrate`: measure the real engine on this machine and write a profile the
+//! simulator can use.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use super::model_cmds::{load, ModelArgs};
+use super::EXIT_BAD_INPUT;
+use crate::calibrate::{calibrate, Options};
+
+#[derive(clap::Args)]
+pub struct CalibrateArgs {
+    /// Thread counts to fit (one fit each: a worker's threads pick its fit).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    threads: Vec<usize>,
+    /// Timed repeats per point after a warm-up (the median counts).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// A small grid: a first look in seconds, a rougher fit.
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the profile.
+    #[arg(long, default_value = "profiles/calibrated.toml")]
+    out: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+pub fn run(args: CalibrateArgs) -> ExitCode {
+    if args.threads.is_empty() || args.threads.contains(&0) || args.reps == 0 {
+        eprintln!("error: --threads must list thread counts of at least 1, and --reps be at least 1");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    let model = match load(&args.model) {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let name = args
+        .model
+        .model
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map_or("SmolLM2-135M-Instruct.Q4_1.gguf".to_owned(), |n| n.to_string_lossy().into_owned());
+    eprintln!(
+        "pdsim calibrate: {name}, {} weights, threads {:?}, median of {} after a warm-up{}",
+        model.llama.format.name(),
+        args.threads,
+        args.reps,
+        if args.quick { " (quick grid)" } else { "" }
+    );
+    let opts = Options { threads: args.threads.clone(), reps: args.reps, quick: args.quick };
+    let profile = match calibrate(model, name, &opts, |l| eprintln!("  {l}")) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let date = crate::run::output::utc_stamp(std::time::SystemTime::now());
+    let text = profile.to_toml(&date[..10]);
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = args.out.with_extension("partial");
+        std::fs::write(&tmp, &text)?;
+        std::fs::rename(&tmp, &args.out)
+    };
+    if let Err(e) = write() {
+        eprintln!("error: cannot write {}: {e}", args.out.display());
+        return ExitCode::FAILURE;
+    }
+    if args.model.json {
+        println!("{}", serde_json::to_string_pretty(&profile).unwrap_or_default());
+    } else {
+        for f in &profile.fits {
+            let q = |name: &str, x: &crate::calibrate::fit::Fit| {
+                format!(
+                    "{name} R² {:.4}, max residual {:.2} ms ({:.1}%), {} points",
+                    x.r2,
+                    x.max_residual_ms,
+                    x.max_relative_residual * 100.0,
+                    x.points
+                )
+            };
+            println!(
+                "threads {}: {}; {}; {}",
+                f.threads,
+                q("prefill", &f.prefill),
+                q("batch-1 decode", &f.decode_single),
+                q("batched decode", &f.decode)
+            );
+        }
+        println!(
+            "profile: {} (name it in a scenario: [cost_model] kind = \"profile\", path = ...)",
+            args.out.display()
+        );
+    }
+    ExitCode::SUCCESS
+}

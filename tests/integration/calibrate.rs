@@ -1,0 +1,71 @@
+//! Calibration and comparison: the real engine's step times fitted into a profile the
+//! simulator loads, and an execute run compared request by request with its simulation.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::repo;
+
+fn pdsim(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_pdsim")).args(args).current_dir(repo()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn calibrate_then_compare() {
+    let d = tempfile::tempdir().unwrap();
+    let profile = d.path().join("profile.toml");
+    let p = profile.to_str().unwrap();
+    let v = pdsim(&["calibrate", "--quick", "--threads", "1", "--reps", "1", "--json", "--out", p]);
+    let fit = &v["fits"][0];
+    assert_eq!(fit["threads"], 1);
+    // Step time grows with prompt tokens and with the decode batch; the fits explain the
+    // measurements (loosely: other tests share the CPU).
+    assert!(fit["prefill"]["coeffs"][1].as_f64().unwrap() > 0.0, "{fit}");
+    assert!(fit["decode"]["coeffs"][2].as_f64().unwrap() > 0.0, "{fit}");
+    assert!(fit["prefill"]["r2"].as_f64().unwrap() > 0.5 && fit["decode"]["r2"].as_f64().unwrap() > 0.5, "{fit}");
+    assert_eq!(v["kv_bytes_per_token"], 46_080);
+    // The profile is a cost model a scenario can name.
+    let cost = pdsim::scenario::load_profile(&profile).unwrap();
+    assert!(cost.for_threads(1).is_ok() && cost.for_threads(3).is_err());
+
+    let out = d.path().join("out");
+    let c = pdsim(&[
+        "compare",
+        "scenarios/light_light.toml",
+        "--profile",
+        p,
+        "--requests",
+        "4",
+        "--only",
+        "split",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let t = &c["topologies"][0];
+    assert_eq!((t["topology"].as_str(), t["requests"].as_u64()), (Some("split"), Some(4)));
+    let metrics: Vec<&str> =
+        t["percentiles"].as_array().unwrap().iter().map(|m| m["metric"].as_str().unwrap()).collect();
+    assert_eq!(metrics, ["ttft_ms p50", "ttft_ms p90", "tpot_ms p50", "tpot_ms p90", "e2e_ms p50", "e2e_ms p90"]);
+    for m in t["percentiles"].as_array().unwrap() {
+        assert!(m["executed"].as_f64().unwrap() > 0.0 && m["simulated"].as_f64().unwrap() > 0.0, "{m}");
+    }
+    let rows = crate::common::read_csv(&out.join("light_light/compare/latest/split/compare.csv"));
+    assert_eq!(rows.len(), 4);
+    // Both sides served the same requests: the simulation replayed the execute run's trace.
+    let read = |f: &str| {
+        let mut r = crate::common::read_csv(&out.join("light_light/compare/latest").join(f));
+        r.sort_by_key(|x| x.f("request_id") as u64);
+        r
+    };
+    let (exec, sim) = (read("split/requests.csv"), read("simulated/split/requests.csv"));
+    assert_eq!(exec.len(), sim.len());
+    for (e, s) in exec.iter().zip(&sim) {
+        assert_eq!(e.s("request_id"), s.s("request_id"));
+        assert_eq!(e.s("prompt_tokens"), s.s("prompt_tokens"));
+        assert_eq!(e.s("token_count"), s.s("token_count"));
+    }
+}
