@@ -29,7 +29,7 @@ use profile::{Profile, ThreadsFit};
 #[derive(Debug, Clone)]
 pub struct Options {
     pub threads: Vec<usize>,
-    /// Timed repeats per point (the median counts).
+    /// Timed rounds over the grid (the median per point counts).
     pub reps: usize,
     /// A small grid (for tests and a first look).
     pub quick: bool,
@@ -114,16 +114,22 @@ fn measure(
     let prompts = Arc::new(PromptSource::Synthetic { seed: 7, vocab });
     let generation = GenerationConfig { sampling: Sampling::Greedy, ignore_eos: true };
     let mut b = Bench { engine: CandleEngine::new(model.clone(), threads, prompts, generation), next_id: 0 };
-    let mut prefill = Vec::new();
-    for lens in prefill_grid(opts.quick) {
-        let mut times = Vec::new();
-        for rep in 0..=opts.reps {
-            let (ms, ids) = b.prefill(&lens, 2)?;
+    // Rounds over the whole grid rather than repeats of one point at a time: on a shared
+    // machine the speed drifts over minutes, and interleaving spreads the drift over every
+    // point instead of biasing some. Round 0 warms up and is dropped.
+    let grid = prefill_grid(opts.quick);
+    let mut prefill_times: Vec<Vec<f64>> = vec![Vec::new(); grid.len()];
+    for round in 0..=opts.reps {
+        for (i, lens) in grid.iter().enumerate() {
+            let (ms, ids) = b.prefill(lens, 2)?;
             b.finish(&ids);
-            if rep > 0 {
-                times.push(ms); // the first run warms up
+            if round > 0 {
+                prefill_times[i].push(ms);
             }
         }
+    }
+    let mut prefill = Vec::new();
+    for (lens, times) in grid.iter().zip(prefill_times) {
         let (sum, sq) = (lens.iter().sum::<usize>() as f64, lens.iter().map(|&l| (l * l) as f64).sum::<f64>());
         let ms = median(times);
         progress(&format!("threads {threads}: prefill {:>2} × {:>4} tokens: {ms:>8.2} ms", lens.len(), lens[0]));
@@ -131,12 +137,12 @@ fn measure(
     }
     let (contexts, batches) = decode_grid(opts.quick);
     let max_batch = *batches.iter().max().expect("non-empty");
-    let steps_per_point = opts.reps + 1;
+    let rounds = opts.reps + 1;
     let mut decode = Vec::new();
     for &ctx in &contexts {
         // The most sequences any point needs, prefilled once (untimed), then decoded in
-        // batches of each size; every step lengthens each sequence in it by one token.
-        let output = batches.len() * steps_per_point + 2;
+        // batches of each size, in rounds; every step lengthens each sequence in it by one.
+        let output = batches.len() * rounds + 2;
         let mut ids = Vec::new();
         for _ in 0..max_batch {
             let (_, id) = b.prefill(&[ctx], output)?;
@@ -144,10 +150,10 @@ fn measure(
         }
         // Output tokens so far per sequence (the prefill made the first).
         let mut produced = vec![1u64; max_batch];
-        for &n in &batches {
-            let mut times = Vec::new();
-            let mut ctx_sum = 0.0;
-            for rep in 0..steps_per_point {
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); batches.len()];
+        let mut ctx_sums: Vec<Vec<f64>> = vec![Vec::new(); batches.len()];
+        for round in 0..rounds {
+            for (i, &n) in batches.iter().enumerate() {
                 let mut plan = StepPlan::default();
                 for (k, &id) in ids.iter().take(n).enumerate() {
                     plan.decode.push(DecodeSlot { request: id, context_tokens: ctx as u64 + produced[k] });
@@ -155,15 +161,18 @@ fn measure(
                 let t = Instant::now();
                 b.engine.step(&plan)?;
                 let ms = t.elapsed().as_secs_f64() * 1e3;
-                if rep > 0 {
-                    times.push(ms);
-                    ctx_sum = plan.decode.iter().map(|d| d.context_tokens as f64).sum();
+                if round > 0 {
+                    times[i].push(ms);
+                    ctx_sums[i].push(plan.decode.iter().map(|d| d.context_tokens as f64).sum());
                 }
                 for p in produced.iter_mut().take(n) {
                     *p += 1;
                 }
             }
-            let ms = median(times);
+        }
+        for (i, &n) in batches.iter().enumerate() {
+            let ms = median(times[i].clone());
+            let ctx_sum = ctx_sums[i].iter().sum::<f64>() / ctx_sums[i].len() as f64;
             progress(&format!("threads {threads}: decode batch {n:>2} at context {ctx:>4}: {ms:>8.2} ms"));
             decode.push(Sample { x: [1.0, ctx_sum, n as f64], ms });
         }

@@ -14,7 +14,7 @@ pub struct CalibrateArgs {
     /// Thread counts to fit (one fit each: a worker's threads pick its fit).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     threads: Vec<usize>,
-    /// Timed repeats per point after a warm-up (the median counts).
+    /// Timed rounds over the whole grid after a warm-up round (the median per point counts).
     #[arg(long, default_value_t = 3)]
     reps: usize,
     /// A small grid: a first look in seconds, a rougher fit.
