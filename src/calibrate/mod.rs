@@ -98,7 +98,7 @@ fn prefill_grid(quick: bool) -> Vec<Vec<usize>> {
 
 fn decode_grid(quick: bool) -> (Vec<usize>, Vec<usize>) {
     if quick {
-        (vec![32, 128], vec![1, 2, 4])
+        (vec![32, 128], vec![1, 2, 4, 8])
     } else {
         (vec![32, 128, 256, 512], vec![1, 2, 4, 8, 16])
     }
