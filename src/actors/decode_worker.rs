@@ -9,7 +9,7 @@ use super::messages::{KvHandoff, KvReleased};
 use super::prefill_worker::PrefillWorker;
 use super::worker_env::{Kick, MakeEngine, Scheduling, StepStamp, WorkerEnv};
 use crate::engine::step::StepPlan;
-use crate::engine::{guarded, Engine, InjectedFault, KvHandle};
+use crate::engine::{admit_and_step, Engine, InjectedFault, KvHandle};
 use crate::metrics::record::RequestRecord;
 use crate::scenario::FaultSpec;
 use crate::sched::decode_admission::DecodeAdmission;
@@ -124,6 +124,7 @@ impl<E: Engine> DecodeWorker<E> {
     }
 
     fn try_step(&mut self, ctx: &mut Context<Self>) {
+        self.fire_due(ctx);
         if self.busy || !self.env.gauge.is_up() {
             return;
         }
@@ -135,8 +136,7 @@ impl<E: Engine> DecodeWorker<E> {
         self.state.set.fill_plan(&mut self.plan);
         self.busy = true;
         self.stamp = self.env.stamp(self.state.kv().used(), self.state.waiting() as u64);
-        let (engine, plan) = (&mut self.engine, &self.plan);
-        let result = guarded(|| engine.step(plan)).map(|out| {
+        let result = admit_and_step(&mut self.engine, &[], &self.plan).map(|out| {
             self.stopped = out.stopped;
             out.wait_ns
         });
@@ -162,8 +162,7 @@ impl<E: Engine> Actor for DecodeWorker<E> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let faults = std::mem::take(&mut self.faults);
-        self.arm_faults(ctx, &faults);
+        self.arm_faults(ctx);
     }
 }
 
@@ -219,6 +218,10 @@ impl<E: Engine> Recover for DecodeWorker<E> {
 
     fn inject(&mut self, fault: InjectedFault) {
         self.engine.inject(fault);
+    }
+
+    fn pending_faults(&mut self) -> &mut Vec<FaultSpec> {
+        &mut self.faults
     }
 }
 

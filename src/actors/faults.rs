@@ -34,16 +34,35 @@ pub trait Recover: Scheduling {
     /// Arms the engine to fail its next step.
     fn inject(&mut self, fault: InjectedFault);
 
-    /// Sets a timer for each of the worker's scenario faults.
-    fn arm_faults(&mut self, ctx: &mut Context<Self>, faults: &[FaultSpec]) {
+    /// The worker's scenario faults that have not fired yet.
+    fn pending_faults(&mut self) -> &mut Vec<FaultSpec>;
+
+    /// Sets a timer for each pending fault. A worker that is busy computing step after step
+    /// (execute mode) may not see a timer for a while, so [`Recover::fire_due`] also runs at
+    /// the start of every step: a fault fires at its time or at the first step after it.
+    fn arm_faults(&mut self, ctx: &mut Context<Self>) {
         let now = self.env().now();
-        for f in faults {
-            let kind = f.kind;
-            ctx.run_later(self.env().clock.wait(f.at_ns.saturating_sub(now)), move |act, ctx| match kind {
-                FaultKind::Crash { down_ns } => act.crash(ctx, down_ns),
-                FaultKind::StepError => act.inject(InjectedFault::Error),
-                FaultKind::Panic => act.inject(InjectedFault::Panic),
-            });
+        let times: Vec<u64> = self.pending_faults().iter().map(|f| f.at_ns).collect();
+        for at in times {
+            ctx.run_later(self.env().clock.wait(at.saturating_sub(now)), |act, ctx| act.fire_due(ctx));
+        }
+    }
+
+    /// Fires every pending fault whose time has come, in order.
+    fn fire_due(&mut self, ctx: &mut Context<Self>) {
+        let now = self.env().now();
+        let pending = self.pending_faults();
+        if pending.iter().all(|f| f.at_ns > now) {
+            return;
+        }
+        let (due, later): (Vec<FaultSpec>, Vec<FaultSpec>) = pending.drain(..).partition(|f| f.at_ns <= now);
+        *pending = later;
+        for f in due {
+            match f.kind {
+                FaultKind::Crash { down_ns } => self.crash(ctx, down_ns),
+                FaultKind::StepError => self.inject(InjectedFault::Error),
+                FaultKind::Panic => self.inject(InjectedFault::Panic),
+            }
         }
     }
 

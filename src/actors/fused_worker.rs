@@ -7,7 +7,7 @@ use super::faults::Recover;
 use super::messages::Submit;
 use super::worker_env::{Kick, MakeEngine, Scheduling, StepStamp, WorkerEnv};
 use crate::engine::step::StepPlan;
-use crate::engine::{guarded, Engine, InjectedFault};
+use crate::engine::{admit_and_step, Engine, InjectedFault};
 use crate::metrics::outcome::DropReason;
 use crate::metrics::record::RequestRecord;
 use crate::scenario::FaultSpec;
@@ -64,6 +64,7 @@ impl<E: Engine> FusedWorker<E> {
     }
 
     fn try_step(&mut self, ctx: &mut Context<Self>) {
+        self.fire_due(ctx);
         if self.busy || !self.c.env.gauge.is_up() {
             return;
         }
@@ -85,14 +86,7 @@ impl<E: Engine> FusedWorker<E> {
         self.busy = true;
         self.stamp = self.c.env.stamp(self.sched.kv().used(), self.sched.waiting() as u64);
         let specs = std::mem::take(&mut self.admitted);
-        let (engine, plan) = (&mut self.engine, &self.plan);
-        let result = guarded(|| {
-            for s in &specs {
-                engine.admit(s)?;
-            }
-            engine.step(plan)
-        })
-        .map(|out| {
+        let result = admit_and_step(&mut self.engine, &specs, &self.plan).map(|out| {
             self.stopped = out.stopped;
             out.wait_ns
         });
@@ -121,8 +115,7 @@ impl<E: Engine> Actor for FusedWorker<E> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let faults = std::mem::take(&mut self.c.faults);
-        self.arm_faults(ctx, &faults);
+        self.arm_faults(ctx);
     }
 }
 
@@ -169,6 +162,10 @@ impl<E: Engine> Recover for FusedWorker<E> {
 
     fn inject(&mut self, fault: InjectedFault) {
         self.engine.inject(fault);
+    }
+
+    fn pending_faults(&mut self) -> &mut Vec<FaultSpec> {
+        &mut self.c.faults
     }
 }
 

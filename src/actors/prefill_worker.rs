@@ -10,7 +10,7 @@ use super::faults::Recover;
 use super::messages::{KvHandoff, KvReleased, Submit};
 use super::worker_env::{Kick, LoadGauge, MakeEngine, Scheduling, StepStamp, WorkerEnv};
 use crate::engine::step::{PromptChunk, StepPlan};
-use crate::engine::{guarded, Engine, InjectedFault};
+use crate::engine::{admit_and_step, Engine, InjectedFault};
 use crate::metrics::outcome::DropReason;
 use crate::metrics::record::RequestRecord;
 use crate::scenario::FaultSpec;
@@ -74,6 +74,7 @@ impl<E: Engine> PrefillWorker<E> {
     }
 
     fn try_start(&mut self, ctx: &mut Context<Self>) {
+        self.fire_due(ctx);
         if !self.in_flight.is_empty() || self.queue.is_empty() || !self.c.env.gauge.is_up() {
             return;
         }
@@ -93,14 +94,7 @@ impl<E: Engine> PrefillWorker<E> {
         }
         self.stamp = self.c.env.stamp(self.kv.used(), self.queue.len() as u64);
         self.publish_load();
-        let (engine, plan) = (&mut self.engine, &self.plan);
-        let result = guarded(|| {
-            for s in &specs {
-                engine.admit(s)?;
-            }
-            engine.step(plan)
-        })
-        .map(|out| {
+        let result = admit_and_step(&mut self.engine, &specs, &self.plan).map(|out| {
             self.stopped = out.stopped;
             out.wait_ns
         });
@@ -144,8 +138,7 @@ impl<E: Engine> Actor for PrefillWorker<E> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let faults = std::mem::take(&mut self.c.faults);
-        self.arm_faults(ctx, &faults);
+        self.arm_faults(ctx);
     }
 }
 
@@ -200,6 +193,10 @@ impl<E: Engine> Recover for PrefillWorker<E> {
 
     fn inject(&mut self, fault: InjectedFault) {
         self.engine.inject(fault);
+    }
+
+    fn pending_faults(&mut self) -> &mut Vec<FaultSpec> {
+        &mut self.c.faults
     }
 }
 

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::EXIT_BAD_INPUT;
 use crate::compare::{compare_topology, simulate_topology, simulated_scenario, TopologyComparison};
 use crate::metrics::sink::CsvFile;
 use crate::run::output::{mark_latest, new_run_dir};
@@ -38,10 +37,7 @@ const GOAL_P50: f64 = 0.05;
 const GOAL_P90: f64 = 0.10;
 
 pub fn run(args: CompareArgs) -> ExitCode {
-    let bad = |m: String| {
-        eprintln!("error: {m}");
-        ExitCode::from(EXIT_BAD_INPUT)
-    };
+    let bad = super::bad_input;
     let mut sc = match scenario::load(&args.scenario) {
         Ok(s) => s,
         Err(e) => return bad(e.to_string()),

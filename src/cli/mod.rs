@@ -15,6 +15,12 @@ use clap::{Parser, Subcommand};
 /// Bad input (a scenario, trace or argument the user can fix).
 pub const EXIT_BAD_INPUT: u8 = 2;
 
+/// Prints a bad-input error and returns its exit code.
+fn bad_input(message: String) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_BAD_INPUT)
+}
+
 /// Applies `--only` (keep the named topologies) and `--requests` (override the count) to a
 /// loaded scenario; the error is the message for the user.
 fn narrow(

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use super::EXIT_BAD_INPUT;
 use crate::metrics::sink::CsvFile;
 use crate::run::output::{mark_latest, new_run_dir};
 use crate::run::prepare;
@@ -40,10 +39,7 @@ pub struct SearchArgs {
 }
 
 pub fn run(args: SearchArgs) -> ExitCode {
-    let bad = |m: String| {
-        eprintln!("error: {m}");
-        ExitCode::from(EXIT_BAD_INPUT)
-    };
+    let bad = super::bad_input;
     let mut sc = match scenario::load(&args.scenario) {
         Ok(s) => s,
         Err(e) => return bad(e.to_string()),

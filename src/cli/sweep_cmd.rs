@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::EXIT_BAD_INPUT;
 use crate::metrics::sink::CsvFile;
 use crate::run::output::{mark_latest, new_run_dir};
 use crate::run::prepare;
@@ -49,10 +48,7 @@ pub struct SweepArgs {
 }
 
 pub fn sweep(args: SweepArgs) -> ExitCode {
-    let bad = |m: String| {
-        eprintln!("error: {m}");
-        ExitCode::from(EXIT_BAD_INPUT)
-    };
+    let bad = super::bad_input;
     let mut sc = match scenario::load(&args.scenario) {
         Ok(s) => s,
         Err(e) => return bad(e.to_string()),

@@ -41,6 +41,21 @@ impl InjectedFault {
     }
 }
 
+/// What a worker does for one step: admits the requests whose prefill starts in it, then runs
+/// the step, all inside [`guarded`].
+pub fn admit_and_step<E: Engine>(
+    engine: &mut E,
+    admit: &[RequestSpec],
+    plan: &StepPlan,
+) -> Result<StepOutcome, EngineError> {
+    guarded(|| {
+        for s in admit {
+            engine.admit(s)?;
+        }
+        engine.step(plan)
+    })
+}
+
 /// Runs an engine call, turning a panic inside it into [`EngineError::Panicked`]: a worker
 /// whose engine panics restarts it instead of taking the run down. The engine's state after a
 /// panic is not trusted; the caller replaces the engine.
