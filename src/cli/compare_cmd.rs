@@ -18,12 +18,8 @@ pub struct CompareArgs {
     /// The calibration profile (from pdsim calibrate) the simulation uses.
     #[arg(long, default_value = "profiles/calibrated.toml")]
     profile: PathBuf,
-    /// Override the scenario's request count.
-    #[arg(long)]
-    requests: Option<u64>,
-    /// Compare only the named topology (repeatable).
-    #[arg(long = "only", value_name = "TOPOLOGY")]
-    only: Vec<String>,
+    #[command(flatten)]
+    narrow: super::Narrow,
     /// Write under DIR instead of the scenario's output_dir.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -51,7 +47,7 @@ pub fn run(args: CompareArgs) -> ExitCode {
             return bad(format!("{e}\n(make one with: pdsim calibrate --out {})", args.profile.display()));
         }
     };
-    if let Err(e) = super::narrow(&mut sc, &args.only, args.requests, &args.scenario) {
+    if let Err(e) = args.narrow.apply(&mut sc, &args.scenario) {
         return bad(e);
     }
     for t in &sc.topologies {

@@ -21,28 +21,63 @@ fn bad_input(message: String) -> ExitCode {
     ExitCode::from(EXIT_BAD_INPUT)
 }
 
-/// Applies `--only` (keep the named topologies) and `--requests` (override the count) to a
-/// loaded scenario; the error is the message for the user.
-fn narrow(
-    scenario: &mut crate::scenario::Scenario,
-    only: &[String],
+/// `--requests` and `--only`: which part of a scenario to run.
+#[derive(clap::Args)]
+pub struct Narrow {
+    /// Override the scenario's request count (or duration) with N requests.
+    #[arg(long, value_name = "N")]
     requests: Option<u64>,
-    path: &std::path::Path,
-) -> Result<(), String> {
-    if let Some(bad) = only.iter().find(|n| !scenario.topologies.iter().any(|t| &t.name == *n)) {
-        let known: Vec<&str> = scenario.topologies.iter().map(|t| t.name.as_str()).collect();
-        return Err(format!("--only {bad}: no such topology in {}; it has {}", path.display(), known.join(", ")));
-    }
-    if !only.is_empty() {
-        scenario.topologies.retain(|t| only.contains(&t.name));
-    }
-    match requests {
-        Some(0) => Err("--requests must be at least 1".into()),
-        Some(n) => {
-            scenario.workload.stop = crate::workload::StopAfter::Requests(n);
-            Ok(())
+    /// Run only the named topology (repeatable).
+    #[arg(long = "only", value_name = "TOPOLOGY")]
+    only: Vec<String>,
+}
+
+impl Narrow {
+    /// Keeps the named topologies and overrides the request count; the error is the message
+    /// for the user.
+    fn apply(&self, scenario: &mut crate::scenario::Scenario, path: &std::path::Path) -> Result<(), String> {
+        let only = &self.only;
+        if let Some(bad) = only.iter().find(|n| !scenario.topologies.iter().any(|t| &t.name == *n)) {
+            let known: Vec<&str> = scenario.topologies.iter().map(|t| t.name.as_str()).collect();
+            return Err(format!("--only {bad}: no such topology in {}; it has {}", path.display(), known.join(", ")));
         }
-        None => Ok(()),
+        if !only.is_empty() {
+            scenario.topologies.retain(|t| only.contains(&t.name));
+        }
+        match self.requests {
+            Some(0) => Err("--requests must be at least 1".into()),
+            Some(n) => {
+                scenario.workload.stop = crate::workload::StopAfter::Requests(n);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// `--out`, `--run-name`, `--force`: where a run's folder goes.
+#[derive(clap::Args)]
+pub struct RunFolder {
+    /// Write results under DIR instead of the scenario's `output_dir`.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Name this run's folder (default: its start time, UTC).
+    #[arg(long, value_name = "NAME")]
+    run_name: Option<String>,
+    /// Replace the files of an earlier run with the same --run-name.
+    #[arg(long)]
+    force: bool,
+}
+
+impl RunFolder {
+    /// Creates `<out or output_dir>/<sub>/<run>/` (see [`crate::run::output`]).
+    fn create(
+        &self,
+        scenario: &crate::scenario::Scenario,
+        sub: &str,
+    ) -> Result<PathBuf, crate::run::output::OutputError> {
+        let root = self.out.clone().unwrap_or_else(|| scenario.output_dir.clone());
+        crate::run::output::new_run_dir(&root, sub, self.run_name.as_deref(), self.force)
     }
 }
 

@@ -9,7 +9,7 @@ use super::EXIT_BAD_INPUT;
 use crate::metrics::sink::CsvFile;
 use crate::metrics::summary::Summary;
 use crate::report::{comparison_rows, comparison_table};
-use crate::run::output::{mark_latest, new_run_dir, OutputError};
+use crate::run::output::{mark_latest, OutputError};
 use crate::run::{prepare, run_topology};
 use crate::scenario::{self, Mode, Scenario};
 
@@ -17,24 +17,13 @@ use crate::scenario::{self, Mode, Scenario};
 pub struct RunArgs {
     /// Scenario file (TOML), e.g. scenarios/heavy_light.toml.
     pub scenario: Option<PathBuf>,
-    /// Write results under DIR instead of the scenario's `output_dir`.
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
-    /// Name this run's folder (default: its start time, UTC).
-    #[arg(long, value_name = "NAME")]
-    run_name: Option<String>,
-    /// Replace the files of an earlier run with the same --run-name.
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    folder: super::RunFolder,
     /// Print the summaries as JSON on stdout (progress and notes go to stderr).
     #[arg(long)]
     json: bool,
-    /// Override the scenario's request count (or duration) with N requests.
-    #[arg(long, value_name = "N")]
-    requests: Option<u64>,
-    /// Run only the named topology (repeatable).
-    #[arg(long = "only", value_name = "TOPOLOGY")]
-    only: Vec<String>,
+    #[command(flatten)]
+    narrow: super::Narrow,
 }
 
 pub fn validate(files: &[PathBuf]) -> ExitCode {
@@ -72,12 +61,11 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    if let Err(e) = super::narrow(&mut scenario, &args.only, args.requests, &path) {
+    if let Err(e) = args.narrow.apply(&mut scenario, &path) {
         eprintln!("error: {e}");
         return ExitCode::from(EXIT_BAD_INPUT);
     }
-    let out_root = args.out.clone().unwrap_or_else(|| scenario.output_dir.clone());
-    let run_dir = match new_run_dir(&out_root, &scenario.name, args.run_name.as_deref(), args.force) {
+    let run_dir = match args.folder.create(&scenario, &scenario.name) {
         Ok(d) => d,
         Err(e @ (OutputError::Exists(_) | OutputError::BadName(_))) => {
             eprintln!("error: {e}");

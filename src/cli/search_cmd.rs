@@ -75,7 +75,15 @@ pub fn run(args: SearchArgs) -> ExitCode {
         })
         .unwrap_or(FusedPolicy::PrefillFirst);
     let (router, link) = split.unwrap_or((crate::sched::router::RouterKind::RoundRobin, None));
-    let space = Space { gpus: args.gpus, tps: fits, fused_policy: policy, router, link, use_all: !args.partial };
+    let space = Space {
+        gpus: args.gpus,
+        tps: fits,
+        fused_policy: policy,
+        router,
+        link,
+        use_all: !args.partial,
+        batching: sc.topologies[0].batching,
+    };
     let cands = candidates(&space);
     if cands.is_empty() {
         return bad("no placement fits that budget".into());

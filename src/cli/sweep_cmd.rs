@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::metrics::sink::CsvFile;
-use crate::run::output::{mark_latest, new_run_dir};
+use crate::run::output::mark_latest;
 use crate::run::prepare;
 use crate::scenario::{self, Mode};
 use crate::sweep::stats::{estimate, Estimate};
@@ -27,21 +27,10 @@ pub struct SweepArgs {
     /// Repeat every point with this many seeds (the scenario's seed and the next ones).
     #[arg(long, default_value_t = 1)]
     seeds: u64,
-    /// Requests per run (overrides the scenario).
-    #[arg(long)]
-    requests: Option<u64>,
-    /// Run only the named topology (repeatable).
-    #[arg(long = "only", value_name = "TOPOLOGY")]
-    only: Vec<String>,
-    /// Write under DIR instead of the scenario's output_dir.
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
-    /// Name this sweep's folder (default: its start time, UTC).
-    #[arg(long, value_name = "NAME")]
-    run_name: Option<String>,
-    /// Replace the files of an earlier sweep with the same --run-name.
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    narrow: super::Narrow,
+    #[command(flatten)]
+    folder: super::RunFolder,
     /// Print the points and goodputs as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -59,7 +48,7 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
     if let Some(r) = args.rates.iter().chain(&args.cv).find(|r| !(r.is_finite() && **r > 0.0)) {
         return bad(format!("rates and cv values must be positive numbers, got {r}"));
     }
-    if let Err(e) = super::narrow(&mut sc, &args.only, args.requests, &args.scenario) {
+    if let Err(e) = args.narrow.apply(&mut sc, &args.scenario) {
         return bad(e);
     }
     let Some(rate0) = base_rate(&sc) else {
@@ -79,9 +68,8 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
     };
     let cvs: Vec<Option<f64>> =
         if args.cv.is_empty() { vec![None] } else { args.cv.iter().map(|&c| Some(c)).collect() };
-    let out_root = args.out.clone().unwrap_or_else(|| sc.output_dir.clone());
     // Sweeps get folders of their own beside the scenario's runs: <root>/<scenario>/sweep/<run>/.
-    let dir = match new_run_dir(&out_root, &format!("{}/sweep", sc.name), args.run_name.as_deref(), args.force) {
+    let dir = match args.folder.create(&sc, &format!("{}/sweep", sc.name)) {
         Ok(d) => d,
         Err(e) => return bad(e.to_string()),
     };

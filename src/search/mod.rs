@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::run::Backend;
-use crate::scenario::{PhaseTp, Scenario, Topology, TopologyKind};
+use crate::scenario::{Batching, PhaseTp, Scenario, Topology, TopologyKind};
 use crate::sched::fused::FusedPolicy;
 use crate::sched::link::Link;
 use crate::sched::router::RouterKind;
@@ -31,6 +31,8 @@ pub struct Space {
     pub link: Option<Link>,
     /// Only placements that use every GPU (the usual question); otherwise any that fit.
     pub use_all: bool,
+    /// Every candidate's batching limits (the scenario's).
+    pub batching: Batching,
 }
 
 /// Every placement within the budget. Fused: `w` workers of `tp` GPUs. Split: `p` prefill
@@ -46,6 +48,7 @@ pub fn candidates(space: &Space) -> Vec<Topology> {
                     format!("fused-{w}x{tp}"),
                     TopologyKind::Fused { workers: w, policy: space.fused_policy, router: space.router },
                     PhaseTp { prefill: Some(tp), decode: Some(tp) },
+                    space.batching,
                 ));
             }
         }
@@ -64,6 +67,7 @@ pub fn candidates(space: &Space) -> Vec<Topology> {
                                 link: space.link,
                             },
                             PhaseTp { prefill: Some(tp_p), decode: Some(tp_d) },
+                            space.batching,
                         ));
                     }
                 }
@@ -73,18 +77,11 @@ pub fn candidates(space: &Space) -> Vec<Topology> {
     out
 }
 
-fn topology(name: String, kind: TopologyKind, tp: PhaseTp) -> Topology {
+fn topology(name: String, kind: TopologyKind, tp: PhaseTp, batching: Batching) -> Topology {
     Topology {
         name,
         kind,
-        // Filled from the base scenario by `search`.
-        batching: crate::scenario::Batching {
-            prefill_token_budget: 0,
-            max_decode_batch: 0,
-            kv_capacity_tokens: 0,
-            max_queued_requests: None,
-            kv_capacity_explicit: false,
-        },
+        batching,
         threads: crate::scenario::Threads { prefill: 1, decode: 1 },
         faults: Vec::new(),
         tp,
@@ -132,10 +129,8 @@ pub fn search(
     let mut ranked = candidates
         .into_par_iter()
         .enumerate()
-        .map(|(i, mut t)| {
+        .map(|(i, t)| {
             let first = &base.topologies[0];
-            t.batching = first.batching;
-            t.batching.kv_capacity_explicit = first.batching.kv_capacity_explicit;
             let dir = scratch.join(format!("c{i}"));
             let mut runs = 0;
             let gpus = gpus_of(&t);
@@ -180,6 +175,13 @@ mod tests {
             router: RouterKind::RoundRobin,
             link: None,
             use_all,
+            batching: Batching {
+                prefill_token_budget: 4096,
+                max_decode_batch: 128,
+                kv_capacity_tokens: 100_000,
+                max_queued_requests: None,
+                kv_capacity_explicit: false,
+            },
         }
     }
 
