@@ -115,10 +115,15 @@ impl<E: Engine> DecodeWorker<E> {
     }
 
     fn transfer_done(&mut self, lens: SeqLens, mut inbound: Inbound<E>) {
-        inbound.record.kv_transfer_end_ns = Some(self.env.now());
+        // Installing the cache is part of its transfer: across devices it is a copy.
         if let Some(kv) = inbound.kv.take() {
-            self.engine.put_kv(inbound.record.spec.id, kv);
+            if let Err(e) = self.engine.put_kv(inbound.record.spec.id, kv) {
+                inbound.release(lens.prompt_tokens);
+                self.state.abandon(lens);
+                return self.env.lost([inbound.record], &e.to_string());
+            }
         }
+        inbound.record.kv_transfer_end_ns = Some(self.env.now());
         inbound.release(lens.prompt_tokens);
         self.state.arrived(lens, inbound);
     }

@@ -103,8 +103,9 @@ pub trait Engine: Unpin + 'static {
     /// Removes a prefilled request's KV cache (of `context_tokens` tokens) to send it away.
     fn take_kv(&mut self, request: u64, context_tokens: u64) -> Self::Kv;
 
-    /// Installs a KV cache received from another worker.
-    fn put_kv(&mut self, request: u64, kv: Self::Kv);
+    /// Installs a KV cache received from another worker (copying it when it comes from another
+    /// device).
+    fn put_kv(&mut self, request: u64, kv: Self::Kv) -> Result<(), EngineError>;
 
     /// Frees what the engine holds for a finished request; returns its generated text when the
     /// engine makes text.

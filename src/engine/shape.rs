@@ -16,6 +16,10 @@ pub struct ModelShape {
     pub vocab: u64,
     /// Bytes per weight and per KV element (2 for fp16/bf16).
     pub dtype_bytes: u64,
+    /// Rotary embedding base (θ) and trained context: what a synthetic model of this shape
+    /// ([`crate::engine::candle::synthetic`]) needs besides the sizes.
+    pub rope_base: f64,
+    pub context: u64,
 }
 
 /// Shapes pdsim knows by name (from each model's published config.json).
@@ -31,6 +35,8 @@ pub const MODELS: &[ModelShape] = &[
         ffn_matrices: 3,
         vocab: 32000,
         dtype_bytes: 2,
+        rope_base: 10000.0,
+        context: 4096,
     },
     ModelShape {
         name: "llama-2-13b",
@@ -43,6 +49,22 @@ pub const MODELS: &[ModelShape] = &[
         ffn_matrices: 3,
         vocab: 32000,
         dtype_bytes: 2,
+        rope_base: 10000.0,
+        context: 4096,
+    },
+    ModelShape {
+        name: "llama-3.2-1b",
+        layers: 16,
+        hidden: 2048,
+        heads: 32,
+        kv_heads: 8,
+        head_dim: 64,
+        ffn: 8192,
+        ffn_matrices: 3,
+        vocab: 128256,
+        dtype_bytes: 2,
+        rope_base: 500000.0,
+        context: 8192,
     },
     ModelShape {
         name: "llama-3-8b",
@@ -55,6 +77,8 @@ pub const MODELS: &[ModelShape] = &[
         ffn_matrices: 3,
         vocab: 128256,
         dtype_bytes: 2,
+        rope_base: 500000.0,
+        context: 8192,
     },
     ModelShape {
         name: "llama-3-70b",
@@ -67,6 +91,8 @@ pub const MODELS: &[ModelShape] = &[
         ffn_matrices: 3,
         vocab: 128256,
         dtype_bytes: 2,
+        rope_base: 500000.0,
+        context: 8192,
     },
     ModelShape {
         name: "opt-13b",
@@ -79,6 +105,8 @@ pub const MODELS: &[ModelShape] = &[
         ffn_matrices: 2,
         vocab: 50272,
         dtype_bytes: 2,
+        rope_base: 10000.0,
+        context: 2048,
     },
     ModelShape {
         name: "opt-66b",
@@ -91,6 +119,8 @@ pub const MODELS: &[ModelShape] = &[
         ffn_matrices: 2,
         vocab: 50272,
         dtype_bytes: 2,
+        rope_base: 10000.0,
+        context: 2048,
     },
     ModelShape {
         name: "smollm2-135m",
@@ -103,6 +133,8 @@ pub const MODELS: &[ModelShape] = &[
         ffn_matrices: 3,
         vocab: 49152,
         dtype_bytes: 2,
+        rope_base: 100000.0,
+        context: 8192,
     },
 ];
 
@@ -150,6 +182,9 @@ mod tests {
         within("llama-2-13b", 13.0);
         within("llama-3-70b", 70.6);
         within("llama-3-8b", 8.03);
+        // Llama-3.2-1B ties its output head to the embedding: 1.24 B parameters, one vocab × hidden.
+        let m = ModelShape::by_name("llama-3.2-1b").unwrap();
+        assert!(((m.matmul_params() as f64 / 1e9) - 1.24).abs() < 0.03);
     }
 
     #[test]

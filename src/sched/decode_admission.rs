@@ -67,6 +67,13 @@ impl<T> DecodeAdmission<T> {
         self.ready.push((lens, payload));
     }
 
+    /// A transfer that landed but could not be installed: its slot and KV are free again.
+    pub fn abandon(&mut self, lens: SeqLens) {
+        debug_assert!(self.inbound > 0);
+        self.inbound -= 1;
+        self.kv.release(lens.kv_reservation());
+    }
+
     /// Moves arrived requests into the batch; returns true when there is a step to run.
     /// `on_join` sees each request as it joins (to stamp its decode start).
     pub fn begin_step(&mut self, mut on_join: impl FnMut(&mut T)) -> bool {

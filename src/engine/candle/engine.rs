@@ -4,8 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::kv_cache::KvCache;
-use super::model::{rows, SeqInput};
+use super::forward::Forward;
 use super::prompts::PromptSource;
 use super::sampler::{Sampler, Sampling};
 use super::Model;
@@ -21,39 +20,50 @@ pub struct GenerationConfig {
     pub ignore_eos: bool,
 }
 
-/// One request's state: its KV cache, prompt and sampler. This is what a `KvHandoff` carries
-/// between workers (moved, never copied: the tensors are reference-counted).
+/// One request's state: its KV cache, prompt, sampler and output so far. This is what a
+/// `KvHandoff` carries between workers (moved, never copied).
 #[derive(Debug)]
-pub struct CandleSeq {
-    pub kv: KvCache,
+pub struct CandleSeq<K> {
+    pub kv: K,
     prompt: Vec<u32>,
     sampler: Sampler,
+    /// Output tokens so far (the last one is the next decode step's input).
+    generated: Vec<u32>,
 }
 
-impl KvHandle for CandleSeq {
+impl<K: KvHandle> KvHandle for CandleSeq<K> {
     fn bytes(&self) -> u64 {
         self.kv.bytes()
     }
 }
 
-pub struct CandleEngine {
-    model: Arc<Model>,
+/// The engine of execute mode, over the CPU model (the default) or a tensor model on a
+/// worker's device ([`super::forward::WorkerNet`]).
+pub struct CandleEngine<F: Forward = Arc<Model>> {
+    net: F,
     pool: rayon::ThreadPool,
     prompts: Arc<PromptSource>,
     generation: GenerationConfig,
-    seqs: HashMap<u64, CandleSeq>,
+    seqs: HashMap<u64, CandleSeq<F::Kv>>,
     /// A scenario fault for the next step.
     armed: Option<InjectedFault>,
 }
 
-impl CandleEngine {
+impl CandleEngine<Arc<Model>> {
     pub fn new(model: Arc<Model>, threads: usize, prompts: Arc<PromptSource>, generation: GenerationConfig) -> Self {
+        CandleEngine::with_net(model, threads, prompts, generation)
+    }
+}
+
+impl<F: Forward> CandleEngine<F> {
+    /// `threads`: the worker's CPU compute pool (on a GPU, the CPU side of each step).
+    pub fn with_net(net: F, threads: usize, prompts: Arc<PromptSource>, generation: GenerationConfig) -> Self {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|i| format!("pdsim-compute-{i}"))
             .build()
             .expect("a rayon pool builds");
-        CandleEngine { model, pool, prompts, generation, seqs: HashMap::new(), armed: None }
+        CandleEngine { net, pool, prompts, generation, seqs: HashMap::new(), armed: None }
     }
 
     fn err(e: candle_core::Error) -> EngineError {
@@ -61,8 +71,11 @@ impl CandleEngine {
     }
 }
 
-impl Engine for CandleEngine {
-    type Kv = CandleSeq;
+/// A sequence taken out for a step: id, state, the step's tokens, whether it emits a token.
+type Taken<K> = (u64, CandleSeq<K>, Vec<u32>, bool);
+
+impl<F: Forward> Engine for CandleEngine<F> {
+    type Kv = CandleSeq<F::Kv>;
 
     fn admit(&mut self, spec: &RequestSpec) -> Result<(), EngineError> {
         let prompt = self.prompts.prompt(spec);
@@ -75,9 +88,9 @@ impl Engine for CandleEngine {
             )));
         }
         let capacity = (spec.prompt_tokens + spec.output_tokens) as usize;
-        let kv = self.model.llama.new_kv(capacity).map_err(Self::err)?;
+        let kv = self.net.new_kv(capacity).map_err(Self::err)?;
         let sampler = Sampler::new(self.generation.sampling, spec.id);
-        self.seqs.insert(spec.id, CandleSeq { kv, prompt, sampler });
+        self.seqs.insert(spec.id, CandleSeq { kv, prompt, sampler, generated: Vec::new() });
         Ok(())
     }
 
@@ -87,7 +100,7 @@ impl Engine for CandleEngine {
             return Err(EngineError::Step(InjectedFault::Error.message().into()));
         }
         // Take the step's sequences out of the map so each can lend its cache mutably.
-        let mut taken: Vec<(u64, CandleSeq, Vec<u32>, bool)> =
+        let mut taken: Vec<Taken<F::Kv>> =
             Vec::with_capacity(plan.prefill.len() + plan.decode.len());
         for c in &plan.prefill {
             let seq = self.seqs.remove(&c.request).ok_or_else(|| missing(c.request))?;
@@ -98,26 +111,26 @@ impl Engine for CandleEngine {
         }
         for d in &plan.decode {
             let seq = self.seqs.remove(&d.request).ok_or_else(|| missing(d.request))?;
-            let last = *seq.kv.generated.last().ok_or_else(|| missing(d.request))?;
+            let last = *seq.generated.last().ok_or_else(|| missing(d.request))?;
             taken.push((d.request, seq, vec![last], true));
         }
-        let llama = &self.model.llama;
+        let net = &self.net;
         let logits = self.pool.install(|| {
             if armed == Some(InjectedFault::Panic) {
                 // Raised on a compute thread, where a real kernel failure would be.
                 panic!("{}", InjectedFault::Panic.message());
             }
-            let mut inputs: Vec<SeqInput> =
-                taken.iter_mut().map(|(_, seq, tokens, _)| SeqInput { tokens, kv: &mut seq.kv }).collect();
-            llama.forward(&mut inputs).and_then(|l| rows(&l))
+            let mut inputs: Vec<(&[u32], &mut F::Kv)> =
+                taken.iter_mut().map(|(_, seq, tokens, _)| (tokens.as_slice(), &mut seq.kv)).collect();
+            net.forward(&mut inputs)
         });
         let mut stopped = Vec::new();
         let result = logits.map(|logits| {
             for ((id, seq, _, emits), row) in taken.iter_mut().zip(&logits) {
                 if *emits {
                     let next = seq.sampler.sample(row);
-                    seq.kv.generated.push(next);
-                    if !self.generation.ignore_eos && Some(next) == llama.config.eos {
+                    seq.generated.push(next);
+                    if !self.generation.ignore_eos && Some(next) == net.eos() {
                         stopped.push(*id);
                     }
                 }
@@ -130,17 +143,20 @@ impl Engine for CandleEngine {
         Ok(StepOutcome { wait_ns: 0, stopped })
     }
 
-    fn take_kv(&mut self, request: u64, _context_tokens: u64) -> CandleSeq {
+    fn take_kv(&mut self, request: u64, _context_tokens: u64) -> CandleSeq<F::Kv> {
         self.seqs.remove(&request).expect("take_kv: the request was prefilled on this worker")
     }
 
-    fn put_kv(&mut self, request: u64, kv: CandleSeq) {
-        self.seqs.insert(request, kv);
+    fn put_kv(&mut self, request: u64, seq: CandleSeq<F::Kv>) -> Result<(), EngineError> {
+        let CandleSeq { kv, prompt, sampler, generated } = seq;
+        let kv = self.net.receive(kv).map_err(|e| EngineError::Step(format!("receiving the KV cache: {e}")))?;
+        self.seqs.insert(request, CandleSeq { kv, prompt, sampler, generated });
+        Ok(())
     }
 
     fn finish(&mut self, request: u64) -> Option<String> {
         let seq = self.seqs.remove(&request)?;
-        self.model.decode(&seq.kv.generated).ok()
+        self.net.text(&seq.generated)
     }
 
     fn inject(&mut self, fault: InjectedFault) {

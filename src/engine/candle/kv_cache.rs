@@ -16,15 +16,13 @@ pub struct KvCache {
     head_dim: usize,
     len: usize,
     capacity: usize,
-    /// Output tokens so far (the last one is the next decode step's input).
-    pub generated: Vec<u32>,
 }
 
 impl KvCache {
     pub fn new(layers: usize, kv_heads: usize, head_dim: usize, capacity: usize) -> KvCache {
         let size = kv_heads * capacity * head_dim;
         let layers = (0..layers).map(|_| (vec![0f32; size], vec![0f32; size])).collect();
-        KvCache { layers, kv_heads, head_dim, len: 0, capacity, generated: Vec::new() }
+        KvCache { layers, kv_heads, head_dim, len: 0, capacity }
     }
 
     /// Tokens stored.

