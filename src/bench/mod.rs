@@ -208,7 +208,7 @@ fn actor_overhead(model: &Arc<Model>, threads: usize, reps: usize) -> candle_cor
         DECODE_TOKENS + 1
     );
     let scenario = crate::scenario::parse(Path::new("bench.toml"), &text).map_err(candle_core::Error::wrap)?;
-    let backend = crate::run::Backend::Execute { model: model.clone(), prompts: prompts.clone() };
+    let backend = crate::run::Backend::Execute(crate::run::Executors::host(model.clone(), prompts.clone()));
     let out = std::env::temp_dir().join(format!("pdsim-bench-{}", std::process::id()));
     let actors_once = || -> candle_core::Result<f64> {
         let s = crate::run::run_topology(&scenario, &backend, &scenario.topologies[0], &out, false)

@@ -4,6 +4,7 @@
 //! per worker. Execute: the wall clock, and every worker on its own [`Arbiter`] thread with a
 //! [`CandleEngine`] (and its own compute pool), so prefill and decode really overlap.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,7 +20,9 @@ use crate::actors::metrics_collector::{MetricsCollector, RunResult};
 use crate::actors::prefill_worker::{PrefillWorker, PrefillWorkerConfig};
 use crate::actors::worker_env::{Gauge, LoadGauge, MakeEngine, WorkerEnv};
 use crate::clock::RunClock;
+use crate::engine::candle::device::DeviceSpec;
 use crate::engine::candle::engine::CandleEngine;
+use crate::engine::candle::forward::{DeviceNet, WorkerNet};
 use crate::engine::candle::prompts::PromptSource;
 use crate::engine::candle::Model;
 use crate::engine::sim::{CostModel, SimEngine};
@@ -39,8 +42,9 @@ pub enum Role {
     Decode,
 }
 
-/// Builds one engine per worker, on the worker's own thread.
-pub type EngineFactory<E> = Arc<dyn Fn(Role) -> E + Send + Sync>;
+/// Builds a worker's engine (by pool and index in it), on the worker's own thread; again when
+/// the worker restarts.
+pub type EngineFactory<E> = Arc<dyn Fn(Role, u32) -> E + Send + Sync>;
 
 pub async fn drive_simulated(
     scenario: &Scenario,
@@ -73,7 +77,7 @@ pub async fn drive_simulated(
         *link = Some(crate::sched::link::Link { bandwidth_bytes_per_s: f64::INFINITY, latency_ns: ns });
     }
     let topology = &topology;
-    let factory: EngineFactory<SimEngine> = Arc::new(move |role| {
+    let factory: EngineFactory<SimEngine> = Arc::new(move |role, _| {
         SimEngine::new(if role == Role::Decode { decode_cost.clone() } else { prefill_cost.clone() })
     });
     let kv = KvCapacity { prefill: prefill_kv, decode: decode_kv };
@@ -90,12 +94,36 @@ pub async fn drive_executed(
 ) -> RunResult {
     let threads = topology.threads;
     let generation = scenario.model.generation;
-    let factory: EngineFactory<CandleEngine> = Arc::new(move |role| {
-        let n = match role {
-            Role::Prefill => threads.prefill,
-            Role::Decode => threads.decode,
-        };
-        CandleEngine::new(model.clone(), n, prompts.clone(), generation)
+    let factory: EngineFactory<CandleEngine> =
+        Arc::new(move |role, _| CandleEngine::new(model.clone(), threads.of(role), prompts.clone(), generation));
+    let kv = topology.batching.kv_capacity_tokens;
+    drive(scenario, topology, dir, bar, RunClock::wall(), factory, KvCapacity { prefill: kv, decode: kv }).await
+}
+
+/// Execute mode through the tensor model: each worker on its device with a stream of its own
+/// (opened here, before the clock starts; a restarted worker gets its own stream back).
+pub async fn drive_device(
+    scenario: &Scenario,
+    topology: &Topology,
+    dir: PathBuf,
+    bar: ProgressBar,
+    nets: &HashMap<DeviceSpec, Arc<DeviceNet>>,
+    prompts: Arc<PromptSource>,
+) -> RunResult {
+    let (prefill_n, decode_n) = match topology.kind {
+        TopologyKind::Fused { workers, .. } => (workers, 0),
+        TopologyKind::Split { prefill_workers, decode_workers, .. } => (prefill_workers, decode_workers),
+    };
+    let open = |spec: DeviceSpec, n: u32| -> Result<Vec<WorkerNet>, String> {
+        let net = nets.get(&spec).ok_or_else(|| format!("no model was prepared on {spec}"))?;
+        (0..n).map(|_| WorkerNet::open(net.clone(), spec).map_err(|e| format!("opening {spec}: {e}"))).collect()
+    };
+    let pools = [open(topology.devices.prefill, prefill_n)?, open(topology.devices.decode, decode_n)?];
+    let threads = topology.threads;
+    let generation = scenario.model.generation;
+    let factory: EngineFactory<CandleEngine<WorkerNet>> = Arc::new(move |role, index| {
+        let net = pools[(role == Role::Decode) as usize][index as usize].clone();
+        CandleEngine::with_net(net, threads.of(role), prompts.clone(), generation)
     });
     let kv = topology.batching.kv_capacity_tokens;
     drive(scenario, topology, dir, bar, RunClock::wall(), factory, KvCapacity { prefill: kv, decode: kv }).await
@@ -167,9 +195,9 @@ async fn drive<E: Engine>(
         let g = env.gauge.clone();
         (env, g)
     };
-    let make = |role: Role| -> MakeEngine<E> {
+    let make = |role: Role, index: u32| -> MakeEngine<E> {
         let f = factory.clone();
-        Arc::new(move || f(role))
+        Arc::new(move || f(role, index))
     };
     let mut spawner = Spawner { own_threads: !clock.is_simulated(), arbiters: Vec::new() };
     let b = topology.batching;
@@ -187,7 +215,7 @@ async fn drive<E: Engine>(
                 let c = FusedWorkerConfig {
                     faults: topology.faults_of(&env.name),
                     env,
-                    make_engine: make(Role::Prefill),
+                    make_engine: make(Role::Prefill, i),
                     policy: *policy,
                     limits,
                     max_queued: b.max_queued_requests,
@@ -206,7 +234,7 @@ async fn drive<E: Engine>(
                 let c = DecodeWorkerConfig {
                     faults: topology.faults_of(&env.name),
                     env,
-                    make_engine: make(Role::Decode),
+                    make_engine: make(Role::Decode, j),
                     kv_capacity_tokens: kv.decode,
                     max_batch: b.max_decode_batch as usize,
                     link: LinkQueue::new(*link),
@@ -219,7 +247,7 @@ async fn drive<E: Engine>(
                 let c = PrefillWorkerConfig {
                     faults: topology.faults_of(&env.name),
                     env,
-                    make_engine: make(Role::Prefill),
+                    make_engine: make(Role::Prefill, i),
                     limits: PrefillLimits { token_budget: b.prefill_token_budget, max_requests: usize::MAX },
                     kv_capacity_tokens: kv.prefill,
                     max_queued: b.max_queued_requests,

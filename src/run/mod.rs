@@ -2,20 +2,20 @@
 //! real model loaded and the text prompts tokenized), then builds each topology's actor graph on
 //! the mode's runtime and drives it to the last request.
 
+pub mod execute;
 pub mod graph;
 pub mod output;
 
 use std::path::{Path, PathBuf};
+
+pub use execute::Executors;
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::engine::candle::prompts::PromptSource;
-use crate::engine::candle::{resolve_model, Model};
 use crate::engine::sim::CostModel;
 use crate::metrics::summary::Summary;
 use crate::scenario::{Mode, Scenario, Topology};
-use crate::workload::{PromptSpec, Source};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -30,26 +30,21 @@ pub enum RunError {
 /// What a scenario runs on, loaded once for all its topologies.
 pub enum Backend {
     Simulate(Arc<CostModel>),
-    Execute { model: Arc<Model>, prompts: Arc<PromptSource> },
+    Execute(Executors),
 }
 
 impl Backend {
     pub fn describe(&self) -> String {
         match self {
             Backend::Simulate(cost) => format!("cost model: {}", cost.describe()),
-            Backend::Execute { model, .. } => format!(
-                "model: {} ({} weights, {} layers)",
-                model.path.display(),
-                model.llama.format.name(),
-                model.llama.config.layers
-            ),
+            Backend::Execute(ex) => ex.describe(),
         }
     }
 }
 
-/// Loads what `scenario`'s mode needs. In execute mode this loads the model (fetching the
-/// default one on first use) and tokenizes the text prompts, recording their lengths in the
-/// scenario's workload.
+/// Loads what `scenario`'s mode needs: the cost model, or in execute mode the models (fetching
+/// the default one on first use), with the text prompts tokenized and their lengths recorded in
+/// the scenario's workload.
 pub fn prepare(scenario: &mut Scenario) -> Result<Backend, RunError> {
     match scenario.mode {
         Mode::Simulate => {
@@ -57,49 +52,7 @@ pub fn prepare(scenario: &mut Scenario) -> Result<Backend, RunError> {
                 scenario.cost.clone().ok_or_else(|| RunError::Model("simulate mode needs a cost model".into()))?;
             Ok(Backend::Simulate(cost))
         }
-        Mode::Execute => {
-            let spec = &scenario.model;
-            let path =
-                resolve_model(spec.path.as_deref(), Path::new("models")).map_err(|e| RunError::Model(e.to_string()))?;
-            let model = Model::load(&path, spec.weights).map_err(|e| RunError::Model(e.to_string()))?;
-            let vocab = model.llama.config.vocab as u32;
-            let mut per_class = Vec::new();
-            let texts: Vec<Option<Vec<String>>> = match &scenario.workload.source {
-                Source::Synthetic { classes, .. } => classes
-                    .iter()
-                    .map(|c| match &c.prompt {
-                        PromptSpec::Texts { texts, .. } => Some(texts.clone()),
-                        PromptSpec::Lengths(_) => None,
-                    })
-                    .collect(),
-                Source::Trace { .. } => Vec::new(),
-            };
-            for (class, t) in texts.into_iter().enumerate() {
-                let ids: Vec<Vec<u32>> = match t {
-                    Some(texts) => texts
-                        .iter()
-                        .map(|x| model.encode(x))
-                        .collect::<Result<_, _>>()
-                        .map_err(|e| RunError::Model(e.to_string()))?,
-                    None => Vec::new(),
-                };
-                if !ids.is_empty() {
-                    scenario.workload.set_prompt_lengths(class, ids.iter().map(|p| p.len() as u64).collect());
-                }
-                per_class.push(ids);
-            }
-            // Warm the model up on every thread count the workers will use, before the clock
-            // starts (see Model::warm_up).
-            let mut counts: Vec<usize> =
-                scenario.topologies.iter().flat_map(|t| [t.threads.prefill, t.threads.decode]).collect();
-            counts.sort_unstable();
-            counts.dedup();
-            for n in counts {
-                model.warm_up(n).map_err(|e| RunError::Model(format!("warm-up: {e}")))?;
-            }
-            let prompts = PromptSource::Text { per_class, seed: scenario.seed, vocab };
-            Ok(Backend::Execute { model: Arc::new(model), prompts: Arc::new(prompts) })
-        }
+        Mode::Execute => Ok(Backend::Execute(Executors::prepare(scenario)?)),
     }
 }
 
@@ -131,9 +84,16 @@ pub fn run_topology(
             });
             system.block_on(graph::drive_simulated(scenario, topology, dir, bar, cost.clone()))
         }
-        Backend::Execute { model, prompts } => {
+        Backend::Execute(ex) => {
             let system = actix_rt::System::new();
-            system.block_on(graph::drive_executed(scenario, topology, dir, bar, model.clone(), prompts.clone()))
+            let prompts = ex.prompts.clone();
+            match (&ex.host, execute::uses_device_path(&scenario.model, topology)) {
+                (_, true) => system.block_on(graph::drive_device(scenario, topology, dir, bar, &ex.devices, prompts)),
+                (Some(model), false) => {
+                    system.block_on(graph::drive_executed(scenario, topology, dir, bar, model.clone(), prompts))
+                }
+                (None, false) => Err("the CPU model was not prepared".into()),
+            }
         }
     };
     result.map_err(|reason| RunError::Aborted { topology: topology.name.clone(), reason })

@@ -11,8 +11,10 @@ mod validate;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::engine::candle::device::DeviceSpec;
 use crate::engine::candle::engine::GenerationConfig;
 use crate::engine::candle::model::WeightFormat;
+use crate::engine::candle::synthetic::SyntheticSpec;
 use crate::engine::sim::CostModel;
 use crate::metrics::summary::Slo;
 use crate::sched::fused::FusedPolicy;
@@ -60,10 +62,46 @@ impl Mode {
 /// Which real model execute mode runs, and how it generates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSpec {
-    /// `None`: the default model, fetched into `models/` on first use.
-    pub path: Option<PathBuf>,
+    pub source: ModelSource,
+    /// The CPU kernels' weight form (a GGUF file on CPU workers).
     pub weights: WeightFormat,
+    /// The tensor (device) path's compute type; `None`: bf16 on a GPU, f32 on the CPU.
+    pub dtype: Option<candle_core::DType>,
     pub generation: GenerationConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSource {
+    /// A GGUF file; `None`: the default model, fetched into `models/` on first use.
+    File(Option<PathBuf>),
+    /// Seeded random weights in a known shape: timings only, no text.
+    Synthetic(SyntheticSpec),
+}
+
+impl ModelSpec {
+    pub fn is_synthetic(&self) -> bool {
+        matches!(self.source, ModelSource::Synthetic(_))
+    }
+
+    /// The device path's compute type on `device`.
+    pub fn dtype_on(&self, device: DeviceSpec) -> candle_core::DType {
+        self.dtype.unwrap_or(if device.is_cuda() { candle_core::DType::BF16 } else { candle_core::DType::F32 })
+    }
+}
+
+/// The devices of a topology's workers in execute mode (a fused topology uses `prefill`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Devices {
+    pub prefill: DeviceSpec,
+    pub decode: DeviceSpec,
+}
+
+impl Devices {
+    pub const CPU: Devices = Devices { prefill: DeviceSpec::Cpu, decode: DeviceSpec::Cpu };
+
+    pub fn any_cuda(&self) -> bool {
+        self.prefill.is_cuda() || self.decode.is_cuda()
+    }
 }
 
 /// CPU threads per worker in execute mode.
@@ -74,12 +112,22 @@ pub struct Threads {
     pub decode: usize,
 }
 
+impl Threads {
+    pub fn of(&self, role: crate::run::graph::Role) -> usize {
+        match role {
+            crate::run::graph::Role::Prefill => self.prefill,
+            crate::run::graph::Role::Decode => self.decode,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Topology {
     pub name: String,
     pub kind: TopologyKind,
     pub batching: Batching,
     pub threads: Threads,
+    pub devices: Devices,
     /// Failures to inject, by worker name.
     pub faults: Vec<FaultSpec>,
     /// Tensor-parallel degree per phase (simulate mode), overriding the cost model's.

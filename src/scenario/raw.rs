@@ -140,6 +140,8 @@ pub enum RawTopology {
         router: Option<RawRouter>,
         batching: Option<RawBatching>,
         threads: Option<usize>,
+        /// Execute mode: `cpu` (default) or `cuda:N`.
+        device: Option<String>,
         /// Tensor-parallel degree of each worker (simulate mode; default: the cost model's).
         tp: Option<u32>,
         #[serde(default)]
@@ -154,6 +156,10 @@ pub enum RawTopology {
         batching: Option<RawBatching>,
         prefill_threads: Option<usize>,
         decode_threads: Option<usize>,
+        /// Execute mode: both pools' device, or each pool's (`cpu` default, `cuda:N`).
+        device: Option<String>,
+        prefill_device: Option<String>,
+        decode_device: Option<String>,
         /// Tensor-parallel degree of each phase's workers (simulate mode).
         prefill_tp: Option<u32>,
         decode_tp: Option<u32>,
@@ -210,7 +216,13 @@ pub struct RawLink {
 pub struct RawModel {
     /// GGUF file, relative to the scenario; default: the SmolLM2-135M-Instruct model in models/.
     pub path: Option<String>,
-    /// `mixed` (default), `q8_0`, `bf16`, `f32` or `native`.
+    /// Instead of a file: seeded random weights in a known architecture's shape.
+    pub synthetic: Option<String>,
+    /// Synthetic models: keep only this many layers.
+    pub layers: Option<usize>,
+    /// Compute type of the tensor (device) path: `bf16` (GPU default), `f16`, `f32` (CPU default).
+    pub dtype: Option<String>,
+    /// CPU kernels' weight form: `mixed` (default), `q8_0`, `bf16`, `f32` or `native`.
     pub weights: Option<String>,
     /// Generate exactly the requested output lengths (default true).
     pub ignore_eos: Option<bool>,

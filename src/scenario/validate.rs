@@ -5,14 +5,20 @@ use std::sync::Arc;
 
 use super::error::{invalid, line_col, locate_key, Invalid, Located, ScenarioError};
 use super::raw::*;
-use super::{Batching, FaultKind, FaultSpec, Mode, ModelSpec, PhaseTp, Scenario, Threads, Topology, TopologyKind};
+use super::{
+    Batching, Devices, FaultKind, FaultSpec, Mode, ModelSource, ModelSpec, PhaseTp, Scenario, Threads, Topology,
+    TopologyKind,
+};
 use super::{
     DEFAULT_EXECUTE_KV_CAPACITY_TOKENS, DEFAULT_MAX_DECODE_BATCH, DEFAULT_MAX_RETRIES, DEFAULT_PREFILL_TOKEN_BUDGET,
     DEFAULT_SLO_ATTAINMENT,
 };
+use crate::engine::candle::device::{DeviceSpec, CUDA_BUILT, NO_CUDA};
+use crate::engine::candle::device_model::parse_dtype;
 use crate::engine::candle::engine::GenerationConfig;
 use crate::engine::candle::model::WeightFormat;
 use crate::engine::candle::sampler::Sampling;
+use crate::engine::candle::synthetic::{self, SyntheticSpec};
 use crate::engine::shape::ModelShape;
 use crate::engine::sim::hardware::Hardware;
 use crate::engine::sim::linear::{DecodeCoeffs, LinearCost, PrefillCoeffs};
@@ -104,6 +110,13 @@ pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
         }
         topologies.push(topo);
     }
+    check_dtype(&model, &topologies)?;
+    if model.is_synthetic() && workload.has_text_prompts() {
+        return Err(invalid(
+            "workload.classes",
+            "text `prompts` need a tokenizer, and a synthetic model has none; use prompt_tokens",
+        ));
+    }
     Ok(Scenario {
         name,
         path: path.to_owned(),
@@ -120,7 +133,16 @@ pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
 }
 
 fn resolve_model(raw: Option<RawModel>, seed: u64, base: &Path) -> V<ModelSpec> {
-    let m = raw.unwrap_or(RawModel { path: None, weights: None, ignore_eos: None, temperature: None, top_p: None });
+    let m = raw.unwrap_or(RawModel {
+        path: None,
+        synthetic: None,
+        layers: None,
+        dtype: None,
+        weights: None,
+        ignore_eos: None,
+        temperature: None,
+        top_p: None,
+    });
     let weights = match m.weights.as_deref() {
         None => WeightFormat::Mixed,
         Some(w) => WeightFormat::parse(w).ok_or_else(|| {
@@ -129,6 +151,12 @@ fn resolve_model(raw: Option<RawModel>, seed: u64, base: &Path) -> V<ModelSpec> 
                 format!("unknown weight format `{w}`; expected \"mixed\", \"q8_0\", \"bf16\", \"f32\" or \"native\""),
             )
         })?,
+    };
+    let dtype = match m.dtype.as_deref() {
+        None => None,
+        Some(d) => Some(parse_dtype(d).ok_or_else(|| {
+            invalid("model.dtype", format!("unknown dtype `{d}`; expected \"bf16\", \"f16\" or \"f32\""))
+        })?),
     };
     let temperature = non_negative("model.temperature", m.temperature.unwrap_or(0.0))?;
     let top_p = m.top_p.unwrap_or(0.9);
@@ -140,17 +168,55 @@ fn resolve_model(raw: Option<RawModel>, seed: u64, base: &Path) -> V<ModelSpec> 
     } else {
         Sampling::Greedy
     };
-    let path = match m.path {
-        Some(p) => {
-            let full = base.join(&p);
-            if !full.exists() {
-                return Err(invalid("model.path", format!("no model file at {}", full.display())));
+    let source = match (m.path, m.synthetic) {
+        (Some(_), Some(_)) => return Err(invalid("model.synthetic", "set `path` or `synthetic`, not both")),
+        (_, Some(name)) => {
+            if m.weights.is_some() {
+                return Err(invalid(
+                    "model.weights",
+                    "is the CPU kernels' form of a GGUF file; a synthetic model takes `dtype`",
+                ));
             }
-            Some(full)
+            let shape = SyntheticSpec::new(&name, None, seed).ok_or_else(|| {
+                invalid(
+                    "model.synthetic",
+                    format!(
+                        "unknown shape `{name}`; known llama-family shapes: {}",
+                        synthetic::shape_names().join(", ")
+                    ),
+                )
+            })?;
+            let full = shape.shape.layers as usize;
+            let layers = match m.layers {
+                Some(n) if n == 0 || n > full => {
+                    return Err(invalid("model.layers", format!("must be in 1..={full} for {name}, got {n}")))
+                }
+                n => n,
+            };
+            ModelSource::Synthetic(SyntheticSpec { layers, ..shape })
         }
-        None => None,
+        (path, None) => {
+            if m.layers.is_some() {
+                return Err(invalid("model.layers", "only for synthetic models"));
+            }
+            match path {
+                Some(p) => {
+                    let full = base.join(&p);
+                    if !full.exists() {
+                        return Err(invalid("model.path", format!("no model file at {}", full.display())));
+                    }
+                    ModelSource::File(Some(full))
+                }
+                None => ModelSource::File(None),
+            }
+        }
     };
-    Ok(ModelSpec { path, weights, generation: GenerationConfig { sampling, ignore_eos: m.ignore_eos.unwrap_or(true) } })
+    Ok(ModelSpec {
+        source,
+        weights,
+        dtype,
+        generation: GenerationConfig { sampling, ignore_eos: m.ignore_eos.unwrap_or(true) },
+    })
 }
 
 fn missing(key: &str, what: &str) -> Invalid {
@@ -527,8 +593,20 @@ fn resolve_topology(
         RawRouter::LeastLoaded => RouterKind::LeastLoaded,
     };
     match raw {
-        RawTopology::Fused { name, workers, policy, chunk_tokens, router: r, batching, threads, tp, faults } => {
+        RawTopology::Fused {
+            name,
+            workers,
+            policy,
+            chunk_tokens,
+            router: r,
+            batching,
+            threads,
+            device,
+            tp,
+            faults,
+        } => {
             let threads = at_least_one(&format!("{key}.threads"), threads.unwrap_or(1))?;
+            let device = resolve_device(&format!("{key}.device"), device, mode)?;
             let workers = at_least_one(&format!("{key}.workers"), workers)?;
             let policy = match (policy.unwrap_or(RawFusedPolicy::PrefillFirst), chunk_tokens) {
                 (RawFusedPolicy::Chunked, Some(c)) => {
@@ -550,6 +628,7 @@ fn resolve_topology(
                 name: safe_name(&format!("{key}.name"), name.unwrap_or_else(|| "fused".into()))?,
                 kind: TopologyKind::Fused { workers, policy, router: router(r) },
                 threads: Threads { prefill: threads, decode: threads },
+                devices: Devices { prefill: device, decode: device },
                 batching: resolve_batching(&key, global, batching, mode, cost)?,
                 faults: Vec::new(),
                 tp: PhaseTp { prefill: tp, decode: tp },
@@ -568,10 +647,29 @@ fn resolve_topology(
             batching,
             prefill_threads,
             decode_threads,
+            device,
+            prefill_device,
+            decode_device,
             prefill_tp,
             decode_tp,
             faults,
         } => {
+            let devices = match (device, prefill_device, decode_device) {
+                (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                    return Err(invalid(
+                        format!("{key}.device"),
+                        "set `device` (both pools) or `prefill_device`/`decode_device`, not both",
+                    ))
+                }
+                (Some(d), None, None) => {
+                    let d = resolve_device(&format!("{key}.device"), Some(d), mode)?;
+                    Devices { prefill: d, decode: d }
+                }
+                (None, p, d) => Devices {
+                    prefill: resolve_device(&format!("{key}.prefill_device"), p, mode)?,
+                    decode: resolve_device(&format!("{key}.decode_device"), d, mode)?,
+                },
+            };
             let threads = Threads {
                 prefill: at_least_one(&format!("{key}.prefill_threads"), prefill_threads.unwrap_or(1))?,
                 decode: at_least_one(&format!("{key}.decode_threads"), decode_threads.unwrap_or(1))?,
@@ -594,6 +692,7 @@ fn resolve_topology(
                 name: safe_name(&format!("{key}.name"), name.unwrap_or_else(|| format!("split-{p}p{d}d")))?,
                 kind: TopologyKind::Split { prefill_workers: p, decode_workers: d, router: router(r), link },
                 threads,
+                devices,
                 batching: resolve_batching(&key, global, batching, mode, cost)?,
                 faults: Vec::new(),
                 tp: PhaseTp { prefill: prefill_tp, decode: decode_tp },
@@ -605,6 +704,41 @@ fn resolve_topology(
             t.faults = resolve_faults(&key, faults, &t.worker_names())?;
             Ok(t)
         }
+    }
+}
+
+/// A worker device: `cpu` (default) or `cuda:N`, in execute mode, and CUDA only in a CUDA build.
+fn resolve_device(key: &str, raw: Option<String>, mode: Mode) -> V<DeviceSpec> {
+    let Some(raw) = raw else { return Ok(DeviceSpec::Cpu) };
+    if mode == Mode::Simulate {
+        return Err(invalid(
+            key,
+            "devices are for mode = \"execute\" (simulate mode models hardware with its cost model)",
+        ));
+    }
+    let d = DeviceSpec::parse(&raw).map_err(|m| invalid(key, m))?;
+    if d.is_cuda() && !CUDA_BUILT {
+        return Err(invalid(key, NO_CUDA));
+    }
+    Ok(d)
+}
+
+/// The tensor path's compute type must run where it is asked to: candle has no bf16 matrix
+/// multiply on the CPU.
+fn check_dtype(model: &ModelSpec, topologies: &[Topology]) -> V<()> {
+    if model.dtype != Some(candle_core::DType::BF16) {
+        return Ok(());
+    }
+    let device_path = |t: &Topology| model.is_synthetic() || t.devices.any_cuda();
+    match topologies.iter().find(|t| device_path(t) && (!t.devices.prefill.is_cuda() || !t.devices.decode.is_cuda())) {
+        Some(t) => Err(invalid(
+            "model.dtype",
+            format!(
+                "bf16 needs a GPU, and topology `{}` has workers on the CPU (candle has no bf16 matrix multiply there); use \"f32\" or \"f16\", or put its workers on cuda",
+                t.name
+            ),
+        )),
+        None => Ok(()),
     }
 }
 

@@ -83,6 +83,7 @@ fn topology(name: String, kind: TopologyKind, tp: PhaseTp, batching: Batching) -
         kind,
         batching,
         threads: crate::scenario::Threads { prefill: 1, decode: 1 },
+        devices: crate::scenario::Devices::CPU,
         faults: Vec::new(),
         tp,
     }

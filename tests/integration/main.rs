@@ -4,6 +4,7 @@ mod bad_input;
 mod calibrate;
 mod closed_form;
 mod common;
+mod device;
 mod execute;
 mod faults;
 mod fuzz;

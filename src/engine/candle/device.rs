@@ -10,7 +10,7 @@ use std::fmt;
 use candle_core::DeviceLocation;
 
 /// A device as a scenario names it: `cpu`, `cuda` (GPU 0) or `cuda:N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DeviceSpec {
     Cpu,
     Cuda(usize),

@@ -100,8 +100,7 @@ impl<F: Forward> Engine for CandleEngine<F> {
             return Err(EngineError::Step(InjectedFault::Error.message().into()));
         }
         // Take the step's sequences out of the map so each can lend its cache mutably.
-        let mut taken: Vec<Taken<F::Kv>> =
-            Vec::with_capacity(plan.prefill.len() + plan.decode.len());
+        let mut taken: Vec<Taken<F::Kv>> = Vec::with_capacity(plan.prefill.len() + plan.decode.len());
         for c in &plan.prefill {
             let seq = self.seqs.remove(&c.request).ok_or_else(|| missing(c.request))?;
             let end = (c.offset + c.tokens) as usize;

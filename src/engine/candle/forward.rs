@@ -71,8 +71,7 @@ impl Forward for Model {
     }
 
     fn forward(&self, seqs: &mut [(&[u32], &mut KvCache)]) -> Result<Vec<Vec<f32>>> {
-        let mut inputs: Vec<SeqInput> =
-            seqs.iter_mut().map(|(tokens, kv)| SeqInput { tokens, kv }).collect();
+        let mut inputs: Vec<SeqInput> = seqs.iter_mut().map(|(tokens, kv)| SeqInput { tokens, kv }).collect();
         rows(&self.llama.forward(&mut inputs)?)
     }
 
@@ -116,8 +115,7 @@ impl Forward for WorkerNet {
     }
 
     fn forward(&self, seqs: &mut [(&[u32], &mut DeviceKv)]) -> Result<Vec<Vec<f32>>> {
-        let mut inputs: Vec<DeviceSeq> =
-            seqs.iter_mut().map(|(tokens, kv)| DeviceSeq { tokens, kv }).collect();
+        let mut inputs: Vec<DeviceSeq> = seqs.iter_mut().map(|(tokens, kv)| DeviceSeq { tokens, kv }).collect();
         self.net.llama.forward(&self.device, &mut inputs)
     }
 

@@ -1,0 +1,83 @@
+//! The tensor (device) path on the CPU: synthetic models through the actors, fused and split,
+//! and what a build without CUDA says about `cuda` devices. (The same checks on a GPU are in
+//! tests/cuda, run by scripts/gpu-check.sh.)
+
+use std::process::Command;
+
+use crate::common::{run, scenario};
+
+/// A two-layer synthetic model of SmolLM2's shape: real per-layer sizes, seconds on a CPU.
+const SYNTHETIC: &str = r#"
+mode = "execute"
+requests = 6
+seed = 3
+[model]
+synthetic = "smollm2-135m"
+layers = 2
+[[workload.classes]]
+name = "a"
+prompt_tokens = { kind = "uniform", min = 8, max = 40 }
+output_tokens = 5
+[workload.arrival]
+kind = "poisson"
+rate_per_s = 50.0
+[slo]
+ttft_ms = 10000
+tpot_ms = 10000
+[[topology]]
+name = "fused"
+kind = "fused"
+workers = 1
+[[topology]]
+name = "split"
+kind = "split"
+prefill_workers = 1
+decode_workers = 1
+"#;
+
+#[test]
+fn a_synthetic_model_runs_fused_and_split_without_text() {
+    let s = scenario(SYNTHETIC);
+    for topology in ["fused", "split"] {
+        let r = run(&s, topology);
+        assert_eq!(r.requests.len(), 6, "{topology}");
+        for q in &r.requests {
+            assert_eq!(q.s("outcome"), "completed", "{topology}");
+            assert_eq!(q.f("token_count"), 5.0, "{topology}: exactly the requested length (no EOS)");
+            assert!(q.f("ttft_ms") > 0.0);
+        }
+        // Real steps were timed.
+        assert!(r.iterations.iter().all(|i| i.f("duration_ms") > 0.0), "{topology}");
+        // A synthetic model makes no text.
+        assert!(!r.dir(topology).join("outputs.jsonl").exists(), "{topology}");
+        if topology == "split" {
+            // The KV cache crossed between the workers (same device: no copy, its bytes counted).
+            let per_token = 2 * 2 * 3 * 64 * 4; // layers × K,V × kv_heads × head_dim × f32
+            for q in &r.requests {
+                assert_eq!(q.f("kv_bytes"), q.f("prompt_tokens") * per_token as f64);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_description_says_synthetic() {
+    let mut s = scenario(SYNTHETIC);
+    let backend = pdsim::run::prepare(&mut s).unwrap();
+    let d = backend.describe();
+    assert!(d.contains("synthetic smollm2-135m (2 of 30 layers), f32 on cpu"), "{d}");
+}
+
+#[test]
+#[cfg(not(feature = "cuda"))]
+fn a_cpu_build_rejects_cuda_devices_and_says_how_to_build_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gpu.toml");
+    let text = SYNTHETIC.replace("workers = 1\n[[topology]]", "workers = 1\ndevice = \"cuda:0\"\n[[topology]]");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pdsim")).arg("validate").arg(&path).output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("gpu.toml:22:1: `topology[0].device`"), "{err}");
+    assert!(err.contains("scripts/cuda-build.sh"), "{err}");
+}
