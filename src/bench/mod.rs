@@ -3,6 +3,7 @@
 //! repeats after a warm-up), plus what only pdsim has: batched decode, the actors' overhead,
 //! and the KV bytes per token.
 
+pub mod device;
 mod text;
 
 use std::path::Path;
@@ -36,7 +37,7 @@ pub struct Rate {
 }
 
 impl Rate {
-    fn of(tokens: usize, secs: &[f64]) -> Rate {
+    pub(crate) fn of(tokens: usize, secs: &[f64]) -> Rate {
         let mut r: Vec<f64> = secs.iter().map(|s| tokens as f64 / s).collect();
         r.sort_by(f64::total_cmp);
         Rate { tokens, median: r[r.len() / 2], min: r[0], max: r[r.len() - 1] }

@@ -2,6 +2,7 @@
 
 mod calibrate_cmd;
 mod compare_cmd;
+mod device_cmd;
 mod model_cmds;
 mod run_cmd;
 mod search_cmd;
@@ -110,6 +111,8 @@ enum Command {
     Generate(model_cmds::GenerateArgs),
     /// Measure the real engine: prefill, decode, batched decode, actor overhead, memory.
     Bench(model_cmds::BenchArgs),
+    /// Measure the tensor model on a GPU (or the CPU) against the device's rooflines.
+    BenchDevice(device_cmd::BenchDeviceArgs),
     /// Fit the simulator's cost model to the real engine on this machine; writes a profile.
     Calibrate(calibrate_cmd::CalibrateArgs),
     /// Execute a scenario and simulate it with a calibration profile; compare request by request.
@@ -132,6 +135,7 @@ pub fn main() -> ExitCode {
         Some(Command::Tokenize(args)) => model_cmds::tokenize(args),
         Some(Command::Generate(args)) => model_cmds::generate(args),
         Some(Command::Bench(args)) => model_cmds::bench(args),
+        Some(Command::BenchDevice(args)) => device_cmd::run(args),
         Some(Command::Calibrate(args)) => calibrate_cmd::run(args),
         Some(Command::Compare(args)) => compare_cmd::run(args),
         Some(Command::FetchModel { models_dir }) => model_cmds::fetch(&models_dir),

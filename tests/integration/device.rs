@@ -81,3 +81,19 @@ fn a_cpu_build_rejects_cuda_devices_and_says_how_to_build_one() {
     assert!(err.contains("gpu.toml:22:1: `topology[0].device`"), "{err}");
     assert!(err.contains("scripts/cuda-build.sh"), "{err}");
 }
+
+/// The GPU scenarios are well-formed: on a CPU build the only complaint is the CUDA device,
+/// and with the devices moved to the CPU (f32) they validate.
+#[test]
+#[cfg(not(feature = "cuda"))]
+fn the_gpu_scenarios_validate_but_for_their_devices() {
+    let dir = crate::common::repo().join("scenarios/gpu");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let err = pdsim::scenario::parse(&path, &text).unwrap_err().to_string();
+        assert!(err.contains("device`: this pdsim was built without CUDA"), "{}: {err}", path.display());
+        let on_cpu = text.replace("\"cuda:0\"", "\"cpu\"").replace("\"bf16\"", "\"f32\"");
+        pdsim::scenario::parse(&path, &on_cpu).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
