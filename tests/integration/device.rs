@@ -2,8 +2,6 @@
 //! and what a build without CUDA says about `cuda` devices. (The same checks on a GPU are in
 //! tests/cuda, run by scripts/gpu-check.sh.)
 
-use std::process::Command;
-
 use crate::common::{run, scenario};
 
 /// A two-layer synthetic model of SmolLM2's shape: real per-layer sizes, seconds on a CPU.
@@ -75,7 +73,7 @@ fn a_cpu_build_rejects_cuda_devices_and_says_how_to_build_one() {
     let path = dir.path().join("gpu.toml");
     let text = SYNTHETIC.replace("workers = 1\n[[topology]]", "workers = 1\ndevice = \"cuda:0\"\n[[topology]]");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pdsim")).arg("validate").arg(&path).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pdsim")).arg("validate").arg(&path).output().unwrap();
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("gpu.toml:22:1: `topology[0].device`"), "{err}");

@@ -128,7 +128,7 @@ impl Forward for WorkerNet {
     }
 
     fn receive(&self, kv: DeviceKv) -> Result<DeviceKv> {
-        kv.moved_to(&self.device)
+        kv.moved_to(&self.device, self.net.llama.dtype)
     }
 }
 

@@ -60,19 +60,56 @@ impl DeviceKv {
         Ok((self.k[layer].narrow(1, 0, len)?, self.v[layer].narrow(1, 0, len)?))
     }
 
-    /// The same cache on `device`: a copy when that is another GPU or the other side of the
-    /// CPU–GPU line, the cache itself otherwise (streams of one GPU share its memory).
-    pub fn moved_to(self, device: &Device) -> Result<DeviceKv> {
-        if self.device() == DeviceSpec::of(device) {
+    /// The same cache on `device` in `dtype`: a copy when that is another GPU or the other side
+    /// of the CPU–GPU line (converted when the receiving model computes in another type, as a
+    /// bf16 GPU prefill feeding an f32 CPU decode does), the cache itself otherwise (streams of
+    /// one GPU share its memory).
+    pub fn moved_to(self, device: &Device, dtype: DType) -> Result<DeviceKv> {
+        let same_type = self.k.first().is_none_or(|t| t.dtype() == dtype);
+        if self.device() == DeviceSpec::of(device) && same_type {
             return Ok(self);
         }
-        let copy = |ts: &[Tensor]| ts.iter().map(|t| t.to_device(device)).collect::<Result<Vec<_>>>();
-        Ok(DeviceKv { k: copy(&self.k)?, v: copy(&self.v)?, ..self })
+        let copy = |ts: &[Tensor]| ts.iter().map(|t| t.to_device(device)?.to_dtype(dtype)).collect::<Result<Vec<_>>>();
+        let bytes_per_token = self.bytes_per_token / self.k[0].dtype().size_in_bytes() * dtype.size_in_bytes();
+        Ok(DeviceKv { k: copy(&self.k)?, v: copy(&self.v)?, bytes_per_token, ..self })
     }
 }
 
 impl KvHandle for DeviceKv {
     fn bytes(&self) -> u64 {
         (self.len * self.bytes_per_token) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::candle::synthetic::SyntheticSpec;
+
+    #[test]
+    fn fills_in_place_and_converts_only_when_the_receiver_needs_it() {
+        let c = SyntheticSpec::new("smollm2-135m", Some(2), 0).unwrap().config();
+        let mut kv = DeviceKv::new(&c, 8, DType::F16, &Device::Cpu).unwrap();
+        let rows = Tensor::arange(0f32, (3 * 3 * 64) as f32, &Device::Cpu).unwrap().reshape((3, 3, 64)).unwrap();
+        let rows = rows.to_dtype(DType::F16).unwrap();
+        for layer in 0..2 {
+            kv.write(layer, &rows, &rows).unwrap();
+        }
+        kv.advance(3);
+        assert_eq!(kv.bytes(), 3 * c.kv_bytes_per_token(2));
+        // 3 + 6 positions > 8.
+        let full = Tensor::zeros((3, 6, 64), DType::F16, &Device::Cpu).unwrap();
+        assert!(kv.write(0, &full, &full).unwrap_err().to_string().contains("KV cache full"));
+        let same = kv.moved_to(&Device::Cpu, DType::F16).unwrap();
+        assert_eq!(same.k[0].dtype(), DType::F16);
+        let f32 = same.moved_to(&Device::Cpu, DType::F32).unwrap();
+        assert_eq!(f32.bytes(), 3 * c.kv_bytes_per_token(4));
+        let (k, _) = f32.layer(1, 3).unwrap();
+        assert_eq!(k.dtype(), DType::F32);
+        let want = rows.to_dtype(DType::F32).unwrap();
+        assert_eq!(
+            k.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            want.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
     }
 }
