@@ -70,7 +70,15 @@ impl DeviceLlama {
         DeviceLlama::assemble(config, dtype, home, w, &device)
     }
 
-    fn assemble(config: LlamaConfig, dtype: DType, home: DeviceSpec, w: Weights, device: &Device) -> Result<Self> {
+    fn assemble(config: LlamaConfig, dtype: DType, home: DeviceSpec, mut w: Weights, device: &Device) -> Result<Self> {
+        // Attention scores are q·k/√d: scaling the query weights once saves an operation per
+        // sequence per layer at every step.
+        let hd = config.heads * config.head_dim;
+        let scale = 1.0 / (config.head_dim as f64).sqrt();
+        for l in &mut w.layers {
+            let rest = l.wqkv.dim(1)? - hd;
+            l.wqkv = Tensor::cat(&[(l.wqkv.narrow(1, 0, hd)? * scale)?, l.wqkv.narrow(1, hd, rest)?], 1)?;
+        }
         let half = config.head_dim / 2;
         let inv: Vec<f32> =
             (0..half).map(|i| 1.0 / config.rope_base.powf(2.0 * i as f32 / config.head_dim as f32)).collect();
@@ -118,24 +126,31 @@ impl DeviceLlama {
         let total = ids.len();
         let ids = Tensor::from_vec(ids, total, device)?;
         let positions = Tensor::from_vec(positions, total, device)?;
-        let (cos, sin) = (self.cos.index_select(&positions, 0)?, self.sin.index_select(&positions, 0)?);
+        let half = c.head_dim / 2;
+        let gather = |t: &Tensor| t.index_select(&positions, 0)?.reshape((total, 1, half));
+        let (cos, sin) = (gather(&self.cos)?, gather(&self.sin)?);
         let mut x = self.w.embed.index_select(&ids, 0)?;
         let eps = c.rms_eps as f32;
         let (hd, kvd, d) = (c.heads * c.head_dim, c.kv_heads * c.head_dim, c.head_dim);
         for (li, layer) in self.w.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
             let qkv = h.matmul(&layer.wqkv)?;
-            // [1, heads, tokens, d], rotated (interleaved pairs, as GGUF llama weights expect).
-            let heads = |from: usize, n: usize| -> Result<Tensor> {
-                qkv.narrow(1, from, n * d)?.reshape((total, n, d))?.transpose(0, 1)?.contiguous()?.unsqueeze(0)
+            // Each token as its own rope batch ([tokens, heads, 1, d], its own cos/sin row), so
+            // decode tokens need no transposes; rotated in interleaved pairs, as GGUF llama
+            // weights expect. (The queries' 1/√d is folded into their weights.)
+            let rotated = |from: usize, n: usize| -> Result<Tensor> {
+                let x = qkv.narrow(1, from, n * d)?.contiguous()?.reshape((total, n, 1, d))?;
+                candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?.reshape((total, n, d))
             };
-            let q = candle_nn::rotary_emb::rope_i(&heads(0, c.heads)?, &cos, &sin)?.squeeze(0)?;
-            let k = candle_nn::rotary_emb::rope_i(&heads(hd, c.kv_heads)?, &cos, &sin)?.squeeze(0)?;
-            let v = heads(hd + kvd, c.kv_heads)?.squeeze(0)?;
+            let q = rotated(0, c.heads)?;
+            let k = rotated(hd, c.kv_heads)?;
+            let v = qkv.narrow(1, hd + kvd, kvd)?.reshape((total, c.kv_heads, d))?;
             let mut outs = Vec::with_capacity(seqs.len());
             for (s, &(offset, n, start)) in seqs.iter_mut().zip(&spans) {
-                s.kv.write(li, &k.narrow(1, offset, n)?.contiguous()?, &v.narrow(1, offset, n)?.contiguous()?)?;
-                let q = q.narrow(1, offset, n)?;
+                // [heads, n, d] views; copies only where n > 1 (a size-1 dim has no stride).
+                let per_head = |t: &Tensor| t.narrow(0, offset, n)?.transpose(0, 1)?.contiguous();
+                s.kv.write(li, &per_head(&k)?, &per_head(&v)?)?;
+                let q = per_head(&q)?;
                 for a in (0..n).step_by(PROMPT_BLOCK) {
                     let b = (a + PROMPT_BLOCK).min(n);
                     let (keys, values) = s.kv.layer(li, start + b)?;
@@ -159,8 +174,9 @@ impl DeviceLlama {
         logits.to_device(&Device::Cpu)?.to_vec2::<f32>()
     }
 
-    /// Causal attention of `q` (`[heads, n, d]`, positions `start..start+n`) over `keys` and
-    /// `values` (`[kv_heads, len, d]`); returns `[n, heads·d]`. Scores and softmax in f32.
+    /// Causal attention of `q` (`[heads, n, d]`, positions `start..start+n`, already scaled by
+    /// 1/√d) over `keys` and `values` (`[kv_heads, len, d]`); returns `[n, heads·d]`. Softmax
+    /// accumulates in f32.
     fn attend(&self, q: &Tensor, keys: &Tensor, values: &Tensor, start: usize) -> Result<Tensor> {
         let c = &self.config;
         let n = q.dim(1)?;
@@ -168,13 +184,16 @@ impl DeviceLlama {
         let group = c.heads / c.kv_heads;
         // Query heads h·group..(h+1)·group share KV head h: stack them as one matrix.
         let q = q.contiguous()?.reshape((c.kv_heads, group * n, c.head_dim))?;
-        let scale = 1.0 / (c.head_dim as f64).sqrt();
-        let mut att = (q.matmul(&keys.t()?)?.to_dtype(DType::F32)? * scale)?;
+        let mut att = q.matmul(&keys.t()?)?;
+        // candle's CUDA softmax accumulates in f32 whatever the type; its CPU one in the type.
+        if !att.device().is_cuda() {
+            att = att.to_dtype(DType::F32)?;
+        }
         if n > 1 {
             let mask: Vec<f32> = (0..n)
                 .flat_map(|i| (0..len).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 }))
                 .collect();
-            let mask = Tensor::from_vec(mask, (n, len), q.device())?;
+            let mask = Tensor::from_vec(mask, (n, len), q.device())?.to_dtype(att.dtype())?;
             att = att.reshape((c.kv_heads, group, n, len))?.broadcast_add(&mask)?.reshape((
                 c.kv_heads,
                 group * n,
