@@ -141,6 +141,7 @@ impl<E: Engine> DecodeWorker<E> {
         self.state.set.fill_plan(&mut self.plan);
         self.busy = true;
         self.stamp = self.env.stamp(self.state.kv().used(), self.state.waiting() as u64);
+        self.plan.idle_ns = self.stamp.idle_ns;
         let result = admit_and_step(&mut self.engine, &[], &self.plan).map(|out| {
             self.stopped = out.stopped;
             out.wait_ns

@@ -93,6 +93,7 @@ impl<E: Engine> PrefillWorker<E> {
             self.in_flight.push(r);
         }
         self.stamp = self.c.env.stamp(self.kv.used(), self.queue.len() as u64);
+        self.plan.idle_ns = self.stamp.idle_ns;
         self.publish_load();
         let result = admit_and_step(&mut self.engine, &specs, &self.plan).map(|out| {
             self.stopped = out.stopped;

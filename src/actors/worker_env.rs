@@ -111,6 +111,8 @@ pub struct StepStamp {
     pub start_ns: u64,
     pub kv_used_tokens: u64,
     pub queued: u64,
+    /// Time since the worker's previous step ended.
+    pub idle_ns: u64,
 }
 
 /// The environment a worker runs in.
@@ -124,6 +126,8 @@ pub struct WorkerEnv {
     /// Where requests lost to a failure of this worker go to be retried.
     pub enqueuer: Recipient<RequestLost>,
     pub gauge: LoadGauge,
+    /// When the worker's last step ended (0 before its first).
+    pub last_end_ns: std::cell::Cell<u64>,
 }
 
 impl WorkerEnv {
@@ -162,12 +166,14 @@ impl WorkerEnv {
 
     /// Notes the state of the worker as a step starts.
     pub fn stamp(&self, kv_used_tokens: u64, queued: u64) -> StepStamp {
-        StepStamp { start_ns: self.now(), kv_used_tokens, queued }
+        let start_ns = self.now();
+        StepStamp { start_ns, kv_used_tokens, queued, idle_ns: start_ns.saturating_sub(self.last_end_ns.get()) }
     }
 
     /// Logs a completed step.
     pub fn iteration(&self, plan: &StepPlan, stamp: StepStamp) {
-        let StepStamp { start_ns, kv_used_tokens, queued } = stamp;
+        let StepStamp { start_ns, kv_used_tokens, queued, .. } = stamp;
+        self.last_end_ns.set(self.now());
         let s = plan.shape();
         self.collector.do_send(IterationCompleted {
             row: IterationRow {

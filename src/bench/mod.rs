@@ -192,12 +192,14 @@ fn actor_overhead(model: &Arc<Model>, threads: usize, reps: usize) -> candle_cor
     let direct_once = || -> candle_core::Result<f64> {
         let mut engine = CandleEngine::new(model.clone(), threads, prompts.clone(), generation);
         engine.admit(&spec).map_err(wrap)?;
-        let plan = StepPlan { prefill: vec![PromptChunk { request: 0, offset: 0, tokens: 32 }], decode: vec![] };
+        let plan = StepPlan { prefill: vec![PromptChunk { request: 0, offset: 0, tokens: 32 }], ..Default::default() };
         engine.step(&plan).map_err(wrap)?;
         let t = Instant::now();
         for k in 0..DECODE_TOKENS {
-            let plan =
-                StepPlan { prefill: vec![], decode: vec![DecodeSlot { request: 0, context_tokens: 33 + k as u64 }] };
+            let plan = StepPlan {
+                decode: vec![DecodeSlot { request: 0, context_tokens: 33 + k as u64 }],
+                ..Default::default()
+            };
             engine.step(&plan).map_err(wrap)?;
         }
         Ok(t.elapsed().as_secs_f64())

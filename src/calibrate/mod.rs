@@ -19,6 +19,7 @@ use crate::engine::candle::engine::{CandleEngine, GenerationConfig};
 use crate::engine::candle::prompts::PromptSource;
 use crate::engine::candle::sampler::Sampling;
 use crate::engine::candle::Model;
+use crate::engine::sim::linear::Wake;
 use crate::engine::step::{DecodeSlot, PromptChunk, StepPlan};
 use crate::engine::{Engine, EngineError};
 use crate::workload::RequestSpec;
@@ -109,7 +110,7 @@ fn measure(
     threads: usize,
     opts: &Options,
     progress: &mut dyn FnMut(&str),
-) -> Result<(Fit, Fit, Fit), EngineError> {
+) -> Result<(Fit, Fit, Fit, Wake), EngineError> {
     let vocab = model.llama.config.vocab as u32;
     let prompts = Arc::new(PromptSource::Synthetic { seed: 7, vocab });
     let generation = GenerationConfig { sampling: Sampling::Greedy, ignore_eos: true };
@@ -185,7 +186,35 @@ fn measure(
         f.ok_or_else(|| EngineError::Step("the measurements do not determine a fit".into()))
     };
     let (single, batched): (Vec<&Sample>, Vec<&Sample>) = decode.iter().partition(|p| p.x[2] == 1.0);
-    Ok((fit(3, &prefill.iter().collect::<Vec<_>>())?, fit(2, &single)?, fit(3, &batched)?))
+    let wake = wake_ms(&mut b, 2 * opts.reps + 1)?;
+    progress(&format!(
+        "threads {threads}: a step after a {WAKE_PAUSE_MS} ms pause takes {wake:.2} ms longer than one right after another"
+    ));
+    let fits = (fit(3, &prefill.iter().collect::<Vec<_>>())?, fit(2, &single)?, fit(3, &batched)?);
+    Ok((fits.0, fits.1, fits.2, Wake { after_idle_ms: WAKE_AFTER_IDLE_MS, extra_ms: wake }))
+}
+
+/// The pause before the wake-up measurement.
+const WAKE_PAUSE_MS: u64 = 300;
+
+/// From how long a pause the wake-up is charged. On the build machine a two-thread pool's
+/// short prefill took no longer after 50 ms idle, ~10 ms longer after 100 ms and 10–17 ms
+/// after 150 ms to 1 s; a one-thread pool took no longer after any pause.
+const WAKE_AFTER_IDLE_MS: f64 = 100.0;
+
+/// How much longer a short prefill takes after the worker sat idle (its pool's threads asleep,
+/// their cores idle) than right after another step: median of `samples` pairs.
+fn wake_ms(b: &mut Bench, samples: usize) -> Result<f64, EngineError> {
+    let (mut cold, mut hot) = (Vec::new(), Vec::new());
+    for _ in 0..samples {
+        std::thread::sleep(std::time::Duration::from_millis(WAKE_PAUSE_MS));
+        for times in [&mut cold, &mut hot] {
+            let (ms, ids) = b.prefill(&[16], 2)?;
+            b.finish(&ids);
+            times.push(ms);
+        }
+    }
+    Ok((median(cold) - median(hot)).max(0.0))
 }
 
 /// The in-process KV handoff: a message carrying a cache-sized buffer from one actor thread to
@@ -231,7 +260,7 @@ pub fn calibrate(
 ) -> Result<Profile, EngineError> {
     let mut fits = Vec::new();
     for &threads in &opts.threads {
-        let (prefill, decode_single, decode) = measure(&model, threads, opts, &mut progress)?;
+        let (prefill, decode_single, decode, wake) = measure(&model, threads, opts, &mut progress)?;
         progress(&format!(
             "threads {threads}: prefill R² {:.4} (max residual {:.2} ms), batch-1 decode R² {:.4} ({:.2} ms), \
              batched decode R² {:.4} ({:.2} ms)",
@@ -242,7 +271,7 @@ pub fn calibrate(
             decode.r2,
             decode.max_residual_ms
         ));
-        fits.push(ThreadsFit { threads, prefill, decode_single, decode });
+        fits.push(ThreadsFit { threads, prefill, decode_single, decode, wake });
     }
     let c = &model.llama.config;
     let kv_bytes_per_token = (2 * c.layers * c.kv_heads * c.head_dim * std::mem::size_of::<f32>()) as u64;

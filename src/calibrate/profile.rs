@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::fit::Fit;
-use crate::engine::sim::linear::{DecodeCoeffs, LinearCost, PrefillCoeffs};
+use crate::engine::sim::linear::{DecodeCoeffs, LinearCost, PrefillCoeffs, Wake};
 
 /// The fits for one thread count.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -16,6 +16,8 @@ pub struct ThreadsFit {
     pub decode_single: Fit,
     /// Decode batches of two or more.
     pub decode: Fit,
+    /// The extra time of a step after a pause.
+    pub wake: Wake,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -50,6 +52,10 @@ pub struct FitFile {
     pub decode_single: DecodeFile,
     /// Decode batches of two or more.
     pub decode: DecodeFile,
+    /// A step after the worker sat idle `after_idle_ms` or more takes `extra_ms` longer
+    /// (absent in profiles written before it was measured: no charge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake: Option<WakeFile>,
     /// Fit quality, for people; not read.
     pub quality: Quality,
 }
@@ -68,6 +74,13 @@ pub struct DecodeFile {
     pub base_ms: f64,
     pub per_ctx_token_ms: f64,
     pub per_seq_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WakeFile {
+    pub after_idle_ms: f64,
+    pub extra_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,6 +125,7 @@ impl Profile {
                         per_ctx_token_ms: f.decode.coeffs[1],
                         per_seq_ms: f.decode.coeffs[2],
                     },
+                    wake: Some(WakeFile { after_idle_ms: f.wake.after_idle_ms, extra_ms: f.wake.extra_ms }),
                     quality: Quality {
                         prefill_r2: f.prefill.r2,
                         prefill_max_residual_ms: f.prefill.max_residual_ms,
@@ -163,6 +177,7 @@ impl FitFile {
                     per_seq_ms: self.decode.per_seq_ms,
                 },
             )),
+            wake: self.wake.as_ref().map(|w| Wake { after_idle_ms: w.after_idle_ms, extra_ms: w.extra_ms }),
         }
     }
 }

@@ -20,6 +20,9 @@ pub struct DecodeSlot {
 pub struct StepPlan {
     pub prefill: Vec<PromptChunk>,
     pub decode: Vec<DecodeSlot>,
+    /// How long the worker sat idle before this step (since its previous step ended, or since
+    /// the run started): a machine wakes up slowly after a pause, which a cost model may charge.
+    pub idle_ns: u64,
 }
 
 impl StepPlan {
@@ -44,6 +47,7 @@ impl StepPlan {
         }
         s.decode_seqs = self.decode.len() as u64;
         s.decode_context = self.decode.iter().map(|d| d.context_tokens).sum();
+        s.idle_ns = self.idle_ns;
         s
     }
 }
@@ -63,6 +67,8 @@ pub struct StepShape {
     pub decode_seqs: u64,
     /// Σ context tokens over decode slots.
     pub decode_context: u64,
+    /// The worker's idle time before the step ([`StepPlan::idle_ns`]).
+    pub idle_ns: u64,
 }
 
 impl StepShape {
@@ -84,6 +90,7 @@ mod tests {
                 PromptChunk { request: 1, offset: 4, tokens: 2 },
             ],
             decode: vec![DecodeSlot { request: 2, context_tokens: 10 }, DecodeSlot { request: 3, context_tokens: 5 }],
+            idle_ns: 7,
         };
         let s = plan.shape();
         assert_eq!(s.prefill_tokens, 6);
@@ -93,5 +100,6 @@ mod tests {
         assert_eq!(s.prefill_context, 4 + 6);
         assert_eq!((s.decode_seqs, s.decode_context), (2, 15));
         assert_eq!(s.tokens(), 8);
+        assert_eq!(s.idle_ns, 7);
     }
 }

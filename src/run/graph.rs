@@ -191,7 +191,15 @@ async fn drive<E: Engine>(
     let enqueuer = enqueuer_ctx.address().recipient();
     let env = |name: String, index: u32| -> (WorkerEnv, LoadGauge) {
         let gauge = Gauge::new();
-        let env = WorkerEnv { name, index, clock, collector: collector.clone(), enqueuer: enqueuer.clone(), gauge };
+        let env = WorkerEnv {
+            name,
+            index,
+            clock,
+            collector: collector.clone(),
+            enqueuer: enqueuer.clone(),
+            gauge,
+            last_end_ns: Default::default(),
+        };
         let g = env.gauge.clone();
         (env, g)
     };

@@ -485,6 +485,7 @@ fn resolve_cost(raw: RawCostModel, base: &Path) -> V<CostModel> {
                     per_seq_ms: coeff("decode", "per_seq_ms", decode.per_seq_ms)?,
                 },
                 large_batch_decode: None,
+                wake: None,
             };
             Ok(CostModel::Linear { cost, kv_bytes_per_token: kv, source: "explicit coefficients".into() })
         }
@@ -812,6 +813,15 @@ pub fn load_profile(path: &Path) -> Result<CostModel, String> {
         ];
         if c.iter().any(|x| !x.is_finite() || x.abs() > 1e9) || f.threads == 0 {
             return Err(format!("{}: the fit for {} threads has an invalid coefficient", path.display(), f.threads));
+        }
+        if let Some(w) = &f.wake {
+            if ![w.after_idle_ms, w.extra_ms].iter().all(|x| x.is_finite() && (0.0..=1e9).contains(x)) {
+                return Err(format!(
+                    "{}: the wake of the fit for {} threads must be from 0 to 1e9 ms",
+                    path.display(),
+                    f.threads
+                ));
+            }
         }
     }
     if !(p.handoff_us.is_finite() && (0.0..=1e9).contains(&p.handoff_us)) {

@@ -22,12 +22,23 @@ pub struct DecodeCoeffs {
 }
 
 /// Coefficients, optionally with a second decode regime for large batches (DistServe fits
-/// batches of ≥ 95 separately).
+/// batches of ≥ 95 separately), and a wake-up charge after idle time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinearCost {
     pub prefill: PrefillCoeffs,
     pub decode: DecodeCoeffs,
     pub large_batch_decode: Option<(u64, DecodeCoeffs)>,
+    pub wake: Option<Wake>,
+}
+
+/// A step after the worker sat idle at least `after_idle_ms` takes `extra_ms` longer: what
+/// `pdsim calibrate` measures when a CPU worker's threads have gone to sleep (on the build
+/// machine, 10–17 ms for a two-thread pool after a pause of 100 ms or more; nothing for one
+/// thread).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Wake {
+    pub after_idle_ms: f64,
+    pub extra_ms: f64,
 }
 
 impl LinearCost {
@@ -39,10 +50,14 @@ impl LinearCost {
         };
         let prefill_var = p.per_token_ms * s.prefill_tokens as f64 + p.per_token_sq_ms * s.prefill_tokens_sq as f64;
         let decode_var = d.per_ctx_token_ms * s.decode_context as f64 + d.per_seq_ms * s.decode_seqs as f64;
+        let wake = match self.wake {
+            Some(w) if s.idle_ns as f64 >= w.after_idle_ms * 1e6 => w.extra_ms,
+            _ => 0.0,
+        };
         match (s.prefill_seqs > 0, s.decode_seqs > 0) {
-            (true, false) => p.base_ms + prefill_var,
-            (false, true) => d.base_ms + decode_var,
-            (true, true) => p.base_ms.max(d.base_ms) + prefill_var + decode_var,
+            (true, false) => wake + p.base_ms + prefill_var,
+            (false, true) => wake + d.base_ms + decode_var,
+            (true, true) => wake + p.base_ms.max(d.base_ms) + prefill_var + decode_var,
             (false, false) => 0.0,
         }
     }
@@ -57,6 +72,7 @@ mod tests {
             prefill: PrefillCoeffs { base_ms: 10.0, per_token_ms: 0.1, per_token_sq_ms: 0.001 },
             decode: DecodeCoeffs { base_ms: 5.0, per_ctx_token_ms: 0.01, per_seq_ms: 0.5 },
             large_batch_decode: Some((4, DecodeCoeffs { base_ms: 1.0, per_ctx_token_ms: 0.0, per_seq_ms: 0.0 })),
+            wake: Some(Wake { after_idle_ms: 100.0, extra_ms: 15.0 }),
         }
     }
 
@@ -71,5 +87,14 @@ mod tests {
         assert!((m.step_ms(&mixed) - (10.0 + 3.5 + 2.0)).abs() < 1e-12);
         let big = StepShape { decode_seqs: 4, decode_context: 100, ..Default::default() };
         assert_eq!(m.step_ms(&big), 1.0);
+    }
+
+    #[test]
+    fn a_step_after_a_pause_pays_the_wake_up() {
+        let m = model();
+        let s = StepShape { decode_seqs: 4, decode_context: 100, idle_ns: 99_999_999, ..Default::default() };
+        assert_eq!(m.step_ms(&s), 1.0);
+        assert_eq!(m.step_ms(&StepShape { idle_ns: 100_000_000, ..s }), 16.0);
+        assert_eq!(m.step_ms(&StepShape { idle_ns: u64::MAX, ..Default::default() }), 0.0, "no step, no charge");
     }
 }
