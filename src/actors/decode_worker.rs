@@ -142,6 +142,7 @@ impl<E: Engine> DecodeWorker<E> {
         self.busy = true;
         self.stamp = self.env.stamp(self.state.kv().used(), self.state.waiting() as u64);
         self.plan.idle_ns = self.stamp.idle_ns;
+        self.plan.co_running = self.stamp.co_running;
         let result = admit_and_step(&mut self.engine, &[], &self.plan).map(|out| {
             self.stopped = out.stopped;
             out.wait_ns

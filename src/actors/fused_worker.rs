@@ -86,6 +86,7 @@ impl<E: Engine> FusedWorker<E> {
         self.busy = true;
         self.stamp = self.c.env.stamp(self.sched.kv().used(), self.sched.waiting() as u64);
         self.plan.idle_ns = self.stamp.idle_ns;
+        self.plan.co_running = self.stamp.co_running;
         let specs = std::mem::take(&mut self.admitted);
         let result = admit_and_step(&mut self.engine, &specs, &self.plan).map(|out| {
             self.stopped = out.stopped;

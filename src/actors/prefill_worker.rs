@@ -94,6 +94,7 @@ impl<E: Engine> PrefillWorker<E> {
         }
         self.stamp = self.c.env.stamp(self.kv.used(), self.queue.len() as u64);
         self.plan.idle_ns = self.stamp.idle_ns;
+        self.plan.co_running = self.stamp.co_running;
         self.publish_load();
         let result = admit_and_step(&mut self.engine, &specs, &self.plan).map(|out| {
             self.stopped = out.stopped;

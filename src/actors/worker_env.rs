@@ -113,6 +113,8 @@ pub struct StepStamp {
     pub queued: u64,
     /// Time since the worker's previous step ended.
     pub idle_ns: u64,
+    /// Other workers computing when the step started.
+    pub co_running: u32,
 }
 
 /// The environment a worker runs in.
@@ -128,6 +130,10 @@ pub struct WorkerEnv {
     pub gauge: LoadGauge,
     /// When the worker's last step ended (0 before its first).
     pub last_end_ns: std::cell::Cell<u64>,
+    /// Workers of the topology computing right now (they share one machine in execute mode,
+    /// which a calibrated cost model charges for), and whether this one is among them.
+    pub machine_busy: Arc<std::sync::atomic::AtomicU32>,
+    pub busy: std::cell::Cell<bool>,
 }
 
 impl WorkerEnv {
@@ -167,13 +173,28 @@ impl WorkerEnv {
     /// Notes the state of the worker as a step starts.
     pub fn stamp(&self, kv_used_tokens: u64, queued: u64) -> StepStamp {
         let start_ns = self.now();
-        StepStamp { start_ns, kv_used_tokens, queued, idle_ns: start_ns.saturating_sub(self.last_end_ns.get()) }
+        // A step that never ended (the worker crashed in it) still counts this worker as busy.
+        let others = if self.busy.replace(true) {
+            self.machine_busy.load(Ordering::Relaxed).saturating_sub(1)
+        } else {
+            self.machine_busy.fetch_add(1, Ordering::Relaxed)
+        };
+        StepStamp {
+            start_ns,
+            kv_used_tokens,
+            queued,
+            idle_ns: start_ns.saturating_sub(self.last_end_ns.get()),
+            co_running: others,
+        }
     }
 
     /// Logs a completed step.
     pub fn iteration(&self, plan: &StepPlan, stamp: StepStamp) {
         let StepStamp { start_ns, kv_used_tokens, queued, .. } = stamp;
         self.last_end_ns.set(self.now());
+        if self.busy.replace(false) {
+            self.machine_busy.fetch_sub(1, Ordering::Relaxed);
+        }
         let s = plan.shape();
         self.collector.do_send(IterationCompleted {
             row: IterationRow {

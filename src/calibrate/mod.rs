@@ -19,7 +19,7 @@ use crate::engine::candle::engine::{CandleEngine, GenerationConfig};
 use crate::engine::candle::prompts::PromptSource;
 use crate::engine::candle::sampler::Sampling;
 use crate::engine::candle::Model;
-use crate::engine::sim::linear::Wake;
+use crate::engine::sim::linear::{CoRun, Wake};
 use crate::engine::step::{DecodeSlot, PromptChunk, StepPlan};
 use crate::engine::{Engine, EngineError};
 use crate::workload::RequestSpec;
@@ -111,10 +111,7 @@ fn measure(
     opts: &Options,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(Fit, Fit, Fit, Wake), EngineError> {
-    let vocab = model.llama.config.vocab as u32;
-    let prompts = Arc::new(PromptSource::Synthetic { seed: 7, vocab });
-    let generation = GenerationConfig { sampling: Sampling::Greedy, ignore_eos: true };
-    let mut b = Bench { engine: CandleEngine::new(model.clone(), threads, prompts, generation), next_id: 0 };
+    let mut b = bench(model, threads);
     // Rounds over the whole grid rather than repeats of one point at a time: on a shared
     // machine the speed drifts over minutes, and interleaving spreads the drift over every
     // point instead of biasing some. Round 0 warms up and is dropped.
@@ -217,6 +214,103 @@ fn wake_ms(b: &mut Bench, samples: usize) -> Result<f64, EngineError> {
     Ok((median(cold) - median(hot)).max(0.0))
 }
 
+/// What a second worker computing on the machine does to a worker's steps (shared memory
+/// bandwidth and caches), as in a split topology: a 64-token prefill timed alone and while an
+/// engine on other threads decodes, and a batch-4 decode step alone and while one prefills;
+/// medians of `samples`, as factors over alone (never below 0).
+fn co_run(model: &Arc<Model>, threads: usize, samples: usize) -> Result<CoRun, EngineError> {
+    let mut b = bench(model, threads);
+    let prefill = |b: &mut Bench| -> Result<f64, EngineError> {
+        let (ms, ids) = b.prefill(&[64], 2)?;
+        b.finish(&ids);
+        Ok(ms)
+    };
+    let mut seqs = Vec::new();
+    for _ in 0..4 {
+        seqs.extend(b.prefill(&[128], 4 * samples + 8)?.1);
+    }
+    let mut produced = 1u64;
+    let mut decode = |b: &mut Bench| -> Result<f64, EngineError> {
+        let mut plan = StepPlan::default();
+        plan.decode = seqs.iter().map(|&request| DecodeSlot { request, context_tokens: 128 + produced }).collect();
+        let t = Instant::now();
+        b.engine.step(&plan)?;
+        produced += 1;
+        Ok(t.elapsed().as_secs_f64() * 1e3)
+    };
+    let times = |f: &mut dyn FnMut(&mut Bench) -> Result<f64, EngineError>, b: &mut Bench| {
+        f(b)?; // settle
+        (0..samples).map(|_| f(b)).collect::<Result<Vec<f64>, EngineError>>().map(median)
+    };
+    let prefill_alone = times(&mut |b| prefill(b), &mut b)?;
+    let decode_alone = times(&mut decode, &mut b)?;
+    let prefill_beside = beside(model, threads, Background::Decode, || times(&mut |b| prefill(b), &mut b))?;
+    let decode_beside = beside(model, threads, Background::Prefill, || times(&mut decode, &mut b))?;
+    Ok(CoRun {
+        prefill: (prefill_beside / prefill_alone - 1.0).max(0.0),
+        decode: (decode_beside / decode_alone - 1.0).max(0.0),
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Background {
+    Prefill,
+    Decode,
+}
+
+fn bench(model: &Arc<Model>, threads: usize) -> Bench {
+    let prompts = Arc::new(PromptSource::Synthetic { seed: 7, vocab: model.llama.config.vocab as u32 });
+    let generation = GenerationConfig { sampling: Sampling::Greedy, ignore_eos: true };
+    Bench { engine: CandleEngine::new(model.clone(), threads, prompts, generation), next_id: 0 }
+}
+
+/// Runs `f` while another engine (its own `threads`) prefills 256-token prompts or decodes a
+/// batch of 4 in a loop on another thread.
+fn beside<T>(
+    model: &Arc<Model>,
+    threads: usize,
+    work: Background,
+    f: impl FnOnce() -> Result<T, EngineError>,
+) -> Result<T, EngineError> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (m, flag) = (model.clone(), stop.clone());
+    let other = std::thread::spawn(move || -> Result<(), EngineError> {
+        let mut b = bench(&m, threads);
+        let running = || !flag.load(std::sync::atomic::Ordering::Relaxed);
+        while running() {
+            match work {
+                Background::Prefill => {
+                    let (_, ids) = b.prefill(&[256], 2)?;
+                    b.finish(&ids);
+                }
+                Background::Decode => {
+                    let mut seqs = Vec::new();
+                    for _ in 0..4 {
+                        seqs.extend(b.prefill(&[128], 1024)?.1);
+                    }
+                    for k in 1..1024u64 {
+                        if !running() {
+                            break;
+                        }
+                        let mut plan = StepPlan::default();
+                        plan.decode =
+                            seqs.iter().map(|&request| DecodeSlot { request, context_tokens: 128 + k }).collect();
+                        b.engine.step(&plan)?;
+                    }
+                    b.finish(&seqs);
+                }
+            }
+        }
+        Ok(())
+    });
+    // Let the other engine get going before timing.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = f();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    other.join().map_err(|_| EngineError::Panicked("the background engine panicked".into()))??;
+    out
+}
+
 /// The in-process KV handoff: a message carrying a cache-sized buffer from one actor thread to
 /// another and back, halved; median over `n` round trips, in microseconds.
 fn handoff_us(bytes: usize, n: usize) -> f64 {
@@ -261,6 +355,12 @@ pub fn calibrate(
     let mut fits = Vec::new();
     for &threads in &opts.threads {
         let (prefill, decode_single, decode, wake) = measure(&model, threads, opts, &mut progress)?;
+        let co_run = co_run(&model, threads, 2 * opts.reps + 1)?;
+        progress(&format!(
+            "threads {threads}: beside another worker, prefill steps take {:+.0}% and decode steps {:+.0}%",
+            co_run.prefill * 100.0,
+            co_run.decode * 100.0
+        ));
         progress(&format!(
             "threads {threads}: prefill R² {:.4} (max residual {:.2} ms), batch-1 decode R² {:.4} ({:.2} ms), \
              batched decode R² {:.4} ({:.2} ms)",
@@ -271,7 +371,7 @@ pub fn calibrate(
             decode.r2,
             decode.max_residual_ms
         ));
-        fits.push(ThreadsFit { threads, prefill, decode_single, decode, wake });
+        fits.push(ThreadsFit { threads, prefill, decode_single, decode, wake, co_run });
     }
     let c = &model.llama.config;
     let kv_bytes_per_token = (2 * c.layers * c.kv_heads * c.head_dim * std::mem::size_of::<f32>()) as u64;

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::fit::Fit;
-use crate::engine::sim::linear::{DecodeCoeffs, LinearCost, PrefillCoeffs, Wake};
+use crate::engine::sim::linear::{CoRun, DecodeCoeffs, LinearCost, PrefillCoeffs, Wake};
 
 /// The fits for one thread count.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -18,6 +18,8 @@ pub struct ThreadsFit {
     pub decode: Fit,
     /// The extra time of a step after a pause.
     pub wake: Wake,
+    /// The slowdown of steps beside another worker.
+    pub co_run: CoRun,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -56,6 +58,10 @@ pub struct FitFile {
     /// (absent in profiles written before it was measured: no charge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake: Option<WakeFile>,
+    /// Steps run × (1 + factor) while another worker computes on the machine (absent in older
+    /// profiles: no charge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub co_run: Option<CoRunFile>,
     /// Fit quality, for people; not read.
     pub quality: Quality,
 }
@@ -81,6 +87,13 @@ pub struct DecodeFile {
 pub struct WakeFile {
     pub after_idle_ms: f64,
     pub extra_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoRunFile {
+    pub prefill: f64,
+    pub decode: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,6 +139,7 @@ impl Profile {
                         per_seq_ms: f.decode.coeffs[2],
                     },
                     wake: Some(WakeFile { after_idle_ms: f.wake.after_idle_ms, extra_ms: f.wake.extra_ms }),
+                    co_run: Some(CoRunFile { prefill: f.co_run.prefill, decode: f.co_run.decode }),
                     quality: Quality {
                         prefill_r2: f.prefill.r2,
                         prefill_max_residual_ms: f.prefill.max_residual_ms,
@@ -178,6 +192,7 @@ impl FitFile {
                 },
             )),
             wake: self.wake.as_ref().map(|w| Wake { after_idle_ms: w.after_idle_ms, extra_ms: w.extra_ms }),
+            co_run: self.co_run.as_ref().map(|c| CoRun { prefill: c.prefill, decode: c.decode }),
         }
     }
 }

@@ -23,6 +23,9 @@ pub struct StepPlan {
     /// How long the worker sat idle before this step (since its previous step ended, or since
     /// the run started): a machine wakes up slowly after a pause, which a cost model may charge.
     pub idle_ns: u64,
+    /// How many other workers sharing this worker's machine were computing when it started: a
+    /// cost model may charge for the contention.
+    pub co_running: u32,
 }
 
 impl StepPlan {
@@ -48,6 +51,7 @@ impl StepPlan {
         s.decode_seqs = self.decode.len() as u64;
         s.decode_context = self.decode.iter().map(|d| d.context_tokens).sum();
         s.idle_ns = self.idle_ns;
+        s.co_running = self.co_running;
         s
     }
 }
@@ -69,6 +73,8 @@ pub struct StepShape {
     pub decode_context: u64,
     /// The worker's idle time before the step ([`StepPlan::idle_ns`]).
     pub idle_ns: u64,
+    /// Other workers of the machine computing at the step's start ([`StepPlan::co_running`]).
+    pub co_running: u32,
 }
 
 impl StepShape {

@@ -189,6 +189,7 @@ async fn drive<E: Engine>(
     // The enqueuer's address exists before it starts: workers send it the requests they lose.
     let enqueuer_ctx: Context<Enqueuer> = Context::new();
     let enqueuer = enqueuer_ctx.address().recipient();
+    let machine_busy = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let env = |name: String, index: u32| -> (WorkerEnv, LoadGauge) {
         let gauge = Gauge::new();
         let env = WorkerEnv {
@@ -199,6 +200,8 @@ async fn drive<E: Engine>(
             enqueuer: enqueuer.clone(),
             gauge,
             last_end_ns: Default::default(),
+            machine_busy: machine_busy.clone(),
+            busy: Default::default(),
         };
         let g = env.gauge.clone();
         (env, g)

@@ -486,6 +486,7 @@ fn resolve_cost(raw: RawCostModel, base: &Path) -> V<CostModel> {
                 },
                 large_batch_decode: None,
                 wake: None,
+                co_run: None,
             };
             Ok(CostModel::Linear { cost, kv_bytes_per_token: kv, source: "explicit coefficients".into() })
         }
@@ -813,6 +814,15 @@ pub fn load_profile(path: &Path) -> Result<CostModel, String> {
         ];
         if c.iter().any(|x| !x.is_finite() || x.abs() > 1e9) || f.threads == 0 {
             return Err(format!("{}: the fit for {} threads has an invalid coefficient", path.display(), f.threads));
+        }
+        if let Some(c) = &f.co_run {
+            if ![c.prefill, c.decode].iter().all(|x| x.is_finite() && (0.0..=100.0).contains(x)) {
+                return Err(format!(
+                    "{}: the co_run factors of the fit for {} threads must be from 0 to 100",
+                    path.display(),
+                    f.threads
+                ));
+            }
         }
         if let Some(w) = &f.wake {
             if ![w.after_idle_ms, w.extra_ms].iter().all(|x| x.is_finite() && (0.0..=1e9).contains(x)) {

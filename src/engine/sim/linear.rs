@@ -29,6 +29,16 @@ pub struct LinearCost {
     pub decode: DecodeCoeffs,
     pub large_batch_decode: Option<(u64, DecodeCoeffs)>,
     pub wake: Option<Wake>,
+    pub co_run: Option<CoRun>,
+}
+
+/// How much slower steps run while another worker computes on the same machine (shared memory
+/// bandwidth and caches): prefill and decode steps × (1 + the factor), measured by `pdsim
+/// calibrate` with another engine decoding or prefilling beside the timed one.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct CoRun {
+    pub prefill: f64,
+    pub decode: f64,
 }
 
 /// A step after the worker sat idle at least `after_idle_ms` takes `extra_ms` longer: what
@@ -54,10 +64,14 @@ impl LinearCost {
             Some(w) if s.idle_ns as f64 >= w.after_idle_ms * 1e6 => w.extra_ms,
             _ => 0.0,
         };
+        let (fp, fd) = match self.co_run {
+            Some(c) if s.co_running > 0 => (1.0 + c.prefill, 1.0 + c.decode),
+            _ => (1.0, 1.0),
+        };
         match (s.prefill_seqs > 0, s.decode_seqs > 0) {
-            (true, false) => wake + p.base_ms + prefill_var,
-            (false, true) => wake + d.base_ms + decode_var,
-            (true, true) => wake + p.base_ms.max(d.base_ms) + prefill_var + decode_var,
+            (true, false) => wake + (p.base_ms + prefill_var) * fp,
+            (false, true) => wake + (d.base_ms + decode_var) * fd,
+            (true, true) => wake + (p.base_ms.max(d.base_ms) + prefill_var + decode_var) * fp.max(fd),
             (false, false) => 0.0,
         }
     }
@@ -73,6 +87,7 @@ mod tests {
             decode: DecodeCoeffs { base_ms: 5.0, per_ctx_token_ms: 0.01, per_seq_ms: 0.5 },
             large_batch_decode: Some((4, DecodeCoeffs { base_ms: 1.0, per_ctx_token_ms: 0.0, per_seq_ms: 0.0 })),
             wake: Some(Wake { after_idle_ms: 100.0, extra_ms: 15.0 }),
+            co_run: Some(CoRun { prefill: 0.5, decode: 0.25 }),
         }
     }
 
@@ -96,5 +111,14 @@ mod tests {
         assert_eq!(m.step_ms(&s), 1.0);
         assert_eq!(m.step_ms(&StepShape { idle_ns: 100_000_000, ..s }), 16.0);
         assert_eq!(m.step_ms(&StepShape { idle_ns: u64::MAX, ..Default::default() }), 0.0, "no step, no charge");
+    }
+
+    #[test]
+    fn steps_beside_another_worker_run_slower() {
+        let m = model();
+        let prefill = StepShape { prefill_seqs: 2, prefill_tokens: 30, prefill_tokens_sq: 500, ..Default::default() };
+        assert!((m.step_ms(&StepShape { co_running: 1, ..prefill }) - 13.5 * 1.5).abs() < 1e-12);
+        let decode = StepShape { decode_seqs: 2, decode_context: 100, co_running: 2, ..Default::default() };
+        assert!((m.step_ms(&decode) - 7.0 * 1.25).abs() < 1e-12);
     }
 }

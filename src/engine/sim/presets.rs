@@ -66,6 +66,7 @@ pub fn lookup(name: &str, tp: u32) -> Result<(LinearCost, &'static str), String>
         decode: decode(fit.decode_small),
         large_batch_decode: Some((LARGE_BATCH_THRESHOLD, decode(fit.decode_large))),
         wake: None,
+        co_run: None,
     };
     Ok((cost, fit.model))
 }
