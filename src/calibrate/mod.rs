@@ -231,8 +231,10 @@ fn co_run(model: &Arc<Model>, threads: usize, samples: usize) -> Result<CoRun, E
     }
     let mut produced = 1u64;
     let mut decode = |b: &mut Bench| -> Result<f64, EngineError> {
-        let mut plan = StepPlan::default();
-        plan.decode = seqs.iter().map(|&request| DecodeSlot { request, context_tokens: 128 + produced }).collect();
+        let plan = StepPlan {
+            decode: seqs.iter().map(|&request| DecodeSlot { request, context_tokens: 128 + produced }).collect(),
+            ..Default::default()
+        };
         let t = Instant::now();
         b.engine.step(&plan)?;
         produced += 1;
@@ -292,9 +294,13 @@ fn beside<T>(
                         if !running() {
                             break;
                         }
-                        let mut plan = StepPlan::default();
-                        plan.decode =
-                            seqs.iter().map(|&request| DecodeSlot { request, context_tokens: 128 + k }).collect();
+                        let plan = StepPlan {
+                            decode: seqs
+                                .iter()
+                                .map(|&request| DecodeSlot { request, context_tokens: 128 + k })
+                                .collect(),
+                            ..Default::default()
+                        };
                         b.engine.step(&plan)?;
                     }
                     b.finish(&seqs);

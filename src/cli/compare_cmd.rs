@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::compare::{compare_topology, simulate_topology, simulated_scenario, TopologyComparison};
+use crate::compare::{simulate_and_compare, TopologyComparison};
 use crate::metrics::sink::CsvFile;
 use crate::run::output::{mark_latest, new_run_dir};
 use crate::run::{prepare, run_topology};
@@ -75,10 +75,8 @@ pub fn run(args: CompareArgs) -> ExitCode {
         eprintln!("  {}: executing...", t.name);
         let run = || -> Result<TopologyComparison, Box<dyn std::error::Error>> {
             run_topology(&sc, &backend, t, &dir, std::io::IsTerminal::is_terminal(&std::io::stderr()))?;
-            let sim = simulated_scenario(&sc, profile.clone(), &dir.join(&t.name).join("trace.csv"))?;
             eprintln!("  {}: simulating the same requests...", t.name);
-            simulate_topology(&sim, t, &dir)?;
-            Ok(compare_topology(t, &dir.join(&t.name), &dir.join("simulated").join(&t.name), &dir.join(&t.name))?)
+            simulate_and_compare(&sc, t, &profile, &dir)
         };
         match run() {
             Ok(c) => results.push(c),
@@ -95,6 +93,12 @@ pub fn run(args: CompareArgs) -> ExitCode {
             for p in c.percentiles.iter().chain(&c.phases) {
                 f.line(&format!(
                     "{},{},{:.3},{:.3},{:.4}",
+                    c.topology, p.metric, p.executed, p.simulated, p.relative_error
+                ))?;
+            }
+            for p in &c.paced {
+                f.line(&format!(
+                    "{},{} at the run's pace,{:.3},{:.3},{:.4}",
                     c.topology, p.metric, p.executed, p.simulated, p.relative_error
                 ))?;
             }
@@ -132,6 +136,24 @@ pub fn run(args: CompareArgs) -> ExitCode {
                 format!("{:>+7.1}%", p.relative_error * 100.0)
             };
             println!("  {:<22} {:>12.2} {:>12.2} {err}", p.metric, p.executed, p.simulated);
+        }
+        let pace = |x: Option<f64>, n: usize| x.map_or("-".to_owned(), |v| format!("×{v:.2} over {n} steps"));
+        println!(
+            "  machine pace (executed ÷ profile, median step): prefill {}, decode {}",
+            pace(c.pace.prefill, c.pace.prefill_steps),
+            pace(c.pace.decode, c.pace.decode_steps)
+        );
+        if !c.paced.is_empty() {
+            println!("  simulated at the run's pace:");
+            for p in &c.paced {
+                println!(
+                    "  {:<22} {:>12.2} {:>12.2} {:>+7.1}%",
+                    p.metric,
+                    p.executed,
+                    p.simulated,
+                    p.relative_error * 100.0
+                );
+            }
         }
     }
     println!(

@@ -5,6 +5,8 @@
 //! TPOT and E2E, and the error split by phase (queueing, prefill, KV transfer, decode) to say
 //! where a gap comes from.
 
+pub mod pace;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -42,6 +44,11 @@ pub struct TopologyComparison {
     pub percentiles: Vec<Pair>,
     /// Mean time per phase (ms): where the difference comes from.
     pub phases: Vec<Pair>,
+    /// How fast the machine ran the executed steps against the profile.
+    pub pace: pace::Pace,
+    /// The percentiles again, simulated with the profile scaled by the run's pace (empty when
+    /// the pace could not be measured).
+    pub paced: Vec<Pair>,
 }
 
 /// A request's times from one run (ms).
@@ -171,11 +178,43 @@ pub fn compare_topology(
     for (name, get) in phase_metrics {
         phases.push(Pair::new(&format!("{name} mean"), spread(get, 0).mean, spread(get, 1).mean));
     }
-    Ok(TopologyComparison { topology: topology.name.clone(), requests: pairs.len(), percentiles, phases })
+    Ok(TopologyComparison {
+        topology: topology.name.clone(),
+        requests: pairs.len(),
+        percentiles,
+        phases,
+        pace: pace::Pace::default(),
+        paced: Vec::new(),
+    })
 }
 
-/// Runs the simulated side of one topology into `dir/simulated/`.
-pub fn simulate_topology(sim: &Scenario, topology: &Topology, dir: &Path) -> Result<(), RunError> {
+/// Runs the simulated side of one topology into `dir/<sub>/`.
+pub fn simulate_topology(sim: &Scenario, topology: &Topology, dir: &Path, sub: &str) -> Result<(), RunError> {
     let backend = Backend::Simulate(sim.cost.clone().expect("a simulated scenario has a cost model"));
-    run_topology(sim, &backend, topology, &dir.join("simulated"), false).map(|_| ())
+    run_topology(sim, &backend, topology, &dir.join(sub), false).map(|_| ())
+}
+
+/// Executed, then simulated with `profile`, then (when the run's pace can be measured)
+/// simulated again with the profile at the run's pace: the comparison of one topology whose
+/// execute run is in `dir/<topology>/`.
+pub fn simulate_and_compare(
+    executed: &Scenario,
+    topology: &Topology,
+    profile: &Arc<crate::engine::sim::CostModel>,
+    dir: &Path,
+) -> Result<TopologyComparison, Box<dyn std::error::Error>> {
+    let exec_dir = dir.join(&topology.name);
+    let trace = exec_dir.join("trace.csv");
+    let sim = simulated_scenario(executed, profile.clone(), &trace)?;
+    simulate_topology(&sim, topology, dir, "simulated")?;
+    let mut c = compare_topology(topology, &exec_dir, &dir.join("simulated").join(&topology.name), &exec_dir)?;
+    c.pace = pace::measure(&exec_dir.join("iterations.csv"), topology, profile)?;
+    if c.pace.prefill.is_some() || c.pace.decode.is_some() {
+        let paced = profile.paced(c.pace.prefill.unwrap_or(1.0), c.pace.decode.unwrap_or(1.0));
+        let sim = simulated_scenario(executed, Arc::new(paced), &trace)?;
+        simulate_topology(&sim, topology, dir, "paced")?;
+        let paced_dir = dir.join("paced").join(&topology.name);
+        c.paced = compare_topology(topology, &exec_dir, &paced_dir, &paced_dir)?.percentiles;
+    }
+    Ok(c)
 }

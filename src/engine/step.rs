@@ -97,6 +97,7 @@ mod tests {
             ],
             decode: vec![DecodeSlot { request: 2, context_tokens: 10 }, DecodeSlot { request: 3, context_tokens: 5 }],
             idle_ns: 7,
+            co_running: 1,
         };
         let s = plan.shape();
         assert_eq!(s.prefill_tokens, 6);
@@ -106,6 +107,6 @@ mod tests {
         assert_eq!(s.prefill_context, 4 + 6);
         assert_eq!((s.decode_seqs, s.decode_context), (2, 15));
         assert_eq!(s.tokens(), 8);
-        assert_eq!(s.idle_ns, 7);
+        assert_eq!((s.idle_ns, s.co_running), (7, 1));
     }
 }

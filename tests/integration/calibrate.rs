@@ -57,6 +57,10 @@ fn calibrate_then_compare() {
     for m in t["percentiles"].as_array().unwrap() {
         assert!(m["executed"].as_f64().unwrap() > 0.0 && m["simulated"].as_f64().unwrap() > 0.0, "{m}");
     }
+    // The machine's pace over the run's own steps, and the comparison again at that pace.
+    assert!(t["pace"]["decode"].as_f64().unwrap() > 0.0 && t["pace"]["decode_steps"].as_u64().unwrap() > 0, "{t}");
+    assert_eq!(t["paced"].as_array().unwrap().len(), 6, "{t}");
+    assert!(out.join("light_light/compare/latest/paced/split/requests.csv").exists());
     let rows = crate::common::read_csv(&out.join("light_light/compare/latest/split/compare.csv"));
     assert_eq!(rows.len(), 4);
     // Both sides served the same requests: the simulation replayed the execute run's trace.

@@ -52,6 +52,26 @@ pub struct Wake {
 }
 
 impl LinearCost {
+    /// Every prefill coefficient × `prefill`, every decode coefficient × `decode`.
+    pub fn scaled(&self, prefill: f64, decode: f64) -> LinearCost {
+        let p = |c: PrefillCoeffs| PrefillCoeffs {
+            base_ms: c.base_ms * prefill,
+            per_token_ms: c.per_token_ms * prefill,
+            per_token_sq_ms: c.per_token_sq_ms * prefill,
+        };
+        let d = |c: DecodeCoeffs| DecodeCoeffs {
+            base_ms: c.base_ms * decode,
+            per_ctx_token_ms: c.per_ctx_token_ms * decode,
+            per_seq_ms: c.per_seq_ms * decode,
+        };
+        LinearCost {
+            prefill: p(self.prefill),
+            decode: d(self.decode),
+            large_batch_decode: self.large_batch_decode.map(|(n, c)| (n, d(c))),
+            ..*self
+        }
+    }
+
     pub fn step_ms(&self, s: &StepShape) -> f64 {
         let p = &self.prefill;
         let d = match self.large_batch_decode {

@@ -71,6 +71,20 @@ impl CostModel {
         }
     }
 
+    /// A calibration profile with prefill steps × `prefill` and decode steps × `decode` (the
+    /// pace of a run, [`crate::compare::pace`]); other models as they are.
+    pub fn paced(&self, prefill: f64, decode: f64) -> CostModel {
+        match self {
+            CostModel::Profile { fits, kv_bytes_per_token, handoff_ns, source } => CostModel::Profile {
+                fits: fits.iter().map(|(t, c)| (*t, c.scaled(prefill, decode))).collect(),
+                kv_bytes_per_token: *kv_bytes_per_token,
+                handoff_ns: *handoff_ns,
+                source: format!("{source}, paced ×{prefill:.2} prefill, ×{decode:.2} decode"),
+            },
+            other => other.clone(),
+        }
+    }
+
     /// The fit for a worker with `threads` compute threads (profiles); other models as they are.
     pub fn for_threads(&self, threads: usize) -> Result<CostModel, String> {
         let CostModel::Profile { fits, kv_bytes_per_token, source, .. } = self else {

@@ -1,0 +1,176 @@
+//! The pace of an execute run: how fast the machine ran its steps against what the
+//! calibration profile predicts for the very same steps (each step's shape, the idle time before
+//! it and the workers beside it, from the run's iterations.csv). A shared machine drifts: a
+//! pace of 1.3 means the steps took 30% longer than when the profile was measured, which no
+//! model of the serving system can predict, and which a comparison should not blame on it.
+//! `pdsim compare` reports the pace and simulates a second time with the profile scaled by it,
+//! separating the machine's drift from the simulator's error.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::engine::sim::CostModel;
+use crate::engine::step::{DecodeSlot, PromptChunk, StepPlan};
+use crate::scenario::Topology;
+
+/// Median executed ÷ predicted step time, per kind of step (`None`: no step of that kind whose
+/// shape the iteration rows determine).
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct Pace {
+    pub prefill: Option<f64>,
+    pub prefill_steps: usize,
+    pub decode: Option<f64>,
+    pub decode_steps: usize,
+}
+
+struct Step {
+    worker: String,
+    kind: String,
+    batch: u64,
+    prefill_tokens: u64,
+    decode_tokens: u64,
+    context: u64,
+    start_s: f64,
+    end_s: f64,
+    ms: f64,
+}
+
+fn read_steps(path: &Path) -> std::io::Result<Vec<Step>> {
+    let err = |e: csv::Error| std::io::Error::other(format!("{}: {e}", path.display()));
+    let mut rd = csv::Reader::from_path(path).map_err(err)?;
+    let h = rd.headers().map_err(err)?.clone();
+    let col = |c: &str| h.iter().position(|x| x == c).ok_or_else(|| std::io::Error::other(format!("no column {c}")));
+    let cols = [
+        col("worker")?,
+        col("kind")?,
+        col("batch_size")?,
+        col("prefill_tokens")?,
+        col("decode_tokens")?,
+        col("context_tokens")?,
+        col("start_s")?,
+        col("end_s")?,
+        col("duration_ms")?,
+    ];
+    let mut out = Vec::new();
+    for rec in rd.records() {
+        let rec = rec.map_err(err)?;
+        let s = |i: usize| rec.get(cols[i]).unwrap_or("");
+        let f = |i: usize| s(i).parse::<f64>().unwrap_or(0.0);
+        out.push(Step {
+            worker: s(0).to_owned(),
+            kind: s(1).to_owned(),
+            batch: f(2) as u64,
+            prefill_tokens: f(3) as u64,
+            decode_tokens: f(4) as u64,
+            context: f(5) as u64,
+            start_s: f(6),
+            end_s: f(7),
+            ms: f(8),
+        });
+    }
+    Ok(out)
+}
+
+/// The pace of the run whose `iterations.csv` is given, against `profile` (a calibration
+/// profile: each worker's fit by its thread count in `topology`).
+pub fn measure(iterations: &Path, topology: &Topology, profile: &CostModel) -> std::io::Result<Pace> {
+    let steps = read_steps(iterations)?;
+    let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    for (i, s) in steps.iter().enumerate() {
+        // Prefill steps of one prompt (a batch's Σ L² is not in the rows) and decode steps.
+        let mut plan = match s.kind.as_str() {
+            "prefill" if s.batch == 1 => StepPlan {
+                prefill: vec![PromptChunk { request: 0, offset: 0, tokens: s.prefill_tokens }],
+                ..Default::default()
+            },
+            "decode" if s.decode_tokens > 0 => {
+                // Only Σ context matters to the fits.
+                let mut d = vec![DecodeSlot { request: 0, context_tokens: 0 }; s.decode_tokens as usize];
+                d[0].context_tokens = s.context;
+                StepPlan { decode: d, ..Default::default() }
+            }
+            _ => continue,
+        };
+        let previous_end = steps[..i].iter().rev().find(|p| p.worker == s.worker).map_or(0.0, |p| p.end_s);
+        plan.idle_ns = ((s.start_s - previous_end).max(0.0) * 1e9) as u64;
+        plan.co_running =
+            steps.iter().filter(|o| o.worker != s.worker && o.start_s <= s.start_s && s.start_s < o.end_s).count()
+                as u32;
+        let threads = if s.worker.starts_with("decode") { topology.threads.decode } else { topology.threads.prefill };
+        let Ok(cost) = profile.for_threads(threads) else { continue };
+        let predicted = cost.step_ns(&plan) as f64 / 1e6;
+        if predicted > 0.0 && s.ms > 0.0 {
+            if plan.prefill.is_empty() { &mut decode } else { &mut prefill }.push(s.ms / predicted);
+        }
+    }
+    let median = |mut v: Vec<f64>| -> Option<f64> {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    Ok(Pace {
+        prefill_steps: prefill.len(),
+        decode_steps: decode.len(),
+        prefill: median(prefill),
+        decode: median(decode),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::sim::linear::{DecodeCoeffs, LinearCost, PrefillCoeffs, Wake};
+    use crate::scenario::{Batching, Devices, PhaseTp, Threads, TopologyKind};
+
+    #[test]
+    fn steps_twice_as_slow_as_the_profile_give_a_pace_of_two() {
+        let cost = LinearCost {
+            prefill: PrefillCoeffs { base_ms: 10.0, per_token_ms: 1.0, per_token_sq_ms: 0.0 },
+            decode: DecodeCoeffs { base_ms: 5.0, per_ctx_token_ms: 0.01, per_seq_ms: 1.0 },
+            large_batch_decode: None,
+            wake: Some(Wake { after_idle_ms: 100.0, extra_ms: 20.0 }),
+            co_run: None,
+        };
+        let profile =
+            CostModel::Profile { fits: vec![(1, cost)], kv_bytes_per_token: 1, handoff_ns: 0, source: "t".into() };
+        // prefill-0: a 50-token prompt after 1 s idle (10 + 50 + 20 wake = 80 ms predicted),
+        // then a two-prompt batch (its Σ L² is unknown: skipped); decode-0: batch 2 over 100
+        // context tokens (5 + 1 + 2 = 8 ms predicted; its first step also after a pause: 28).
+        let csv = "worker,kind,batch_size,prefill_tokens,decode_tokens,context_tokens,kv_used_tokens,queued,start_s,end_s,duration_ms\n\
+                   prefill-0,prefill,1,50,0,0,50,0,1.0,1.16,160\n\
+                   prefill-0,prefill,2,60,0,0,60,0,1.2,1.3,100\n\
+                   decode-0,decode,2,0,2,100,100,0,1.5,1.556,56\n\
+                   decode-0,decode,2,0,2,100,100,0,1.556,1.572,16\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("iterations.csv");
+        std::fs::write(&path, csv).unwrap();
+        let topology = Topology {
+            name: "split".into(),
+            kind: TopologyKind::Split {
+                prefill_workers: 1,
+                decode_workers: 1,
+                router: crate::sched::router::RouterKind::RoundRobin,
+                link: None,
+            },
+            batching: Batching {
+                prefill_token_budget: 1,
+                max_decode_batch: 1,
+                kv_capacity_tokens: 1,
+                max_queued_requests: None,
+                kv_capacity_explicit: false,
+            },
+            threads: Threads { prefill: 1, decode: 1 },
+            devices: Devices::CPU,
+            faults: Vec::new(),
+            tp: PhaseTp::default(),
+        };
+        let p = measure(&path, &topology, &profile).unwrap();
+        assert_eq!((p.prefill_steps, p.decode_steps), (1, 2));
+        assert!((p.prefill.unwrap() - 2.0).abs() < 1e-9, "{p:?}");
+        assert!((p.decode.unwrap() - 2.0).abs() < 1e-9, "{p:?}");
+        // The paced profile predicts the executed times.
+        let paced = profile.paced(2.0, 2.0).for_threads(1).unwrap();
+        let plan = StepPlan { decode: vec![DecodeSlot { request: 0, context_tokens: 50 }; 2], ..Default::default() };
+        assert_eq!(paced.step_ns(&plan), 16_000_000);
+    }
+}
