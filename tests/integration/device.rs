@@ -95,3 +95,13 @@ fn the_gpu_scenarios_validate_but_for_their_devices() {
         pdsim::scenario::parse(&path, &on_cpu).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
+
+/// A synthetic model too big for the host's memory is refused with what it needs and what fits,
+/// before anything is allocated (Llama-3-70B in f32: 280 GB).
+#[test]
+fn a_synthetic_model_too_big_for_memory_is_refused_up_front() {
+    let mut s = scenario(&SYNTHETIC.replace("synthetic = \"smollm2-135m\"\nlayers = 2", "synthetic = \"llama-3-70b\""));
+    let err = pdsim::run::prepare(&mut s).err().expect("280 GB do not fit").to_string();
+    assert!(err.contains("synthetic llama-3-70b needs 28"), "{err}");
+    assert!(err.contains("GB are available"), "{err}");
+}

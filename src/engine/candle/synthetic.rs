@@ -65,6 +65,26 @@ impl SyntheticSpec {
         }
     }
 
+    /// Bytes of all its weights at `dtype_bytes` per value (embedding and output head included).
+    pub fn weight_bytes(&self, dtype_bytes: usize) -> u64 {
+        let c = self.config();
+        let (hd, kvd) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        let layer = c.hidden * (hd + 2 * kvd) + hd * c.hidden + 3 * c.hidden * c.ffn + 2 * c.hidden;
+        ((2 * c.vocab * c.hidden + c.layers * layer + c.hidden) * dtype_bytes) as u64
+    }
+
+    /// The most layers whose weights fit in `bytes` (0: not even the embedding and head).
+    pub fn layers_fitting(&self, bytes: u64, dtype_bytes: usize) -> usize {
+        let one = SyntheticSpec { layers: Some(1), ..self.clone() };
+        let two = SyntheticSpec { layers: Some(2), ..self.clone() };
+        let (base, per_layer) =
+            (one.weight_bytes(dtype_bytes), two.weight_bytes(dtype_bytes) - one.weight_bytes(dtype_bytes));
+        if bytes < base {
+            return 0;
+        }
+        ((bytes - base) / per_layer + 1) as usize
+    }
+
     /// `n` values of weight tensor number `tensor`, uniform with standard deviation `std`.
     pub fn values(&self, tensor: u64, n: usize, std: f32) -> Vec<f32> {
         let half_width = std * 3f32.sqrt();
@@ -115,6 +135,12 @@ mod tests {
         assert_eq!((c.layers, c.hidden, c.kv_heads, c.ffn, c.vocab), (32, 4096, 8, 14336, 128256));
         let s = SyntheticSpec::new("llama-2-7b", Some(2), 0).unwrap();
         assert_eq!(s.config().layers, 2);
+        // Llama-2-7B: 6.74 B parameters, 13.5 GB in bf16.
+        let full = SyntheticSpec::new("llama-2-7b", None, 0).unwrap();
+        assert!((full.weight_bytes(2) as f64 / 13.48e9 - 1.0).abs() < 0.01, "{}", full.weight_bytes(2));
+        assert_eq!(full.layers_fitting(full.weight_bytes(4), 4), 32);
+        assert_eq!(full.layers_fitting(s.weight_bytes(4) + 1, 4), 2);
+        assert_eq!(full.layers_fitting(1000, 4), 0);
         assert_eq!(s.describe(), "synthetic llama-2-7b (2 of 32 layers)");
     }
 }

@@ -65,6 +65,9 @@ impl DeviceLlama {
     }
 
     pub fn synthetic(spec: &SyntheticSpec, dtype: DType, home: DeviceSpec) -> Result<DeviceLlama> {
+        if home == DeviceSpec::Cpu {
+            check_host_memory(spec, dtype)?;
+        }
         let device = home.open()?;
         let (config, w) = weights::synthetic(spec, dtype, &device)?;
         DeviceLlama::assemble(config, dtype, home, w, &device)
@@ -204,4 +207,25 @@ impl DeviceLlama {
         let out = att.matmul(values)?; // [kv_heads, group·n, d]
         out.reshape((c.heads, n, c.head_dim))?.transpose(0, 1)?.reshape((n, c.heads * c.head_dim))
     }
+}
+
+/// A synthetic model on the CPU must fit in memory (with the f32 copy of its largest tensor
+/// while it is made): a clear error instead of the kernel killing the process.
+fn check_host_memory(spec: &SyntheticSpec, dtype: DType) -> Result<()> {
+    let Some(available) = super::device::available_host_memory() else { return Ok(()) };
+    let c = spec.config();
+    let largest = (c.vocab * c.hidden).max(c.hidden * 2 * c.ffn) as u64 * 4;
+    let need = spec.weight_bytes(dtype.size_in_bytes()) + largest;
+    if need <= available {
+        return Ok(());
+    }
+    let fits = spec.layers_fitting(available.saturating_sub(largest), dtype.size_in_bytes());
+    let gb = |b: u64| b as f64 / 1e9;
+    let hint = if fits > 0 { format!("keep at most {fits} layers (`layers`), ") } else { String::new() };
+    candle_core::bail!(
+        "{} needs {:.1} GB of memory on the CPU and {:.1} GB are available: {hint}use a smaller shape, or a GPU",
+        spec.describe(),
+        gb(need),
+        gb(available)
+    )
 }
