@@ -274,16 +274,20 @@ fn beside<T>(
     work: Background,
     f: impl FnOnce() -> Result<T, EngineError>,
 ) -> Result<T, EngineError> {
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (m, flag) = (model.clone(), stop.clone());
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    // Set once the other engine is in its loop (a decode loop first prefills its batch).
+    let going = Arc::new(AtomicBool::new(false));
+    let (m, flag, started) = (model.clone(), stop.clone(), going.clone());
     let other = std::thread::spawn(move || -> Result<(), EngineError> {
         let mut b = bench(&m, threads);
-        let running = || !flag.load(std::sync::atomic::Ordering::Relaxed);
+        let running = || !flag.load(Ordering::Relaxed);
         while running() {
             match work {
                 Background::Prefill => {
                     let (_, ids) = b.prefill(&[256], 2)?;
                     b.finish(&ids);
+                    started.store(true, Ordering::Relaxed);
                 }
                 Background::Decode => {
                     let mut seqs = Vec::new();
@@ -302,6 +306,7 @@ fn beside<T>(
                             ..Default::default()
                         };
                         b.engine.step(&plan)?;
+                        started.store(true, Ordering::Relaxed);
                     }
                     b.finish(&seqs);
                 }
@@ -309,10 +314,12 @@ fn beside<T>(
         }
         Ok(())
     });
-    // Let the other engine get going before timing.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Time only while the other engine does its kind of step.
+    while !going.load(Ordering::Relaxed) && !other.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let out = f();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     other.join().map_err(|_| EngineError::Panicked("the background engine panicked".into()))??;
     out
 }
