@@ -38,6 +38,10 @@ libdirs=$(
         find /usr/local/cuda*/ /usr/lib/x86_64-linux-gnu -maxdepth 3 \( -name 'libcublas.so.13' -o -name 'libcudart.so.13' \) 2>/dev/null
     } | xargs -r -n1 dirname | sort -u | paste -sd:
 )
+# The driver's libcuda: where the container mounts it, if the loader's cache does not know it.
+for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/lib/x86_64-linux-gnu; do
+    [[ -e "$d/libcuda.so.1" ]] && libdirs="${libdirs:+$libdirs:}$d"
+done
 export LD_LIBRARY_PATH="${libdirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 {
     date -u
