@@ -73,11 +73,7 @@ fn bench(args: BenchDeviceArgs) -> Result<ExitCode, String> {
             let name = args.synthetic.as_deref().unwrap_or("llama-2-7b");
             let spec = SyntheticSpec::new(name, None, args.seed)
                 .ok_or_else(|| format!("--synthetic {name}: expected one of {}", shape_names().join(", ")))?;
-            let full = spec.shape.layers as usize;
-            if args.layers.is_some_and(|n| n == 0 || n > full) {
-                return Err(format!("--layers: must be in 1..={full} for {name}"));
-            }
-            let spec = SyntheticSpec { layers: args.layers, ..spec };
+            let spec = spec.with_layers(args.layers).map_err(|e| format!("--layers: {e}"))?;
             eprintln!("pdsim bench-device: building {} ({}) on {device}", spec.describe(), dtype_name(dtype));
             DeviceNet::synthetic(&spec, dtype, device).map_err(|e| e.to_string())
         }

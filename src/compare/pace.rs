@@ -104,10 +104,7 @@ pub fn measure(iterations: &Path, topology: &Topology, profile: &CostModel) -> s
             if plan.prefill.is_empty() { &mut decode } else { &mut prefill }.push(s.ms / predicted);
         }
     }
-    let median = |mut v: Vec<f64>| -> Option<f64> {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied()
-    };
+    let median = |v: Vec<f64>| (!v.is_empty()).then(|| crate::calibrate::median(v));
     Ok(Pace {
         prefill_steps: prefill.len(),
         decode_steps: decode.len(),

@@ -101,7 +101,7 @@ impl Executors {
             }
             let t = devices.values().find_map(|n: &Arc<DeviceNet>| n.tokenizer.as_ref());
             let t = t.ok_or_else(|| fail("text prompts need a tokenizer; this model has none".into()))?;
-            t.encode(text, false).map(|e| e.get_ids().to_vec()).map_err(|e| fail(e.to_string()))
+            crate::engine::candle::tokenizer::encode(t, text).map_err(|e| fail(e.to_string()))
         };
         let vocab = match (&host, devices.values().next()) {
             (Some(m), _) => m.llama.config.vocab,

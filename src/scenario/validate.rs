@@ -186,14 +186,7 @@ fn resolve_model(raw: Option<RawModel>, seed: u64, base: &Path) -> V<ModelSpec> 
                     ),
                 )
             })?;
-            let full = shape.shape.layers as usize;
-            let layers = match m.layers {
-                Some(n) if n == 0 || n > full => {
-                    return Err(invalid("model.layers", format!("must be in 1..={full} for {name}, got {n}")))
-                }
-                n => n,
-            };
-            ModelSource::Synthetic(SyntheticSpec { layers, ..shape })
+            ModelSource::Synthetic(shape.with_layers(m.layers).map_err(|e| invalid("model.layers", e))?)
         }
         (path, None) => {
             if m.layers.is_some() {

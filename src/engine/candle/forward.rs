@@ -124,7 +124,7 @@ impl Forward for WorkerNet {
     }
 
     fn text(&self, ids: &[u32]) -> Option<String> {
-        self.net.tokenizer.as_ref()?.decode(ids, false).ok()
+        super::tokenizer::decode(self.net.tokenizer.as_ref()?, ids).ok()
     }
 
     fn receive(&self, kv: DeviceKv) -> Result<DeviceKv> {

@@ -64,14 +64,11 @@ impl Model {
     /// Token ids of `text`, without adding special tokens (special tokens written in the text
     /// are still recognised).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, LoadError> {
-        self.tokenizer
-            .encode(text, false)
-            .map(|e| e.get_ids().to_vec())
-            .map_err(|e| LoadError::Tokenizer(e.to_string()))
+        tokenizer::encode(&self.tokenizer, text)
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String, LoadError> {
-        self.tokenizer.decode(ids, false).map_err(|e| LoadError::Tokenizer(e.to_string()))
+        tokenizer::decode(&self.tokenizer, ids)
     }
 
     /// Runs prompts (through the wide-sequence weights, 512 tokens: several causal blocks)

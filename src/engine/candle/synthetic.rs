@@ -36,6 +36,15 @@ impl SyntheticSpec {
         Some(SyntheticSpec { shape, layers, seed })
     }
 
+    /// The same model keeping `layers` of its layers (`None`: all); the error says the range.
+    pub fn with_layers(self, layers: Option<usize>) -> Result<SyntheticSpec, String> {
+        let full = self.shape.layers as usize;
+        match layers {
+            Some(n) if n == 0 || n > full => Err(format!("must be in 1..={full} for {}, got {n}", self.shape.name)),
+            _ => Ok(SyntheticSpec { layers, ..self }),
+        }
+    }
+
     pub fn config(&self) -> LlamaConfig {
         let m = self.shape;
         LlamaConfig {

@@ -69,3 +69,13 @@ pub fn from_gguf(md: &HashMap<String, Value>) -> Result<Tokenizer, LoadError> {
     tok.add_special_tokens(&special);
     Ok(tok)
 }
+
+/// Token ids of `text`, without adding special tokens (special tokens written in the text are
+/// still recognised).
+pub fn encode(t: &Tokenizer, text: &str) -> Result<Vec<u32>, LoadError> {
+    t.encode(text, false).map(|e| e.get_ids().to_vec()).map_err(|e| LoadError::Tokenizer(e.to_string()))
+}
+
+pub fn decode(t: &Tokenizer, ids: &[u32]) -> Result<String, LoadError> {
+    t.decode(ids, false).map_err(|e| LoadError::Tokenizer(e.to_string()))
+}
