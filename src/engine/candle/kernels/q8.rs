@@ -1,14 +1,36 @@
 //! Q8 weight matrices: symmetric 8-bit quantization in blocks of 32 along the input dimension
 //! (the GGUF Q8_0 scheme) for weights and activations alike, multiplied with AVX-512 VNNI
-//! integer dot products in register tiles of up to 4 × 4, with a portable fallback.
+//! integer dot products, with a portable fallback.
 //!
-//! Weight-stationary: each task owns a run of output columns and sweeps every activation row,
-//! so the weights are read from memory once per step whatever the batch.
+//! The weights are packed by panels of 16 output columns. For each block of 32 inputs a panel
+//! holds eight 64-byte vectors; vector `j` holds inputs `4j..4j+4` of its 16 columns. One
+//! `vpdpbusd` then adds four products to each of the 16 columns' integer sums for one activation
+//! row, whose four bytes are broadcast from memory. There is no sign fix-up and no horizontal
+//! sum: a block's 16 integer sums are rescaled at once (a conversion and a multiply-add), so
+//! eight of every eleven instructions are dot products. (The earlier row-major kernel spent
+//! four instructions around each dot product and reached about 70 GMAC/s here.)
+//!
+//! `vpdpbusd` multiplies unsigned by signed bytes: the weights are stored offset by +128 as
+//! unsigned bytes, and 128 × each activation block's sum is subtracted back (the integer sum
+//! starts from it), so the integer dot products stay exact.
+//!
+//! Weight-stationary: each task owns a panel and sweeps every activation row, so the weights
+//! are read from memory once per step whatever the batch. Every row goes through the same
+//! instruction sequence whatever rows are beside it, so results do not change with the batch.
 
-use super::tiles::{for_each_tile, OutPtr, Tile};
+use super::tiles::{for_each_panel, OutPtr, PANEL};
 
 /// Elements per quantization block.
 pub const BLOCK: usize = 32;
+
+/// Inputs per 32-bit lane of a dot product instruction.
+const QUAD: usize = 4;
+
+/// Packed bytes per (panel, block): 16 columns × 32 inputs.
+const PANEL_BLOCK_BYTES: usize = PANEL * BLOCK;
+
+/// Activation rows per kernel call (register tile height: 2 registers per row).
+const ROWS_PER_CALL: usize = 8;
 
 /// Rows quantized to i8 with one f32 scale per block of 32: `value ≈ q · scale`.
 #[derive(Debug, Clone)]
@@ -20,161 +42,219 @@ pub struct Q8Rows {
 }
 
 impl Q8Rows {
-    /// Quantizes `data` (`rows × cols`, row-major); `cols` must be a multiple of 32.
+    /// Quantizes `data` (`rows × cols`, row-major); `cols` must be a multiple of 32. Values
+    /// round to the nearest step, ties to even (what the vector conversion does).
     pub fn quantize(data: &[f32], rows: usize, cols: usize) -> Q8Rows {
         assert_eq!(cols % BLOCK, 0, "Q8 rows need a multiple of {BLOCK} columns, got {cols}");
         assert_eq!(data.len(), rows * cols);
         let mut qs = vec![0i8; rows * cols];
         let mut scales = vec![0f32; rows * cols / BLOCK];
-        for (b, (src, dst)) in data.chunks_exact(BLOCK).zip(qs.chunks_exact_mut(BLOCK)).enumerate() {
-            let amax = src.iter().fold(0f32, |a, &x| a.max(x.abs()));
-            let scale = amax / 127.0;
-            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-            for (q, &x) in dst.iter_mut().zip(src) {
-                *q = (x * inv).round().clamp(-127.0, 127.0) as i8;
-            }
-            scales[b] = scale;
+        let block = block_fn();
+        for ((src, dst), scale) in data.chunks_exact(BLOCK).zip(qs.chunks_exact_mut(BLOCK)).zip(&mut scales) {
+            // Safety: both are blocks of 32, as block_fn's functions need.
+            *scale = unsafe { block(src, dst) };
         }
         Q8Rows { rows, cols, qs, scales }
     }
 }
 
-/// A weight matrix `[out, in]` (one row per output), quantized.
-#[derive(Debug, Clone)]
-pub struct Q8Matrix {
-    w: Q8Rows,
+/// Quantizes one block of 32 values, returning its scale.
+type BlockFn = unsafe fn(&[f32], &mut [i8]) -> f32;
+
+fn block_fn() -> BlockFn {
+    #[cfg(target_arch = "x86_64")]
+    if vnni() {
+        return x86::quantize_block;
+    }
+    quantize_block
 }
 
-/// Quantized activation rows.
-type Activations = Q8Rows;
+unsafe fn quantize_block(src: &[f32], dst: &mut [i8]) -> f32 {
+    let amax = src.iter().fold(0f32, |a, &x| a.max(x.abs()));
+    let scale = amax / 127.0;
+    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    for (q, &x) in dst.iter_mut().zip(src) {
+        *q = (x * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
+    }
+    scale
+}
+
+/// Quantized activation rows, with each block's correction for the weights' +128 offset.
+struct Activations {
+    q: Q8Rows,
+    /// −128 × Σ q per (row, block).
+    corr: Vec<i32>,
+}
+
+impl Activations {
+    fn quantize(x: &[f32], m: usize, k: usize) -> Activations {
+        let q = Q8Rows::quantize(x, m, k);
+        let corr = q.qs.chunks_exact(BLOCK).map(|b| -128 * b.iter().map(|&v| v as i32).sum::<i32>()).collect();
+        Activations { q, corr }
+    }
+}
+
+/// A weight matrix `[out, in]` (one row per output), quantized and packed by panels.
+#[derive(Debug, Clone)]
+pub struct Q8Matrix {
+    out: usize,
+    inp: usize,
+    /// Per (panel, block): 8 vectors of 16 columns × 4 inputs, each byte `q + 128`.
+    packed: Vec<u8>,
+    /// Per (panel, block): the 16 columns' scales (0 for the padding of a last, partial panel).
+    scales: Vec<f32>,
+}
 
 impl Q8Matrix {
     pub fn from_f32(data: &[f32], out: usize, inp: usize) -> Q8Matrix {
-        Q8Matrix { w: Q8Rows::quantize(data, out, inp) }
+        let rows = Q8Rows::quantize(data, out, inp);
+        let (nb, panels) = (inp / BLOCK, out.div_ceil(PANEL));
+        // Padding columns: q = 0 (stored as 128) with scale 0.
+        let mut packed = vec![128u8; panels * nb * PANEL_BLOCK_BYTES];
+        let mut scales = vec![0f32; panels * nb * PANEL];
+        for o in 0..out {
+            let (p, col) = (o / PANEL, o % PANEL);
+            for b in 0..nb {
+                let base = (p * nb + b) * PANEL_BLOCK_BYTES;
+                for (i, &q) in rows.qs[o * inp + b * BLOCK..][..BLOCK].iter().enumerate() {
+                    packed[base + (i / QUAD) * PANEL * QUAD + col * QUAD + i % QUAD] = (q as i16 + 128) as u8;
+                }
+                scales[(p * nb + b) * PANEL + col] = rows.scales[o * nb + b];
+            }
+        }
+        Q8Matrix { out, inp, packed, scales }
     }
 
     pub fn out_features(&self) -> usize {
-        self.w.rows
+        self.out
     }
 
     /// `x` (`m × in`, row-major) times the transposed matrix: `m × out`, row-major. Each output
     /// row depends only on its own input row, so results do not change with the batch.
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
-        let (n, k) = (self.w.rows, self.w.cols);
-        let act = Q8Rows::quantize(x, m, k);
-        let tile = tile_fn();
-        // Safety: for_each_tile hands each tile to exactly one call.
-        for_each_tile(m, n, |t, out| unsafe { tile(self, &act, t, out) })
+        let act = Activations::quantize(x, m, self.inp);
+        let panel = panel_fn();
+        // Safety: for_each_panel hands each (panel, rows) to exactly one call.
+        for_each_panel(m, self.out, ROWS_PER_CALL, |p, r0, rows, out| unsafe { panel(self, &act, p, r0, rows, out) })
+    }
+
+    /// Output columns of panel `p` (16 but for a last, partial panel).
+    fn panel_cols(&self, p: usize) -> usize {
+        (self.out - p * PANEL).min(PANEL)
     }
 }
 
-type TileFn = unsafe fn(&Q8Matrix, &Activations, Tile, OutPtr);
+type PanelFn = unsafe fn(&Q8Matrix, &Activations, usize, usize, usize, OutPtr);
 
-fn tile_fn() -> TileFn {
+fn panel_fn() -> PanelFn {
     #[cfg(target_arch = "x86_64")]
-    {
-        static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let vnni = *VNNI.get_or_init(|| {
-            is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512bw")
-                && is_x86_feature_detected!("avx512vnni")
-        });
-        if vnni {
-            return x86::tile_vnni;
-        }
+    if vnni() {
+        return x86::panel;
     }
-    tile_portable
+    panel_portable
 }
 
-/// The reference tile: out[r][c] = Σ_blocks sx·sw·Σ x·w.
-unsafe fn tile_portable(w: &Q8Matrix, a: &Activations, t: Tile, out: OutPtr) {
-    for r in t.r0..t.r0 + t.rows {
-        for c in t.c0..t.c0 + t.cols {
-            out.write(r, c, finish(w, a, r, c, 0, 0.0));
-        }
-    }
+#[cfg(target_arch = "x86_64")]
+fn vnni() -> bool {
+    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *VNNI.get_or_init(|| {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vnni")
+    })
 }
 
-/// Adds blocks `from..` of (row, col) to `partial`.
-fn finish(w: &Q8Matrix, a: &Activations, row: usize, col: usize, from: usize, partial: f32) -> f32 {
-    let k = w.w.cols;
-    let nb = k / BLOCK;
-    let mut sum = partial;
-    for b in from..nb {
-        let x = &a.qs[row * k + b * BLOCK..][..BLOCK];
-        let wq = &w.w.qs[col * k + b * BLOCK..][..BLOCK];
-        let dot: i32 = x.iter().zip(wq).map(|(&u, &q)| u as i32 * q as i32).sum();
-        sum += a.scales[row * nb + b] * w.w.scales[col * nb + b] * dot as f32;
+/// The reference: per column, per block, the exact integer dot product, then
+/// `sum = fma(dot, w_scale · x_scale, sum)` in block order, as the vector kernel does.
+unsafe fn panel_portable(w: &Q8Matrix, a: &Activations, p: usize, r0: usize, rows: usize, out: OutPtr) {
+    let (k, nb) = (w.inp, w.inp / BLOCK);
+    for r in r0..r0 + rows {
+        for col in 0..w.panel_cols(p) {
+            let mut sum = 0f32;
+            for b in 0..nb {
+                let base = (p * nb + b) * PANEL_BLOCK_BYTES;
+                let x = &a.q.qs[r * k + b * BLOCK..][..BLOCK];
+                let mut dot = a.corr[r * nb + b];
+                for (i, &xv) in x.iter().enumerate() {
+                    dot += w.packed[base + (i / QUAD) * PANEL * QUAD + col * QUAD + i % QUAD] as i32 * xv as i32;
+                }
+                let scale = w.scales[(p * nb + b) * PANEL + col] * a.q.scales[r * nb + b];
+                sum = (dot as f32).mul_add(scale, sum);
+            }
+            out.write(r, p * PANEL + col, sum);
+        }
     }
-    sum
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::tiles::{OutPtr, Tile, TILE_COLS, TILE_ROWS};
-    use super::{finish, Activations, Q8Matrix, BLOCK};
+    use super::super::tiles::{OutPtr, PANEL};
+    use super::{Activations, Q8Matrix, BLOCK, PANEL_BLOCK_BYTES, QUAD};
 
-    /// A tile of up to 4 × 4 outputs; common shapes take a register-blocked kernel.
-    pub unsafe fn tile_vnni(w: &Q8Matrix, a: &Activations, t: Tile, out: OutPtr) {
-        let Tile { r0, rows, c0, cols } = t;
-        match (rows, cols) {
-            (TILE_ROWS, TILE_COLS) => kernel::<TILE_ROWS, TILE_COLS>(w, a, r0, c0, out),
-            // A single row runs fastest one column at a time (measured: 2× the 1 × 4 tile).
-            (2, TILE_COLS) => kernel::<2, TILE_COLS>(w, a, r0, c0, out),
-            (3, TILE_COLS) => kernel::<3, TILE_COLS>(w, a, r0, c0, out),
-            _ => {
-                for r in r0..r0 + rows {
-                    for c in c0..c0 + cols {
-                        kernel::<1, 1>(w, a, r, c, out);
-                    }
-                }
-            }
+    /// [`super::quantize_block`] on 16 lanes: the same maximum, scale and rounding (the
+    /// conversion rounds to nearest even), so the same bytes.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn quantize_block(src: &[f32], dst: &mut [i8]) -> f32 {
+        let (lo, hi) = (_mm512_loadu_ps(src.as_ptr()), _mm512_loadu_ps(src.as_ptr().add(16)));
+        let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
+        let scale = amax / 127.0;
+        let inv = _mm512_set1_ps(if scale > 0.0 { 1.0 / scale } else { 0.0 });
+        let (limit, floor) = (_mm512_set1_epi32(127), _mm512_set1_epi32(-127));
+        for (half, v) in [lo, hi].into_iter().enumerate() {
+            let q = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inv)), limit), floor);
+            _mm_storeu_si128(dst.as_mut_ptr().add(16 * half) as *mut __m128i, _mm512_cvtepi32_epi8(q));
+        }
+        scale
+    }
+
+    /// Rows `r0..r0+rows` (at most 8) of panel `p`.
+    pub unsafe fn panel(w: &Q8Matrix, a: &Activations, p: usize, r0: usize, rows: usize, out: OutPtr) {
+        match rows {
+            8 => kernel::<8>(w, a, p, r0, out),
+            7 => kernel::<7>(w, a, p, r0, out),
+            6 => kernel::<6>(w, a, p, r0, out),
+            5 => kernel::<5>(w, a, p, r0, out),
+            4 => kernel::<4>(w, a, p, r0, out),
+            3 => kernel::<3>(w, a, p, r0, out),
+            2 => kernel::<2>(w, a, p, r0, out),
+            1 => kernel::<1>(w, a, p, r0, out),
+            _ => unreachable!("at most {} rows per call, got {rows}", super::ROWS_PER_CALL),
         }
     }
 
-    /// Lanes 0–7 get `p[0]`, lanes 8–15 get `p[1]`: the scales of a pair of blocks.
-    #[inline(always)]
-    unsafe fn pair(p: *const f32) -> __m512 {
-        _mm512_mask_mov_ps(_mm512_set1_ps(*p), 0xFF00, _mm512_set1_ps(*p.add(1)))
-    }
-
-    /// R activation rows × C weight rows, two blocks (64 bytes) per step. `dpbusd` multiplies
-    /// unsigned by signed bytes, 4 products per 32-bit lane, so each activation goes in as its
-    /// magnitude and its sign moves onto the weight.
+    /// R activation rows × the panel's 16 columns: per block, eight dot products per row
+    /// against weight vectors loaded once for all R rows.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[allow(clippy::needless_range_loop)] // indexes register arrays of compile-time size
-    unsafe fn kernel<const R: usize, const C: usize>(w: &Q8Matrix, a: &Activations, r0: usize, c0: usize, out: OutPtr) {
-        let k = w.w.cols;
-        let nb = k / BLOCK;
-        let zero = _mm512_setzero_si512();
-        let mut acc = [[_mm512_setzero_ps(); C]; R];
-        let mut b = 0;
-        while b + 2 <= nb {
-            let mut wv = [zero; C];
-            let mut ws = [_mm512_setzero_ps(); C];
-            for c in 0..C {
-                wv[c] = _mm512_loadu_si512(w.w.qs.as_ptr().add((c0 + c) * k + b * BLOCK) as *const _);
-                ws[c] = pair(w.w.scales.as_ptr().add((c0 + c) * nb + b));
-            }
+    unsafe fn kernel<const R: usize>(w: &Q8Matrix, a: &Activations, p: usize, r0: usize, out: OutPtr) {
+        let (k, nb) = (w.inp, w.inp / BLOCK);
+        let xq = a.q.qs.as_ptr();
+        let mut acc = [_mm512_setzero_ps(); R];
+        for b in 0..nb {
+            let wp = w.packed.as_ptr().add((p * nb + b) * PANEL_BLOCK_BYTES);
+            let mut dot = [_mm512_setzero_si512(); R];
             for r in 0..R {
-                let xv = _mm512_loadu_si512(a.qs.as_ptr().add((r0 + r) * k + b * BLOCK) as *const _);
-                let (xabs, neg) = (_mm512_abs_epi8(xv), _mm512_movepi8_mask(xv));
-                let xs = pair(a.scales.as_ptr().add((r0 + r) * nb + b));
-                for c in 0..C {
-                    let signed_w = _mm512_mask_sub_epi8(wv[c], neg, zero, wv[c]);
-                    let dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, xabs, signed_w));
-                    acc[r][c] = _mm512_fmadd_ps(dot, _mm512_mul_ps(xs, ws[c]), acc[r][c]);
+                dot[r] = _mm512_set1_epi32(a.corr[(r0 + r) * nb + b]);
+            }
+            for j in 0..BLOCK / QUAD {
+                let wv = _mm512_loadu_si512(wp.add(j * PANEL * QUAD) as *const _);
+                for r in 0..R {
+                    let x4 = (xq.add((r0 + r) * k + b * BLOCK + j * QUAD) as *const i32).read_unaligned();
+                    dot[r] = _mm512_dpbusd_epi32(dot[r], wv, _mm512_set1_epi32(x4));
                 }
             }
-            b += 2;
-        }
-        for r in 0..R {
-            for c in 0..C {
-                let sum = finish(w, a, r0 + r, c0 + c, b, _mm512_reduce_add_ps(acc[r][c]));
-                out.write(r0 + r, c0 + c, sum);
+            let ws = _mm512_loadu_ps(w.scales.as_ptr().add((p * nb + b) * PANEL));
+            for r in 0..R {
+                let scale = _mm512_mul_ps(ws, _mm512_set1_ps(*a.q.scales.get_unchecked((r0 + r) * nb + b)));
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r]), scale, acc[r]);
             }
+        }
+        let cols = w.panel_cols(p);
+        let mask: __mmask16 = if cols == PANEL { 0xFFFF } else { (1u16 << cols) - 1 };
+        for r in 0..R {
+            _mm512_mask_storeu_ps(out.at(r0 + r, p * PANEL), mask, acc[r]);
         }
     }
 }
@@ -208,17 +288,29 @@ mod tests {
     }
 
     #[test]
-    fn fast_kernel_equals_portable_kernel() {
-        // Uneven sizes exercise partial tiles and an odd number of blocks.
-        let (m, k, n) = (7, 32 * 7, 9);
+    fn fast_kernel_equals_portable_kernel_exactly() {
+        // 21 rows: calls of 8, 8 and 5 rows; 37 columns: a partial last panel; 7 blocks.
+        let (m, k, n) = (21, 32 * 7, 37);
         let x = random(m * k, 3);
+        // Large activations exercise the +128 correction near the i8 range's ends.
+        let x: Vec<f32> = x.iter().enumerate().map(|(i, v)| if i % 29 == 0 { v * 50.0 } else { *v }).collect();
         let q = Q8Matrix::from_f32(&random(n * k, 4), n, k);
         let fast = q.matmul(&x, m);
-        let act = Q8Rows::quantize(&x, m, k);
-        let mut slow = vec![0f32; m * n];
-        unsafe { tile_portable(&q, &act, Tile { r0: 0, rows: m, c0: 0, cols: n }, OutPtr(slow.as_mut_ptr(), n)) };
-        for (f, s) in fast.iter().zip(&slow) {
-            assert!((f - s).abs() <= 1e-3 * s.abs().max(1.0), "{f} vs {s}");
+        let act = Activations::quantize(&x, m, k);
+        let mut portable = vec![0i8; BLOCK];
+        for (b, block) in x.chunks_exact(BLOCK).enumerate() {
+            assert_eq!(unsafe { quantize_block(block, &mut portable) }, act.q.scales[b]);
+            assert_eq!(portable, act.q.qs[b * BLOCK..(b + 1) * BLOCK], "block {b}");
+        }
+        let mut slow = vec![f32::NAN; m * n];
+        let out = OutPtr(slow.as_mut_ptr(), n);
+        for p in 0..n.div_ceil(PANEL) {
+            unsafe { panel_portable(&q, &act, p, 0, m, out) };
+        }
+        assert_eq!(fast, slow);
+        // Rows batched with others equal the same rows alone, at every tile height.
+        for r in [0, 7, 8, 20] {
+            assert_eq!(&fast[r * n..(r + 1) * n], &q.matmul(&x[r * k..(r + 1) * k], 1)[..], "row {r}");
         }
     }
 }

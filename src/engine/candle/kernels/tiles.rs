@@ -1,6 +1,7 @@
 //! The parallel driver both matrix kernels share: output columns split into tasks (weight-
 //! stationary: a task reads its weight rows once and sweeps every activation row), each task
-//! walked in register tiles of up to 4 × 4 outputs.
+//! walked in register tiles of up to 4 × 4 outputs; or, for kernels whose weights are packed
+//! by panels of 16 output columns, one task per panel ([`for_each_panel`]).
 
 use rayon::prelude::*;
 
@@ -33,6 +34,18 @@ impl OutPtr {
     pub unsafe fn write(self, row: usize, col: usize, value: f32) {
         *self.0.add(row * self.1 + col) = value;
     }
+
+    /// Where output (row, col) goes; the same contract as [`OutPtr::write`] for what is
+    /// written through it.
+    #[inline(always)]
+    pub unsafe fn at(self, row: usize, col: usize) -> *mut f32 {
+        self.0.add(row * self.1 + col)
+    }
+
+    /// Output columns per row.
+    pub fn cols(self) -> usize {
+        self.1
+    }
 }
 
 /// Computes an `m × n` output by calling `tile` on every tile, in parallel over column runs.
@@ -52,6 +65,31 @@ pub fn for_each_tile(m: usize, n: usize, tile: impl Fn(Tile, OutPtr) + Sync) -> 
                 r += rows;
             }
             c += cols;
+        }
+    });
+    out
+}
+
+/// Output columns of a panel: one 512-bit register of f32 results.
+pub const PANEL: usize = 16;
+
+/// Computes an `m × n` output panel by panel, in parallel over panels of [`PANEL`] columns.
+/// `panel(p, r0, rows, out)` computes columns `p·PANEL..` (at most `n`) of rows `r0..r0+rows`,
+/// with at most `max_rows` rows per call; it must write exactly those outputs.
+pub fn for_each_panel(
+    m: usize,
+    n: usize,
+    max_rows: usize,
+    panel: impl Fn(usize, usize, usize, OutPtr) + Sync,
+) -> Vec<f32> {
+    let mut out = vec![0f32; m * n];
+    let ptr = OutPtr(out.as_mut_ptr(), n);
+    (0..n.div_ceil(PANEL)).into_par_iter().for_each(|p| {
+        let mut r = 0;
+        while r < m {
+            let rows = (m - r).min(max_rows);
+            panel(p, r, rows, ptr);
+            r += rows;
         }
     });
     out
