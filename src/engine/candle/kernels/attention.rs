@@ -94,7 +94,7 @@ fn simd(head_dim: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        head_dim % 16 == 0 && *AVX512.get_or_init(|| is_x86_feature_detected!("avx512f"))
+        head_dim.is_multiple_of(16) && *AVX512.get_or_init(|| is_x86_feature_detected!("avx512f"))
     }
     #[cfg(not(target_arch = "x86_64"))]
     false

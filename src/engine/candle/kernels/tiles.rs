@@ -35,8 +35,10 @@ impl OutPtr {
         *self.0.add(row * self.1 + col) = value;
     }
 
-    /// Where output (row, col) goes; the same contract as [`OutPtr::write`] for what is
-    /// written through it.
+    /// Where output (row, col) goes.
+    ///
+    /// # Safety
+    /// What is written through it must be inside the buffer and written by no other task.
     #[inline(always)]
     pub unsafe fn at(self, row: usize, col: usize) -> *mut f32 {
         self.0.add(row * self.1 + col)
