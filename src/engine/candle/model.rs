@@ -15,6 +15,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use super::config::LlamaConfig;
 use super::kernels::attention::{decode_attention, DecodeQuery};
 use super::kernels::bf16::Bf16Matrix;
+use super::kernels::exp::silu_mul;
 use super::kernels::q8::Q8Matrix;
 use super::kv_cache::KvCache;
 use super::LoadError;
@@ -330,10 +331,7 @@ impl Llama {
             let gate_up = layer.w_gate_up.forward(&h, wide)?.flatten_all()?.to_vec1::<f32>()?;
             let ffn = c.ffn;
             let mut act = Vec::with_capacity(total * ffn);
-            for row in gate_up.chunks_exact(2 * ffn) {
-                let (gate, up) = row.split_at(ffn);
-                act.extend(gate.iter().zip(up).map(|(&g, &u)| g / (1.0 + (-g).exp()) * u));
-            }
+            silu_mul(&gate_up, ffn, &mut act);
             let act = Tensor::from_vec(act, (total, ffn), &self.device)?;
             x = (x + layer.w_down.forward(&act, wide)?)?;
         }

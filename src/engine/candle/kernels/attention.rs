@@ -7,6 +7,8 @@
 
 use rayon::prelude::*;
 
+use super::exp::exp_in_place;
+
 /// One sequence of a decode step.
 pub struct DecodeQuery<'a> {
     /// `[heads × head_dim]`, already rotated.
@@ -43,7 +45,7 @@ pub fn decode_attention(queries: Vec<DecodeQuery<'_>>, heads: usize, kv_heads: u
             // Safety: simd() checked the CPU and that head_dim is a multiple of 16.
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                x86::scores(job.q, job.k, head_dim, scale, &mut p)
+                x86::scores(job.q, job.k, job.v, head_dim, scale, &mut p)
             }
         } else {
             for (g, row) in p.chunks_exact_mut(len).enumerate() {
@@ -55,11 +57,9 @@ pub fn decode_attention(queries: Vec<DecodeQuery<'_>>, heads: usize, kv_heads: u
         }
         for row in p.chunks_exact_mut(len) {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for s in row.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
+            row.iter_mut().for_each(|s| *s -= max);
+            exp_in_place(row);
+            let sum: f32 = row.iter().sum();
             row.iter_mut().for_each(|s| *s /= sum);
         }
         job.out.fill(0.0);
@@ -104,13 +104,24 @@ fn simd(head_dim: usize) -> bool {
 mod x86 {
     use std::arch::x86_64::*;
 
+    /// Key rows fetched ahead of their dot products.
+    const PREFETCH_AHEAD: usize = 8;
+
     /// `p[g·len + j] = scale · q_g · k_j` for every query head g of the group and position j:
     /// each key row is loaded once for the whole group.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn scores(q: &[f32], k: &[f32], d: usize, scale: f32, p: &mut [f32]) {
+    pub unsafe fn scores(q: &[f32], k: &[f32], v: &[f32], d: usize, scale: f32, p: &mut [f32]) {
         let (len, group) = (k.len() / d, q.len() / d);
         for j in 0..len {
             let kr = k.as_ptr().add(j * d);
+            // The cache rows come from memory (a step's caches outgrow the L3): ask early for
+            // the key row 8 ahead and for this position's value row, needed after the softmax.
+            for line in (0..d).step_by(16) {
+                if j + PREFETCH_AHEAD < len {
+                    _mm_prefetch::<_MM_HINT_T0>(kr.add(PREFETCH_AHEAD * d + line) as *const i8);
+                }
+                _mm_prefetch::<_MM_HINT_T1>(v.as_ptr().add(j * d + line) as *const i8);
+            }
             for g in 0..group {
                 let qr = q.as_ptr().add(g * d);
                 let mut acc = _mm512_mul_ps(_mm512_loadu_ps(qr), _mm512_loadu_ps(kr));

@@ -4,10 +4,14 @@
 //!   each weight row is read from memory once per step and used against every activation row,
 //!   so a decode batch of 16 costs little more memory traffic than a batch of 1 (candle's
 //!   quantized matmul streams the whole matrix once per activation row).
+//! - [`bf16`]: a bf16 weight matrix for prompt rows (AVX-512 BF16 dot products).
 //! - [`attention`]: decode attention (one query per sequence) over the per-request caches, all
 //!   sequences and heads in one parallel pass instead of a dozen small tensor ops per sequence.
+//! - [`exp`]: the exponential on 16 lanes, for attention's softmax and the SwiGLU activation.
+//! - [`tiles`]: the parallel drivers the matrix kernels share.
 
 pub mod attention;
 pub mod bf16;
+pub mod exp;
 pub mod q8;
 pub mod tiles;

@@ -1,0 +1,112 @@
+//! The exponential on 16 lanes, for the two places a step takes many of them: the softmax of
+//! decode attention and the SwiGLU activation (at batch 16 SmolLM2 takes 740,000 a step, and the
+//! scalar `expf` calls were about a tenth of the step). Within 2 ulp of `f32::exp`; a portable
+//! scalar path where AVX-512 is missing.
+
+/// `x ← eˣ` for every element.
+pub fn exp_in_place(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // Safety: the CPU has AVX-512F.
+        return unsafe { x86::exp_in_place(x) };
+    }
+    x.iter_mut().for_each(|v| *v = v.exp());
+}
+
+/// SwiGLU: for each row of `gate_up` (`[gate | up]`, `2·ffn` wide), `silu(gate) · up`, appended
+/// to `out`.
+pub fn silu_mul(gate_up: &[f32], ffn: usize, out: &mut Vec<f32>) {
+    for row in gate_up.chunks_exact(2 * ffn) {
+        let (gate, up) = row.split_at(ffn);
+        let start = out.len();
+        out.extend(gate.iter().map(|&g| -g));
+        let e = &mut out[start..];
+        exp_in_place(e);
+        for ((e, &g), &u) in e.iter_mut().zip(gate).zip(up) {
+            *e = g / (1.0 + *e) * u;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVX512.get_or_init(|| is_x86_feature_detected!("avx512f"))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn exp_in_place(x: &mut [f32]) {
+        let mut chunks = x.chunks_exact_mut(16);
+        for c in &mut chunks {
+            _mm512_storeu_ps(c.as_mut_ptr(), exp16(_mm512_loadu_ps(c.as_ptr())));
+        }
+        let tail = chunks.into_remainder();
+        if !tail.is_empty() {
+            let mask: __mmask16 = (1u16 << tail.len()) - 1;
+            let v = exp16(_mm512_maskz_loadu_ps(mask, tail.as_ptr()));
+            _mm512_mask_storeu_ps(tail.as_mut_ptr(), mask, v);
+        }
+    }
+
+    /// eˣ = 2ⁿ · eʳ with n = round(x·log₂e) and |r| ≤ ln2/2 (ln 2 in two parts, so r is exact
+    /// to f32 precision), eʳ by its Taylor polynomial to degree 7, and 2ⁿ
+    /// applied by `vscalefps`, which also gives 0 and +∞ beyond f32's range.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn exp16(x: __m512) -> __m512 {
+        const LN2_HI: f32 = 0.693_359_4;
+        const LN2_LO: f32 = -2.121_944_4e-4;
+        let x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(89.0)), _mm512_set1_ps(-104.0));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
+            x,
+            _mm512_set1_ps(std::f32::consts::LOG2_E),
+        ));
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+        let mut p = _mm512_set1_ps(1.0 / 5040.0);
+        for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        _mm512_scalef_ps(p, n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_within_two_ulp_of_the_library_exp() {
+        // 1001 values over f32's whole range, plus the ends and a tail shorter than 16.
+        let mut x: Vec<f32> = (0..=1000).map(|i| -100.0 + 0.19 * i as f32).collect();
+        x.extend([0.0, -0.0, 1e-8, -1e-8, 88.0, -87.0, -200.0]);
+        let mut got = x.clone();
+        exp_in_place(&mut got);
+        for (&v, &g) in x.iter().zip(&got) {
+            let want = v.exp();
+            let ulp = (want.to_bits() as i64 - g.to_bits() as i64).abs();
+            assert!(ulp <= 2 || (want < 1e-37 && g < 1e-37), "exp({v}) = {g}, library {want} ({ulp} ulp)");
+        }
+        assert_eq!(got[1001], 1.0);
+    }
+
+    #[test]
+    fn silu_mul_matches_its_definition() {
+        let ffn = 37; // not a multiple of 16
+        let gate_up: Vec<f32> = (0..4 * ffn).map(|i| ((i * 13) % 29) as f32 / 3.0 - 5.0).collect();
+        let mut out = Vec::new();
+        silu_mul(&gate_up, ffn, &mut out);
+        assert_eq!(out.len(), 2 * ffn);
+        for (r, row) in gate_up.chunks_exact(2 * ffn).enumerate() {
+            for i in 0..ffn {
+                let (g, u) = (row[i], row[ffn + i]);
+                let want = g / (1.0 + (-g).exp()) * u;
+                assert!((out[r * ffn + i] - want).abs() <= 1e-6 * want.abs().max(1.0), "{r},{i}");
+            }
+        }
+    }
+}
