@@ -141,7 +141,7 @@ fn measure(
     for &ctx in &contexts {
         // The most sequences any point needs, prefilled once (untimed), then decoded in
         // batches of each size, in rounds; every step lengthens each sequence in it by one.
-        let output = batches.len() * rounds + 2;
+        let output = batches.len() * rounds * DECODE_STEPS_PER_POINT + 2;
         let mut ids = Vec::new();
         for _ in 0..max_batch {
             let (_, id) = b.prefill(&[ctx], output)?;
@@ -153,19 +153,21 @@ fn measure(
         let mut ctx_sums: Vec<Vec<f64>> = vec![Vec::new(); batches.len()];
         for round in 0..rounds {
             for (i, &n) in batches.iter().enumerate() {
-                let mut plan = StepPlan::default();
-                for (k, &id) in ids.iter().take(n).enumerate() {
-                    plan.decode.push(DecodeSlot { request: id, context_tokens: ctx as u64 + produced[k] });
-                }
-                let t = Instant::now();
-                b.engine.step(&plan)?;
-                let ms = t.elapsed().as_secs_f64() * 1e3;
-                if round > 0 {
-                    times[i].push(ms);
-                    ctx_sums[i].push(plan.decode.iter().map(|d| d.context_tokens as f64).sum());
-                }
-                for p in produced.iter_mut().take(n) {
-                    *p += 1;
+                for _ in 0..DECODE_STEPS_PER_POINT {
+                    let mut plan = StepPlan::default();
+                    for (k, &id) in ids.iter().take(n).enumerate() {
+                        plan.decode.push(DecodeSlot { request: id, context_tokens: ctx as u64 + produced[k] });
+                    }
+                    let t = Instant::now();
+                    b.engine.step(&plan)?;
+                    let ms = t.elapsed().as_secs_f64() * 1e3;
+                    if round > 0 {
+                        times[i].push(ms);
+                        ctx_sums[i].push(plan.decode.iter().map(|d| d.context_tokens as f64).sum());
+                    }
+                    for p in produced.iter_mut().take(n) {
+                        *p += 1;
+                    }
                 }
             }
         }
@@ -191,6 +193,14 @@ fn measure(
     let fits = (fit(3, &prefill.iter().collect::<Vec<_>>())?, fit(2, &single)?, fit(3, &batched)?);
     Ok((fits.0, fits.1, fits.2, Wake { after_idle_ms: WAKE_AFTER_IDLE_MS, extra_ms: wake }))
 }
+
+/// Decode steps per grid point and round. Decode steps are short (6–60 ms) and this machine's
+/// noise is not: with one step per point and round (three samples a point), the batch-1 fit
+/// rested on four medians of three, and one of them 40% high (9.8 ms at context 512 against
+/// 6.3–7.2 ms elsewhere) set its slope. Six steps make each point a median of 18 for about
+/// ten seconds more per thread count. (Steps back to back and lone steps between other batch
+/// sizes were measured alike, 7.0–7.3 ms at batch 1.)
+const DECODE_STEPS_PER_POINT: usize = 6;
 
 /// The pause before the wake-up measurement.
 const WAKE_PAUSE_MS: u64 = 300;
