@@ -8,7 +8,7 @@
 //! - [`attention`]: decode attention (one query per sequence) over the per-request caches, all
 //!   sequences and heads in one parallel pass instead of a dozen small tensor ops per sequence.
 //! - [`exp`]: the exponential on 16 lanes, for attention's softmax and the SwiGLU activation.
-//! - [`tiles`]: the parallel drivers the matrix kernels share.
+//! - [`tiles`]: the parallel driver the matrix kernels share.
 
 pub mod attention;
 pub mod bf16;
