@@ -205,6 +205,12 @@ const DECODE_STEPS_PER_POINT: usize = 6;
 /// The pause before the wake-up measurement.
 const WAKE_PAUSE_MS: u64 = 300;
 
+/// The prompt the wake-up is timed with. What a pause costs grows with the step for a while:
+/// measured after 300 ms on the build machine, +2–8 ms for 16 tokens (a ~20 ms step), +12–14 ms
+/// for 40 and +14–19 ms for 64, and +19–29 ms for 256. A 16-token probe read 0–6 ms while runs'
+/// 16–64-token prefills after a pause took 1.2–1.6× the profile; 64 tokens is near the plateau.
+const WAKE_PROBE_TOKENS: usize = 64;
+
 /// From how long a pause the wake-up is charged. On the build machine a two-thread pool's
 /// short prefill took no longer after 50 ms idle, ~10 ms longer after 100 ms and 10–17 ms
 /// after 150 ms to 1 s; a one-thread pool took no longer after any pause.
@@ -217,7 +223,7 @@ fn wake_ms(b: &mut Bench, samples: usize) -> Result<f64, EngineError> {
     for _ in 0..samples {
         std::thread::sleep(std::time::Duration::from_millis(WAKE_PAUSE_MS));
         for times in [&mut cold, &mut hot] {
-            let (ms, ids) = b.prefill(&[16], 2)?;
+            let (ms, ids) = b.prefill(&[WAKE_PROBE_TOKENS], 2)?;
             b.finish(&ids);
             times.push(ms);
         }
