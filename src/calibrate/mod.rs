@@ -82,6 +82,14 @@ impl Bench {
         Ok((t.elapsed().as_secs_f64() * 1e3, ids))
     }
 
+    /// One decode step over `slots`; returns its time in ms.
+    fn decode(&mut self, slots: Vec<DecodeSlot>) -> Result<f64, EngineError> {
+        let plan = StepPlan { decode: slots, ..Default::default() };
+        let t = Instant::now();
+        self.engine.step(&plan)?;
+        Ok(t.elapsed().as_secs_f64() * 1e3)
+    }
+
     fn finish(&mut self, ids: &[u64]) {
         for &id in ids {
             self.engine.finish(id);
@@ -154,16 +162,14 @@ fn measure(
         for round in 0..rounds {
             for (i, &n) in batches.iter().enumerate() {
                 for _ in 0..DECODE_STEPS_PER_POINT {
-                    let mut plan = StepPlan::default();
-                    for (k, &id) in ids.iter().take(n).enumerate() {
-                        plan.decode.push(DecodeSlot { request: id, context_tokens: ctx as u64 + produced[k] });
-                    }
-                    let t = Instant::now();
-                    b.engine.step(&plan)?;
-                    let ms = t.elapsed().as_secs_f64() * 1e3;
+                    let slots: Vec<DecodeSlot> = (0..n)
+                        .map(|k| DecodeSlot { request: ids[k], context_tokens: ctx as u64 + produced[k] })
+                        .collect();
+                    let ctx_sum = slots.iter().map(|d| d.context_tokens as f64).sum();
+                    let ms = b.decode(slots)?;
                     if round > 0 {
                         times[i].push(ms);
-                        ctx_sums[i].push(plan.decode.iter().map(|d| d.context_tokens as f64).sum());
+                        ctx_sums[i].push(ctx_sum);
                     }
                     for p in produced.iter_mut().take(n) {
                         *p += 1;
@@ -248,14 +254,10 @@ fn co_run(model: &Arc<Model>, threads: usize, samples: usize) -> Result<CoRun, E
     }
     let mut produced = 1u64;
     let mut decode = |b: &mut Bench| -> Result<f64, EngineError> {
-        let plan = StepPlan {
-            decode: seqs.iter().map(|&request| DecodeSlot { request, context_tokens: 128 + produced }).collect(),
-            ..Default::default()
-        };
-        let t = Instant::now();
-        b.engine.step(&plan)?;
+        let ms =
+            b.decode(seqs.iter().map(|&request| DecodeSlot { request, context_tokens: 128 + produced }).collect())?;
         produced += 1;
-        Ok(t.elapsed().as_secs_f64() * 1e3)
+        Ok(ms)
     };
     let times = |f: &mut dyn FnMut(&mut Bench) -> Result<f64, EngineError>, b: &mut Bench| {
         f(b)?; // settle
@@ -315,14 +317,9 @@ fn beside<T>(
                         if !running() {
                             break;
                         }
-                        let plan = StepPlan {
-                            decode: seqs
-                                .iter()
-                                .map(|&request| DecodeSlot { request, context_tokens: 128 + k })
-                                .collect(),
-                            ..Default::default()
-                        };
-                        b.engine.step(&plan)?;
+                        b.decode(
+                            seqs.iter().map(|&request| DecodeSlot { request, context_tokens: 128 + k }).collect(),
+                        )?;
                         started.store(true, Ordering::Relaxed);
                     }
                     b.finish(&seqs);
