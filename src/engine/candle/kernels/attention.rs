@@ -91,13 +91,7 @@ struct Job<'a> {
 
 /// Whether the AVX-512 path applies: the CPU has it and a head is whole registers.
 fn simd(head_dim: usize) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        head_dim.is_multiple_of(16) && *AVX512.get_or_init(|| is_x86_feature_detected!("avx512f"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    head_dim.is_multiple_of(16) && super::cpu::avx512()
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -60,7 +60,7 @@ impl Bf16Matrix {
     /// `x` (`m × in`, row-major) times the transposed matrix: `m × out`, row-major.
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
         let xb: Vec<u16> = x.iter().map(|&v| to_bf16(v)).collect();
-        let fast = fast();
+        let fast = super::cpu::bf16();
         // Safety: for_each_panel hands each (panel, rows) to exactly one call.
         for_each_panel(m, self.out, ROWS_PER_CALL, |p, r0, rows, out| unsafe {
             panel(self, &xb, p, r0, rows, out, fast)
@@ -71,16 +71,6 @@ impl Bf16Matrix {
     fn panel_cols(&self, p: usize) -> usize {
         (self.out - p * PANEL).min(PANEL)
     }
-}
-
-fn fast() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static BF16: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *BF16.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
 }
 
 unsafe fn panel(w: &Bf16Matrix, x: &[u16], p: usize, r0: usize, rows: usize, out: OutPtr, fast: bool) {

@@ -6,7 +6,7 @@
 /// `x ← eˣ` for every element.
 pub fn exp_in_place(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if avx512() {
+    if super::cpu::avx512() {
         // Safety: the CPU has AVX-512F.
         return unsafe { x86::exp_in_place(x) };
     }
@@ -26,12 +26,6 @@ pub fn silu_mul(gate_up: &[f32], ffn: usize, out: &mut Vec<f32>) {
             *e = g / (1.0 + *e) * u;
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn avx512() -> bool {
-    static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVX512.get_or_init(|| is_x86_feature_detected!("avx512f"))
 }
 
 #[cfg(target_arch = "x86_64")]

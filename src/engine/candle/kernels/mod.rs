@@ -8,10 +8,11 @@
 //! - [`attention`]: decode attention (one query per sequence) over the per-request caches, all
 //!   sequences and heads in one parallel pass instead of a dozen small tensor ops per sequence.
 //! - [`exp`]: the exponential on 16 lanes, for attention's softmax and the SwiGLU activation.
-//! - [`tiles`]: the parallel driver the matrix kernels share.
+//! - [`tiles`]: the parallel driver the matrix kernels share; [`cpu`]: which path the CPU takes.
 
 pub mod attention;
 pub mod bf16;
+pub mod cpu;
 pub mod exp;
 pub mod q8;
 pub mod tiles;

@@ -35,8 +35,6 @@ const ROWS_PER_CALL: usize = 8;
 /// Rows quantized to i8 with one f32 scale per block of 32: `value ≈ q · scale`.
 #[derive(Debug, Clone)]
 pub struct Q8Rows {
-    pub rows: usize,
-    pub cols: usize,
     pub qs: Vec<i8>,
     pub scales: Vec<f32>,
 }
@@ -54,7 +52,7 @@ impl Q8Rows {
             // Safety: both are blocks of 32, as block_fn's functions need.
             *scale = unsafe { block(src, dst) };
         }
-        Q8Rows { rows, cols, qs, scales }
+        Q8Rows { qs, scales }
     }
 }
 
@@ -63,7 +61,7 @@ type BlockFn = unsafe fn(&[f32], &mut [i8]) -> f32;
 
 fn block_fn() -> BlockFn {
     #[cfg(target_arch = "x86_64")]
-    if vnni() {
+    if super::cpu::vnni() {
         return x86::quantize_block;
     }
     quantize_block
@@ -148,20 +146,10 @@ type PanelFn = unsafe fn(&Q8Matrix, &Activations, usize, usize, usize, OutPtr);
 
 fn panel_fn() -> PanelFn {
     #[cfg(target_arch = "x86_64")]
-    if vnni() {
+    if super::cpu::vnni() {
         return x86::panel;
     }
     panel_portable
-}
-
-#[cfg(target_arch = "x86_64")]
-fn vnni() -> bool {
-    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *VNNI.get_or_init(|| {
-        is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vnni")
-    })
 }
 
 /// The reference: per column, per block, the exact integer dot product, then
