@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::compare::{simulate_and_compare, TopologyComparison};
+use crate::compare::{simulate_and_compare, Pair, RunPairs, TopologyComparison};
 use crate::metrics::sink::CsvFile;
 use crate::run::output::{mark_latest, new_run_dir};
 use crate::run::{prepare, run_topology};
@@ -26,6 +26,11 @@ pub struct CompareArgs {
     /// Print the comparison as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Execute (and simulate) the same requests N times, the topologies taking turns; the
+    /// figures pool all runs' requests and say how far each moved from run to run (on a shared
+    /// machine, the floor below which an error cannot be judged).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    repeat: usize,
 }
 
 /// The goals: simulation within 5% of execution at p50 and 10% at p90.
@@ -70,36 +75,50 @@ pub fn run(args: CompareArgs) -> ExitCode {
         Err(e) => return bad(e.to_string()),
     };
     eprintln!("pdsim compare: `{}` executed ({}) and simulated ({})", sc.name, backend.describe(), profile.describe());
-    let mut results: Vec<TopologyComparison> = Vec::new();
-    for t in &sc.topologies {
-        eprintln!("  {}: executing...", t.name);
-        let run = || -> Result<TopologyComparison, Box<dyn std::error::Error>> {
-            run_topology(&sc, &backend, t, &dir, std::io::IsTerminal::is_terminal(&std::io::stderr()))?;
-            eprintln!("  {}: simulating the same requests...", t.name);
-            simulate_and_compare(&sc, t, &profile, &dir)
-        };
-        match run() {
-            Ok(c) => results.push(c),
-            Err(e) => {
-                eprintln!("error: topology `{}`: {e}", t.name);
-                return ExitCode::FAILURE;
+    if args.repeat == 0 {
+        return bad("--repeat must be at least 1".into());
+    }
+    let mut runs: Vec<Vec<RunPairs>> = sc.topologies.iter().map(|_| Vec::new()).collect();
+    for k in 1..=args.repeat {
+        // One run's folders: the run folder itself, or run-K/ in it when there are several.
+        let run_dir = if args.repeat == 1 { dir.clone() } else { dir.join(format!("run-{k}")) };
+        let label = if args.repeat == 1 { String::new() } else { format!("run {k}/{}: ", args.repeat) };
+        for (t, out) in sc.topologies.iter().zip(&mut runs) {
+            eprintln!("  {label}{}: executing...", t.name);
+            let run = || -> Result<RunPairs, Box<dyn std::error::Error>> {
+                run_topology(&sc, &backend, t, &run_dir, std::io::IsTerminal::is_terminal(&std::io::stderr()))?;
+                eprintln!("  {label}{}: simulating the same requests...", t.name);
+                simulate_and_compare(&sc, t, &profile, &run_dir)
+            };
+            match run() {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    eprintln!("error: topology `{}`: {e}", t.name);
+                    return ExitCode::FAILURE;
+                }
             }
         }
     }
+    let results: Vec<TopologyComparison> =
+        sc.topologies.iter().zip(&runs).map(|(t, r)| TopologyComparison::of(t, r)).collect();
     let write = || -> std::io::Result<()> {
-        let mut f =
-            CsvFile::create(&dir.join("comparison.csv"), "topology,metric,executed_ms,simulated_ms,relative_error")?;
+        let mut f = CsvFile::create(
+            &dir.join("comparison.csv"),
+            "topology,metric,executed_ms,simulated_ms,relative_error,runs,\
+             executed_min_ms,executed_max_ms,executed_spread,error_min,error_max",
+        )?;
         for c in &results {
-            for p in c.percentiles.iter().chain(&c.phases) {
+            let rows = c.percentiles.iter().chain(&c.phases).map(|p| (p, ""));
+            for (p, suffix) in rows.chain(c.paced.iter().map(|p| (p, " at the run's pace"))) {
+                let across = p.across_runs.map_or(",,,,".to_owned(), |a| {
+                    format!(
+                        "{:.3},{:.3},{:.4},{:.4},{:.4}",
+                        a.executed_min, a.executed_max, a.executed_spread, a.error_min, a.error_max
+                    )
+                });
                 f.line(&format!(
-                    "{},{},{:.3},{:.3},{:.4}",
-                    c.topology, p.metric, p.executed, p.simulated, p.relative_error
-                ))?;
-            }
-            for p in &c.paced {
-                f.line(&format!(
-                    "{},{} at the run's pace,{:.3},{:.3},{:.4}",
-                    c.topology, p.metric, p.executed, p.simulated, p.relative_error
+                    "{},{}{suffix},{:.3},{:.3},{:.4},{},{across}",
+                    c.topology, p.metric, p.executed, p.simulated, p.relative_error, c.runs
                 ))?;
             }
         }
@@ -115,53 +134,59 @@ pub fn run(args: CompareArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     for c in &results {
-        println!("\n{} ({} requests)                executed    simulated    error", c.topology, c.requests);
-        for p in &c.percentiles {
-            let goal = if p.metric.ends_with("p50") { GOAL_P50 } else { GOAL_P90 };
-            let mark = if p.relative_error.abs() > goal { "  over the goal" } else { "" };
-            println!(
-                "  {:<22} {:>12.2} {:>12.2} {:>+7.1}%{mark}",
-                p.metric,
-                p.executed,
-                p.simulated,
-                p.relative_error * 100.0
-            );
-        }
-        println!("  where it comes from (means, ms):");
-        for p in &c.phases {
-            // A relative error of a few microseconds says nothing.
-            let err = if p.executed.abs().max(p.simulated.abs()) < 0.1 {
-                "      -".to_owned()
-            } else {
-                format!("{:>+7.1}%", p.relative_error * 100.0)
-            };
-            println!("  {:<22} {:>12.2} {:>12.2} {err}", p.metric, p.executed, p.simulated);
-        }
-        let pace = |x: Option<f64>, n: usize| x.map_or("-".to_owned(), |v| format!("×{v:.2} over {n} steps"));
-        println!(
-            "  machine pace (executed ÷ profile, median step): prefill {}, decode {}",
-            pace(c.pace.prefill, c.pace.prefill_steps),
-            pace(c.pace.decode, c.pace.decode_steps)
-        );
-        if !c.paced.is_empty() {
-            println!("  simulated at the run's pace:");
-            for p in &c.paced {
-                println!(
-                    "  {:<22} {:>12.2} {:>12.2} {:>+7.1}%",
-                    p.metric,
-                    p.executed,
-                    p.simulated,
-                    p.relative_error * 100.0
-                );
-            }
-        }
+        print_comparison(c);
     }
+    let per_run = if args.repeat == 1 { "" } else { "run-K/" };
     println!(
-        "\nper request: {}/<topology>/compare.csv; summary: {}/comparison.csv (goals: p50 within {:.0}%, p90 within {:.0}%)",
+        "\nper request: {}/{per_run}<topology>/compare.csv; summary: {}/comparison.csv (goals: p50 within {:.0}%, p90 within {:.0}%)",
         dir.display(),
         dir.display(),
         GOAL_P50 * 100.0,
         GOAL_P90 * 100.0
     );
     ExitCode::SUCCESS
+}
+
+/// The comparison of one topology as a table on stdout.
+fn print_comparison(c: &TopologyComparison) {
+    let runs = if c.runs > 1 { format!("{} runs, ", c.runs) } else { String::new() };
+    let over_runs = if c.runs > 1 { "   run to run: executed ±, error range" } else { "" };
+    println!(
+        "\n{} ({runs}{} requests)                executed    simulated    error{over_runs}",
+        c.topology, c.requests
+    );
+    for p in &c.percentiles {
+        let goal = if p.metric.ends_with("p50") { GOAL_P50 } else { GOAL_P90 };
+        let mark = if p.relative_error.abs() > goal { "  over the goal" } else { "" };
+        println!("  {}{mark}", row(p, &format!("{:>+7.1}%", p.relative_error * 100.0)));
+    }
+    println!("  where it comes from (means, ms):");
+    for p in &c.phases {
+        // A relative error of a few microseconds says nothing.
+        if p.executed.abs().max(p.simulated.abs()) < 0.1 {
+            println!("  {:<22} {:>12.2} {:>12.2}       -", p.metric, p.executed, p.simulated);
+        } else {
+            println!("  {}", row(p, &format!("{:>+7.1}%", p.relative_error * 100.0)));
+        }
+    }
+    let pace = |x: Option<f64>, n: usize| x.map_or("-".to_owned(), |v| format!("×{v:.2} over {n} steps"));
+    println!(
+        "  machine pace (executed ÷ profile, median step): prefill {}, decode {}",
+        pace(c.pace.prefill, c.pace.prefill_steps),
+        pace(c.pace.decode, c.pace.decode_steps)
+    );
+    if !c.paced.is_empty() {
+        println!("  simulated at the run's pace:");
+        for p in &c.paced {
+            println!("  {}", row(p, &format!("{:>+7.1}%", p.relative_error * 100.0)));
+        }
+    }
+}
+
+/// A metric's line: name, executed, simulated, error, and with several runs how it moved.
+fn row(p: &Pair, err: &str) -> String {
+    let across = p.across_runs.map_or(String::new(), |a| {
+        format!("   ±{:>4.1}%  {:+.1}%…{:+.1}%", a.executed_spread * 50.0, a.error_min * 100.0, a.error_max * 100.0)
+    });
+    format!("{:<22} {:>12.2} {:>12.2} {err}{across}", p.metric, p.executed, p.simulated)
 }

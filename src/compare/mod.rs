@@ -27,18 +27,37 @@ pub struct Pair {
     pub simulated: f64,
     /// (simulated − executed) / executed.
     pub relative_error: f64,
+    /// With several runs: how the metric moved from one run to the next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub across_runs: Option<AcrossRuns>,
+}
+
+/// One metric over the runs of a repeated comparison, each run taken alone.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct AcrossRuns {
+    /// The executed figure's lowest and highest value over the runs (ms).
+    pub executed_min: f64,
+    pub executed_max: f64,
+    /// (max − min) / median of the executed figure: how far the machine alone moves it when
+    /// the same requests run again, below which no simulator's error can be judged.
+    pub executed_spread: f64,
+    /// The relative error's lowest and highest value over the runs.
+    pub error_min: f64,
+    pub error_max: f64,
 }
 
 impl Pair {
     fn new(metric: &str, executed: f64, simulated: f64) -> Pair {
         let relative_error = if executed != 0.0 { (simulated - executed) / executed } else { 0.0 };
-        Pair { metric: metric.into(), executed, simulated, relative_error }
+        Pair { metric: metric.into(), executed, simulated, relative_error, across_runs: None }
     }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TopologyComparison {
     pub topology: String,
+    /// Executions compared (`compare --repeat`); the figures pool their requests.
+    pub runs: usize,
     pub requests: usize,
     /// p50 and p90 of TTFT, TPOT and E2E (ms).
     pub percentiles: Vec<Pair>,
@@ -49,6 +68,15 @@ pub struct TopologyComparison {
     /// The percentiles again, simulated with the profile scaled by the run's pace (empty when
     /// the pace could not be measured).
     pub paced: Vec<Pair>,
+}
+
+/// One execution of a topology beside its simulations, request by request.
+pub struct RunPairs {
+    /// (executed, simulated) per request.
+    pairs: Vec<(Times, Times)>,
+    /// (executed, simulated at the run's pace); empty when the pace could not be measured.
+    paced: Vec<(Times, Times)>,
+    ratios: pace::Ratios,
 }
 
 /// A request's times from one run (ms).
@@ -115,14 +143,9 @@ pub fn simulated_scenario(
     Ok(s)
 }
 
-/// Compares one topology's two runs (their folders hold requests.csv) and writes
-/// `compare.csv` into `dir`.
-pub fn compare_topology(
-    topology: &Topology,
-    executed_dir: &Path,
-    simulated_dir: &Path,
-    dir: &Path,
-) -> std::io::Result<TopologyComparison> {
+/// Pairs the requests of one topology's two runs (their folders hold requests.csv) by id and
+/// writes them side by side to `dir/compare.csv`.
+fn pair_up(executed_dir: &Path, simulated_dir: &Path, dir: &Path) -> std::io::Result<Vec<(Times, Times)>> {
     let e = read_times(&executed_dir.join("requests.csv"))?;
     let s = read_times(&simulated_dir.join("requests.csv"))?;
     let mut f = CsvFile::create(
@@ -157,35 +180,94 @@ pub fn compare_topology(
         pairs.push((*te, *ts));
     }
     f.finish()?;
-    let spread = |get: &dyn Fn(&Times) -> Option<f64>, side: usize| {
-        let mut v: Vec<f64> = pairs.iter().filter_map(|(a, b)| get(if side == 0 { a } else { b })).collect();
-        Spread::of(&mut v).unwrap_or(Spread { p50: 0.0, p90: 0.0, p99: 0.0, mean: 0.0 })
-    };
-    let mut percentiles = Vec::new();
-    let mut phases = Vec::new();
-    let metrics: [Metric; 3] = [("ttft_ms", &|t| Some(t.ttft)), ("tpot_ms", &|t| t.tpot), ("e2e_ms", &|t| Some(t.e2e))];
-    for (name, get) in metrics {
-        let (a, b) = (spread(get, 0), spread(get, 1));
-        percentiles.push(Pair::new(&format!("{name} p50"), a.p50, b.p50));
-        percentiles.push(Pair::new(&format!("{name} p90"), a.p90, b.p90));
+    Ok(pairs)
+}
+
+const PERCENTILE_METRICS: [Metric; 3] =
+    [("ttft_ms", &|t| Some(t.ttft)), ("tpot_ms", &|t| t.tpot), ("e2e_ms", &|t| Some(t.e2e))];
+
+const PHASE_METRICS: [Metric; 4] = [
+    ("queueing", &|t| Some(t.queue)),
+    ("prefill", &|t| Some(t.prefill)),
+    ("kv transfer", &|t| Some(t.transfer)),
+    ("decode (TPOT)", &|t| t.tpot),
+];
+
+/// One side's spread of one metric.
+fn spread(pairs: &[(Times, Times)], get: &dyn Fn(&Times) -> Option<f64>, simulated: bool) -> Spread {
+    let mut v: Vec<f64> = pairs.iter().filter_map(|(a, b)| get(if simulated { b } else { a })).collect();
+    Spread::of(&mut v).unwrap_or(Spread { p50: 0.0, p90: 0.0, p99: 0.0, mean: 0.0 })
+}
+
+/// p50 and p90 of TTFT, TPOT and E2E, executed vs simulated.
+fn percentiles(pairs: &[(Times, Times)]) -> Vec<Pair> {
+    let mut out = Vec::new();
+    for (name, get) in PERCENTILE_METRICS {
+        let (a, b) = (spread(pairs, get, false), spread(pairs, get, true));
+        out.push(Pair::new(&format!("{name} p50"), a.p50, b.p50));
+        out.push(Pair::new(&format!("{name} p90"), a.p90, b.p90));
     }
-    let phase_metrics: [Metric; 4] = [
-        ("queueing", &|t| Some(t.queue)),
-        ("prefill", &|t| Some(t.prefill)),
-        ("kv transfer", &|t| Some(t.transfer)),
-        ("decode (TPOT)", &|t| t.tpot),
-    ];
-    for (name, get) in phase_metrics {
-        phases.push(Pair::new(&format!("{name} mean"), spread(get, 0).mean, spread(get, 1).mean));
+    out
+}
+
+/// The mean time of each phase, executed vs simulated.
+fn phases(pairs: &[(Times, Times)]) -> Vec<Pair> {
+    PHASE_METRICS
+        .iter()
+        .map(|(name, get)| {
+            Pair::new(&format!("{name} mean"), spread(pairs, get, false).mean, spread(pairs, get, true).mean)
+        })
+        .collect()
+}
+
+/// Notes on each pooled figure how the same figure came out run by run.
+fn note_runs(pooled: &mut [Pair], per_run: &[Vec<Pair>]) {
+    if per_run.len() < 2 {
+        return;
     }
-    Ok(TopologyComparison {
-        topology: topology.name.clone(),
-        requests: pairs.len(),
-        percentiles,
-        phases,
-        pace: pace::Pace::default(),
-        paced: Vec::new(),
-    })
+    for (i, p) in pooled.iter_mut().enumerate() {
+        let ex: Vec<f64> = per_run.iter().map(|r| r[i].executed).collect();
+        let err: Vec<f64> = per_run.iter().map(|r| r[i].relative_error).collect();
+        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mid = crate::calibrate::median(ex.clone());
+        p.across_runs = Some(AcrossRuns {
+            executed_min: min(&ex),
+            executed_max: max(&ex),
+            executed_spread: if mid > 0.0 { (max(&ex) - min(&ex)) / mid } else { 0.0 },
+            error_min: min(&err),
+            error_max: max(&err),
+        });
+    }
+}
+
+impl TopologyComparison {
+    /// The comparison of `topology` over one or more runs: the figures pool every run's
+    /// requests (and steps, for the pace); with several runs each figure also says how it
+    /// moved from run to run.
+    pub fn of(topology: &Topology, runs: &[RunPairs]) -> TopologyComparison {
+        let pool = |f: &dyn Fn(&RunPairs) -> &Vec<(Times, Times)>| -> Vec<(Times, Times)> {
+            runs.iter().flat_map(|r| f(r).iter().copied()).collect()
+        };
+        let (pairs, paced_pairs) = (pool(&|r| &r.pairs), pool(&|r| &r.paced));
+        let mut ratios = pace::Ratios::default();
+        runs.iter().for_each(|r| ratios.extend(&r.ratios));
+        let mut c = TopologyComparison {
+            topology: topology.name.clone(),
+            runs: runs.len(),
+            requests: pairs.len(),
+            percentiles: percentiles(&pairs),
+            phases: phases(&pairs),
+            pace: ratios.pace(),
+            paced: if paced_pairs.is_empty() { Vec::new() } else { percentiles(&paced_pairs) },
+        };
+        note_runs(&mut c.percentiles, &runs.iter().map(|r| percentiles(&r.pairs)).collect::<Vec<_>>());
+        note_runs(&mut c.phases, &runs.iter().map(|r| phases(&r.pairs)).collect::<Vec<_>>());
+        if runs.iter().all(|r| !r.paced.is_empty()) {
+            note_runs(&mut c.paced, &runs.iter().map(|r| percentiles(&r.paced)).collect::<Vec<_>>());
+        }
+        c
+    }
 }
 
 /// Runs the simulated side of one topology into `dir/<sub>/`.
@@ -194,27 +276,29 @@ pub fn simulate_topology(sim: &Scenario, topology: &Topology, dir: &Path, sub: &
     run_topology(sim, &backend, topology, &dir.join(sub), false).map(|_| ())
 }
 
-/// Executed, then simulated with `profile`, then (when the run's pace can be measured)
-/// simulated again with the profile at the run's pace: the comparison of one topology whose
-/// execute run is in `dir/<topology>/`.
+/// Simulates with `profile`, then (when the run's pace can be measured) again with the
+/// profile at the run's pace, the topology whose execute run is in `dir/<topology>/`; pairs
+/// each with the execute run, request by request.
 pub fn simulate_and_compare(
     executed: &Scenario,
     topology: &Topology,
     profile: &Arc<crate::engine::sim::CostModel>,
     dir: &Path,
-) -> Result<TopologyComparison, Box<dyn std::error::Error>> {
+) -> Result<RunPairs, Box<dyn std::error::Error>> {
     let exec_dir = dir.join(&topology.name);
     let trace = exec_dir.join("trace.csv");
     let sim = simulated_scenario(executed, profile.clone(), &trace)?;
     simulate_topology(&sim, topology, dir, "simulated")?;
-    let mut c = compare_topology(topology, &exec_dir, &dir.join("simulated").join(&topology.name), &exec_dir)?;
-    c.pace = pace::measure(&exec_dir.join("iterations.csv"), topology, profile)?;
-    if c.pace.prefill.is_some() || c.pace.decode.is_some() {
-        let paced = profile.paced(c.pace.prefill.unwrap_or(1.0), c.pace.decode.unwrap_or(1.0));
-        let sim = simulated_scenario(executed, Arc::new(paced), &trace)?;
+    let pairs = pair_up(&exec_dir, &dir.join("simulated").join(&topology.name), &exec_dir)?;
+    let ratios = pace::ratios(&exec_dir.join("iterations.csv"), topology, profile)?;
+    let run_pace = ratios.pace();
+    let mut paced = Vec::new();
+    if run_pace.prefill.is_some() || run_pace.decode.is_some() {
+        let scaled = profile.paced(run_pace.prefill.unwrap_or(1.0), run_pace.decode.unwrap_or(1.0));
+        let sim = simulated_scenario(executed, Arc::new(scaled), &trace)?;
         simulate_topology(&sim, topology, dir, "paced")?;
         let paced_dir = dir.join("paced").join(&topology.name);
-        c.paced = compare_topology(topology, &exec_dir, &paced_dir, &paced_dir)?.percentiles;
+        paced = pair_up(&exec_dir, &paced_dir, &paced_dir)?;
     }
-    Ok(c)
+    Ok(RunPairs { pairs, paced, ratios })
 }

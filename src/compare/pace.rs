@@ -72,9 +72,39 @@ fn read_steps(path: &Path) -> std::io::Result<Vec<Step>> {
     Ok(out)
 }
 
+/// Executed ÷ predicted time of each step whose shape the iteration rows determine, by kind:
+/// what a pace is the median of, kept so that several runs can be pooled.
+#[derive(Debug, Clone, Default)]
+pub struct Ratios {
+    pub prefill: Vec<f64>,
+    pub decode: Vec<f64>,
+}
+
+impl Ratios {
+    pub fn extend(&mut self, other: &Ratios) {
+        self.prefill.extend_from_slice(&other.prefill);
+        self.decode.extend_from_slice(&other.decode);
+    }
+
+    pub fn pace(&self) -> Pace {
+        let median = |v: &Vec<f64>| (!v.is_empty()).then(|| crate::calibrate::median(v.clone()));
+        Pace {
+            prefill_steps: self.prefill.len(),
+            decode_steps: self.decode.len(),
+            prefill: median(&self.prefill),
+            decode: median(&self.decode),
+        }
+    }
+}
+
 /// The pace of the run whose `iterations.csv` is given, against `profile` (a calibration
 /// profile: each worker's fit by its thread count in `topology`).
 pub fn measure(iterations: &Path, topology: &Topology, profile: &CostModel) -> std::io::Result<Pace> {
+    ratios(iterations, topology, profile).map(|r| r.pace())
+}
+
+/// Each step's executed ÷ predicted time (see [`measure`]).
+pub fn ratios(iterations: &Path, topology: &Topology, profile: &CostModel) -> std::io::Result<Ratios> {
     let steps = read_steps(iterations)?;
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
     for (i, s) in steps.iter().enumerate() {
@@ -104,13 +134,7 @@ pub fn measure(iterations: &Path, topology: &Topology, profile: &CostModel) -> s
             if plan.prefill.is_empty() { &mut decode } else { &mut prefill }.push(s.ms / predicted);
         }
     }
-    let median = |v: Vec<f64>| (!v.is_empty()).then(|| crate::calibrate::median(v));
-    Ok(Pace {
-        prefill_steps: prefill.len(),
-        decode_steps: decode.len(),
-        prefill: median(prefill),
-        decode: median(decode),
-    })
+    Ok(Ratios { prefill, decode })
 }
 
 #[cfg(test)]

@@ -76,4 +76,37 @@ fn calibrate_then_compare() {
         assert_eq!(e.s("prompt_tokens"), s.s("prompt_tokens"));
         assert_eq!(e.s("token_count"), s.s("token_count"));
     }
+
+    // Repeated: the same requests executed twice; the figures pool both runs and say how each
+    // moved from one run to the other.
+    let out = d.path().join("repeated");
+    let c = pdsim(&[
+        "compare",
+        "scenarios/light_light.toml",
+        "--profile",
+        p,
+        "--requests",
+        "3",
+        "--only",
+        "split",
+        "--repeat",
+        "2",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let t = &c["topologies"][0];
+    assert_eq!((t["runs"].as_u64(), t["requests"].as_u64()), (Some(2), Some(6)), "{t}");
+    for m in t["percentiles"].as_array().unwrap() {
+        let a = &m["across_runs"];
+        let f = |k: &str| a[k].as_f64().unwrap();
+        assert!(f("executed_min") <= f("executed_max") && f("error_min") <= f("error_max"), "{m}");
+        assert!(f("executed_min") > 0.0 && f("executed_spread") >= 0.0, "{m}");
+    }
+    let run = out.join("light_light/compare/latest");
+    for k in [1, 2] {
+        assert_eq!(crate::common::read_csv(&run.join(format!("run-{k}/split/compare.csv"))).len(), 3);
+    }
+    let rows = crate::common::read_csv(&run.join("comparison.csv"));
+    assert!(rows.iter().all(|r| r.s("runs") == "2"), "{:?}", rows.iter().map(|r| r.s("runs")).collect::<Vec<_>>());
 }
