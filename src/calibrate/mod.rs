@@ -7,6 +7,7 @@
 //! measures the in-process KV handoff (a message carrying the cache between two actor threads).
 //! The result is a profile TOML that simulate-mode scenarios name as their cost model.
 
+mod co_run;
 pub mod fit;
 pub mod profile;
 
@@ -19,7 +20,7 @@ use crate::engine::candle::engine::{CandleEngine, GenerationConfig};
 use crate::engine::candle::prompts::PromptSource;
 use crate::engine::candle::sampler::Sampling;
 use crate::engine::candle::Model;
-use crate::engine::sim::linear::{CoRun, Wake};
+use crate::engine::sim::linear::Wake;
 use crate::engine::step::{DecodeSlot, PromptChunk, StepPlan};
 use crate::engine::{Engine, EngineError};
 use crate::workload::RequestSpec;
@@ -49,7 +50,7 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-struct Bench {
+pub(crate) struct Bench {
     engine: CandleEngine,
     next_id: u64,
 }
@@ -237,154 +238,7 @@ fn wake_ms(b: &mut Bench, samples: usize) -> Result<f64, EngineError> {
     Ok((median(cold) - median(hot)).max(0.0))
 }
 
-/// What a second worker computing on the machine does to a worker's steps (shared memory
-/// bandwidth and caches), as in a split topology: a 64-token prefill while another engine
-/// decodes a batch of 4, and a batch-4 decode step while another engine prefills 256-token
-/// prompts; as factors over the same steps alone (never below 0).
-///
-/// The other engine takes turns: it computes for [`CO_RUN_PHASE_MS`], then sleeps as long.
-/// The timed engine steps back to back all along, and each step counts as beside when the other
-/// computed from its start to its end, as alone when it slept throughout (steps that straddle
-/// a turn are dropped). Alone and beside samples so come from the same seconds. Timing them
-/// in two windows a few seconds apart, as before, measured the machine's drift as much as the
-/// neighbour: a one-thread decode beside a prefilling engine read 0%, 13%, 20% and 47% in four
-/// calibrations, while in executed split runs the same steps ran as fast beside the prefill
-/// worker as without it (×0.97 over 6,000 steps).
-fn co_run(model: &Arc<Model>, threads: usize, samples: usize) -> Result<CoRun, EngineError> {
-    let mut b = bench(model, threads);
-    let mut seqs = Vec::new();
-    for _ in 0..4 {
-        seqs.extend(b.prefill(&[128], CO_RUN_MAX_STEPS + 2)?.1);
-    }
-    let mut produced = 1u64;
-    let mut decode = |b: &mut Bench| -> Result<f64, EngineError> {
-        if produced as usize > CO_RUN_MAX_STEPS {
-            return Err(EngineError::Step("the co-run measurement ran out of decode steps".into()));
-        }
-        let ms =
-            b.decode(seqs.iter().map(|&request| DecodeSlot { request, context_tokens: 128 + produced }).collect())?;
-        produced += 1;
-        Ok(ms)
-    };
-    let prefill = beside(model, threads, Background::Decode, &mut b, samples, &mut |b: &mut Bench| {
-        let (ms, ids) = b.prefill(&[64], 2)?;
-        b.finish(&ids);
-        Ok(ms)
-    })?;
-    let decode = beside(model, threads, Background::Prefill, &mut b, 4 * samples, &mut decode)?;
-    Ok(CoRun { prefill: (prefill.1 / prefill.0 - 1.0).max(0.0), decode: (decode.1 / decode.0 - 1.0).max(0.0) })
-}
-
-/// Steps timed alone and beside another engine, at least, each (four times as many decode
-/// steps, which are short).
-const CO_RUN_SAMPLES: usize = 9;
-
-/// How long the other engine computes, then sleeps, in turn, in the co-run measurement: a few
-/// of the timed engine's longest steps (a one-thread 64-token prefill, ~90 ms).
-const CO_RUN_PHASE_MS: u64 = 400;
-
-/// The most decode steps the co-run measurement takes (its batch's caches are sized for them).
-const CO_RUN_MAX_STEPS: usize = 600;
-
-/// Gives up on the co-run measurement after this long.
-const CO_RUN_LIMIT_S: f64 = 60.0;
-
-#[derive(Clone, Copy)]
-enum Background {
-    Prefill,
-    Decode,
-}
-
-/// Times `step` on `b` back to back while another engine (its own `threads`) takes turns
-/// computing (prefilling 256-token prompts or decoding a batch of 4) and sleeping; returns the
-/// medians of at least `samples` steps alone and beside it.
-fn beside(
-    model: &Arc<Model>,
-    threads: usize,
-    work: Background,
-    b: &mut Bench,
-    samples: usize,
-    step: &mut dyn FnMut(&mut Bench) -> Result<f64, EngineError>,
-) -> Result<(f64, f64), EngineError> {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::time::Duration;
-    let stop = Arc::new(AtomicBool::new(false));
-    // Counts the other engine's turns: odd while it computes, even while it sleeps (0: not
-    // started yet).
-    let turn = Arc::new(AtomicU64::new(0));
-    let (m, flag, turns) = (model.clone(), stop.clone(), turn.clone());
-    let other = std::thread::spawn(move || -> Result<(), EngineError> {
-        let mut b = bench(&m, threads);
-        let running = || !flag.load(Ordering::Relaxed);
-        let mut seqs: Vec<u64> = Vec::new();
-        let mut k = 0u64;
-        while running() {
-            turns.fetch_add(1, Ordering::SeqCst);
-            let t = Instant::now();
-            while running() && t.elapsed() < Duration::from_millis(CO_RUN_PHASE_MS) {
-                match work {
-                    Background::Prefill => {
-                        let (_, ids) = b.prefill(&[256], 2)?;
-                        b.finish(&ids);
-                    }
-                    Background::Decode => {
-                        if seqs.is_empty() || k >= 500 {
-                            b.finish(&seqs);
-                            seqs.clear();
-                            for _ in 0..4 {
-                                seqs.extend(b.prefill(&[128], 512)?.1);
-                            }
-                            k = 1;
-                        }
-                        let slots = seqs.iter().map(|&request| DecodeSlot { request, context_tokens: 128 + k });
-                        b.decode(slots.collect())?;
-                        k += 1;
-                    }
-                }
-            }
-            turns.fetch_add(1, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_millis(CO_RUN_PHASE_MS));
-        }
-        Ok(())
-    });
-    let (mut alone, mut with) = (Vec::new(), Vec::new());
-    let started = Instant::now();
-    let mut out = Ok(());
-    step(b).map(|_| ())?; // settle
-    while alone.len() < samples || with.len() < samples {
-        if other.is_finished() {
-            break;
-        }
-        if started.elapsed().as_secs_f64() > CO_RUN_LIMIT_S {
-            out = Err(EngineError::Step(format!(
-                "the co-run measurement got {} steps alone and {} beside in {CO_RUN_LIMIT_S} s",
-                alone.len(),
-                with.len()
-            )));
-            break;
-        }
-        let before = turn.load(Ordering::SeqCst);
-        let ms = match step(b) {
-            Ok(ms) => ms,
-            Err(e) => {
-                out = Err(e);
-                break;
-            }
-        };
-        if before > 0 && turn.load(Ordering::SeqCst) == before {
-            if before % 2 == 1 { &mut with } else { &mut alone }.push(ms);
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    other.join().map_err(|_| EngineError::Panicked("the background engine panicked".into()))??;
-    out?;
-    if alone.is_empty() || with.is_empty() {
-        return Err(EngineError::Step("the background engine stopped before the co-run measurement".into()));
-    }
-    Ok((median(alone), median(with)))
-}
-
-fn bench(model: &Arc<Model>, threads: usize) -> Bench {
+pub(crate) fn bench(model: &Arc<Model>, threads: usize) -> Bench {
     let prompts = Arc::new(PromptSource::Synthetic { seed: 7, vocab: model.llama.config.vocab as u32 });
     let generation = GenerationConfig { sampling: Sampling::Greedy, ignore_eos: true };
     Bench { engine: CandleEngine::new(model.clone(), threads, prompts, generation), next_id: 0 }
@@ -434,7 +288,7 @@ pub fn calibrate(
     let mut fits = Vec::new();
     for &threads in &opts.threads {
         let (prefill, decode_single, decode, wake) = measure(&model, threads, opts, &mut progress)?;
-        let co_run = co_run(&model, threads, CO_RUN_SAMPLES)?;
+        let co_run = co_run::measure(&model, threads)?;
         progress(&format!(
             "threads {threads}: beside another worker, prefill steps take {:+.0}% and decode steps {:+.0}%",
             co_run.prefill * 100.0,
