@@ -84,9 +84,10 @@ impl<E: Engine> FusedWorker<E> {
             return;
         }
         self.busy = true;
-        self.stamp = self.c.env.stamp(self.sched.kv().used(), self.sched.waiting() as u64);
+        self.stamp = self.c.env.stamp(&self.plan, self.sched.kv().used(), self.sched.waiting() as u64);
         self.plan.idle_ns = self.stamp.idle_ns;
         self.plan.co_running = self.stamp.co_running;
+        self.plan.beside_single_decode = self.stamp.beside_single_decode;
         let specs = std::mem::take(&mut self.admitted);
         let result = admit_and_step(&mut self.engine, &specs, &self.plan).map(|out| {
             self.stopped = out.stopped;

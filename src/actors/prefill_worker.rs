@@ -92,9 +92,10 @@ impl<E: Engine> PrefillWorker<E> {
             self.plan.prefill.push(PromptChunk { request: r.spec.id, offset: 0, tokens: r.spec.prompt_tokens });
             self.in_flight.push(r);
         }
-        self.stamp = self.c.env.stamp(self.kv.used(), self.queue.len() as u64);
+        self.stamp = self.c.env.stamp(&self.plan, self.kv.used(), self.queue.len() as u64);
         self.plan.idle_ns = self.stamp.idle_ns;
         self.plan.co_running = self.stamp.co_running;
+        self.plan.beside_single_decode = self.stamp.beside_single_decode;
         self.publish_load();
         let result = admit_and_step(&mut self.engine, &specs, &self.plan).map(|out| {
             self.stopped = out.stopped;

@@ -1,6 +1,6 @@
 //! What every worker shares: the clock, the collector, the enqueuer (for retries), its gauge.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -115,6 +115,17 @@ pub struct StepStamp {
     pub idle_ns: u64,
     /// Other workers computing when the step started.
     pub co_running: u32,
+    /// Whether one of them was in a single-sequence decode step.
+    pub beside_single_decode: bool,
+}
+
+/// What the workers sharing one machine are computing right now.
+#[derive(Debug, Default)]
+pub struct MachineLoad {
+    /// Workers in a step.
+    pub busy: AtomicU32,
+    /// Workers in a single-sequence decode step.
+    pub single_decode: AtomicU32,
 }
 
 /// The environment a worker runs in.
@@ -130,10 +141,12 @@ pub struct WorkerEnv {
     pub gauge: LoadGauge,
     /// When the worker's last step ended (0 before its first).
     pub last_end_ns: std::cell::Cell<u64>,
-    /// Workers of the topology computing right now (they share one machine in execute mode,
-    /// which a calibrated cost model charges for), and whether this one is among them.
-    pub machine_busy: Arc<std::sync::atomic::AtomicU32>,
+    /// What the workers of the topology are computing right now (they share one machine in
+    /// execute mode, which a calibrated cost model charges for), and whether this one is in a
+    /// step, and in a single-sequence decode step.
+    pub machine: Arc<MachineLoad>,
     pub busy: std::cell::Cell<bool>,
+    pub single_decode: std::cell::Cell<bool>,
 }
 
 impl WorkerEnv {
@@ -170,14 +183,26 @@ impl WorkerEnv {
         self.collector.do_send(RequestFinished { record, text });
     }
 
-    /// Notes the state of the worker as a step starts.
-    pub fn stamp(&self, kv_used_tokens: u64, queued: u64) -> StepStamp {
+    /// Notes the state of the worker as `plan` starts.
+    pub fn stamp(&self, plan: &StepPlan, kv_used_tokens: u64, queued: u64) -> StepStamp {
         let start_ns = self.now();
+        let m = &self.machine;
         // A step that never ended (the worker crashed in it) still counts this worker as busy.
-        let others = if self.busy.replace(true) {
-            self.machine_busy.load(Ordering::Relaxed).saturating_sub(1)
+        let was_busy = self.busy.replace(true);
+        let others = if was_busy {
+            m.busy.load(Ordering::Relaxed).saturating_sub(1)
         } else {
-            self.machine_busy.fetch_add(1, Ordering::Relaxed)
+            m.busy.fetch_add(1, Ordering::Relaxed)
+        };
+        if self.single_decode.replace(false) {
+            m.single_decode.fetch_sub(1, Ordering::Relaxed);
+        }
+        let single = plan.prefill.is_empty() && plan.decode.len() == 1;
+        let others_single = if single {
+            self.single_decode.set(true);
+            m.single_decode.fetch_add(1, Ordering::Relaxed)
+        } else {
+            m.single_decode.load(Ordering::Relaxed)
         };
         StepStamp {
             start_ns,
@@ -185,6 +210,7 @@ impl WorkerEnv {
             queued,
             idle_ns: start_ns.saturating_sub(self.last_end_ns.get()),
             co_running: others,
+            beside_single_decode: others_single > 0,
         }
     }
 
@@ -193,7 +219,10 @@ impl WorkerEnv {
         let StepStamp { start_ns, kv_used_tokens, queued, .. } = stamp;
         self.last_end_ns.set(self.now());
         if self.busy.replace(false) {
-            self.machine_busy.fetch_sub(1, Ordering::Relaxed);
+            self.machine.busy.fetch_sub(1, Ordering::Relaxed);
+        }
+        if self.single_decode.replace(false) {
+            self.machine.single_decode.fetch_sub(1, Ordering::Relaxed);
         }
         let s = plan.shape();
         self.collector.do_send(IterationCompleted {

@@ -13,8 +13,12 @@ use crate::engine::EngineError;
 
 /// What a second worker computing on the machine does to a worker's steps (shared memory
 /// bandwidth and caches), as in a split topology: a 64-token prefill while another engine
-/// decodes a batch of 4, and a batch-4 decode step while another engine prefills 256-token
-/// prompts; as factors over the same steps alone (never below 0).
+/// decodes a batch of 4, the same while it decodes a single sequence, and a batch-4 decode step
+/// while another engine prefills 256-token prompts; as factors over the same steps alone (never
+/// below 0). A single-sequence decode beside is measured apart because it slows a prefill far
+/// more (on the build machine, one thread each: +12–19% against +2% beside a batch of 4; in
+/// executed split runs the prefill worker's short prompts ran ×1.26–1.40 the profile while the
+/// decode worker decoded one sequence, and a light load's decode worker mostly does).
 ///
 /// The other engine takes turns: it computes for [`CO_RUN_PHASE_MS`], then sleeps as long.
 /// The timed engine steps back to back all along, and each step counts as beside when the other
@@ -41,13 +45,16 @@ pub fn measure(model: &Arc<Model>, threads: usize) -> Result<CoRun, EngineError>
         produced += 1;
         Ok(ms)
     };
-    let prefill = beside(model, threads, Background::Decode, &mut b, samples, &mut |b: &mut Bench| {
+    let mut prefill = |b: &mut Bench| {
         let (ms, ids) = b.prefill(&[64], 2)?;
         b.finish(&ids);
         Ok(ms)
-    })?;
+    };
+    let batched = beside(model, threads, Background::Decode(4), &mut b, samples, &mut prefill)?;
+    let single = beside(model, threads, Background::Decode(1), &mut b, samples, &mut prefill)?;
     let decode = beside(model, threads, Background::Prefill, &mut b, 4 * samples, &mut decode)?;
-    Ok(CoRun { prefill: (prefill.1 / prefill.0 - 1.0).max(0.0), decode: (decode.1 / decode.0 - 1.0).max(0.0) })
+    let factor = |(alone, beside): (f64, f64)| (beside / alone - 1.0).max(0.0);
+    Ok(CoRun { prefill: factor(batched), decode: factor(decode), prefill_beside_single: Some(factor(single)) })
 }
 
 /// Steps timed alone and beside another engine, at least, each (four times as many decode
@@ -67,11 +74,12 @@ const CO_RUN_LIMIT_S: f64 = 60.0;
 #[derive(Clone, Copy)]
 enum Background {
     Prefill,
-    Decode,
+    /// A batch of this many sequences.
+    Decode(usize),
 }
 
 /// Times `step` on `b` back to back while another engine (its own `threads`) takes turns
-/// computing (prefilling 256-token prompts or decoding a batch of 4) and sleeping; returns the
+/// computing (prefilling 256-token prompts or decoding a batch) and sleeping; returns the
 /// medians of at least `samples` steps alone and beside it.
 fn beside(
     model: &Arc<Model>,
@@ -102,11 +110,11 @@ fn beside(
                         let (_, ids) = b.prefill(&[256], 2)?;
                         b.finish(&ids);
                     }
-                    Background::Decode => {
+                    Background::Decode(n) => {
                         if seqs.is_empty() || k >= 500 {
                             b.finish(&seqs);
                             seqs.clear();
-                            for _ in 0..4 {
+                            for _ in 0..n {
                                 seqs.extend(b.prefill(&[128], 512)?.1);
                             }
                             k = 1;

@@ -290,8 +290,10 @@ pub fn calibrate(
         let (prefill, decode_single, decode, wake) = measure(&model, threads, opts, &mut progress)?;
         let co_run = co_run::measure(&model, threads)?;
         progress(&format!(
-            "threads {threads}: beside another worker, prefill steps take {:+.0}% and decode steps {:+.0}%",
+            "threads {threads}: beside another worker, prefill steps take {:+.0}% ({:+.0}% beside a \
+             single-sequence decode) and decode steps {:+.0}%",
             co_run.prefill * 100.0,
+            co_run.prefill_beside_single.unwrap_or(co_run.prefill) * 100.0,
             co_run.decode * 100.0
         ));
         progress(&format!(

@@ -94,6 +94,10 @@ pub struct WakeFile {
 pub struct CoRunFile {
     pub prefill: f64,
     pub decode: f64,
+    /// A prefill's factor beside a single-sequence decode step (absent in older profiles:
+    /// `prefill` then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_beside_single: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -139,7 +143,11 @@ impl Profile {
                         per_seq_ms: f.decode.coeffs[2],
                     },
                     wake: Some(WakeFile { after_idle_ms: f.wake.after_idle_ms, extra_ms: f.wake.extra_ms }),
-                    co_run: Some(CoRunFile { prefill: f.co_run.prefill, decode: f.co_run.decode }),
+                    co_run: Some(CoRunFile {
+                        prefill: f.co_run.prefill,
+                        decode: f.co_run.decode,
+                        prefill_beside_single: f.co_run.prefill_beside_single,
+                    }),
                     quality: Quality {
                         prefill_r2: f.prefill.r2,
                         prefill_max_residual_ms: f.prefill.max_residual_ms,
@@ -192,7 +200,11 @@ impl FitFile {
                 },
             )),
             wake: self.wake.as_ref().map(|w| Wake { after_idle_ms: w.after_idle_ms, extra_ms: w.extra_ms }),
-            co_run: self.co_run.as_ref().map(|c| CoRun { prefill: c.prefill, decode: c.decode }),
+            co_run: self.co_run.as_ref().map(|c| CoRun {
+                prefill: c.prefill,
+                decode: c.decode,
+                prefill_beside_single: c.prefill_beside_single,
+            }),
         }
     }
 }

@@ -124,9 +124,10 @@ pub fn ratios(iterations: &Path, topology: &Topology, profile: &CostModel) -> st
         };
         let previous_end = steps[..i].iter().rev().find(|p| p.worker == s.worker).map_or(0.0, |p| p.end_s);
         plan.idle_ns = ((s.start_s - previous_end).max(0.0) * 1e9) as u64;
-        plan.co_running =
-            steps.iter().filter(|o| o.worker != s.worker && o.start_s <= s.start_s && s.start_s < o.end_s).count()
-                as u32;
+        let beside: Vec<&Step> =
+            steps.iter().filter(|o| o.worker != s.worker && o.start_s <= s.start_s && s.start_s < o.end_s).collect();
+        plan.co_running = beside.len() as u32;
+        plan.beside_single_decode = beside.iter().any(|o| o.kind == "decode" && o.batch == 1);
         let threads = if s.worker.starts_with("decode") { topology.threads.decode } else { topology.threads.prefill };
         let Ok(cost) = profile.for_threads(threads) else { continue };
         let predicted = cost.step_ns(&plan) as f64 / 1e6;

@@ -26,6 +26,10 @@ pub struct StepPlan {
     /// How many other workers sharing this worker's machine were computing when it started: a
     /// cost model may charge for the contention.
     pub co_running: u32,
+    /// Whether one of them was running a single-sequence decode step, which contends for memory
+    /// far more than a batched one (on the build machine a one-thread prefill ran 12–19% slower
+    /// beside a batch-1 decode, 2% beside a batch of 4).
+    pub beside_single_decode: bool,
 }
 
 impl StepPlan {
@@ -52,6 +56,7 @@ impl StepPlan {
         s.decode_context = self.decode.iter().map(|d| d.context_tokens).sum();
         s.idle_ns = self.idle_ns;
         s.co_running = self.co_running;
+        s.beside_single_decode = self.beside_single_decode;
         s
     }
 }
@@ -75,6 +80,8 @@ pub struct StepShape {
     pub idle_ns: u64,
     /// Other workers of the machine computing at the step's start ([`StepPlan::co_running`]).
     pub co_running: u32,
+    /// [`StepPlan::beside_single_decode`].
+    pub beside_single_decode: bool,
 }
 
 impl StepShape {
@@ -98,6 +105,7 @@ mod tests {
             decode: vec![DecodeSlot { request: 2, context_tokens: 10 }, DecodeSlot { request: 3, context_tokens: 5 }],
             idle_ns: 7,
             co_running: 1,
+            beside_single_decode: true,
         };
         let s = plan.shape();
         assert_eq!(s.prefill_tokens, 6);
@@ -107,6 +115,6 @@ mod tests {
         assert_eq!(s.prefill_context, 4 + 6);
         assert_eq!((s.decode_seqs, s.decode_context), (2, 15));
         assert_eq!(s.tokens(), 8);
-        assert_eq!((s.idle_ns, s.co_running), (7, 1));
+        assert_eq!((s.idle_ns, s.co_running, s.beside_single_decode), (7, 1, true));
     }
 }

@@ -189,7 +189,7 @@ async fn drive<E: Engine>(
     // The enqueuer's address exists before it starts: workers send it the requests they lose.
     let enqueuer_ctx: Context<Enqueuer> = Context::new();
     let enqueuer = enqueuer_ctx.address().recipient();
-    let machine_busy = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let machine = Arc::new(crate::actors::worker_env::MachineLoad::default());
     let env = |name: String, index: u32| -> (WorkerEnv, LoadGauge) {
         let gauge = Gauge::new();
         let env = WorkerEnv {
@@ -200,8 +200,9 @@ async fn drive<E: Engine>(
             enqueuer: enqueuer.clone(),
             gauge,
             last_end_ns: Default::default(),
-            machine_busy: machine_busy.clone(),
+            machine: machine.clone(),
             busy: Default::default(),
+            single_decode: Default::default(),
         };
         let g = env.gauge.clone();
         (env, g)

@@ -809,7 +809,8 @@ pub fn load_profile(path: &Path) -> Result<CostModel, String> {
             return Err(format!("{}: the fit for {} threads has an invalid coefficient", path.display(), f.threads));
         }
         if let Some(c) = &f.co_run {
-            if ![c.prefill, c.decode].iter().all(|x| x.is_finite() && (0.0..=100.0).contains(x)) {
+            let factors = [c.prefill, c.decode, c.prefill_beside_single.unwrap_or(0.0)];
+            if !factors.iter().all(|x| x.is_finite() && (0.0..=100.0).contains(x)) {
                 return Err(format!(
                     "{}: the co_run factors of the fit for {} threads must be from 0 to 100",
                     path.display(),

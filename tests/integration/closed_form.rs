@@ -167,3 +167,88 @@ chunk_tokens = 64
     close(r.requests[0].f("ttft_ms"), ms[0] + ms[1]);
     close(r.requests[1].f("ttft_ms"), ms[0] + ms[1] + ms[2] + ms[3]);
 }
+
+/// A one-thread profile: prefill = 10 + 1·L ms, decode = 5 ms a step whatever its shape; no
+/// wake-up; beside another worker a prefill takes × 1.5, × 2 beside a single-sequence decode.
+fn profile(dir: &std::path::Path, beside_single: bool) -> std::path::PathBuf {
+    let single = if beside_single { "prefill_beside_single = 1.0\n" } else { "" };
+    let text = format!(
+        r#"model = "m"
+weights = "mixed"
+machine = "test"
+kv_bytes_per_token = 1000
+handoff_us = 0.0
+[[fit]]
+threads = 1
+[fit.prefill]
+base_ms = 10.0
+per_token_ms = 1.0
+per_token_sq_ms = 0.0
+[fit.decode_single]
+base_ms = 5.0
+per_ctx_token_ms = 0.0
+per_seq_ms = 0.0
+[fit.decode]
+base_ms = 5.0
+per_ctx_token_ms = 0.0
+per_seq_ms = 0.0
+[fit.co_run]
+prefill = 0.5
+decode = 0.0
+{single}[fit.quality]
+prefill_r2 = 1.0
+prefill_max_residual_ms = 0.0
+prefill_points = 3
+decode_single_r2 = 1.0
+decode_single_max_residual_ms = 0.0
+decode_single_points = 2
+decode_r2 = 1.0
+decode_max_residual_ms = 0.0
+decode_points = 3
+"#
+    );
+    let path = dir.join(if beside_single { "single.toml" } else { "plain.toml" });
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_prefill_beside_a_single_sequence_decode_takes_its_own_factor() {
+    // Two requests 100 ms apart on a split topology: the first decodes alone (one sequence,
+    // 5 ms steps, 60 ms of prefill then 100 steps) while the second's 50-token prefill runs
+    // beside it: 60 ms alone, × 1.5 beside a worker, × 2 beside a single-sequence decode.
+    let d = tempfile::tempdir().unwrap();
+    for (beside_single, ttft) in [(false, 90.0), (true, 120.0)] {
+        let text = format!(
+            r#"
+seed = 1
+requests = 2
+[cost_model]
+kind = "profile"
+path = "{}"
+[[workload.classes]]
+name = "one"
+prompt_tokens = 50
+output_tokens = 101
+[workload.arrival]
+kind = "constant"
+interval_ms = 100
+[slo]
+ttft_ms = 1000
+tpot_ms = 100
+[batching]
+kv_capacity_tokens = 100000
+[[topology]]
+name = "split"
+kind = "split"
+prefill_workers = 1
+decode_workers = 1
+"#,
+            profile(d.path(), beside_single).display()
+        );
+        let r = run(&scenario(&text), "split");
+        let q = &r.requests;
+        close(q[0].f("ttft_ms"), 60.0);
+        close(q[1].f("ttft_ms"), ttft);
+    }
+}

@@ -39,6 +39,10 @@ pub struct LinearCost {
 pub struct CoRun {
     pub prefill: f64,
     pub decode: f64,
+    /// A prefill's factor while the other worker runs a single-sequence decode step, when
+    /// measured (`prefill` otherwise): a batch-1 decode streams the weights through a
+    /// matrix-vector kernel and contends for memory far more than a batch does.
+    pub prefill_beside_single: Option<f64>,
 }
 
 /// A step after the worker sat idle at least `after_idle_ms` takes `extra_ms` longer: what
@@ -85,7 +89,13 @@ impl LinearCost {
             _ => 0.0,
         };
         let (fp, fd) = match self.co_run {
-            Some(c) if s.co_running > 0 => (1.0 + c.prefill, 1.0 + c.decode),
+            Some(c) if s.co_running > 0 => {
+                let prefill = match c.prefill_beside_single {
+                    Some(f) if s.beside_single_decode => f,
+                    _ => c.prefill,
+                };
+                (1.0 + prefill, 1.0 + c.decode)
+            }
             _ => (1.0, 1.0),
         };
         match (s.prefill_seqs > 0, s.decode_seqs > 0) {
@@ -107,7 +117,7 @@ mod tests {
             decode: DecodeCoeffs { base_ms: 5.0, per_ctx_token_ms: 0.01, per_seq_ms: 0.5 },
             large_batch_decode: Some((4, DecodeCoeffs { base_ms: 1.0, per_ctx_token_ms: 0.0, per_seq_ms: 0.0 })),
             wake: Some(Wake { after_idle_ms: 100.0, extra_ms: 15.0 }),
-            co_run: Some(CoRun { prefill: 0.5, decode: 0.25 }),
+            co_run: Some(CoRun { prefill: 0.5, decode: 0.25, prefill_beside_single: Some(1.0) }),
         }
     }
 
@@ -140,5 +150,10 @@ mod tests {
         assert!((m.step_ms(&StepShape { co_running: 1, ..prefill }) - 13.5 * 1.5).abs() < 1e-12);
         let decode = StepShape { decode_seqs: 2, decode_context: 100, co_running: 2, ..Default::default() };
         assert!((m.step_ms(&decode) - 7.0 * 1.25).abs() < 1e-12);
+        // Beside a single-sequence decode a prefill takes its own factor (here 1.0: × 2).
+        let beside_single = StepShape { co_running: 1, beside_single_decode: true, ..prefill };
+        assert!((m.step_ms(&beside_single) - 13.5 * 2.0).abs() < 1e-12);
+        // A decode step's factor does not depend on what is beside it.
+        assert!((m.step_ms(&StepShape { beside_single_decode: true, ..decode }) - 7.0 * 1.25).abs() < 1e-12);
     }
 }
