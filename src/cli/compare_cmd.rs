@@ -39,6 +39,9 @@ const GOAL_P90: f64 = 0.10;
 
 pub fn run(args: CompareArgs) -> ExitCode {
     let bad = super::bad_input;
+    if args.repeat == 0 {
+        return bad("--repeat must be at least 1".into());
+    }
     let mut sc = match scenario::load(&args.scenario) {
         Ok(s) => s,
         Err(e) => return bad(e.to_string()),
@@ -75,9 +78,6 @@ pub fn run(args: CompareArgs) -> ExitCode {
         Err(e) => return bad(e.to_string()),
     };
     eprintln!("pdsim compare: `{}` executed ({}) and simulated ({})", sc.name, backend.describe(), profile.describe());
-    if args.repeat == 0 {
-        return bad("--repeat must be at least 1".into());
-    }
     let mut runs: Vec<Vec<RunPairs>> = sc.topologies.iter().map(|_| Vec::new()).collect();
     for k in 1..=args.repeat {
         // One run's folders: the run folder itself, or run-K/ in it when there are several.

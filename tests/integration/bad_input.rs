@@ -151,6 +151,20 @@ fn missing_scenario_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read scenario no/such/file.toml"));
 }
 
+#[test]
+fn compare_repeat_zero_is_bad_input_and_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pdsim"))
+        .args(["compare", "scenarios/light_light.toml", "--repeat", "0", "--out"])
+        .arg(d.path())
+        .current_dir(crate::common::repo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--repeat must be at least 1"));
+    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "nothing written");
+}
+
 /// The corpus in tests/data/malformed: each scenario (some naming a malformed trace beside it)
 /// fails validation with one error line at the file, line and column listed in EXPECTED.tsv,
 /// exit code 2, no panic.
