@@ -97,13 +97,9 @@ impl Ratios {
     }
 }
 
-/// The pace of the run whose `iterations.csv` is given, against `profile` (a calibration
-/// profile: each worker's fit by its thread count in `topology`).
-pub fn measure(iterations: &Path, topology: &Topology, profile: &CostModel) -> std::io::Result<Pace> {
-    ratios(iterations, topology, profile).map(|r| r.pace())
-}
-
-/// Each step's executed ÷ predicted time (see [`measure`]).
+/// Each step's executed ÷ predicted time in the run whose `iterations.csv` is given, against
+/// `profile` (a calibration profile: each worker's fit by its thread count in `topology`); its
+/// [`Ratios::pace`] is the run's pace.
 pub fn ratios(iterations: &Path, topology: &Topology, profile: &CostModel) -> std::io::Result<Ratios> {
     let steps = read_steps(iterations)?;
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
@@ -186,7 +182,7 @@ mod tests {
             faults: Vec::new(),
             tp: PhaseTp::default(),
         };
-        let p = measure(&path, &topology, &profile).unwrap();
+        let p = ratios(&path, &topology, &profile).unwrap().pace();
         assert_eq!((p.prefill_steps, p.decode_steps), (1, 2));
         assert!((p.prefill.unwrap() - 2.0).abs() < 1e-9, "{p:?}");
         assert!((p.decode.unwrap() - 2.0).abs() < 1e-9, "{p:?}");
