@@ -29,7 +29,6 @@ use crate::engine::EngineError;
 /// calibrations, while in executed split runs the same steps ran as fast beside the prefill
 /// worker as without it (×0.97 over 6,000 steps).
 pub fn measure(model: &Arc<Model>, threads: usize) -> Result<CoRun, EngineError> {
-    let samples = CO_RUN_SAMPLES;
     let mut b = bench(model, threads);
     let mut seqs = Vec::new();
     for _ in 0..4 {
@@ -53,9 +52,10 @@ pub fn measure(model: &Arc<Model>, threads: usize) -> Result<CoRun, EngineError>
     let factor = |(alone, beside): (f64, f64)| (beside / alone - 1.0).max(0.0);
     let (mut batched, mut single, mut decodes) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..CO_RUN_PASSES {
-        batched.push(factor(beside(model, threads, Background::Decode(4), &mut b, samples, &mut prefill)?));
-        single.push(factor(beside(model, threads, Background::Decode(1), &mut b, samples, &mut prefill)?));
-        decodes.push(factor(beside(model, threads, Background::Prefill, &mut b, 4 * samples, &mut decode)?));
+        let n = CO_RUN_SAMPLES;
+        batched.push(factor(beside(model, threads, Background::Decode(4), &mut b, n, &mut prefill)?));
+        single.push(factor(beside(model, threads, Background::Decode(1), &mut b, n, &mut prefill)?));
+        decodes.push(factor(beside(model, threads, Background::Prefill, &mut b, 4 * n, &mut decode)?));
     }
     Ok(CoRun { prefill: median(batched), decode: median(decodes), prefill_beside_single: Some(median(single)) })
 }

@@ -50,7 +50,7 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-pub(crate) struct Bench {
+struct Bench {
     engine: CandleEngine,
     next_id: u64,
 }
@@ -238,7 +238,7 @@ fn wake_ms(b: &mut Bench, samples: usize) -> Result<f64, EngineError> {
     Ok((median(cold) - median(hot)).max(0.0))
 }
 
-pub(crate) fn bench(model: &Arc<Model>, threads: usize) -> Bench {
+fn bench(model: &Arc<Model>, threads: usize) -> Bench {
     let prompts = Arc::new(PromptSource::Synthetic { seed: 7, vocab: model.llama.config.vocab as u32 });
     let generation = GenerationConfig { sampling: Sampling::Greedy, ignore_eos: true };
     Bench { engine: CandleEngine::new(model.clone(), threads, prompts, generation), next_id: 0 }
