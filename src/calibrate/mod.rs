@@ -10,6 +10,7 @@
 mod co_run;
 pub mod fit;
 pub mod profile;
+mod steadiness;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -209,6 +210,16 @@ fn measure(
 /// sizes were measured alike, 7.0–7.3 ms at batch 1.)
 const DECODE_STEPS_PER_POINT: usize = 6;
 
+/// How long one sequence decodes back to back for the machine's unsteadiness: spells last up
+/// to a second or two here, and the estimate needs a few dozen of them.
+fn steadiness_secs(opts: &Options) -> f64 {
+    if opts.quick {
+        4.0
+    } else {
+        15.0
+    }
+}
+
 /// The pause before the wake-up measurement.
 const WAKE_PAUSE_MS: u64 = 300;
 
@@ -289,6 +300,14 @@ pub fn calibrate(
     for &threads in &opts.threads {
         let (prefill, decode_single, decode, wake) = measure(&model, threads, opts, &mut progress)?;
         let co_run = co_run::measure(&model, threads)?;
+        let noise = steadiness::measure(&mut bench(&model, threads), &decode_single, steadiness_secs(opts))?;
+        progress(&format!(
+            "threads {threads}: the same step runs unsteadily: slow spells of ±{:.1}% lasting about {:.0} ms, \
+             and ±{:.1}% step to step",
+            noise.slow_sd * 100.0,
+            noise.corr_ms,
+            noise.step_sd * 100.0
+        ));
         progress(&format!(
             "threads {threads}: beside another worker, prefill steps take {:+.0}% ({:+.0}% beside a \
              single-sequence decode) and decode steps {:+.0}%",
@@ -306,7 +325,7 @@ pub fn calibrate(
             decode.r2,
             decode.max_residual_ms
         ));
-        fits.push(ThreadsFit { threads, prefill, decode_single, decode, wake, co_run });
+        fits.push(ThreadsFit { threads, prefill, decode_single, decode, wake, co_run, noise: Some(noise) });
     }
     let c = &model.llama.config;
     let kv_bytes_per_token = (2 * c.layers * c.kv_heads * c.head_dim * std::mem::size_of::<f32>()) as u64;

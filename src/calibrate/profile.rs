@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fit::Fit;
 use crate::engine::sim::linear::{CoRun, DecodeCoeffs, LinearCost, PrefillCoeffs, Wake};
+use crate::engine::sim::noise::Noise;
 
 /// The fits for one thread count.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -20,6 +21,8 @@ pub struct ThreadsFit {
     pub wake: Wake,
     /// The slowdown of steps beside another worker.
     pub co_run: CoRun,
+    /// How unsteady the machine ran the same step, when measured.
+    pub noise: Option<Noise>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -62,6 +65,10 @@ pub struct FitFile {
     /// profiles: no charge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub co_run: Option<CoRunFile>,
+    /// How unsteady the machine is (absent in older profiles: every step takes the fitted
+    /// time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<NoiseFile>,
     /// Fit quality, for people; not read.
     pub quality: Quality,
 }
@@ -98,6 +105,14 @@ pub struct CoRunFile {
     /// `prefill` then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefill_beside_single: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoiseFile {
+    pub slow_sd: f64,
+    pub corr_ms: f64,
+    pub step_sd: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,6 +163,7 @@ impl Profile {
                         decode: f.co_run.decode,
                         prefill_beside_single: f.co_run.prefill_beside_single,
                     }),
+                    noise: f.noise.map(|n| NoiseFile { slow_sd: n.slow_sd, corr_ms: n.corr_ms, step_sd: n.step_sd }),
                     quality: Quality {
                         prefill_r2: f.prefill.r2,
                         prefill_max_residual_ms: f.prefill.max_residual_ms,
@@ -205,6 +221,7 @@ impl FitFile {
                 decode: c.decode,
                 prefill_beside_single: c.prefill_beside_single,
             }),
+            noise: self.noise.as_ref().map(|n| Noise { slow_sd: n.slow_sd, corr_ms: n.corr_ms, step_sd: n.step_sd }),
         }
     }
 }

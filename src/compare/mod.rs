@@ -72,12 +72,21 @@ pub struct TopologyComparison {
 
 /// One execution of a topology beside its simulations, request by request.
 pub struct RunPairs {
-    /// (executed, simulated) per request.
+    /// (executed, simulated) per request, for each draw of the machine's noise in turn (the
+    /// executed side repeats: nearest-rank percentiles and means of the pool are its own).
     pairs: Vec<(Times, Times)>,
-    /// (executed, simulated at the run's pace); empty when the pace could not be measured.
+    /// (executed, simulated at the run's pace), the same way; empty when the pace could not be
+    /// measured.
     paced: Vec<(Times, Times)>,
+    /// Simulations per execution: one, or [`NOISE_DRAWS`] when the profile has noise.
+    draws: usize,
     ratios: pace::Ratios,
 }
+
+/// Simulations of each execution when the profile says how unsteady the machine is: each draws
+/// the noise anew (seeded), and the simulated figures pool them, so that they are the model's
+/// percentiles rather than one draw's.
+pub const NOISE_DRAWS: usize = 8;
 
 /// A request's times from one run (ms).
 #[derive(Debug, Clone, Copy, Default)]
@@ -255,7 +264,7 @@ impl TopologyComparison {
         let mut c = TopologyComparison {
             topology: topology.name.clone(),
             runs: runs.len(),
-            requests: pairs.len(),
+            requests: runs.iter().map(|r| r.pairs.len() / r.draws).sum(),
             percentiles: percentiles(&pairs),
             phases: phases(&pairs),
             pace: ratios.pace(),
@@ -286,19 +295,29 @@ pub fn simulate_and_compare(
     dir: &Path,
 ) -> Result<RunPairs, Box<dyn std::error::Error>> {
     let exec_dir = dir.join(&topology.name);
-    let trace = exec_dir.join("trace.csv");
-    let sim = simulated_scenario(executed, profile.clone(), &trace)?;
-    simulate_topology(&sim, topology, dir, "simulated")?;
-    let pairs = pair_up(&exec_dir, &dir.join("simulated").join(&topology.name), &exec_dir)?;
+    let draws = if profile.noise().is_some() { NOISE_DRAWS } else { 1 };
+    // Simulated `draws` times into `dir/<sub>/` (the first draw, paired in `first_pairs_dir`)
+    // and `dir/<sub>/draw-K/` (the others); every draw's pairs.
+    let simulate = |cost: Arc<crate::engine::sim::CostModel>, sub: &str, first_pairs_dir: &Path| {
+        let mut pairs = Vec::new();
+        for k in 0..draws {
+            let mut sim = simulated_scenario(executed, cost.clone(), &exec_dir.join("trace.csv"))?;
+            // The trace fixes the requests; the seed now only draws the machine's noise.
+            sim.seed = executed.seed.wrapping_add(k as u64);
+            let sub = if k == 0 { sub.to_owned() } else { format!("{sub}/draw-{}", k + 1) };
+            simulate_topology(&sim, topology, dir, &sub)?;
+            let sim_dir = dir.join(&sub).join(&topology.name);
+            pairs.extend(pair_up(&exec_dir, &sim_dir, if k == 0 { first_pairs_dir } else { &sim_dir })?);
+        }
+        Ok::<_, Box<dyn std::error::Error>>(pairs)
+    };
+    let pairs = simulate(profile.clone(), "simulated", &exec_dir)?;
     let ratios = pace::ratios(&exec_dir.join("iterations.csv"), topology, profile)?;
     let run_pace = ratios.pace();
     let mut paced = Vec::new();
     if run_pace.prefill.is_some() || run_pace.decode.is_some() {
         let scaled = profile.paced(run_pace.prefill.unwrap_or(1.0), run_pace.decode.unwrap_or(1.0));
-        let sim = simulated_scenario(executed, Arc::new(scaled), &trace)?;
-        simulate_topology(&sim, topology, dir, "paced")?;
-        let paced_dir = dir.join("paced").join(&topology.name);
-        paced = pair_up(&exec_dir, &paced_dir, &paced_dir)?;
+        paced = simulate(Arc::new(scaled), "paced", &dir.join("paced").join(&topology.name))?;
     }
-    Ok(RunPairs { pairs, paced, ratios })
+    Ok(RunPairs { pairs, paced, draws, ratios })
 }

@@ -148,6 +148,7 @@ mod tests {
             large_batch_decode: None,
             wake: Some(Wake { after_idle_ms: 100.0, extra_ms: 20.0 }),
             co_run: None,
+            noise: None,
         };
         let profile =
             CostModel::Profile { fits: vec![(1, cost)], kv_bytes_per_token: 1, handoff_ns: 0, source: "t".into() };

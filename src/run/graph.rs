@@ -44,6 +44,9 @@ pub enum Role {
 
 /// Builds a worker's engine (by pool and index in it), on the worker's own thread; again when
 /// the worker restarts.
+/// Keeps the noise's draws apart from the workload's, which the same seed also drives.
+const NOISE_SALT: u64 = 0x6E6F_6973_6520_7061;
+
 pub type EngineFactory<E> = Arc<dyn Fn(Role, u32) -> E + Send + Sync>;
 
 pub async fn drive_simulated(
@@ -77,8 +80,12 @@ pub async fn drive_simulated(
         *link = Some(crate::sched::link::Link { bandwidth_bytes_per_s: f64::INFINITY, latency_ns: ns });
     }
     let topology = &topology;
-    let factory: EngineFactory<SimEngine> = Arc::new(move |role, _| {
-        SimEngine::new(if role == Role::Decode { decode_cost.clone() } else { prefill_cost.clone() })
+    // Each worker draws its own machine noise (profiles that measured it), seeded by the
+    // scenario's seed: the same seed, the same run.
+    let seed = scenario.seed;
+    let factory: EngineFactory<SimEngine> = Arc::new(move |role, index| {
+        let noise_seed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((role as u64) << 32 | index as u64) ^ NOISE_SALT;
+        SimEngine::new(if role == Role::Decode { decode_cost.clone() } else { prefill_cost.clone() }, noise_seed)
     });
     let kv = KvCapacity { prefill: prefill_kv, decode: decode_kv };
     drive(scenario, topology, dir, bar, RunClock::simulated(), factory, kv).await

@@ -48,8 +48,9 @@ pub enum RawCostModel {
     },
     /// A named table of fitted coefficients (e.g. DistServe's A100 profiles).
     Preset { name: String, tp: Option<u32> },
-    /// A profile written by `pdsim calibrate` (this machine's real engine).
-    Profile { path: String },
+    /// A profile written by `pdsim calibrate` (this machine's real engine); `noise = false`
+    /// leaves out the machine's measured unsteadiness (every step takes the fitted time).
+    Profile { path: String, noise: Option<bool> },
     /// Explicit coefficients.
     Coefficients {
         model: Option<String>,

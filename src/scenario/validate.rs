@@ -388,7 +388,10 @@ fn resolve_cost(raw: RawCostModel, base: &Path) -> V<CostModel> {
         })
     };
     match raw {
-        RawCostModel::Profile { path } => load_profile(&base.join(path)).map_err(|e| invalid(format!("{K}.path"), e)),
+        RawCostModel::Profile { path, noise } => {
+            let profile = load_profile(&base.join(path)).map_err(|e| invalid(format!("{K}.path"), e))?;
+            Ok(if noise == Some(false) { profile.without_noise() } else { profile })
+        }
         RawCostModel::Roofline { hardware, model, tp, compute_efficiency, memory_efficiency, step_overhead_ms } => {
             let hw = Hardware::by_name(&hardware).ok_or_else(|| {
                 invalid(
@@ -480,6 +483,7 @@ fn resolve_cost(raw: RawCostModel, base: &Path) -> V<CostModel> {
                 large_batch_decode: None,
                 wake: None,
                 co_run: None,
+                noise: None,
             };
             Ok(CostModel::Linear { cost, kv_bytes_per_token: kv, source: "explicit coefficients".into() })
         }
@@ -817,6 +821,9 @@ pub fn load_profile(path: &Path) -> Result<CostModel, String> {
                     f.threads
                 ));
             }
+        }
+        if let Some(n) = f.cost().noise {
+            n.check().map_err(|e| format!("{}: the fit for {} threads: {e}", path.display(), f.threads))?;
         }
         if let Some(w) = &f.wake {
             if ![w.after_idle_ms, w.extra_ms].iter().all(|x| x.is_finite() && (0.0..=1e9).contains(x)) {

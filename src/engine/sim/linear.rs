@@ -5,6 +5,7 @@
 //!
 //! A mixed step (chunked prefill) costs both parts with one fixed overhead: the larger base.
 
+use super::noise::Noise;
 use crate::engine::step::StepShape;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,6 +31,9 @@ pub struct LinearCost {
     pub large_batch_decode: Option<(u64, DecodeCoeffs)>,
     pub wake: Option<Wake>,
     pub co_run: Option<CoRun>,
+    /// The machine's unsteadiness (calibration profiles): applied per worker by the simulated
+    /// engine, which keeps the process's state; `step_ms` is the median time.
+    pub noise: Option<Noise>,
 }
 
 /// How much slower steps run while another worker computes on the same machine (shared memory
@@ -118,6 +122,7 @@ mod tests {
             large_batch_decode: Some((4, DecodeCoeffs { base_ms: 1.0, per_ctx_token_ms: 0.0, per_seq_ms: 0.0 })),
             wake: Some(Wake { after_idle_ms: 100.0, extra_ms: 15.0 }),
             co_run: Some(CoRun { prefill: 0.5, decode: 0.25, prefill_beside_single: Some(1.0) }),
+            noise: None,
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod hardware;
 pub mod linear;
+pub mod noise;
 pub mod presets;
 pub mod roofline;
 
@@ -11,6 +12,7 @@ use super::step::StepPlan;
 use super::{Engine, EngineError, InjectedFault, KvHandle, StepOutcome};
 use crate::workload::RequestSpec;
 use linear::LinearCost;
+use noise::{Noise, Pace};
 use roofline::Roofline;
 
 /// How long a step takes on the modeled hardware.
@@ -103,6 +105,26 @@ impl CostModel {
         }
     }
 
+    /// The same model with every step at its fitted time.
+    pub fn without_noise(&self) -> CostModel {
+        let mut m = self.clone();
+        match &mut m {
+            CostModel::Profile { fits, .. } => fits.iter_mut().for_each(|(_, c)| c.noise = None),
+            CostModel::Linear { cost, .. } => cost.noise = None,
+            CostModel::Roofline(_) => {}
+        }
+        m
+    }
+
+    /// The machine's unsteadiness, where the model measured it (a profile's fit).
+    pub fn noise(&self) -> Option<Noise> {
+        match self {
+            CostModel::Linear { cost, .. } => cost.noise,
+            CostModel::Profile { fits, .. } => fits[0].1.noise,
+            CostModel::Roofline(_) => None,
+        }
+    }
+
     /// The in-process KV handoff time of a profile.
     pub fn handoff_ns(&self) -> Option<u64> {
         match self {
@@ -160,11 +182,17 @@ impl KvHandle for SimKv {
 pub struct SimEngine {
     cost: Arc<CostModel>,
     armed: Option<InjectedFault>,
+    /// This worker's draw of the machine's unsteadiness, when the model has one.
+    pace: Option<Pace>,
+    /// The previous step's duration (the pace moves on by it and the idle time after it).
+    last_ns: u64,
 }
 
 impl SimEngine {
-    pub fn new(cost: Arc<CostModel>) -> SimEngine {
-        SimEngine { cost, armed: None }
+    /// `seed` draws the machine's unsteadiness (models that have one); give each worker its own.
+    pub fn new(cost: Arc<CostModel>, seed: u64) -> SimEngine {
+        let pace = cost.noise().map(|n| Pace::new(n, seed));
+        SimEngine { cost, armed: None, pace, last_ns: 0 }
     }
 }
 
@@ -181,7 +209,13 @@ impl Engine for SimEngine {
             Some(InjectedFault::Panic) => panic!("{}", InjectedFault::Panic.message()),
             None => {}
         }
-        Ok(StepOutcome { wait_ns: self.cost.step_ns(plan), stopped: Vec::new() })
+        let mut ns = self.cost.step_ns(plan);
+        if let Some(pace) = &mut self.pace {
+            let f = pace.factor(self.last_ns + plan.idle_ns);
+            ns = ((ns as f64 * f).round() as u64).max(1);
+        }
+        self.last_ns = ns;
+        Ok(StepOutcome { wait_ns: ns, stopped: Vec::new() })
     }
 
     fn take_kv(&mut self, _request: u64, context_tokens: u64) -> SimKv {

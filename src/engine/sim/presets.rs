@@ -67,6 +67,7 @@ pub fn lookup(name: &str, tp: u32) -> Result<(LinearCost, &'static str), String>
         large_batch_decode: Some((LARGE_BATCH_THRESHOLD, decode(fit.decode_large))),
         wake: None,
         co_run: None,
+        noise: None,
     };
     Ok((cost, fit.model))
 }
