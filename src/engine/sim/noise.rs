@@ -28,7 +28,7 @@ impl Noise {
     /// Whether the values make a process (finite, non-negative sds, positive correlation time).
     pub fn check(&self) -> Result<(), String> {
         let ok = |v: f64| v.is_finite() && v >= 0.0;
-        if !ok(self.slow_sd) || !ok(self.step_sd) || !(self.corr_ms.is_finite() && self.corr_ms > 0.0) {
+        if !(ok(self.slow_sd) && ok(self.step_sd) && self.corr_ms.is_finite() && self.corr_ms > 0.0) {
             return Err(format!(
                 "noise: slow_sd and step_sd must be ≥ 0 and corr_ms > 0 (got {}, {}, {})",
                 self.slow_sd, self.step_sd, self.corr_ms
