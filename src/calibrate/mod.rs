@@ -4,8 +4,9 @@
 //! polynomial cost model to each (prefill: a + b·ΣL + c·ΣL²; decode: a + b·Σctx + c·B, with
 //! batch-1 decode fitted on its own as a + b·ctx: the engine runs a single sequence through a
 //! different, much cheaper kernel path than a batch, so one line through both misses both), and
-//! measures the in-process KV handoff (a message carrying the cache between two actor threads).
-//! The result is a profile TOML that simulate-mode scenarios name as their cost model.
+//! measures the in-process KV handoff (a message carrying the cache between two actor threads),
+//! what runs pay around the steps (a wake-up after a pause, a neighbour computing beside) and how
+//! unsteadily the machine runs the same step (`steadiness`). The result is a profile TOML that simulate-mode scenarios name as their cost model.
 
 mod co_run;
 pub mod fit;
@@ -300,6 +301,13 @@ pub fn calibrate(
     for &threads in &opts.threads {
         let (prefill, decode_single, decode, wake) = measure(&model, threads, opts, &mut progress)?;
         let co_run = co_run::measure(&model, threads)?;
+        progress(&format!(
+            "threads {threads}: beside another worker, prefill steps take {:+.0}% ({:+.0}% beside a \
+             single-sequence decode) and decode steps {:+.0}%",
+            co_run.prefill * 100.0,
+            co_run.prefill_beside_single.unwrap_or(co_run.prefill) * 100.0,
+            co_run.decode * 100.0
+        ));
         let noise = steadiness::measure(&mut bench(&model, threads), &decode_single, steadiness_secs(opts))?;
         progress(&format!(
             "threads {threads}: the same step runs unsteadily: slow spells of ±{:.1}% lasting about {:.0} ms, \
@@ -307,13 +315,6 @@ pub fn calibrate(
             noise.slow_sd * 100.0,
             noise.corr_ms,
             noise.step_sd * 100.0
-        ));
-        progress(&format!(
-            "threads {threads}: beside another worker, prefill steps take {:+.0}% ({:+.0}% beside a \
-             single-sequence decode) and decode steps {:+.0}%",
-            co_run.prefill * 100.0,
-            co_run.prefill_beside_single.unwrap_or(co_run.prefill) * 100.0,
-            co_run.decode * 100.0
         ));
         progress(&format!(
             "threads {threads}: prefill R² {:.4} (max residual {:.2} ms), batch-1 decode R² {:.4} ({:.2} ms), \

@@ -61,6 +61,10 @@ fn calibrate_then_compare() {
     assert!(t["pace"]["decode"].as_f64().unwrap() > 0.0 && t["pace"]["decode_steps"].as_u64().unwrap() > 0, "{t}");
     assert_eq!(t["paced"].as_array().unwrap().len(), 6, "{t}");
     assert!(out.join("light_light/compare/latest/paced/split/requests.csv").exists());
+    // The profile measured the machine's unsteadiness, so each side was simulated in eight
+    // draws of it (the request count above is the execution's, not the pool's).
+    assert!(fit["noise"]["step_sd"].as_f64().unwrap() > 0.0, "{fit}");
+    assert!(out.join("light_light/compare/latest/simulated/draw-8/split/requests.csv").exists());
     let rows = crate::common::read_csv(&out.join("light_light/compare/latest/split/compare.csv"));
     assert_eq!(rows.len(), 4);
     // Both sides served the same requests: the simulation replayed the execute run's trace.

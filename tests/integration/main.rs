@@ -8,6 +8,7 @@ mod device;
 mod execute;
 mod faults;
 mod fuzz;
+mod noise;
 mod overload;
 mod physics;
 mod reference;

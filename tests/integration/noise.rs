@@ -1,0 +1,128 @@
+//! The machine's unsteadiness in simulation: a profile's `[fit.noise]` makes each step vary
+//! around its fitted time, drawn from the scenario's seed; `noise = false` turns it off.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{close, run, scenario};
+
+/// A one-thread profile: prefill = 10 + 1·L ms, decode = 5 ms a step whatever its shape, with
+/// `noise` (a `[fit.noise]` table, or nothing).
+fn profile(dir: &Path, noise: &str) -> PathBuf {
+    let text = format!(
+        r#"model = "m"
+weights = "mixed"
+machine = "test"
+kv_bytes_per_token = 1000
+handoff_us = 0.0
+[[fit]]
+threads = 1
+[fit.prefill]
+base_ms = 10.0
+per_token_ms = 1.0
+per_token_sq_ms = 0.0
+[fit.decode_single]
+base_ms = 5.0
+per_ctx_token_ms = 0.0
+per_seq_ms = 0.0
+[fit.decode]
+base_ms = 5.0
+per_ctx_token_ms = 0.0
+per_seq_ms = 0.0
+{noise}
+[fit.quality]
+prefill_r2 = 1.0
+prefill_max_residual_ms = 0.0
+prefill_points = 3
+decode_single_r2 = 1.0
+decode_single_max_residual_ms = 0.0
+decode_single_points = 2
+decode_r2 = 1.0
+decode_max_residual_ms = 0.0
+decode_points = 3
+"#
+    );
+    let path = dir.join("profile.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// One request that decodes 2,000 tokens on one fused worker.
+fn text(profile: &Path, seed: u64, cost_extra: &str) -> String {
+    format!(
+        r#"
+seed = {seed}
+requests = 1
+[cost_model]
+kind = "profile"
+path = "{}"
+{cost_extra}
+[[workload.classes]]
+name = "one"
+prompt_tokens = 50
+output_tokens = 2001
+[workload.arrival]
+kind = "constant"
+interval_ms = 100
+[slo]
+ttft_ms = 1000
+tpot_ms = 100
+[[topology]]
+name = "fused"
+kind = "fused"
+workers = 1
+"#,
+        profile.display()
+    )
+}
+
+const NOISE: &str = "[fit.noise]\nslow_sd = 0.1\ncorr_ms = 100.0\nstep_sd = 0.05";
+
+/// Log of each decode step's time over the fitted 5 ms.
+fn decode_logs(s: &str) -> Vec<f64> {
+    let r = run(&scenario(s), "fused");
+    r.iterations.iter().filter(|i| i.s("kind") == "decode").map(|i| (i.f("duration_ms") / 5.0).ln()).collect()
+}
+
+#[test]
+fn steps_vary_around_the_fitted_time_as_the_profile_says() {
+    let d = tempfile::tempdir().unwrap();
+    let p = profile(d.path(), NOISE);
+    let v = decode_logs(&text(&p, 1, ""));
+    assert_eq!(v.len(), 2000);
+    let mut sorted = v.clone();
+    sorted.sort_by(f64::total_cmp);
+    // The median step takes the fitted time.
+    assert!(sorted[1000].abs() < 0.03, "median log {}", sorted[1000]);
+    // Spread: √(0.1² + 0.05²) = 0.112 (2,000 steps span 100 correlation times).
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / v.len() as f64;
+    assert!((var.sqrt() - 0.112).abs() < 0.025, "sd {}", var.sqrt());
+    // Neighbouring steps (5 ms apart, a twentieth of a spell) share the slow pace:
+    // correlation 0.1² · e^(-1/20) / 0.112² = 0.76.
+    let lag1 = v.windows(2).map(|w| (w[0] - mean) * (w[1] - mean)).sum::<f64>() / (v.len() - 1) as f64 / var;
+    assert!(lag1 > 0.6 && lag1 < 0.9, "lag-1 correlation {lag1}");
+}
+
+#[test]
+fn the_seed_draws_the_noise_and_noise_false_turns_it_off() {
+    let d = tempfile::tempdir().unwrap();
+    let p = profile(d.path(), NOISE);
+    assert_eq!(decode_logs(&text(&p, 1, "")), decode_logs(&text(&p, 1, "")));
+    assert_ne!(decode_logs(&text(&p, 1, "")), decode_logs(&text(&p, 2, "")));
+    for x in decode_logs(&text(&p, 1, "noise = false")) {
+        close(x, 0.0);
+    }
+    // A profile without the table: the fitted time, every step.
+    let bare = d.path().join("bare");
+    std::fs::create_dir(&bare).unwrap();
+    let plain = profile(&bare, "");
+    assert!(decode_logs(&text(&plain, 1, "")).iter().all(|x| x.abs() < 1e-9));
+}
+
+#[test]
+fn a_profile_with_impossible_noise_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let p = profile(d.path(), "[fit.noise]\nslow_sd = 0.1\ncorr_ms = 0.0\nstep_sd = 0.05");
+    let e = pdsim::scenario::parse(Path::new("test.toml"), &text(&p, 1, "")).unwrap_err().to_string();
+    assert!(e.contains("profile.toml") && e.contains("corr_ms"), "{e}");
+}
