@@ -11,7 +11,7 @@
 mod co_run;
 pub mod fit;
 pub mod profile;
-mod steadiness;
+pub(crate) mod steadiness;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -175,8 +175,17 @@ fn print_comparison(c: &TopologyComparison) {
         pace(c.pace.prefill, c.pace.prefill_steps),
         pace(c.pace.decode, c.pace.decode_steps)
     );
+    if let Some(n) = c.pace.noise {
+        println!(
+            "  machine unsteadiness (back-to-back batch-1 decode steps): spells of ±{:.1}% lasting about {:.0} ms, ±{:.1}% step to step",
+            n.slow_sd * 100.0,
+            n.corr_ms,
+            n.step_sd * 100.0
+        );
+    }
     if !c.paced.is_empty() {
-        println!("  simulated at the run's pace:");
+        let also = if c.pace.noise.is_some() { " and unsteadiness" } else { "" };
+        println!("  simulated at the run's pace{also}:");
         for p in &c.paced {
             println!("  {}", row(p, &format!("{:>+7.1}%", p.relative_error * 100.0)));
         }

@@ -295,10 +295,12 @@ pub fn simulate_and_compare(
     dir: &Path,
 ) -> Result<RunPairs, Box<dyn std::error::Error>> {
     let exec_dir = dir.join(&topology.name);
-    let draws = if profile.noise().is_some() { NOISE_DRAWS } else { 1 };
-    // Simulated `draws` times into `dir/<sub>/` (the first draw, paired in `first_pairs_dir`)
-    // and `dir/<sub>/draw-K/` (the others); every draw's pairs.
+    let draws_of = |cost: &crate::engine::sim::CostModel| if cost.noise().is_some() { NOISE_DRAWS } else { 1 };
+    let draws = draws_of(profile);
+    // Simulated into `dir/<sub>/` (the first draw, paired in `first_pairs_dir`) and, with noise,
+    // `dir/<sub>/draw-K/` (the others); every draw's pairs.
     let simulate = |cost: Arc<crate::engine::sim::CostModel>, sub: &str, first_pairs_dir: &Path| {
+        let draws = draws_of(&cost);
         let mut pairs = Vec::new();
         for k in 0..draws {
             let mut sim = simulated_scenario(executed, cost.clone(), &exec_dir.join("trace.csv"))?;
@@ -316,7 +318,10 @@ pub fn simulate_and_compare(
     let run_pace = ratios.pace();
     let mut paced = Vec::new();
     if run_pace.prefill.is_some() || run_pace.decode.is_some() {
-        let scaled = profile.paced(run_pace.prefill.unwrap_or(1.0), run_pace.decode.unwrap_or(1.0));
+        let mut scaled = profile.paced(run_pace.prefill.unwrap_or(1.0), run_pace.decode.unwrap_or(1.0));
+        if let Some(noise) = run_pace.noise {
+            scaled = scaled.with_noise(noise);
+        }
         paced = simulate(Arc::new(scaled), "paced", &dir.join("paced").join(&topology.name))?;
     }
     Ok(RunPairs { pairs, paced, draws, ratios })

@@ -3,13 +3,15 @@
 //! it and the workers beside it, from the run's iterations.csv). A shared machine drifts: a
 //! pace of 1.3 means the steps took 30% longer than when the profile was measured, which no
 //! model of the serving system can predict, and which a comparison should not blame on it.
-//! `pdsim compare` reports the pace and simulates a second time with the profile scaled by it,
+//! `pdsim compare` reports the pace and simulates a second time with the profile scaled by it
+//! (and with the run's own unsteadiness, read off its back-to-back batch-1 decode steps),
 //! separating the machine's drift from the simulator's error.
 
 use std::path::Path;
 
 use serde::Serialize;
 
+use crate::engine::sim::noise::Noise;
 use crate::engine::sim::CostModel;
 use crate::engine::step::{DecodeSlot, PromptChunk, StepPlan};
 use crate::scenario::Topology;
@@ -22,7 +24,19 @@ pub struct Pace {
     pub prefill_steps: usize,
     pub decode: Option<f64>,
     pub decode_steps: usize,
+    /// How unsteadily the machine ran during the run, read off its back-to-back batch-1 decode
+    /// steps as `calibrate` reads it off its own (the median of each figure over pooled runs);
+    /// `None` when a run has too few such steps.
+    pub noise: Option<Noise>,
 }
+
+/// Back-to-back batch-1 decode steps a run needs for its unsteadiness to be read: the estimate
+/// bins them by 100 ms and needs a few dozen bins.
+const MIN_NOISE_STEPS: usize = 300;
+
+/// A decode step counts as back to back when it starts within this of its worker's previous
+/// step (a worker's own bookkeeping between steps takes well under a millisecond here).
+const BACK_TO_BACK_S: f64 = 0.002;
 
 struct Step {
     worker: String,
@@ -78,21 +92,30 @@ fn read_steps(path: &Path) -> std::io::Result<Vec<Step>> {
 pub struct Ratios {
     pub prefill: Vec<f64>,
     pub decode: Vec<f64>,
+    /// The unsteadiness of each run pooled here that had enough steps to read it.
+    pub noise: Vec<Noise>,
 }
 
 impl Ratios {
     pub fn extend(&mut self, other: &Ratios) {
         self.prefill.extend_from_slice(&other.prefill);
         self.decode.extend_from_slice(&other.decode);
+        self.noise.extend_from_slice(&other.noise);
     }
 
     pub fn pace(&self) -> Pace {
         let median = |v: &Vec<f64>| (!v.is_empty()).then(|| crate::calibrate::median(v.clone()));
+        let noise = median(&self.noise.iter().map(|n| n.slow_sd).collect()).map(|slow_sd| Noise {
+            slow_sd,
+            corr_ms: crate::calibrate::median(self.noise.iter().map(|n| n.corr_ms).collect()),
+            step_sd: crate::calibrate::median(self.noise.iter().map(|n| n.step_sd).collect()),
+        });
         Pace {
             prefill_steps: self.prefill.len(),
             decode_steps: self.decode.len(),
             prefill: median(&self.prefill),
             decode: median(&self.decode),
+            noise,
         }
     }
 }
@@ -103,6 +126,8 @@ impl Ratios {
 pub fn ratios(iterations: &Path, topology: &Topology, profile: &CostModel) -> std::io::Result<Ratios> {
     let steps = read_steps(iterations)?;
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    // Per worker: (start ms, log of executed ÷ predicted) of its back-to-back batch-1 decode steps.
+    let mut series: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
     for (i, s) in steps.iter().enumerate() {
         // Prefill steps of one prompt (a batch's Σ L² is not in the rows) and decode steps.
         let mut plan = match s.kind.as_str() {
@@ -118,7 +143,8 @@ pub fn ratios(iterations: &Path, topology: &Topology, profile: &CostModel) -> st
             }
             _ => continue,
         };
-        let previous_end = steps[..i].iter().rev().find(|p| p.worker == s.worker).map_or(0.0, |p| p.end_s);
+        let previous = steps[..i].iter().rev().find(|p| p.worker == s.worker);
+        let previous_end = previous.map_or(0.0, |p| p.end_s);
         plan.idle_ns = ((s.start_s - previous_end).max(0.0) * 1e9) as u64;
         let beside: Vec<&Step> =
             steps.iter().filter(|o| o.worker != s.worker && o.start_s <= s.start_s && s.start_s < o.end_s).collect();
@@ -129,9 +155,20 @@ pub fn ratios(iterations: &Path, topology: &Topology, profile: &CostModel) -> st
         let predicted = cost.step_ns(&plan) as f64 / 1e6;
         if predicted > 0.0 && s.ms > 0.0 {
             if plan.prefill.is_empty() { &mut decode } else { &mut prefill }.push(s.ms / predicted);
+            let back_to_back = previous.is_some_and(|p| p.kind == "decode" && s.start_s - p.end_s < BACK_TO_BACK_S);
+            if s.kind == "decode" && s.batch == 1 && back_to_back {
+                series.entry(&s.worker).or_default().push((s.start_s * 1e3, (s.ms / predicted).ln()));
+            }
         }
     }
-    Ok(Ratios { prefill, decode })
+    // The worker with the longest series speaks for the machine.
+    let longest = series.into_values().max_by_key(|v| v.len()).unwrap_or_default();
+    let noise = if longest.len() >= MIN_NOISE_STEPS {
+        vec![crate::calibrate::steadiness::estimate(&longest)]
+    } else {
+        Vec::new()
+    };
+    Ok(Ratios { prefill, decode, noise })
 }
 
 #[cfg(test)]
@@ -139,6 +176,29 @@ mod tests {
     use super::*;
     use crate::engine::sim::linear::{DecodeCoeffs, LinearCost, PrefillCoeffs, Wake};
     use crate::scenario::{Batching, Devices, PhaseTp, Threads, TopologyKind};
+
+    fn topology() -> Topology {
+        Topology {
+            name: "split".into(),
+            kind: TopologyKind::Split {
+                prefill_workers: 1,
+                decode_workers: 1,
+                router: crate::sched::router::RouterKind::RoundRobin,
+                link: None,
+            },
+            batching: Batching {
+                prefill_token_budget: 1,
+                max_decode_batch: 1,
+                kv_capacity_tokens: 1,
+                max_queued_requests: None,
+                kv_capacity_explicit: false,
+            },
+            threads: Threads { prefill: 1, decode: 1 },
+            devices: Devices::CPU,
+            faults: Vec::new(),
+            tp: PhaseTp::default(),
+        }
+    }
 
     #[test]
     fn steps_twice_as_slow_as_the_profile_give_a_pace_of_two() {
@@ -163,33 +223,48 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("iterations.csv");
         std::fs::write(&path, csv).unwrap();
-        let topology = Topology {
-            name: "split".into(),
-            kind: TopologyKind::Split {
-                prefill_workers: 1,
-                decode_workers: 1,
-                router: crate::sched::router::RouterKind::RoundRobin,
-                link: None,
-            },
-            batching: Batching {
-                prefill_token_budget: 1,
-                max_decode_batch: 1,
-                kv_capacity_tokens: 1,
-                max_queued_requests: None,
-                kv_capacity_explicit: false,
-            },
-            threads: Threads { prefill: 1, decode: 1 },
-            devices: Devices::CPU,
-            faults: Vec::new(),
-            tp: PhaseTp::default(),
-        };
-        let p = ratios(&path, &topology, &profile).unwrap().pace();
+        let p = ratios(&path, &topology(), &profile).unwrap().pace();
         assert_eq!((p.prefill_steps, p.decode_steps), (1, 2));
+        assert!(p.noise.is_none(), "two decode steps say nothing of the machine's unsteadiness");
         assert!((p.prefill.unwrap() - 2.0).abs() < 1e-9, "{p:?}");
         assert!((p.decode.unwrap() - 2.0).abs() < 1e-9, "{p:?}");
         // The paced profile predicts the executed times.
         let paced = profile.paced(2.0, 2.0).for_threads(1).unwrap();
         let plan = StepPlan { decode: vec![DecodeSlot { request: 0, context_tokens: 50 }; 2], ..Default::default() };
         assert_eq!(paced.step_ns(&plan), 16_000_000);
+    }
+
+    #[test]
+    fn a_run_of_back_to_back_decode_steps_says_how_unsteady_the_machine_was() {
+        let cost = LinearCost {
+            prefill: PrefillCoeffs { base_ms: 10.0, per_token_ms: 1.0, per_token_sq_ms: 0.0 },
+            decode: DecodeCoeffs { base_ms: 6.0, per_ctx_token_ms: 0.0, per_seq_ms: 1.0 },
+            large_batch_decode: None,
+            wake: None,
+            co_run: None,
+            noise: None,
+        };
+        let profile =
+            CostModel::Profile { fits: vec![(1, cost)], kv_bytes_per_token: 1, handoff_ns: 0, source: "t".into() };
+        // 2,000 back-to-back batch-1 steps of a 7 ms prediction, timed with a known unsteadiness.
+        let truth = Noise { slow_sd: 0.06, corr_ms: 300.0, step_sd: 0.03 };
+        let mut pace = crate::engine::sim::noise::Pace::new(truth, 3);
+        let mut csv = String::from(
+            "worker,kind,batch_size,prefill_tokens,decode_tokens,context_tokens,kv_used_tokens,queued,start_s,end_s,duration_ms\n",
+        );
+        let mut at = 1.0;
+        for _ in 0..2000 {
+            let ms = 7.0 * pace.factor(7_000_000);
+            csv += &format!("decode-0,decode,1,0,1,100,100,0,{at},{},{ms}\n", at + ms / 1e3);
+            at += ms / 1e3;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("iterations.csv");
+        std::fs::write(&path, csv).unwrap();
+        let n = ratios(&path, &topology(), &profile).unwrap().pace().noise.expect("enough steps");
+        assert!((n.step_sd - 0.03).abs() < 0.006, "{n:?}");
+        assert!((n.slow_sd - 0.06).abs() < 0.02, "{n:?}");
+        // The run's own noise goes into the paced simulation.
+        assert_eq!(profile.with_noise(n).for_threads(1).unwrap().noise(), Some(n));
     }
 }

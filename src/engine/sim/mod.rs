@@ -105,6 +105,18 @@ impl CostModel {
         }
     }
 
+    /// A calibration profile whose every fit has `noise` (a run's own, [`crate::compare::pace`]);
+    /// other models as they are.
+    pub fn with_noise(&self, noise: Noise) -> CostModel {
+        let mut m = self.clone();
+        match &mut m {
+            CostModel::Profile { fits, .. } => fits.iter_mut().for_each(|(_, c)| c.noise = Some(noise)),
+            CostModel::Linear { cost, .. } => cost.noise = Some(noise),
+            CostModel::Roofline(_) => {}
+        }
+        m
+    }
+
     /// The same model with every step at its fitted time.
     pub fn without_noise(&self) -> CostModel {
         let mut m = self.clone();
