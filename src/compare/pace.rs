@@ -200,18 +200,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn steps_twice_as_slow_as_the_profile_give_a_pace_of_two() {
+    /// A one-thread profile: prefill = 10 + 1·L ms, decode as given.
+    fn profile(decode: DecodeCoeffs, wake: Option<Wake>) -> CostModel {
         let cost = LinearCost {
             prefill: PrefillCoeffs { base_ms: 10.0, per_token_ms: 1.0, per_token_sq_ms: 0.0 },
-            decode: DecodeCoeffs { base_ms: 5.0, per_ctx_token_ms: 0.01, per_seq_ms: 1.0 },
+            decode,
             large_batch_decode: None,
-            wake: Some(Wake { after_idle_ms: 100.0, extra_ms: 20.0 }),
+            wake,
             co_run: None,
             noise: None,
         };
-        let profile =
-            CostModel::Profile { fits: vec![(1, cost)], kv_bytes_per_token: 1, handoff_ns: 0, source: "t".into() };
+        CostModel::Profile { fits: vec![(1, cost)], kv_bytes_per_token: 1, handoff_ns: 0, source: "t".into() }
+    }
+
+    #[test]
+    fn steps_twice_as_slow_as_the_profile_give_a_pace_of_two() {
+        let decode = DecodeCoeffs { base_ms: 5.0, per_ctx_token_ms: 0.01, per_seq_ms: 1.0 };
+        let profile = profile(decode, Some(Wake { after_idle_ms: 100.0, extra_ms: 20.0 }));
         // prefill-0: a 50-token prompt after 1 s idle (10 + 50 + 20 wake = 80 ms predicted),
         // then a two-prompt batch (its Σ L² is unknown: skipped); decode-0: batch 2 over 100
         // context tokens (5 + 1 + 2 = 8 ms predicted; its first step also after a pause: 28).
@@ -236,16 +241,7 @@ mod tests {
 
     #[test]
     fn a_run_of_back_to_back_decode_steps_says_how_unsteady_the_machine_was() {
-        let cost = LinearCost {
-            prefill: PrefillCoeffs { base_ms: 10.0, per_token_ms: 1.0, per_token_sq_ms: 0.0 },
-            decode: DecodeCoeffs { base_ms: 6.0, per_ctx_token_ms: 0.0, per_seq_ms: 1.0 },
-            large_batch_decode: None,
-            wake: None,
-            co_run: None,
-            noise: None,
-        };
-        let profile =
-            CostModel::Profile { fits: vec![(1, cost)], kv_bytes_per_token: 1, handoff_ns: 0, source: "t".into() };
+        let profile = profile(DecodeCoeffs { base_ms: 6.0, per_ctx_token_ms: 0.0, per_seq_ms: 1.0 }, None);
         // 2,000 back-to-back batch-1 steps of a 7 ms prediction, timed with a known unsteadiness.
         let truth = Noise { slow_sd: 0.06, corr_ms: 300.0, step_sd: 0.03 };
         let mut pace = crate::engine::sim::noise::Pace::new(truth, 3);

@@ -1,7 +1,7 @@
 //! Hand-computed cases under a fixed cost model:
 //! prefill = 10 + 0.5·ΣL + 0.001·ΣL² ms; decode = 5 + 0.01·Σctx + 1·B ms.
 
-use crate::common::{close, run, scenario};
+use crate::common::{close, one_thread_profile, run, scenario};
 
 fn text(extra_top: &str, classes_and_arrival: &str, topologies: &str) -> String {
     format!(
@@ -168,48 +168,12 @@ chunk_tokens = 64
     close(r.requests[1].f("ttft_ms"), ms[0] + ms[1] + ms[2] + ms[3]);
 }
 
-/// A one-thread profile: prefill = 10 + 1·L ms, decode = 5 ms a step whatever its shape; no
-/// wake-up; beside another worker a prefill takes × 1.5, × 2 beside a single-sequence decode.
+/// The shared one-thread profile (prefill = 10 + 1·L ms, decode = 5 ms a step): beside another
+/// worker a prefill takes × 1.5, × 2 beside a single-sequence decode when `beside_single`.
 fn profile(dir: &std::path::Path, beside_single: bool) -> std::path::PathBuf {
     let single = if beside_single { "prefill_beside_single = 1.0\n" } else { "" };
-    let text = format!(
-        r#"model = "m"
-weights = "mixed"
-machine = "test"
-kv_bytes_per_token = 1000
-handoff_us = 0.0
-[[fit]]
-threads = 1
-[fit.prefill]
-base_ms = 10.0
-per_token_ms = 1.0
-per_token_sq_ms = 0.0
-[fit.decode_single]
-base_ms = 5.0
-per_ctx_token_ms = 0.0
-per_seq_ms = 0.0
-[fit.decode]
-base_ms = 5.0
-per_ctx_token_ms = 0.0
-per_seq_ms = 0.0
-[fit.co_run]
-prefill = 0.5
-decode = 0.0
-{single}[fit.quality]
-prefill_r2 = 1.0
-prefill_max_residual_ms = 0.0
-prefill_points = 3
-decode_single_r2 = 1.0
-decode_single_max_residual_ms = 0.0
-decode_single_points = 2
-decode_r2 = 1.0
-decode_max_residual_ms = 0.0
-decode_points = 3
-"#
-    );
-    let path = dir.join(if beside_single { "single.toml" } else { "plain.toml" });
-    std::fs::write(&path, text).unwrap();
-    path
+    let name = if beside_single { "single.toml" } else { "plain.toml" };
+    one_thread_profile(dir, name, &format!("[fit.co_run]\nprefill = 0.5\ndecode = 0.0\n{single}"))
 }
 
 #[test]

@@ -76,3 +76,45 @@ pub fn run(s: &Scenario, topology: &str) -> Ran {
 pub fn close(got: f64, want: f64) {
     assert!((got - want).abs() < 1e-6, "got {got}, want {want}");
 }
+
+/// A one-thread calibration profile written to `dir/name`: prefill = 10 + 1·L ms, decode = 5 ms
+/// a step whatever its shape, no wake-up; `tables` adds more of the fit (`[fit.co_run]`,
+/// `[fit.noise]`).
+pub fn one_thread_profile(dir: &Path, name: &str, tables: &str) -> PathBuf {
+    let text = format!(
+        r#"model = "m"
+weights = "mixed"
+machine = "test"
+kv_bytes_per_token = 1000
+handoff_us = 0.0
+[[fit]]
+threads = 1
+[fit.prefill]
+base_ms = 10.0
+per_token_ms = 1.0
+per_token_sq_ms = 0.0
+[fit.decode_single]
+base_ms = 5.0
+per_ctx_token_ms = 0.0
+per_seq_ms = 0.0
+[fit.decode]
+base_ms = 5.0
+per_ctx_token_ms = 0.0
+per_seq_ms = 0.0
+{tables}
+[fit.quality]
+prefill_r2 = 1.0
+prefill_max_residual_ms = 0.0
+prefill_points = 3
+decode_single_r2 = 1.0
+decode_single_max_residual_ms = 0.0
+decode_single_points = 2
+decode_r2 = 1.0
+decode_max_residual_ms = 0.0
+decode_points = 3
+"#
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}

@@ -3,47 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{close, run, scenario};
+use crate::common::{close, one_thread_profile, run, scenario};
 
-/// A one-thread profile: prefill = 10 + 1·L ms, decode = 5 ms a step whatever its shape, with
-/// `noise` (a `[fit.noise]` table, or nothing).
+/// The shared one-thread profile with `noise` (a `[fit.noise]` table, or nothing).
 fn profile(dir: &Path, noise: &str) -> PathBuf {
-    let text = format!(
-        r#"model = "m"
-weights = "mixed"
-machine = "test"
-kv_bytes_per_token = 1000
-handoff_us = 0.0
-[[fit]]
-threads = 1
-[fit.prefill]
-base_ms = 10.0
-per_token_ms = 1.0
-per_token_sq_ms = 0.0
-[fit.decode_single]
-base_ms = 5.0
-per_ctx_token_ms = 0.0
-per_seq_ms = 0.0
-[fit.decode]
-base_ms = 5.0
-per_ctx_token_ms = 0.0
-per_seq_ms = 0.0
-{noise}
-[fit.quality]
-prefill_r2 = 1.0
-prefill_max_residual_ms = 0.0
-prefill_points = 3
-decode_single_r2 = 1.0
-decode_single_max_residual_ms = 0.0
-decode_single_points = 2
-decode_r2 = 1.0
-decode_max_residual_ms = 0.0
-decode_points = 3
-"#
-    );
-    let path = dir.join("profile.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    one_thread_profile(dir, "profile.toml", noise)
 }
 
 /// One request that decodes 2,000 tokens on one fused worker.
