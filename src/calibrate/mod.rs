@@ -308,10 +308,11 @@ pub fn calibrate(
             co_run.prefill_beside_single.unwrap_or(co_run.prefill) * 100.0,
             co_run.decode * 100.0
         ));
-        let noise = steadiness::measure(&mut bench(&model, threads), &decode_single, steadiness_secs(opts))?;
+        let (noise, typical) =
+            steadiness::measure(&mut bench(&model, threads), &decode_single, steadiness_secs(opts))?;
         progress(&format!(
             "threads {threads}: the same step runs unsteadily: slow spells of ±{:.1}% lasting about {:.0} ms, \
-             and ±{:.1}% step to step",
+             and ±{:.1}% step to step (batch-1 decode steps back to back, their median ×{typical:.3} of the fit)",
             noise.slow_sd * 100.0,
             noise.corr_ms,
             noise.step_sd * 100.0

@@ -31,7 +31,9 @@ const WARM_UP_STEPS: usize = 3;
 
 /// Times batch-1 decode steps back to back for `secs` seconds and reads the noise off them;
 /// `single` is the batch-1 decode fit (base + per_ctx_token·ctx) the times are taken against.
-pub(super) fn measure(b: &mut Bench, single: &Fit, secs: f64) -> Result<Noise, EngineError> {
+/// Also returns the median step over the fit: a check that a long series of steps runs as fast
+/// as the grid's short ones did.
+pub(super) fn measure(b: &mut Bench, single: &Fit, secs: f64) -> Result<(Noise, f64), EngineError> {
     let predict = |ctx: u64| single.coeffs[0] + single.coeffs[1] * ctx as f64;
     let mut samples: Vec<(f64, f64)> = Vec::new();
     // The pool's first steps are slower (threads waking, caches cold): not the machine's pace.
@@ -54,7 +56,8 @@ pub(super) fn measure(b: &mut Bench, single: &Fit, secs: f64) -> Result<Noise, E
         }
         b.finish(&ids);
     }
-    Ok(estimate(&samples))
+    let typical = if samples.is_empty() { 1.0 } else { median(samples.iter().map(|s| s.1).collect()).exp() };
+    Ok((estimate(&samples), typical))
 }
 
 /// 1.4826 × the median absolute deviation: the standard deviation of a normal sample, robust
