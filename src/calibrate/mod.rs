@@ -5,8 +5,9 @@
 //! batch-1 decode fitted on its own as a + b·ctx: the engine runs a single sequence through a
 //! different, much cheaper kernel path than a batch, so one line through both misses both), and
 //! measures the in-process KV handoff (a message carrying the cache between two actor threads),
-//! what runs pay around the steps (a wake-up after a pause, a neighbour computing beside) and how
-//! unsteadily the machine runs the same step (`steadiness`). The result is a profile TOML that simulate-mode scenarios name as their cost model.
+//! what runs pay around the steps (a wake-up after a pause, a neighbour computing beside) and
+//! how unsteadily the machine runs the same step (`steadiness`). The result is a profile TOML
+//! that simulate-mode scenarios name as their cost model.
 
 mod co_run;
 pub mod fit;
@@ -308,8 +309,7 @@ pub fn calibrate(
             co_run.prefill_beside_single.unwrap_or(co_run.prefill) * 100.0,
             co_run.decode * 100.0
         ));
-        let (noise, typical) =
-            steadiness::measure(&mut bench(&model, threads), &decode_single, steadiness_secs(opts))?;
+        let (noise, typical) = steadiness::measure(&mut bench(&model, threads), &decode_single, steadiness_secs(opts))?;
         progress(&format!(
             "threads {threads}: the same step runs unsteadily: slow spells of ±{:.1}% lasting about {:.0} ms, \
              and ±{:.1}% step to step (batch-1 decode steps back to back, their median ×{typical:.3} of the fit)",

@@ -320,7 +320,7 @@ pub fn simulate_and_compare(
     if run_pace.prefill.is_some() || run_pace.decode.is_some() {
         let mut scaled = profile.paced(run_pace.prefill.unwrap_or(1.0), run_pace.decode.unwrap_or(1.0));
         if let Some(noise) = run_pace.noise {
-            scaled = scaled.with_noise(noise);
+            scaled = scaled.with_noise(Some(noise));
         }
         paced = simulate(Arc::new(scaled), "paced", &dir.join("paced").join(&topology.name))?;
     }

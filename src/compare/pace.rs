@@ -261,6 +261,6 @@ mod tests {
         assert!((n.step_sd - 0.03).abs() < 0.006, "{n:?}");
         assert!((n.slow_sd - 0.06).abs() < 0.02, "{n:?}");
         // The run's own noise goes into the paced simulation.
-        assert_eq!(profile.with_noise(n).for_threads(1).unwrap().noise(), Some(n));
+        assert_eq!(profile.with_noise(Some(n)).for_threads(1).unwrap().noise(), Some(n));
     }
 }

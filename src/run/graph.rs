@@ -42,11 +42,11 @@ pub enum Role {
     Decode,
 }
 
-/// Builds a worker's engine (by pool and index in it), on the worker's own thread; again when
-/// the worker restarts.
 /// Keeps the noise's draws apart from the workload's, which the same seed also drives.
 const NOISE_SALT: u64 = 0x6E6F_6973_6520_7061;
 
+/// Builds a worker's engine (by pool and index in it), on the worker's own thread; again when
+/// the worker restarts.
 pub type EngineFactory<E> = Arc<dyn Fn(Role, u32) -> E + Send + Sync>;
 
 pub async fn drive_simulated(

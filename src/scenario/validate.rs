@@ -390,7 +390,7 @@ fn resolve_cost(raw: RawCostModel, base: &Path) -> V<CostModel> {
     match raw {
         RawCostModel::Profile { path, noise } => {
             let profile = load_profile(&base.join(path)).map_err(|e| invalid(format!("{K}.path"), e))?;
-            Ok(if noise == Some(false) { profile.without_noise() } else { profile })
+            Ok(if noise == Some(false) { profile.with_noise(None) } else { profile })
         }
         RawCostModel::Roofline { hardware, model, tp, compute_efficiency, memory_efficiency, step_overhead_ms } => {
             let hw = Hardware::by_name(&hardware).ok_or_else(|| {

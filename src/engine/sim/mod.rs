@@ -105,24 +105,13 @@ impl CostModel {
         }
     }
 
-    /// A calibration profile whose every fit has `noise` (a run's own, [`crate::compare::pace`]);
-    /// other models as they are.
-    pub fn with_noise(&self, noise: Noise) -> CostModel {
+    /// Fitted coefficients with `noise` in every fit (a run's own, [`crate::compare::pace`]), or
+    /// with none: every step at its fitted time; a roofline as it is.
+    pub fn with_noise(&self, noise: Option<Noise>) -> CostModel {
         let mut m = self.clone();
         match &mut m {
-            CostModel::Profile { fits, .. } => fits.iter_mut().for_each(|(_, c)| c.noise = Some(noise)),
-            CostModel::Linear { cost, .. } => cost.noise = Some(noise),
-            CostModel::Roofline(_) => {}
-        }
-        m
-    }
-
-    /// The same model with every step at its fitted time.
-    pub fn without_noise(&self) -> CostModel {
-        let mut m = self.clone();
-        match &mut m {
-            CostModel::Profile { fits, .. } => fits.iter_mut().for_each(|(_, c)| c.noise = None),
-            CostModel::Linear { cost, .. } => cost.noise = None,
+            CostModel::Profile { fits, .. } => fits.iter_mut().for_each(|(_, c)| c.noise = noise),
+            CostModel::Linear { cost, .. } => cost.noise = noise,
             CostModel::Roofline(_) => {}
         }
         m
