@@ -301,9 +301,10 @@ pub fn simulate_and_compare(
     // `dir/<sub>/draw-K/` (the others); every draw's pairs.
     let simulate = |cost: Arc<crate::engine::sim::CostModel>, sub: &str, first_pairs_dir: &Path| {
         let draws = draws_of(&cost);
+        let first = simulated_scenario(executed, cost, &exec_dir.join("trace.csv"))?;
         let mut pairs = Vec::new();
         for k in 0..draws {
-            let mut sim = simulated_scenario(executed, cost.clone(), &exec_dir.join("trace.csv"))?;
+            let mut sim = first.clone();
             // The trace fixes the requests; the seed now only draws the machine's noise.
             sim.seed = executed.seed.wrapping_add(k as u64);
             let sub = if k == 0 { sub.to_owned() } else { format!("{sub}/draw-{}", k + 1) };
