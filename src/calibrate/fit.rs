@@ -11,6 +11,8 @@
 
 use serde::Serialize;
 
+use crate::engine::sim::batch_lines::{BatchLine, BatchLines};
+
 /// A fitted model and how well it fits its points.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Fit {
@@ -68,11 +70,17 @@ pub fn least_squares_with(features: usize, xs: &[[f64; 3]], ys: &[f64]) -> Optio
     for (j, c) in coeffs.iter_mut().enumerate().take(n) {
         *c = a[j][n] / a[j][j] / scale[j];
     }
-    let predict = |x: &[f64; 3]| coeffs[0] * x[0] + coeffs[1] * x[1] + coeffs[2] * x[2];
+    let predicted: Vec<f64> = xs.iter().map(|x| coeffs[0] * x[0] + coeffs[1] * x[1] + coeffs[2] * x[2]).collect();
+    let (r2, max_residual_ms, max_relative_residual) = quality(ys, &predicted);
+    Some(Fit { coeffs, r2, max_residual_ms, max_relative_residual, points: xs.len() })
+}
+
+/// R², the largest absolute and the largest relative residual of `predicted` against `ys`.
+fn quality(ys: &[f64], predicted: &[f64]) -> (f64, f64, f64) {
     let mean = ys.iter().sum::<f64>() / ys.len() as f64;
     let (mut ss_res, mut ss_tot, mut max_abs, mut max_rel) = (0.0, 0.0, 0.0f64, 0.0f64);
-    for (x, &y) in xs.iter().zip(ys) {
-        let r = y - predict(x);
+    for (&y, &p) in ys.iter().zip(predicted) {
+        let r = y - p;
         ss_res += r * r;
         ss_tot += (y - mean) * (y - mean);
         max_abs = max_abs.max(r.abs());
@@ -81,7 +89,47 @@ pub fn least_squares_with(features: usize, xs: &[[f64; 3]], ys: &[f64]) -> Optio
         }
     }
     let r2 = if ss_tot > 0.0 { 1.0 - ss_res / ss_tot } else { 1.0 };
-    Some(Fit { coeffs, r2, max_residual_ms: max_abs, max_relative_residual: max_rel, points: xs.len() })
+    (r2, max_abs, max_rel)
+}
+
+/// Decode lines per batch size ([`BatchLines`]) and how well they fit every point.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LinesFit {
+    pub lines: Vec<BatchLine>,
+    pub r2: f64,
+    pub max_residual_ms: f64,
+    pub max_relative_residual: f64,
+    pub points: usize,
+}
+
+/// Fits base + per_ctx_token·Σctx at each batch size among `points` (batch, Σctx, ms), each
+/// line by [`least_squares_with`] (relative residuals). `None` when a batch size has fewer than
+/// two points or its contexts do not tell a slope.
+pub fn lines_per_batch(points: &[(u64, f64, f64)]) -> Option<LinesFit> {
+    let mut batches: Vec<u64> = points.iter().map(|p| p.0).collect();
+    batches.sort_unstable();
+    batches.dedup();
+    let mut lines = Vec::new();
+    for &b in &batches {
+        let (xs, ys): (Vec<[f64; 3]>, Vec<f64>) =
+            points.iter().filter(|p| p.0 == b).map(|p| ([1.0, p.1, 0.0], p.2)).unzip();
+        if xs.len() < 2 {
+            return None;
+        }
+        let f = least_squares_with(2, &xs, &ys)?;
+        lines.push(BatchLine { batch: b, base_ms: f.coeffs[0], per_ctx_token_ms: f.coeffs[1] });
+    }
+    let model = BatchLines::new(lines.clone()).ok()?;
+    let predicted: Vec<f64> = points
+        .iter()
+        .map(|p| {
+            let (base, var) = model.parts(p.0, p.1.round() as u64);
+            base + var
+        })
+        .collect();
+    let ys: Vec<f64> = points.iter().map(|p| p.2).collect();
+    let (r2, max_residual_ms, max_relative_residual) = quality(&ys, &predicted);
+    Some(LinesFit { lines, r2, max_residual_ms, max_relative_residual, points: points.len() })
 }
 
 /// [`least_squares_with`] over all three features.
@@ -111,6 +159,40 @@ mod tests {
         let xs: Vec<[f64; 3]> = [1.0, 2.0, 5.0].iter().map(|&x| [1.0, x, 99.0]).collect();
         let f = least_squares_with(2, &xs, &[3.0, 5.0, 11.0]).unwrap();
         assert!((f.coeffs[0] - 1.0).abs() < 1e-9 && (f.coeffs[1] - 2.0).abs() < 1e-9 && f.coeffs[2] == 0.0);
+    }
+
+    #[test]
+    fn lines_per_batch_follow_each_size() {
+        // A two-thread decode grid measured by `pdsim calibrate` on the build machine
+        // (2026-11-29 13:25): (batch, mean context per sequence, ms). Batches 1–4 cost about
+        // the same at the same Σctx, batch 8 a good deal more: no plane in B fits both.
+        let grid: [(u64, [(f64, f64); 4]); 5] = [
+            (1, [(132.0, 6.11), (228.0, 6.69), (356.0, 7.28), (612.0, 8.23)]),
+            (2, [(128.0, 6.05), (224.0, 6.91), (352.0, 7.65), (608.0, 8.89)]),
+            (3, [(126.0, 6.78), (222.0, 7.42), (350.0, 8.77), (606.0, 11.08)]),
+            (4, [(122.0, 7.06), (218.0, 7.99), (346.0, 9.61), (602.0, 12.25)]),
+            (8, [(108.0, 11.57), (204.0, 12.75), (332.0, 14.90), (588.0, 20.60)]),
+        ];
+        let points: Vec<(u64, f64, f64)> =
+            grid.iter().flat_map(|(b, row)| row.iter().map(move |&(c, ms)| (*b, *b as f64 * c, ms))).collect();
+        let f = lines_per_batch(&points).unwrap();
+        assert_eq!(f.lines.iter().map(|l| l.batch).collect::<Vec<_>>(), [1, 2, 3, 4, 8]);
+        assert!(f.max_relative_residual < 0.04 && f.r2 > 0.99, "{f:?}");
+        // DistServe's plane through batches 2–8 misses by more than twice as much.
+        let batched: Vec<&(u64, f64, f64)> = points.iter().filter(|p| p.0 > 1).collect();
+        let xs: Vec<[f64; 3]> = batched.iter().map(|p| [1.0, p.1, p.0 as f64]).collect();
+        let plane = least_squares(&xs, &batched.iter().map(|p| p.2).collect::<Vec<_>>()).unwrap();
+        assert!(plane.max_relative_residual > 2.0 * f.max_relative_residual, "{plane:?} {f:?}");
+        // Without batch 3, the lines of 2 and 4 still place it within 5% (the grid now measures
+        // it: it is a CPU worker's common batch).
+        let without: Vec<(u64, f64, f64)> = points.iter().copied().filter(|p| p.0 != 3).collect();
+        let lines = BatchLines::new(lines_per_batch(&without).unwrap().lines).unwrap();
+        for &(c, ms) in &grid[2].1 {
+            let (base, var) = lines.parts(3, (3.0 * c) as u64);
+            assert!(((base + var) / ms - 1.0).abs() < 0.05, "batch 3 at {c}: {} against {ms}", base + var);
+        }
+        // A batch size with one point tells no slope.
+        assert!(lines_per_batch(&[(1, 32.0, 5.0), (1, 64.0, 5.5), (2, 64.0, 6.0)]).is_none());
     }
 
     #[test]

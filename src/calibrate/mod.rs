@@ -1,9 +1,10 @@
 //! `pdsim calibrate`: teaches the simulator this machine. It times the real engine's steps
 //! (the same `Engine::step` calls a worker makes) over a grid of prefill batches and decode
-//! batches × contexts, for each thread count a scenario's workers may get, fits DistServe's
-//! polynomial cost model to each (prefill: a + b·ΣL + c·ΣL²; decode: a + b·Σctx + c·B, with
-//! batch-1 decode fitted on its own as a + b·ctx: the engine runs a single sequence through a
-//! different, much cheaper kernel path than a batch, so one line through both misses both), and
+//! batches × contexts, for each thread count a scenario's workers may get, and fits them:
+//! prefill in DistServe's polynomial form (a + b·ΣL + c·ΣL²), decode as a line in Σctx at each
+//! measured batch size, interpolated between sizes (`engine::sim::batch_lines`: the engine's
+//! decode time is far from linear in B at the small batches a CPU worker runs). DistServe's
+//! decode plane (a + b·Σctx + c·B) is fitted too, for comparison and for people. It also
 //! measures the in-process KV handoff (a message carrying the cache between two actor threads),
 //! what runs pay around the steps (a wake-up after a pause, a neighbour computing beside) and
 //! how unsteadily the machine runs the same step (`steadiness`). The result is a profile TOML
@@ -27,7 +28,7 @@ use crate::engine::sim::linear::Wake;
 use crate::engine::step::{DecodeSlot, PromptChunk, StepPlan};
 use crate::engine::{Engine, EngineError};
 use crate::workload::RequestSpec;
-use fit::{least_squares, least_squares_with, Fit};
+use fit::{least_squares, least_squares_with, lines_per_batch, Fit, LinesFit};
 use profile::{Profile, ThreadsFit};
 
 /// How thoroughly to measure.
@@ -110,12 +111,24 @@ fn prefill_grid(quick: bool) -> Vec<Vec<usize>> {
     g
 }
 
+/// The decode grid: (contexts, batch sizes). Small batches are measured one by one: the
+/// engine's step time is far from linear in B there (on the build machine batch 2 cost barely
+/// more than batch 1, batch 4 much more), and they are the batches a CPU worker runs most.
 fn decode_grid(quick: bool) -> (Vec<usize>, Vec<usize>) {
     if quick {
-        (vec![32, 128], vec![1, 2, 4, 8])
+        (vec![32, 128], vec![1, 2, 3, 4, 8])
     } else {
-        (vec![32, 128, 256, 512], vec![1, 2, 4, 8, 16])
+        (vec![32, 128, 256, 512], vec![1, 2, 3, 4, 6, 8, 12, 16])
     }
+}
+
+/// What one thread count's grid gives.
+struct Measured {
+    prefill: Fit,
+    decode_single: Fit,
+    decode: Fit,
+    decode_by_batch: LinesFit,
+    wake: Wake,
 }
 
 fn measure(
@@ -123,7 +136,7 @@ fn measure(
     threads: usize,
     opts: &Options,
     progress: &mut dyn FnMut(&str),
-) -> Result<(Fit, Fit, Fit, Wake), EngineError> {
+) -> Result<Measured, EngineError> {
     let mut b = bench(model, threads);
     // Rounds over the whole grid rather than repeats of one point at a time: on a shared
     // machine the speed drifts over minutes, and interleaving spreads the drift over every
@@ -146,49 +159,7 @@ fn measure(
         progress(&format!("threads {threads}: prefill {:>2} × {:>4} tokens: {ms:>8.2} ms", lens.len(), lens[0]));
         prefill.push(Sample { x: [1.0, sum, sq], ms });
     }
-    let (contexts, batches) = decode_grid(opts.quick);
-    let max_batch = *batches.iter().max().expect("non-empty");
-    let rounds = opts.reps + 1;
-    let mut decode = Vec::new();
-    for &ctx in &contexts {
-        // The most sequences any point needs, prefilled once (untimed), then decoded in
-        // batches of each size, in rounds; every step lengthens each sequence in it by one.
-        let output = batches.len() * rounds * DECODE_STEPS_PER_POINT + 2;
-        let mut ids = Vec::new();
-        for _ in 0..max_batch {
-            let (_, id) = b.prefill(&[ctx], output)?;
-            ids.extend(id);
-        }
-        // Output tokens so far per sequence (the prefill made the first).
-        let mut produced = vec![1u64; max_batch];
-        let mut times: Vec<Vec<f64>> = vec![Vec::new(); batches.len()];
-        let mut ctx_sums: Vec<Vec<f64>> = vec![Vec::new(); batches.len()];
-        for round in 0..rounds {
-            for (i, &n) in batches.iter().enumerate() {
-                for _ in 0..DECODE_STEPS_PER_POINT {
-                    let slots: Vec<DecodeSlot> = (0..n)
-                        .map(|k| DecodeSlot { request: ids[k], context_tokens: ctx as u64 + produced[k] })
-                        .collect();
-                    let ctx_sum = slots.iter().map(|d| d.context_tokens as f64).sum();
-                    let ms = b.decode(slots)?;
-                    if round > 0 {
-                        times[i].push(ms);
-                        ctx_sums[i].push(ctx_sum);
-                    }
-                    for p in produced.iter_mut().take(n) {
-                        *p += 1;
-                    }
-                }
-            }
-        }
-        for (i, &n) in batches.iter().enumerate() {
-            let ms = median(times[i].clone());
-            let ctx_sum = ctx_sums[i].iter().sum::<f64>() / ctx_sums[i].len() as f64;
-            progress(&format!("threads {threads}: decode batch {n:>2} at context {ctx:>4}: {ms:>8.2} ms"));
-            decode.push(Sample { x: [1.0, ctx_sum, n as f64], ms });
-        }
-        b.finish(&ids);
-    }
+    let decode = decode_samples(&mut b, threads, opts, progress)?;
     let fit = |features: usize, s: &[&Sample]| {
         let xs: Vec<[f64; 3]> = s.iter().map(|p| p.x).collect();
         let ys: Vec<f64> = s.iter().map(|p| p.ms).collect();
@@ -196,12 +167,87 @@ fn measure(
         f.ok_or_else(|| EngineError::Step("the measurements do not determine a fit".into()))
     };
     let (single, batched): (Vec<&Sample>, Vec<&Sample>) = decode.iter().partition(|p| p.x[2] == 1.0);
+    let per_batch: Vec<(u64, f64, f64)> = decode.iter().map(|p| (p.x[2] as u64, p.x[1], p.ms)).collect();
+    let decode_by_batch = lines_per_batch(&per_batch)
+        .ok_or_else(|| EngineError::Step("the decode measurements do not determine a line per batch size".into()))?;
     let wake = wake_ms(&mut b, 2 * opts.reps + 1)?;
     progress(&format!(
         "threads {threads}: a step after a {WAKE_PAUSE_MS} ms pause takes {wake:.2} ms longer than one right after another"
     ));
-    let fits = (fit(3, &prefill.iter().collect::<Vec<_>>())?, fit(2, &single)?, fit(3, &batched)?);
-    Ok((fits.0, fits.1, fits.2, Wake { after_idle_ms: WAKE_AFTER_IDLE_MS, extra_ms: wake }))
+    Ok(Measured {
+        prefill: fit(3, &prefill.iter().collect::<Vec<_>>())?,
+        decode_single: fit(2, &single)?,
+        decode: fit(3, &batched)?,
+        decode_by_batch,
+        wake: Wake { after_idle_ms: WAKE_AFTER_IDLE_MS, extra_ms: wake },
+    })
+}
+
+/// Times decode steps over the grid. Every context's sequences are prefilled first (untimed),
+/// then each round visits every context and batch size in turn, so that the machine's drift
+/// over the minute this takes falls on all points alike. (Measured one context after another,
+/// as before, drift between the blocks set the context slope: a two-thread batch-16 step's cost
+/// per context token fell from 0.09 to 0.03 ms across the blocks in one calibration and rose
+/// from 0.02 to 0.04 ms in another.)
+fn decode_samples(
+    b: &mut Bench,
+    threads: usize,
+    opts: &Options,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Sample>, EngineError> {
+    let (contexts, batches) = decode_grid(opts.quick);
+    let max_batch = *batches.iter().max().expect("non-empty");
+    let rounds = opts.reps + 1;
+    // Every step lengthens each sequence in it by one.
+    let output = batches.len() * rounds * DECODE_STEPS_PER_POINT + 2;
+    let mut ids: Vec<Vec<u64>> = Vec::new();
+    for &ctx in &contexts {
+        let mut seqs = Vec::new();
+        for _ in 0..max_batch {
+            seqs.extend(b.prefill(&[ctx], output)?.1);
+        }
+        ids.push(seqs);
+    }
+    // Context tokens so far per sequence (the prompt and the token the prefill made).
+    let mut context: Vec<Vec<u64>> = contexts.iter().map(|&c| vec![c as u64 + 1; max_batch]).collect();
+    let points = contexts.len() * batches.len();
+    let (mut times, mut ctx_sums) = (vec![Vec::new(); points], vec![Vec::new(); points]);
+    for round in 0..rounds {
+        for c in 0..contexts.len() {
+            for (i, &n) in batches.iter().enumerate() {
+                for _ in 0..DECODE_STEPS_PER_POINT {
+                    let slots: Vec<DecodeSlot> =
+                        (0..n).map(|k| DecodeSlot { request: ids[c][k], context_tokens: context[c][k] }).collect();
+                    let ctx_sum: u64 = slots.iter().map(|d| d.context_tokens).sum();
+                    let ms = b.decode(slots)?;
+                    if round > 0 {
+                        times[c * batches.len() + i].push(ms);
+                        ctx_sums[c * batches.len() + i].push(ctx_sum as f64);
+                    }
+                    for t in context[c].iter_mut().take(n) {
+                        *t += 1;
+                    }
+                }
+            }
+        }
+    }
+    let mut samples = Vec::new();
+    for (c, &ctx) in contexts.iter().enumerate() {
+        for (i, &n) in batches.iter().enumerate() {
+            let k = c * batches.len() + i;
+            let ms = median(times[k].clone());
+            let ctx_sum = ctx_sums[k].iter().sum::<f64>() / ctx_sums[k].len() as f64;
+            progress(&format!(
+                "threads {threads}: decode batch {n:>2} at context {ctx:>4} (mean {:>4.0}): {ms:>8.2} ms",
+                ctx_sum / n as f64
+            ));
+            samples.push(Sample { x: [1.0, ctx_sum, n as f64], ms });
+        }
+    }
+    for seqs in &ids {
+        b.finish(seqs);
+    }
+    Ok(samples)
 }
 
 /// Decode steps per grid point and round. Decode steps are short (6–60 ms) and this machine's
@@ -300,7 +346,8 @@ pub fn calibrate(
 ) -> Result<Profile, EngineError> {
     let mut fits = Vec::new();
     for &threads in &opts.threads {
-        let (prefill, decode_single, decode, wake) = measure(&model, threads, opts, &mut progress)?;
+        let Measured { prefill, decode_single, decode, decode_by_batch, wake } =
+            measure(&model, threads, opts, &mut progress)?;
         let co_run = co_run::measure(&model, threads)?;
         progress(&format!(
             "threads {threads}: beside another worker, prefill steps take {:+.0}% ({:+.0}% beside a \
@@ -317,17 +364,16 @@ pub fn calibrate(
             noise.corr_ms,
             noise.step_sd * 100.0
         ));
-        progress(&format!(
-            "threads {threads}: prefill R² {:.4} (max residual {:.2} ms), batch-1 decode R² {:.4} ({:.2} ms), \
-             batched decode R² {:.4} ({:.2} ms)",
-            prefill.r2,
-            prefill.max_residual_ms,
-            decode_single.r2,
-            decode_single.max_residual_ms,
-            decode.r2,
-            decode.max_residual_ms
-        ));
-        fits.push(ThreadsFit { threads, prefill, decode_single, decode, wake, co_run, noise: Some(noise) });
+        fits.push(ThreadsFit {
+            threads,
+            prefill,
+            decode_single,
+            decode,
+            decode_by_batch,
+            wake,
+            co_run,
+            noise: Some(noise),
+        });
     }
     let c = &model.llama.config;
     let kv_bytes_per_token = (2 * c.layers * c.kv_heads * c.head_dim * std::mem::size_of::<f32>()) as u64;

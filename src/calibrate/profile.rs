@@ -2,11 +2,16 @@
 //! (`[cost_model] kind = "profile", path = "..."`). One fit per thread count: a simulated
 //! worker takes the fit of the threads its topology gives it.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
-use super::fit::Fit;
+use super::fit::{Fit, LinesFit};
+use crate::engine::sim::batch_lines::{BatchLine, BatchLines};
 use crate::engine::sim::linear::{CoRun, DecodeCoeffs, LinearCost, PrefillCoeffs, Wake};
 use crate::engine::sim::noise::Noise;
+use crate::engine::sim::CostModel;
+use crate::scenario::error::line_col;
 
 /// The fits for one thread count.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -17,6 +22,8 @@ pub struct ThreadsFit {
     pub decode_single: Fit,
     /// Decode batches of two or more.
     pub decode: Fit,
+    /// A line per measured batch size: what the simulator takes for decode steps.
+    pub decode_by_batch: LinesFit,
     /// The extra time of a step after a pause.
     pub wake: Wake,
     /// The slowdown of steps beside another worker.
@@ -55,8 +62,13 @@ pub struct FitFile {
     pub prefill: PrefillFile,
     /// Batch-1 decode (`per_seq_ms` is 0).
     pub decode_single: DecodeFile,
-    /// Decode batches of two or more.
+    /// Decode batches of two or more: one plane over every batch size, DistServe's form (for
+    /// people, and for profiles without `decode_by_batch`).
     pub decode: DecodeFile,
+    /// Decode step time per measured batch size, interpolated between sizes (absent in older
+    /// profiles: `decode_single` and `decode` then).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decode_by_batch: Vec<BatchLineFile>,
     /// A step after the worker sat idle `after_idle_ms` or more takes `extra_ms` longer
     /// (absent in profiles written before it was measured: no charge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,6 +99,14 @@ pub struct DecodeFile {
     pub base_ms: f64,
     pub per_ctx_token_ms: f64,
     pub per_seq_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchLineFile {
+    pub batch: u64,
+    pub base_ms: f64,
+    pub per_ctx_token_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,6 +147,12 @@ pub struct Quality {
     pub decode_r2: f64,
     pub decode_max_residual_ms: f64,
     pub decode_points: usize,
+    /// The lines per batch size over every decode point, batch 1 included (absent in older
+    /// profiles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_by_batch_r2: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_by_batch_max_residual_ms: Option<f64>,
 }
 
 impl Profile {
@@ -157,6 +183,16 @@ impl Profile {
                         per_ctx_token_ms: f.decode.coeffs[1],
                         per_seq_ms: f.decode.coeffs[2],
                     },
+                    decode_by_batch: f
+                        .decode_by_batch
+                        .lines
+                        .iter()
+                        .map(|l| BatchLineFile {
+                            batch: l.batch,
+                            base_ms: l.base_ms,
+                            per_ctx_token_ms: l.per_ctx_token_ms,
+                        })
+                        .collect(),
                     wake: Some(WakeFile { after_idle_ms: f.wake.after_idle_ms, extra_ms: f.wake.extra_ms }),
                     co_run: Some(CoRunFile {
                         prefill: f.co_run.prefill,
@@ -174,6 +210,8 @@ impl Profile {
                         decode_r2: f.decode.r2,
                         decode_max_residual_ms: f.decode.max_residual_ms,
                         decode_points: f.decode.points,
+                        decode_by_batch_r2: Some(f.decode_by_batch.r2),
+                        decode_by_batch_max_residual_ms: Some(f.decode_by_batch.max_residual_ms),
                     },
                 })
                 .collect(),
@@ -187,7 +225,8 @@ impl Profile {
             "# pdsim calibrate, {date}: {} ({} weights) on {}.\n\
              # Step time fits, in DistServe's form: prefill = base + per_token·ΣL + per_token_sq·ΣL²,\n\
              # decode = base + per_ctx_token·Σctx + per_seq·B (ms), batch-1 decode fitted apart\n\
-             # (decode_single). Name this file in a scenario:\n\
+             # (decode_single). Simulated decode steps take decode_by_batch instead: a line in Σctx\n\
+             # per measured batch size, interpolated between sizes. Name this file in a scenario:\n\
              #   [cost_model]\n#   kind = \"profile\"\n#   path = \"<this file>\"\n\n{body}",
             self.model, self.weights, self.machine
         )
@@ -195,8 +234,46 @@ impl Profile {
 }
 
 impl FitFile {
-    pub fn cost(&self) -> LinearCost {
-        LinearCost {
+    /// The simulator's cost model for this fit; an error names what is out of range.
+    pub fn cost(&self) -> Result<LinearCost, String> {
+        let c = [
+            self.prefill.base_ms,
+            self.prefill.per_token_ms,
+            self.prefill.per_token_sq_ms,
+            self.decode.base_ms,
+            self.decode.per_ctx_token_ms,
+            self.decode.per_seq_ms,
+            self.decode_single.base_ms,
+            self.decode_single.per_ctx_token_ms,
+        ];
+        if c.iter().any(|x| !x.is_finite() || x.abs() > 1e9) || self.threads == 0 {
+            return Err("has an invalid coefficient".into());
+        }
+        if let Some(c) = &self.co_run {
+            let factors = [c.prefill, c.decode, c.prefill_beside_single.unwrap_or(0.0)];
+            if !factors.iter().all(|x| x.is_finite() && (0.0..=100.0).contains(x)) {
+                return Err("has co_run factors outside 0 to 100".into());
+            }
+        }
+        if let Some(w) = &self.wake {
+            if ![w.after_idle_ms, w.extra_ms].iter().all(|x| x.is_finite() && (0.0..=1e9).contains(x)) {
+                return Err("has a wake outside 0 to 1e9 ms".into());
+            }
+        }
+        let noise = self.noise.as_ref().map(|n| Noise { slow_sd: n.slow_sd, corr_ms: n.corr_ms, step_sd: n.step_sd });
+        if let Some(n) = &noise {
+            n.check()?;
+        }
+        let decode_by_batch = match self.decode_by_batch.as_slice() {
+            [] => None,
+            lines => Some(BatchLines::new(
+                lines
+                    .iter()
+                    .map(|l| BatchLine { batch: l.batch, base_ms: l.base_ms, per_ctx_token_ms: l.per_ctx_token_ms })
+                    .collect(),
+            )?),
+        };
+        Ok(LinearCost {
             prefill: PrefillCoeffs {
                 base_ms: self.prefill.base_ms,
                 per_token_ms: self.prefill.per_token_ms,
@@ -215,13 +292,45 @@ impl FitFile {
                     per_seq_ms: self.decode.per_seq_ms,
                 },
             )),
+            decode_by_batch,
             wake: self.wake.as_ref().map(|w| Wake { after_idle_ms: w.after_idle_ms, extra_ms: w.extra_ms }),
             co_run: self.co_run.as_ref().map(|c| CoRun {
                 prefill: c.prefill,
                 decode: c.decode,
                 prefill_beside_single: c.prefill_beside_single,
             }),
-            noise: self.noise.as_ref().map(|n| Noise { slow_sd: n.slow_sd, corr_ms: n.corr_ms, step_sd: n.step_sd }),
-        }
+            noise,
+        })
     }
+}
+
+/// Reads a profile a scenario names (`[cost_model] kind = "profile"`) or `compare --profile`
+/// takes; errors give the file and, for a bad key or value, its line.
+pub fn load(path: &Path) -> Result<CostModel, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read profile {}: {e}", path.display()))?;
+    let p: ProfileFile = toml::from_str(&text).map_err(|e| {
+        let (line, column) = e.span().map_or((1, 1), |s| line_col(&text, s.start));
+        format!("{}:{line}:{column}: {}", path.display(), e.message().trim())
+    })?;
+    if p.fit.is_empty() {
+        return Err(format!("{}: the profile has no [[fit]]", path.display()));
+    }
+    let fits = p
+        .fit
+        .iter()
+        .map(|f| {
+            f.cost()
+                .map(|c| (f.threads, c))
+                .map_err(|e| format!("{}: the fit for {} threads {e}", path.display(), f.threads))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !(p.handoff_us.is_finite() && (0.0..=1e9).contains(&p.handoff_us)) {
+        return Err(format!("{}: handoff_us must be from 0 to 1e9", path.display()));
+    }
+    Ok(CostModel::Profile {
+        fits,
+        kv_bytes_per_token: p.kv_bytes_per_token,
+        handoff_ns: (p.handoff_us * 1e3).round() as u64,
+        source: format!("profile {} ({}, {} weights, {})", path.display(), p.model, p.weights, p.machine),
+    })
 }

@@ -78,21 +78,26 @@ pub fn run(args: CalibrateArgs) -> ExitCode {
         println!("{}", serde_json::to_string_pretty(&profile).unwrap_or_default());
     } else {
         for f in &profile.fits {
-            let q = |name: &str, x: &crate::calibrate::fit::Fit| {
-                format!(
-                    "{name} R² {:.4}, max residual {:.2} ms ({:.1}%), {} points",
-                    x.r2,
-                    x.max_residual_ms,
-                    x.max_relative_residual * 100.0,
-                    x.points
-                )
+            let q = |name: &str, r2: f64, max_ms: f64, max_rel: f64, points: usize| {
+                format!("{name} R² {r2:.4}, max residual {max_ms:.2} ms ({:.1}%), {points} points", max_rel * 100.0)
             };
+            let fit = |name: &str, x: &crate::calibrate::fit::Fit| {
+                q(name, x.r2, x.max_residual_ms, x.max_relative_residual, x.points)
+            };
+            let lines = &f.decode_by_batch;
             println!(
-                "threads {}: {}; {}; {}",
+                "threads {}: {}; {}; {}; {}",
                 f.threads,
-                q("prefill", &f.prefill),
-                q("batch-1 decode", &f.decode_single),
-                q("batched decode", &f.decode)
+                fit("prefill", &f.prefill),
+                q(
+                    "decode as a line per batch size (what the simulator takes)",
+                    lines.r2,
+                    lines.max_residual_ms,
+                    lines.max_relative_residual,
+                    lines.points
+                ),
+                fit("batch-1 decode as one line", &f.decode_single),
+                fit("batched decode as one plane", &f.decode)
             );
         }
         println!(

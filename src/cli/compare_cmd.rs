@@ -31,6 +31,11 @@ pub struct CompareArgs {
     /// machine, the floor below which an error cannot be judged).
     #[arg(long, value_name = "N", default_value_t = 1)]
     repeat: usize,
+    /// Do not execute: simulate again the executed runs of an earlier `pdsim compare` of this
+    /// scenario (its folder, e.g. output/NAME/compare/latest), to judge another profile or
+    /// model on the very runs the first was judged on.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["repeat", "requests"])]
+    executed: Option<PathBuf>,
 }
 
 /// The goals: simulation within 5% of execution at p50 and 10% at p90.
@@ -65,28 +70,45 @@ pub fn run(args: CompareArgs) -> ExitCode {
             }
         }
     }
-    let backend = match prepare(&mut sc) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    // Where the executed side comes from: this process, or an earlier comparison's folders.
+    let (backend, earlier) = match &args.executed {
+        Some(d) => match crate::compare::reuse::executed_runs(d, &sc.topologies) {
+            Ok(runs) => (None, runs),
+            Err(e) => return bad(e),
+        },
+        None => match prepare(&mut sc) {
+            Ok(b) => (Some(b), Vec::new()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
+    let repeat = if earlier.is_empty() { args.repeat } else { earlier.len() };
     let out_root = args.out.clone().unwrap_or_else(|| sc.output_dir.clone());
     let dir = match new_run_dir(&out_root, &format!("{}/compare", sc.name), None, false) {
         Ok(d) => d,
         Err(e) => return bad(e.to_string()),
     };
-    eprintln!("pdsim compare: `{}` executed ({}) and simulated ({})", sc.name, backend.describe(), profile.describe());
+    let executed = match (&backend, &args.executed) {
+        (Some(b), _) => b.describe(),
+        (None, d) => format!("earlier, {} run(s) from {}", repeat, d.as_deref().unwrap_or(&dir).display()),
+    };
+    eprintln!("pdsim compare: `{}` executed ({executed}) and simulated ({})", sc.name, profile.describe());
     let mut runs: Vec<Vec<RunPairs>> = sc.topologies.iter().map(|_| Vec::new()).collect();
-    for k in 1..=args.repeat {
+    for k in 1..=repeat {
         // One run's folders: the run folder itself, or run-K/ in it when there are several.
-        let run_dir = if args.repeat == 1 { dir.clone() } else { dir.join(format!("run-{k}")) };
-        let label = if args.repeat == 1 { String::new() } else { format!("run {k}/{}: ", args.repeat) };
+        let run_dir = if repeat == 1 { dir.clone() } else { dir.join(format!("run-{k}")) };
+        let label = if repeat == 1 { String::new() } else { format!("run {k}/{repeat}: ") };
         for (t, out) in sc.topologies.iter().zip(&mut runs) {
-            eprintln!("  {label}{}: executing...", t.name);
             let run = || -> Result<RunPairs, Box<dyn std::error::Error>> {
-                run_topology(&sc, &backend, t, &run_dir, std::io::IsTerminal::is_terminal(&std::io::stderr()))?;
+                match &backend {
+                    Some(b) => {
+                        eprintln!("  {label}{}: executing...", t.name);
+                        run_topology(&sc, b, t, &run_dir, std::io::IsTerminal::is_terminal(&std::io::stderr()))?;
+                    }
+                    None => crate::compare::reuse::copy_executed(&earlier[k - 1], &t.name, &run_dir)?,
+                }
                 eprintln!("  {label}{}: simulating the same requests...", t.name);
                 simulate_and_compare(&sc, t, &profile, &run_dir)
             };
@@ -130,13 +152,19 @@ pub fn run(args: CompareArgs) -> ExitCode {
     }
     mark_latest(&dir);
     if args.json {
-        println!("{}", serde_json::json!({ "scenario": sc.name, "profile": args.profile, "topologies": results }));
+        let json = serde_json::json!({
+            "scenario": sc.name,
+            "profile": args.profile,
+            "executed_from": args.executed,
+            "topologies": results
+        });
+        println!("{json}");
         return ExitCode::SUCCESS;
     }
     for c in &results {
         print_comparison(c);
     }
-    let per_run = if args.repeat == 1 { "" } else { "run-K/" };
+    let per_run = if repeat == 1 { "" } else { "run-K/" };
     println!(
         "\nper request: {}/{per_run}<topology>/compare.csv; summary: {}/comparison.csv (goals: p50 within {:.0}%, p90 within {:.0}%)",
         dir.display(),

@@ -6,6 +6,7 @@
 //! where a gap comes from.
 
 pub mod pace;
+pub mod reuse;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -206,6 +206,7 @@ mod tests {
             prefill: PrefillCoeffs { base_ms: 10.0, per_token_ms: 1.0, per_token_sq_ms: 0.0 },
             decode,
             large_batch_decode: None,
+            decode_by_batch: None,
             wake,
             co_run: None,
             noise: None,

@@ -11,6 +11,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use crate::calibrate::profile::load as load_profile;
 use crate::engine::candle::device::DeviceSpec;
 use crate::engine::candle::engine::GenerationConfig;
 use crate::engine::candle::model::WeightFormat;
@@ -22,7 +23,6 @@ use crate::sched::link::Link;
 use crate::sched::router::RouterKind;
 use crate::workload::Workload;
 pub use error::ScenarioError;
-pub use validate::load_profile;
 
 /// A validated scenario, ready to run.
 #[derive(Debug, Clone)]

@@ -389,7 +389,8 @@ fn resolve_cost(raw: RawCostModel, base: &Path) -> V<CostModel> {
     };
     match raw {
         RawCostModel::Profile { path, noise } => {
-            let profile = load_profile(&base.join(path)).map_err(|e| invalid(format!("{K}.path"), e))?;
+            let profile =
+                crate::calibrate::profile::load(&base.join(path)).map_err(|e| invalid(format!("{K}.path"), e))?;
             Ok(if noise == Some(false) { profile.with_noise(None) } else { profile })
         }
         RawCostModel::Roofline { hardware, model, tp, compute_efficiency, memory_efficiency, step_overhead_ms } => {
@@ -481,6 +482,7 @@ fn resolve_cost(raw: RawCostModel, base: &Path) -> V<CostModel> {
                     per_seq_ms: coeff("decode", "per_seq_ms", decode.per_seq_ms)?,
                 },
                 large_batch_decode: None,
+                decode_by_batch: None,
                 wake: None,
                 co_run: None,
                 noise: None,
@@ -785,63 +787,4 @@ fn check_fits(w: &Workload, t: &Topology, i: usize) -> V<()> {
         }
     }
     Ok(())
-}
-
-/// Reads a profile written by `pdsim calibrate`; errors name the profile's own line and column.
-pub fn load_profile(path: &Path) -> Result<CostModel, String> {
-    use crate::calibrate::profile::ProfileFile;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read profile {}: {e}", path.display()))?;
-    let p: ProfileFile = toml::from_str(&text).map_err(|e| {
-        let (line, column) = e.span().map_or((1, 1), |s| line_col(&text, s.start));
-        format!("{}:{line}:{column}: {}", path.display(), e.message().trim())
-    })?;
-    if p.fit.is_empty() {
-        return Err(format!("{}: the profile has no [[fit]]", path.display()));
-    }
-    for f in &p.fit {
-        let c = [
-            f.prefill.base_ms,
-            f.prefill.per_token_ms,
-            f.prefill.per_token_sq_ms,
-            f.decode.base_ms,
-            f.decode.per_ctx_token_ms,
-            f.decode.per_seq_ms,
-            f.decode_single.base_ms,
-            f.decode_single.per_ctx_token_ms,
-        ];
-        if c.iter().any(|x| !x.is_finite() || x.abs() > 1e9) || f.threads == 0 {
-            return Err(format!("{}: the fit for {} threads has an invalid coefficient", path.display(), f.threads));
-        }
-        if let Some(c) = &f.co_run {
-            let factors = [c.prefill, c.decode, c.prefill_beside_single.unwrap_or(0.0)];
-            if !factors.iter().all(|x| x.is_finite() && (0.0..=100.0).contains(x)) {
-                return Err(format!(
-                    "{}: the co_run factors of the fit for {} threads must be from 0 to 100",
-                    path.display(),
-                    f.threads
-                ));
-            }
-        }
-        if let Some(n) = f.cost().noise {
-            n.check().map_err(|e| format!("{}: the fit for {} threads: {e}", path.display(), f.threads))?;
-        }
-        if let Some(w) = &f.wake {
-            if ![w.after_idle_ms, w.extra_ms].iter().all(|x| x.is_finite() && (0.0..=1e9).contains(x)) {
-                return Err(format!(
-                    "{}: the wake of the fit for {} threads must be from 0 to 1e9 ms",
-                    path.display(),
-                    f.threads
-                ));
-            }
-        }
-    }
-    if !(p.handoff_us.is_finite() && (0.0..=1e9).contains(&p.handoff_us)) {
-        return Err(format!("{}: handoff_us must be from 0 to 1e9", path.display()));
-    }
-    Ok(CostModel::Profile {
-        fits: p.fit.iter().map(|f| (f.threads, f.cost())).collect(),
-        kv_bytes_per_token: p.kv_bytes_per_token,
-        handoff_ns: (p.handoff_us * 1e3).round() as u64,
-        source: format!("profile {} ({}, {} weights, {})", path.display(), p.model, p.weights, p.machine),
-    })
 }

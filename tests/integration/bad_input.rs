@@ -165,6 +165,23 @@ fn compare_repeat_zero_is_bad_input_and_writes_nothing() {
     assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "nothing written");
 }
 
+#[test]
+fn compare_executed_without_earlier_runs_is_bad_input_and_writes_nothing() {
+    let (earlier, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let out = Command::new(env!("CARGO_BIN_EXE_pdsim"))
+        .args(["compare", "scenarios/light_light.toml", "--executed"])
+        .arg(earlier.path())
+        .arg("--out")
+        .arg(d.path())
+        .current_dir(crate::common::repo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fused/requests.csv is missing") && err.contains("earlier `pdsim compare`"), "{err}");
+    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "nothing written");
+}
+
 /// The corpus in tests/data/malformed: each scenario (some naming a malformed trace beside it)
 /// fails validation with one error line at the file, line and column listed in EXPECTED.tsv,
 /// exit code 2, no panic.

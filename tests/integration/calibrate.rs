@@ -30,6 +30,11 @@ fn calibrate_then_compare() {
     let decode = |b: f64| c("decode", 0) + c("decode", 1) * 64.0 * b + c("decode", 2) * b;
     assert!(decode(8.0) > decode(2.0), "{fit}");
     assert!(fit["prefill"]["r2"].as_f64().unwrap() > 0.5, "{fit}");
+    // Decode steps also get a line per measured batch size, which the simulator takes.
+    let lines = fit["decode_by_batch"]["lines"].as_array().unwrap();
+    let batches: Vec<u64> = lines.iter().map(|l| l["batch"].as_u64().unwrap()).collect();
+    assert_eq!(batches, [1, 2, 3, 4, 8], "{fit}");
+    assert!(std::fs::read_to_string(&profile).unwrap().matches("[[fit.decode_by_batch]]").count() == 5);
     assert_eq!(v["kv_bytes_per_token"], 46_080);
     // The profile is a cost model a scenario can name.
     let cost = pdsim::scenario::load_profile(&profile).unwrap();
@@ -113,4 +118,29 @@ fn calibrate_then_compare() {
     }
     let rows = crate::common::read_csv(&run.join("comparison.csv"));
     assert!(rows.iter().all(|r| r.s("runs") == "2"), "{:?}", rows.iter().map(|r| r.s("runs")).collect::<Vec<_>>());
+
+    // The same executed runs simulated again, without executing: with the same profile every
+    // figure comes out as it did, and the new folder holds the executed side too.
+    let again = d.path().join("again");
+    let c2 = pdsim(&[
+        "compare",
+        "scenarios/light_light.toml",
+        "--profile",
+        p,
+        "--only",
+        "split",
+        "--executed",
+        run.to_str().unwrap(),
+        "--json",
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    let t2 = &c2["topologies"][0];
+    assert_eq!((t2["runs"].as_u64(), t2["requests"].as_u64()), (Some(2), Some(6)), "{t2}");
+    for key in ["percentiles", "paced"] {
+        assert_eq!(t2[key], t[key], "{key}");
+    }
+    let copy = again.join("light_light/compare/latest/run-2/split");
+    assert_eq!(crate::common::read_csv(&copy.join("requests.csv")).len(), 3);
+    assert_eq!(crate::common::read_csv(&copy.join("compare.csv")).len(), 3);
 }

@@ -4,7 +4,10 @@
 //! decode(ms)  = base + per_ctx_token · Σctx + per_seq · B
 //!
 //! A mixed step (chunked prefill) costs both parts with one fixed overhead: the larger base.
+//! Calibration profiles replace the decode plane by lines measured per batch size
+//! ([`BatchLines`]).
 
+use super::batch_lines::BatchLines;
 use super::noise::Noise;
 use crate::engine::step::StepShape;
 
@@ -29,6 +32,9 @@ pub struct LinearCost {
     pub prefill: PrefillCoeffs,
     pub decode: DecodeCoeffs,
     pub large_batch_decode: Option<(u64, DecodeCoeffs)>,
+    /// Decode time per measured batch size (calibration profiles): when present, decode steps
+    /// take it instead of `decode` and `large_batch_decode`.
+    pub decode_by_batch: Option<BatchLines>,
     pub wake: Option<Wake>,
     pub co_run: Option<CoRun>,
     /// The machine's unsteadiness (calibration profiles): applied per worker by the simulated
@@ -76,18 +82,15 @@ impl LinearCost {
             prefill: p(self.prefill),
             decode: d(self.decode),
             large_batch_decode: self.large_batch_decode.map(|(n, c)| (n, d(c))),
-            ..*self
+            decode_by_batch: self.decode_by_batch.as_ref().map(|l| l.scaled(decode)),
+            ..self.clone()
         }
     }
 
     pub fn step_ms(&self, s: &StepShape) -> f64 {
         let p = &self.prefill;
-        let d = match self.large_batch_decode {
-            Some((threshold, ref large)) if s.decode_seqs >= threshold => large,
-            _ => &self.decode,
-        };
         let prefill_var = p.per_token_ms * s.prefill_tokens as f64 + p.per_token_sq_ms * s.prefill_tokens_sq as f64;
-        let decode_var = d.per_ctx_token_ms * s.decode_context as f64 + d.per_seq_ms * s.decode_seqs as f64;
+        let (decode_base, decode_var) = self.decode_parts(s.decode_seqs, s.decode_context);
         let wake = match self.wake {
             Some(w) if s.idle_ns as f64 >= w.after_idle_ms * 1e6 => w.extra_ms,
             _ => 0.0,
@@ -104,10 +107,22 @@ impl LinearCost {
         };
         match (s.prefill_seqs > 0, s.decode_seqs > 0) {
             (true, false) => wake + (p.base_ms + prefill_var) * fp,
-            (false, true) => wake + (d.base_ms + decode_var) * fd,
-            (true, true) => wake + (p.base_ms.max(d.base_ms) + prefill_var + decode_var) * fp.max(fd),
+            (false, true) => wake + (decode_base + decode_var) * fd,
+            (true, true) => wake + (p.base_ms.max(decode_base) + prefill_var + decode_var) * fp.max(fd),
             (false, false) => 0.0,
         }
+    }
+
+    /// A decode part of `seqs` sequences over `ctx_sum` context tokens: (fixed, variable) ms.
+    fn decode_parts(&self, seqs: u64, ctx_sum: u64) -> (f64, f64) {
+        if let Some(lines) = &self.decode_by_batch {
+            return lines.parts(seqs, ctx_sum);
+        }
+        let d = match self.large_batch_decode {
+            Some((threshold, ref large)) if seqs >= threshold => large,
+            _ => &self.decode,
+        };
+        (d.base_ms, d.per_ctx_token_ms * ctx_sum as f64 + d.per_seq_ms * seqs as f64)
     }
 }
 
@@ -120,6 +135,7 @@ mod tests {
             prefill: PrefillCoeffs { base_ms: 10.0, per_token_ms: 0.1, per_token_sq_ms: 0.001 },
             decode: DecodeCoeffs { base_ms: 5.0, per_ctx_token_ms: 0.01, per_seq_ms: 0.5 },
             large_batch_decode: Some((4, DecodeCoeffs { base_ms: 1.0, per_ctx_token_ms: 0.0, per_seq_ms: 0.0 })),
+            decode_by_batch: None,
             wake: Some(Wake { after_idle_ms: 100.0, extra_ms: 15.0 }),
             co_run: Some(CoRun { prefill: 0.5, decode: 0.25, prefill_beside_single: Some(1.0) }),
             noise: None,
@@ -137,6 +153,32 @@ mod tests {
         assert!((m.step_ms(&mixed) - (10.0 + 3.5 + 2.0)).abs() < 1e-12);
         let big = StepShape { decode_seqs: 4, decode_context: 100, ..Default::default() };
         assert_eq!(m.step_ms(&big), 1.0);
+    }
+
+    #[test]
+    fn lines_per_batch_size_replace_the_decode_plane() {
+        use crate::engine::sim::batch_lines::{BatchLine, BatchLines};
+        let lines = BatchLines::new(vec![
+            BatchLine { batch: 1, base_ms: 4.0, per_ctx_token_ms: 0.01 },
+            BatchLine { batch: 2, base_ms: 6.0, per_ctx_token_ms: 0.01 },
+        ])
+        .unwrap();
+        let m = LinearCost { decode_by_batch: Some(lines), ..model() };
+        // Batch 4 is past the large-batch threshold: the lines still decide (extrapolated).
+        let decode = StepShape { decode_seqs: 4, decode_context: 400, ..Default::default() };
+        assert!((m.step_ms(&decode) - (10.0 + 4.0)).abs() < 1e-12);
+        // A mixed step shares the larger fixed part: prefill's 10 against decode's 6.
+        let mixed = StepShape {
+            prefill_seqs: 1,
+            prefill_tokens: 10,
+            prefill_tokens_sq: 100,
+            decode_seqs: 2,
+            decode_context: 200,
+            ..Default::default()
+        };
+        assert!((m.step_ms(&mixed) - (10.0 + 1.1 + 2.0)).abs() < 1e-12);
+        // Scaling a model scales its lines.
+        assert!((m.scaled(1.0, 2.0).step_ms(&decode) - 28.0).abs() < 1e-12);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The simulated engine: step durations from a cost model, KV handles that know only their size.
 
+pub mod batch_lines;
 pub mod hardware;
 pub mod linear;
 pub mod noise;

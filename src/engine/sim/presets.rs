@@ -65,6 +65,7 @@ pub fn lookup(name: &str, tp: u32) -> Result<(LinearCost, &'static str), String>
         prefill: PrefillCoeffs { base_ms: pa + 1.0 + 2.0, per_token_ms: pb + 1e-4, per_token_sq_ms: pc },
         decode: decode(fit.decode_small),
         large_batch_decode: Some((LARGE_BATCH_THRESHOLD, decode(fit.decode_large))),
+        decode_by_batch: None,
         wake: None,
         co_run: None,
         noise: None,
