@@ -72,7 +72,7 @@ pub fn run(args: CompareArgs) -> ExitCode {
     }
     // Where the executed side comes from: this process, or an earlier comparison's folders.
     let (backend, earlier) = match &args.executed {
-        Some(d) => match crate::compare::reuse::executed_runs(d, &sc.topologies) {
+        Some(d) => match crate::compare::reuse::executed_runs(d, &sc.name, &sc.topologies) {
             Ok(runs) => (None, runs),
             Err(e) => return bad(e),
         },

@@ -11,12 +11,13 @@ use std::path::{Path, PathBuf};
 use crate::scenario::Topology;
 
 /// What a simulation of an executed topology reads: its requests, the trace the simulator
-/// replays, and the steps the run's pace is read from.
-const NEEDED: [&str; 3] = ["requests.csv", "trace.csv", "iterations.csv"];
+/// replays, the steps the run's pace is read from, and the summary that names the scenario.
+const NEEDED: [&str; 4] = ["requests.csv", "trace.csv", "iterations.csv", "summary.csv"];
 
 /// The run folders of an earlier comparison at `dir` (its `run-K/` folders in order, or `dir`
-/// itself when it ran once), each checked to hold every topology's executed CSVs.
-pub fn executed_runs(dir: &Path, topologies: &[Topology]) -> Result<Vec<PathBuf>, String> {
+/// itself when it ran once), each checked to hold every topology's executed CSVs, written by
+/// a run of the scenario named `scenario`.
+pub fn executed_runs(dir: &Path, scenario: &str, topologies: &[Topology]) -> Result<Vec<PathBuf>, String> {
     let dir = dir.canonicalize().map_err(|e| format!("--executed {}: {e}", dir.display()))?;
     let mut runs: Vec<(usize, PathBuf)> = std::fs::read_dir(&dir)
         .map_err(|e| format!("--executed {}: {e}", dir.display()))?
@@ -40,9 +41,29 @@ pub fn executed_runs(dir: &Path, topologies: &[Topology]) -> Result<Vec<PathBuf>
                     ));
                 }
             }
+            let summary = run.join(&t.name).join("summary.csv");
+            let ran = scenario_of(&summary).map_err(|e| format!("--executed: {}: {e}", summary.display()))?;
+            if ran != scenario {
+                return Err(format!(
+                    "--executed: {} holds runs of scenario `{ran}`, not `{scenario}`; compare that scenario's \
+                     file, or name a comparison of this one",
+                    run.display()
+                ));
+            }
         }
     }
     Ok(runs)
+}
+
+/// The `scenario` column of a run's summary.csv.
+fn scenario_of(summary: &Path) -> Result<String, String> {
+    let mut rd = csv::Reader::from_path(summary).map_err(|e| e.to_string())?;
+    let col = rd.headers().map_err(|e| e.to_string())?.iter().position(|h| h == "scenario");
+    let row = rd.records().next().transpose().map_err(|e| e.to_string())?;
+    match (col, row) {
+        (Some(c), Some(r)) => Ok(r.get(c).unwrap_or_default().to_owned()),
+        _ => Err("no scenario row".into()),
+    }
 }
 
 /// Copies the executed CSVs of `topology` from the run folder `from` into `to/<topology>/`

@@ -166,19 +166,36 @@ fn compare_repeat_zero_is_bad_input_and_writes_nothing() {
 }
 
 #[test]
-fn compare_executed_without_earlier_runs_is_bad_input_and_writes_nothing() {
+fn compare_executed_needs_an_earlier_comparison_of_the_same_scenario() {
     let (earlier, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let out = Command::new(env!("CARGO_BIN_EXE_pdsim"))
-        .args(["compare", "scenarios/light_light.toml", "--executed"])
-        .arg(earlier.path())
-        .arg("--out")
-        .arg(d.path())
-        .current_dir(crate::common::repo())
-        .output()
-        .unwrap();
+    let compare = || {
+        Command::new(env!("CARGO_BIN_EXE_pdsim"))
+            .args(["compare", "scenarios/light_light.toml", "--executed"])
+            .arg(earlier.path())
+            .arg("--out")
+            .arg(d.path())
+            .current_dir(crate::common::repo())
+            .output()
+            .unwrap()
+    };
+    // An empty folder: no executed runs.
+    let out = compare();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("fused/requests.csv is missing") && err.contains("earlier `pdsim compare`"), "{err}");
+    // Runs of another scenario.
+    for topology in ["fused", "split"] {
+        let dir = earlier.path().join(topology);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["requests.csv", "trace.csv", "iterations.csv"] {
+            std::fs::write(dir.join(f), "x\n").unwrap();
+        }
+        std::fs::write(dir.join("summary.csv"), format!("scenario,topology\nheavy_heavy,{topology}\n")).unwrap();
+    }
+    let out = compare();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds runs of scenario `heavy_heavy`, not `light_light`"), "{err}");
     assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "nothing written");
 }
 
