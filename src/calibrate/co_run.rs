@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::{bench, median, Bench};
 use crate::engine::candle::Model;
-use crate::engine::sim::linear::{CoRun, CO_RUN_PROBE_TOKENS};
+use crate::engine::sim::linear::CoRun;
 use crate::engine::step::DecodeSlot;
 use crate::engine::EngineError;
 
@@ -18,11 +18,7 @@ use crate::engine::EngineError;
 /// below 0). A single-sequence decode beside is measured apart because it slows a prefill far
 /// more (on the build machine, one thread each: +12–19% against +2% beside a batch of 4; in
 /// executed split runs the prefill worker's short prompts ran ×1.26–1.40 the profile while the
-/// decode worker decoded one sequence, and a light load's decode worker mostly does). A
-/// [`LONG_PROBE_TOKENS`]-token prefill beside a single-sequence decode is timed too: a long
-/// prompt suffers less (the runs: ×1.20 for prompts under 64 tokens, ×1.03–1.07 for 256–700
-/// with the decode beside for half to all of their time), and one factor for every size put
-/// heavy_heavy's split TTFT p50 from −14% to +23% as the short probe read +1% to +22%.
+/// decode worker decoded one sequence, and a light load's decode worker mostly does).
 ///
 /// The other engine takes turns: it computes for [`CO_RUN_PHASE_MS`], then sleeps as long.
 /// The timed engine steps back to back all along, and each step counts as beside when the other
@@ -48,40 +44,21 @@ pub fn measure(model: &Arc<Model>, threads: usize) -> Result<CoRun, EngineError>
         produced += 1;
         Ok(ms)
     };
-    let prefill_of = |tokens: u64| {
-        move |b: &mut Bench| {
-            let (ms, ids) = b.prefill(&[tokens as usize], 2)?;
-            b.finish(&ids);
-            Ok(ms)
-        }
+    let mut prefill = |b: &mut Bench| {
+        let (ms, ids) = b.prefill(&[64], 2)?;
+        b.finish(&ids);
+        Ok(ms)
     };
-    let (mut prefill, mut long) = (prefill_of(CO_RUN_PROBE_TOKENS), prefill_of(LONG_PROBE_TOKENS));
-    // The other engine's turns last a few of the timed steps, so that some fall inside one.
-    let long_phase_ms = CO_RUN_PHASE_MS.max(3 * long(&mut b)?.ceil() as u64);
     let factor = |(alone, beside): (f64, f64)| (beside / alone - 1.0).max(0.0);
-    let (mut batched, mut single, mut single_long, mut decodes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut batched, mut single, mut decodes) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..CO_RUN_PASSES {
-        let (n, phase) = (CO_RUN_SAMPLES, CO_RUN_PHASE_MS);
-        batched.push(factor(beside(model, threads, Background::Decode(4), phase, &mut b, n, &mut prefill)?));
-        single.push(factor(beside(model, threads, Background::Decode(1), phase, &mut b, n, &mut prefill)?));
-        let one = Background::Decode(1);
-        single_long.push(factor(beside(model, threads, one, long_phase_ms, &mut b, LONG_SAMPLES, &mut long)?));
-        decodes.push(factor(beside(model, threads, Background::Prefill, phase, &mut b, 4 * n, &mut decode)?));
+        let n = CO_RUN_SAMPLES;
+        batched.push(factor(beside(model, threads, Background::Decode(4), &mut b, n, &mut prefill)?));
+        single.push(factor(beside(model, threads, Background::Decode(1), &mut b, n, &mut prefill)?));
+        decodes.push(factor(beside(model, threads, Background::Prefill, &mut b, 4 * n, &mut decode)?));
     }
-    Ok(CoRun {
-        prefill: median(batched),
-        decode: median(decodes),
-        prefill_beside_single: Some(median(single)),
-        prefill_beside_single_long: Some((LONG_PROBE_TOKENS, median(single_long))),
-    })
+    Ok(CoRun { prefill: median(batched), decode: median(decodes), prefill_beside_single: Some(median(single)) })
 }
-
-/// The long prompt timed beside a single-sequence decode.
-const LONG_PROBE_TOKENS: u64 = 256;
-
-/// Long prefills timed alone and beside, at least, each pass (a one-thread 256-token prefill
-/// takes ~0.4 s).
-const LONG_SAMPLES: usize = 5;
 
 /// Passes over the three measurements, the median of each counting. One pass now and then
 /// reads far off: one calibration on the build machine put the one-thread decode factor at +48%
@@ -94,8 +71,7 @@ const CO_RUN_PASSES: usize = 3;
 const CO_RUN_SAMPLES: usize = 9;
 
 /// How long the other engine computes, then sleeps, in turn, in the co-run measurement: a few
-/// of the timed engine's longest steps (a one-thread 64-token prefill, ~90 ms); longer for the
-/// long prefill.
+/// of the timed engine's longest steps (a one-thread 64-token prefill, ~90 ms).
 const CO_RUN_PHASE_MS: u64 = 400;
 
 /// The most decode steps the co-run measurement takes (its batch's caches are sized for them).
@@ -112,13 +88,12 @@ enum Background {
 }
 
 /// Times `step` on `b` back to back while another engine (its own `threads`) takes turns
-/// computing (prefilling 256-token prompts or decoding a batch) and sleeping, `phase_ms` each;
-/// returns the medians of at least `samples` steps alone and beside it.
+/// computing (prefilling 256-token prompts or decoding a batch) and sleeping; returns the
+/// medians of at least `samples` steps alone and beside it.
 fn beside(
     model: &Arc<Model>,
     threads: usize,
     work: Background,
-    phase_ms: u64,
     b: &mut Bench,
     samples: usize,
     step: &mut dyn FnMut(&mut Bench) -> Result<f64, EngineError>,
@@ -138,7 +113,7 @@ fn beside(
         while running() {
             turns.fetch_add(1, Ordering::SeqCst);
             let t = Instant::now();
-            while running() && t.elapsed() < Duration::from_millis(phase_ms) {
+            while running() && t.elapsed() < Duration::from_millis(CO_RUN_PHASE_MS) {
                 match work {
                     Background::Prefill => {
                         let (_, ids) = b.prefill(&[256], 2)?;
@@ -160,7 +135,7 @@ fn beside(
                 }
             }
             turns.fetch_add(1, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_millis(phase_ms));
+            std::thread::sleep(Duration::from_millis(CO_RUN_PHASE_MS));
         }
         Ok(())
     });

@@ -349,12 +349,9 @@ pub fn calibrate(
         let Measured { prefill, decode_single, decode, decode_by_batch, wake } =
             measure(&model, threads, opts, &mut progress)?;
         let co_run = co_run::measure(&model, threads)?;
-        let long = co_run
-            .prefill_beside_single_long
-            .map_or(String::new(), |(t, f)| format!(", {:+.0}% for a {t}-token prompt", f * 100.0));
         progress(&format!(
             "threads {threads}: beside another worker, prefill steps take {:+.0}% ({:+.0}% beside a \
-             single-sequence decode{long}) and decode steps {:+.0}%",
+             single-sequence decode) and decode steps {:+.0}%",
             co_run.prefill * 100.0,
             co_run.prefill_beside_single.unwrap_or(co_run.prefill) * 100.0,
             co_run.decode * 100.0

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fit::{Fit, LinesFit};
 use crate::engine::sim::batch_lines::{BatchLine, BatchLines};
-use crate::engine::sim::linear::{CoRun, DecodeCoeffs, LinearCost, PrefillCoeffs, Wake, CO_RUN_PROBE_TOKENS};
+use crate::engine::sim::linear::{CoRun, DecodeCoeffs, LinearCost, PrefillCoeffs, Wake};
 use crate::engine::sim::noise::Noise;
 use crate::engine::sim::CostModel;
 use crate::scenario::error::line_col;
@@ -125,13 +125,6 @@ pub struct CoRunFile {
     /// `prefill` then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefill_beside_single: Option<f64>,
-    /// The same for a prompt of `prefill_beside_single_long_tokens` (absent in older profiles:
-    /// `prefill_beside_single` for every prompt); interpolated in log tokens from the 64-token
-    /// probe's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefill_beside_single_long: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefill_beside_single_long_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -205,8 +198,6 @@ impl Profile {
                         prefill: f.co_run.prefill,
                         decode: f.co_run.decode,
                         prefill_beside_single: f.co_run.prefill_beside_single,
-                        prefill_beside_single_long: f.co_run.prefill_beside_single_long.map(|l| l.1),
-                        prefill_beside_single_long_tokens: f.co_run.prefill_beside_single_long.map(|l| l.0),
                     }),
                     noise: f.noise.map(|n| NoiseFile { slow_sd: n.slow_sd, corr_ms: n.corr_ms, step_sd: n.step_sd }),
                     quality: Quality {
@@ -259,24 +250,9 @@ impl FitFile {
             return Err("has an invalid coefficient".into());
         }
         if let Some(c) = &self.co_run {
-            let factors = [
-                c.prefill,
-                c.decode,
-                c.prefill_beside_single.unwrap_or(0.0),
-                c.prefill_beside_single_long.unwrap_or(0.0),
-            ];
+            let factors = [c.prefill, c.decode, c.prefill_beside_single.unwrap_or(0.0)];
             if !factors.iter().all(|x| x.is_finite() && (0.0..=100.0).contains(x)) {
                 return Err("has co_run factors outside 0 to 100".into());
-            }
-            match (c.prefill_beside_single_long, c.prefill_beside_single_long_tokens) {
-                (None, None) => {}
-                (Some(_), Some(t)) if t > CO_RUN_PROBE_TOKENS => {}
-                _ => {
-                    return Err(format!(
-                        "has co_run prefill_beside_single_long without prefill_beside_single_long_tokens \
-                         above {CO_RUN_PROBE_TOKENS} (give both, or neither)"
-                    ))
-                }
             }
         }
         if let Some(w) = &self.wake {
@@ -322,10 +298,6 @@ impl FitFile {
                 prefill: c.prefill,
                 decode: c.decode,
                 prefill_beside_single: c.prefill_beside_single,
-                prefill_beside_single_long: c
-                    .prefill_beside_single_long
-                    .zip(c.prefill_beside_single_long_tokens)
-                    .map(|(f, t)| (t, f)),
             }),
             noise,
         })

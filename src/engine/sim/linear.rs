@@ -51,33 +51,8 @@ pub struct CoRun {
     pub decode: f64,
     /// A prefill's factor while the other worker runs a single-sequence decode step, when
     /// measured (`prefill` otherwise): a batch-1 decode streams the weights through a
-    /// matrix-vector kernel and contends for memory far more than a batch does. Measured with
-    /// a [`CO_RUN_PROBE_TOKENS`]-token prompt.
+    /// matrix-vector kernel and contends for memory far more than a batch does.
     pub prefill_beside_single: Option<f64>,
-    /// The same for a long prompt, when measured: (its tokens, the factor). A long prefill is
-    /// bound by compute more than by memory and suffers less: in executed split runs, prompts
-    /// under 64 tokens ran ×1.20 beside a single-sequence decode, prompts of 256–700 tokens
-    /// ×1.03–1.07 with one beside for half to all of their time. Between the two sizes the
-    /// factor is interpolated in log tokens; beyond either, it stays at that size's.
-    pub prefill_beside_single_long: Option<(u64, f64)>,
-}
-
-/// The prompt tokens of the short co-run probe (`prefill`, `prefill_beside_single`).
-pub const CO_RUN_PROBE_TOKENS: u64 = 64;
-
-impl CoRun {
-    /// The factor of a prefill of `tokens` tokens beside a single-sequence decode.
-    pub fn prefill_beside_single_at(&self, tokens: u64) -> f64 {
-        let short = self.prefill_beside_single.unwrap_or(self.prefill);
-        match self.prefill_beside_single_long {
-            Some((long_tokens, long)) if long_tokens > CO_RUN_PROBE_TOKENS => {
-                let (lo, hi) = ((CO_RUN_PROBE_TOKENS as f64).ln(), (long_tokens as f64).ln());
-                let w = (((tokens.max(1) as f64).ln() - lo) / (hi - lo)).clamp(0.0, 1.0);
-                short + w * (long - short)
-            }
-            _ => short,
-        }
-    }
 }
 
 /// A step after the worker sat idle at least `after_idle_ms` takes `extra_ms` longer: what
@@ -122,8 +97,10 @@ impl LinearCost {
         };
         let (fp, fd) = match self.co_run {
             Some(c) if s.co_running > 0 => {
-                let prefill =
-                    if s.beside_single_decode { c.prefill_beside_single_at(s.prefill_tokens) } else { c.prefill };
+                let prefill = match c.prefill_beside_single {
+                    Some(f) if s.beside_single_decode => f,
+                    _ => c.prefill,
+                };
                 (1.0 + prefill, 1.0 + c.decode)
             }
             _ => (1.0, 1.0),
@@ -160,12 +137,7 @@ mod tests {
             large_batch_decode: Some((4, DecodeCoeffs { base_ms: 1.0, per_ctx_token_ms: 0.0, per_seq_ms: 0.0 })),
             decode_by_batch: None,
             wake: Some(Wake { after_idle_ms: 100.0, extra_ms: 15.0 }),
-            co_run: Some(CoRun {
-                prefill: 0.5,
-                decode: 0.25,
-                prefill_beside_single: Some(1.0),
-                prefill_beside_single_long: None,
-            }),
+            co_run: Some(CoRun { prefill: 0.5, decode: 0.25, prefill_beside_single: Some(1.0) }),
             noise: None,
         }
     }
@@ -230,35 +202,5 @@ mod tests {
         assert!((m.step_ms(&beside_single) - 13.5 * 2.0).abs() < 1e-12);
         // A decode step's factor does not depend on what is beside it.
         assert!((m.step_ms(&StepShape { beside_single_decode: true, ..decode }) - 7.0 * 1.25).abs() < 1e-12);
-    }
-
-    #[test]
-    fn a_long_prefill_suffers_less_beside_a_single_sequence_decode() {
-        let c = CoRun {
-            prefill: 0.05,
-            decode: 0.0,
-            prefill_beside_single: Some(0.20),
-            prefill_beside_single_long: Some((256, 0.04)),
-        };
-        let at = |t| c.prefill_beside_single_at(t);
-        assert!((at(16) - 0.20).abs() < 1e-12 && (at(64) - 0.20).abs() < 1e-12, "the short probe's below it");
-        assert!((at(128) - 0.12).abs() < 1e-12, "halfway in log tokens: {}", at(128));
-        assert!((at(256) - 0.04).abs() < 1e-12 && (at(1024) - 0.04).abs() < 1e-12, "the long probe's beyond it");
-        // Without a long probe, one factor for every size; without either, the plain one.
-        assert_eq!(CoRun { prefill_beside_single_long: None, ..c }.prefill_beside_single_at(1024), 0.20);
-        let plain = CoRun { prefill_beside_single: None, prefill_beside_single_long: None, ..c };
-        assert_eq!(plain.prefill_beside_single_at(16), 0.05);
-        // In a step: a 256-token prefill starting beside a single-sequence decode.
-        let m = LinearCost { co_run: Some(c), ..model() };
-        let long = StepShape {
-            prefill_seqs: 1,
-            prefill_tokens: 256,
-            prefill_tokens_sq: 65_536,
-            co_running: 1,
-            beside_single_decode: true,
-            ..Default::default()
-        };
-        let alone = m.step_ms(&StepShape { co_running: 0, beside_single_decode: false, ..long });
-        assert!((m.step_ms(&long) / alone - 1.04).abs() < 1e-12);
     }
 }
