@@ -72,9 +72,9 @@ pub fn bench(args: BenchArgs) -> ExitCode {
     };
     let json = args.model.json;
     eprintln!(
-        "pdsim bench: {} threads, {} weights, median of {} after a warm-up",
+        "pdsim bench: {} threads, {}, median of {} after a warm-up",
         args.threads,
-        model.llama.format.name(),
+        model.llama.format.label(),
         args.reps
     );
     let report = crate::bench::run(model, args.threads.max(1), args.reps.max(1), |line| eprintln!("  {line}"));

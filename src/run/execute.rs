@@ -38,9 +38,9 @@ impl Executors {
         let mut parts = Vec::new();
         if let Some(m) = &self.host {
             parts.push(format!(
-                "model: {} ({} weights, {} layers)",
+                "model: {} ({}, {} layers)",
                 m.path.display(),
-                m.llama.format.name(),
+                m.llama.format.label(),
                 m.llama.config.layers
             ));
         }
