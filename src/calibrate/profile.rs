@@ -304,6 +304,12 @@ impl FitFile {
     }
 }
 
+/// The `machine` a profile file says it was measured on, if it can be read.
+pub fn machine_of(path: &Path) -> Option<String> {
+    let v: toml::Value = toml::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    v.get("machine")?.as_str().map(str::to_owned)
+}
+
 /// Reads a profile a scenario names (`[cost_model] kind = "profile"`) or `compare --profile`
 /// takes; errors give the file and, for a bad key or value, its line.
 pub fn load(path: &Path) -> Result<CostModel, String> {
@@ -333,4 +339,20 @@ pub fn load(path: &Path) -> Result<CostModel, String> {
         handoff_ns: (p.handoff_us * 1e3).round() as u64,
         source: format!("profile {} ({}, {} weights, {})", path.display(), p.model, p.weights, p.machine),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::machine_of;
+
+    #[test]
+    fn a_profile_names_the_machine_it_was_measured_on() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/amd-epyc-2vcpu.toml");
+        assert_eq!(machine_of(&path).as_deref(), Some("AMD EPYC, 2 cores"));
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("bare.toml");
+        std::fs::write(&bare, "model = \"m\"\n").unwrap();
+        assert_eq!(machine_of(&bare), None);
+        assert_eq!(machine_of(&dir.path().join("missing.toml")), None);
+    }
 }

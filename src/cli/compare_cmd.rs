@@ -63,6 +63,15 @@ pub fn run(args: CompareArgs) -> ExitCode {
     if let Err(e) = args.narrow.apply(&mut sc, &args.scenario) {
         return bad(e);
     }
+    let here = crate::calibrate::machine();
+    match crate::calibrate::profile::machine_of(&args.profile) {
+        Some(m) if m != here && args.executed.is_none() => eprintln!(
+            "warning: {} was measured on {m}; this machine is {here}: the simulation predicts the other \
+             machine (run `pdsim calibrate --out PATH` here and pass --profile PATH)",
+            args.profile.display()
+        ),
+        _ => {}
+    }
     for t in &sc.topologies {
         for n in [t.threads.prefill, t.threads.decode] {
             if let Err(e) = profile.for_threads(n) {

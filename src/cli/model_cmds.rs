@@ -15,8 +15,9 @@ pub struct ModelArgs {
     /// first use).
     #[arg(long, value_name = "PATH")]
     pub(super) model: Option<PathBuf>,
-    /// Weights in memory: `mixed` (bf16 for prompts, 8-bit for decode), `q8_0`, `bf16`, `f32`
-    /// (reference precision), `native` (as stored).
+    /// Weights in memory: `mixed` (bf16 for prompts, 8-bit for decode; 8-bit for both on a CPU
+    /// with AVX-512 VNNI but not BF16), `q8_0`, `bf16`, `f32` (reference precision), `native`
+    /// (as stored).
     #[arg(long, default_value = "mixed")]
     pub(super) weights: String,
     /// Print JSON on stdout.

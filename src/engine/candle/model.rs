@@ -67,7 +67,7 @@ impl WeightFormat {
     pub fn label(self) -> String {
         match self {
             WeightFormat::Mixed if !mixed_prompts_in_bf16() => {
-                "mixed weights, all 8-bit on this CPU (no AVX-512 BF16)".into()
+                "mixed weights, all 8-bit on this CPU: no AVX-512 BF16".into()
             }
             f => format!("{} weights", f.name()),
         }
