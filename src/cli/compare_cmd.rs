@@ -212,6 +212,11 @@ fn print_comparison(c: &TopologyComparison) {
         pace(c.pace.prefill, c.pace.prefill_steps),
         pace(c.pace.decode, c.pace.decode_steps)
     );
+    if c.cpu_stolen.iter().any(Option::is_some) {
+        let shares: Vec<String> =
+            c.cpu_stolen.iter().map(|s| s.map_or("-".into(), |v| format!("{:.1}%", v * 100.0))).collect();
+        println!("  CPU time stolen by the hypervisor during the executed run(s): {}", shares.join(", "));
+    }
     if let Some(n) = c.pace.noise {
         println!(
             "  machine unsteadiness (back-to-back batch-1 decode steps): spells of ±{:.1}% lasting about {:.0} ms, ±{:.1}% step to step",

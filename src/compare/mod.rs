@@ -69,6 +69,10 @@ pub struct TopologyComparison {
     /// The percentiles again, simulated with the profile scaled by the run's pace (empty when
     /// the pace could not be measured).
     pub paced: Vec<Pair>,
+    /// Per executed run, the share of the machine's CPU time the hypervisor took while it ran
+    /// (`None` where the run did not record it): what slowed the machine, when the pace says
+    /// it ran slow.
+    pub cpu_stolen: Vec<Option<f64>>,
 }
 
 /// One execution of a topology beside its simulations, request by request.
@@ -82,6 +86,8 @@ pub struct RunPairs {
     /// Simulations per execution: one, or [`NOISE_DRAWS`] when the profile has noise.
     draws: usize,
     ratios: pace::Ratios,
+    /// The share of CPU time stolen during the execution, where it was recorded.
+    stolen: Option<f64>,
 }
 
 /// Simulations of each execution when the profile says how unsteady the machine is: each draws
@@ -270,6 +276,7 @@ impl TopologyComparison {
             phases: phases(&pairs),
             pace: ratios.pace(),
             paced: if paced_pairs.is_empty() { Vec::new() } else { percentiles(&paced_pairs) },
+            cpu_stolen: runs.iter().map(|r| r.stolen).collect(),
         };
         note_runs(&mut c.percentiles, &runs.iter().map(|r| percentiles(&r.pairs)).collect::<Vec<_>>());
         note_runs(&mut c.phases, &runs.iter().map(|r| phases(&r.pairs)).collect::<Vec<_>>());
@@ -326,5 +333,5 @@ pub fn simulate_and_compare(
         }
         paced = simulate(Arc::new(scaled), "paced", &dir.join("paced").join(&topology.name))?;
     }
-    Ok(RunPairs { pairs, paced, draws, ratios })
+    Ok(RunPairs { pairs, paced, draws, ratios, stolen: crate::run::steal::read(&exec_dir) })
 }

@@ -5,6 +5,7 @@
 pub mod execute;
 pub mod graph;
 pub mod output;
+pub mod steal;
 
 use std::path::{Path, PathBuf};
 
@@ -87,16 +88,39 @@ pub fn run_topology(
         Backend::Execute(ex) => {
             let system = actix_rt::System::new();
             let prompts = ex.prompts.clone();
-            match (&ex.host, execute::uses_device_path(&scenario.model, topology)) {
-                (_, true) => system.block_on(graph::drive_device(scenario, topology, dir, bar, &ex.devices, prompts)),
+            let before = steal::CpuTimes::now();
+            let summary = match (&ex.host, execute::uses_device_path(&scenario.model, topology)) {
+                (_, true) => {
+                    system.block_on(graph::drive_device(scenario, topology, dir.clone(), bar, &ex.devices, prompts))
+                }
                 (Some(model), false) => {
-                    system.block_on(graph::drive_executed(scenario, topology, dir, bar, model.clone(), prompts))
+                    system.block_on(graph::drive_executed(scenario, topology, dir.clone(), bar, model.clone(), prompts))
                 }
                 (None, false) => Err("the CPU model was not prepared".into()),
+            };
+            if let (Ok(_), Some(share)) =
+                (&summary, steal::CpuTimes::now().zip(before).and_then(|(b, a)| b.stolen_since(a)))
+            {
+                record_steal(&dir, &topology.name, share)?;
             }
+            summary
         }
     };
     result.map_err(|reason| RunError::Aborted { topology: topology.name.clone(), reason })
+}
+
+/// Keeps the share of CPU time the hypervisor took during an execute run beside its CSVs, and
+/// says so when it is large enough to slow the run.
+fn record_steal(dir: &Path, topology: &str, share: f64) -> Result<(), RunError> {
+    steal::write(dir, share).map_err(|source| RunError::Output { path: dir.to_owned(), source })?;
+    if share > steal::NOTABLE_SHARE {
+        eprintln!(
+            "warning: topology `{topology}`: the hypervisor took {:.0}% of this machine's CPU time during \
+             the run (steal in /proc/stat): its timings are slower than the machine's own",
+            share * 100.0
+        );
+    }
+    Ok(())
 }
 
 fn progress_bar(enabled: bool, total: Option<u64>, name: &str) -> ProgressBar {

@@ -66,6 +66,13 @@ fn calibrate_then_compare() {
     assert!(t["pace"]["decode"].as_f64().unwrap() > 0.0 && t["pace"]["decode_steps"].as_u64().unwrap() > 0, "{t}");
     assert_eq!(t["paced"].as_array().unwrap().len(), 6, "{t}");
     assert!(out.join("light_light/compare/latest/paced/split/requests.csv").exists());
+    // The execution recorded how much CPU time the hypervisor took (Linux's /proc/stat), and
+    // the simulations recorded none.
+    let stolen = t["cpu_stolen"].as_array().unwrap();
+    assert_eq!(stolen.len(), 1, "{t}");
+    assert!(stolen[0].as_f64().is_some_and(|s| (0.0..=1.0).contains(&s)), "{t}");
+    assert!(out.join("light_light/compare/latest/split/host.csv").exists());
+    assert!(!out.join("light_light/compare/latest/simulated/split/host.csv").exists());
     // The profile measured the machine's unsteadiness, so each side was simulated in eight
     // draws of it (the request count above is the execution's, not the pool's).
     assert!(fit["noise"]["step_sd"].as_f64().unwrap() > 0.0, "{fit}");
