@@ -99,7 +99,7 @@ pub fn run_topology(
                 (None, false) => Err("the CPU model was not prepared".into()),
             };
             if let (Ok(_), Some(share)) =
-                (&summary, steal::CpuTimes::now().zip(before).and_then(|(b, a)| b.stolen_since(a)))
+                (&summary, steal::CpuTimes::now().zip(before).and_then(|(after, before)| after.stolen_since(before)))
             {
                 record_steal(&dir, &topology.name, share)?;
             }
