@@ -30,6 +30,9 @@ pub struct ThreadsFit {
     pub co_run: CoRun,
     /// How unsteady the machine ran the same step, when measured.
     pub noise: Option<Noise>,
+    /// The share of the machine's CPU time the hypervisor took while this thread count was
+    /// timed (Linux's `/proc/stat`), when it could be read.
+    pub cpu_stolen: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -81,6 +84,10 @@ pub struct FitFile {
     /// time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise: Option<NoiseFile>,
+    /// The share of the machine's CPU time the hypervisor took while this fit was timed, for
+    /// people: a profile measured while the machine lost time to it is slow by as much; not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_stolen_share: Option<f64>,
     /// Fit quality, for people; not read.
     pub quality: Quality,
 }
@@ -200,6 +207,7 @@ impl Profile {
                         prefill_beside_single: f.co_run.prefill_beside_single,
                     }),
                     noise: f.noise.map(|n| NoiseFile { slow_sd: n.slow_sd, corr_ms: n.corr_ms, step_sd: n.step_sd }),
+                    cpu_stolen_share: f.cpu_stolen.map(|s| (s * 1e4).round() / 1e4),
                     quality: Quality {
                         prefill_r2: f.prefill.r2,
                         prefill_max_residual_ms: f.prefill.max_residual_ms,

@@ -114,6 +114,15 @@ pub fn run(args: CalibrateArgs) -> ExitCode {
         );
     }
     for f in &profile.fits {
+        if let Some(share) = f.cpu_stolen.filter(|s| *s > crate::run::steal::NOTABLE_SHARE) {
+            eprintln!(
+                "warning: threads {}: the hypervisor took {:.0}% of this machine's CPU time while they were \
+                 timed (steal in /proc/stat): the profile is slower than the machine's own; run calibrate \
+                 again when less is stolen",
+                f.threads,
+                share * 100.0
+            );
+        }
         let loose = [("prefill", f.prefill.max_relative_residual), ("decode", f.decode_by_batch.max_relative_residual)];
         for (what, r) in loose.into_iter().filter(|(_, r)| *r > LOOSE_FIT) {
             eprintln!(

@@ -36,6 +36,9 @@ fn calibrate_then_compare() {
     assert_eq!(batches, [1, 2, 3, 4, 8], "{fit}");
     assert!(std::fs::read_to_string(&profile).unwrap().matches("[[fit.decode_by_batch]]").count() == 5);
     assert_eq!(v["kv_bytes_per_token"], 46_080);
+    // The share of CPU time the hypervisor took meanwhile (Linux's /proc/stat), kept in the file.
+    assert!(fit["cpu_stolen"].as_f64().is_some_and(|s| (0.0..=1.0).contains(&s)), "{fit}");
+    assert!(std::fs::read_to_string(&profile).unwrap().contains("cpu_stolen_share = "));
     // The profile is a cost model a scenario can name.
     let cost = pdsim::scenario::load_profile(&profile).unwrap();
     assert!(cost.for_threads(1).is_ok() && cost.for_threads(3).is_err());
