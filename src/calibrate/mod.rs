@@ -374,7 +374,7 @@ pub fn calibrate(
 ) -> Result<Profile, EngineError> {
     let mut fits = Vec::new();
     for &threads in &opts.threads {
-        let before = crate::run::steal::CpuTimes::now();
+        let stolen = crate::run::steal::Meter::start();
         let Measured { prefill, decode_single, decode, decode_by_batch, wake } =
             measure(&model, threads, opts, &mut progress)?;
         let co_run = co_run::measure(&model, threads)?;
@@ -393,8 +393,7 @@ pub fn calibrate(
             noise.corr_ms,
             noise.step_sd * 100.0
         ));
-        let cpu_stolen =
-            crate::run::steal::CpuTimes::now().zip(before).and_then(|(after, before)| after.stolen_since(before));
+        let cpu_stolen = stolen.share();
         if let Some(share) = cpu_stolen {
             progress(&format!(
                 "threads {threads}: the hypervisor took {:.1}% of the machine's CPU time meanwhile (steal in /proc/stat)",

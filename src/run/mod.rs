@@ -88,7 +88,7 @@ pub fn run_topology(
         Backend::Execute(ex) => {
             let system = actix_rt::System::new();
             let prompts = ex.prompts.clone();
-            let before = steal::CpuTimes::now();
+            let stolen = steal::Meter::start();
             let summary = match (&ex.host, execute::uses_device_path(&scenario.model, topology)) {
                 (_, true) => {
                     system.block_on(graph::drive_device(scenario, topology, dir.clone(), bar, &ex.devices, prompts))
@@ -98,9 +98,7 @@ pub fn run_topology(
                 }
                 (None, false) => Err("the CPU model was not prepared".into()),
             };
-            if let (Ok(_), Some(share)) =
-                (&summary, steal::CpuTimes::now().zip(before).and_then(|(after, before)| after.stolen_since(before)))
-            {
+            if let (Ok(_), Some(share)) = (&summary, stolen.share()) {
                 record_steal(&dir, &topology.name, share)?;
             }
             summary

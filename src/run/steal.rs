@@ -31,6 +31,20 @@ impl CpuTimes {
     }
 }
 
+/// Measures the stolen share over a stretch of work: started before it, read after.
+pub struct Meter(Option<CpuTimes>);
+
+impl Meter {
+    pub fn start() -> Meter {
+        Meter(CpuTimes::now())
+    }
+
+    /// The share of the machine's CPU time stolen since the start, when both readings exist.
+    pub fn share(&self) -> Option<f64> {
+        CpuTimes::now()?.stolen_since(self.0?)
+    }
+}
+
 /// The aggregate `cpu` line: user, nice, system, idle, iowait, irq, softirq, steal (guest time
 /// is counted in user already).
 fn parse(stat: &str) -> Option<CpuTimes> {
