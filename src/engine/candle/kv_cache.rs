@@ -2,7 +2,7 @@
 //! whole life (prompt + output tokens), filled in place as tokens are processed. Nothing is
 //! copied as the cache grows.
 
-use candle_core::{Device, Result, Tensor};
+use candle_core::Result;
 
 use crate::engine::KvHandle;
 
@@ -66,21 +66,6 @@ impl KvCache {
     pub fn layer(&self, layer: usize) -> (&[f32], &[f32]) {
         let (k, v) = &self.layers[layer];
         (k, v)
-    }
-
-    /// K and V of the first `len` positions as `[kv_heads, len, head_dim]` tensors (a copy).
-    pub fn tensors(&self, layer: usize, len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
-        let (h, d) = (self.kv_heads, self.head_dim);
-        let gather = |buf: &[f32]| {
-            let mut out = Vec::with_capacity(h * len * d);
-            for head in 0..h {
-                let base = head * self.capacity * d;
-                out.extend_from_slice(&buf[base..base + len * d]);
-            }
-            Tensor::from_vec(out, (h, len, d), device)
-        };
-        let (k, v) = &self.layers[layer];
-        Ok((gather(k)?, gather(v)?))
     }
 }
 

@@ -16,6 +16,7 @@ use super::config::LlamaConfig;
 use super::kernels::attention::{decode_attention, DecodeQuery};
 use super::kernels::bf16::Bf16Matrix;
 use super::kernels::exp::silu_mul;
+use super::kernels::prompt_attention::{prompt_attention, PromptQuery};
 use super::kernels::q8::Q8Matrix;
 use super::kv_cache::KvCache;
 use super::LoadError;
@@ -87,9 +88,6 @@ pub fn mixed_prompts_in_bf16() -> bool {
 /// [`WeightFormat::Mixed`] weights, the others through Q8_0. Deciding per sequence (not per
 /// step) keeps a request's numerics independent of what it is batched with.
 pub const MIXED_WIDE_MIN_TOKENS: usize = 16;
-
-/// Queries per block of causal prompt attention.
-const PREFILL_ATTENTION_BLOCK: usize = 128;
 
 /// A weight matrix: one form for narrow sequences, and for [`WeightFormat::Mixed`] a second
 /// form for wide ones.
@@ -305,8 +303,7 @@ impl Llama {
             for (s, &(offset, n, _)) in seqs.iter_mut().zip(&spans) {
                 s.kv.write(li, &k[offset * kvd..(offset + n) * kvd], &v[offset * kvd..(offset + n) * kvd])?;
             }
-            // Decode sequences (one token) together through pdsim's kernel; prompts through
-            // candle's matrix multiplies.
+            // Decode sequences (one token) together through one kernel, prompts through another.
             // Each sequence's rows of the output, in token order (offsets follow `order`).
             let mut slots: Vec<Option<&mut [f32]>> = (0..seqs.len()).map(|_| None).collect();
             let mut rest: &mut [f32] = &mut attn;
@@ -316,39 +313,19 @@ impl Llama {
                 rest = tail;
             }
             let outs = slots.into_iter().map(|o| o.expect("every sequence has rows"));
-            let mut decode = Vec::new();
+            let (mut decode, mut prompts) = (Vec::new(), Vec::new());
             for ((s, &(offset, n, start)), out) in seqs.iter().zip(&spans).zip(outs) {
+                let (k, v) = s.kv.layer(li);
+                let q = &q[offset * hd..(offset + n) * hd];
+                let capacity = s.kv.capacity();
                 if n == 1 {
-                    let (kc, vc) = s.kv.layer(li);
-                    decode.push(DecodeQuery {
-                        q: &q[offset * hd..(offset + 1) * hd],
-                        k: kc,
-                        v: vc,
-                        capacity: s.kv.capacity(),
-                        len: start + 1,
-                        out,
-                    });
+                    decode.push(DecodeQuery { q, k, v, capacity, len: start + 1, out });
                 } else {
-                    let qs =
-                        Tensor::from_slice(&q[offset * hd..(offset + n) * hd], (n, c.heads, c.head_dim), &self.device)?
-                            .transpose(0, 1)?
-                            .contiguous()?;
-                    let (keys, values) = s.kv.tensors(li, start + n, &self.device)?;
-                    // Causal attention in blocks of queries: block [a, b) needs keys up to
-                    // start + b only, which skips most of the masked upper triangle.
-                    for a in (0..n).step_by(PREFILL_ATTENTION_BLOCK) {
-                        let b = (a + PREFILL_ATTENTION_BLOCK).min(n);
-                        let o = self.attend(
-                            &qs.narrow(1, a, b - a)?.contiguous()?,
-                            &keys.narrow(1, 0, start + b)?,
-                            &values.narrow(1, 0, start + b)?,
-                            start + a,
-                        )?;
-                        out[a * hd..b * hd].copy_from_slice(&o.flatten_all()?.to_vec1::<f32>()?);
-                    }
+                    prompts.push(PromptQuery { q, k, v, capacity, start, out });
                 }
             }
             decode_attention(decode, c.heads, c.kv_heads, c.head_dim);
+            prompt_attention(prompts, c.heads, c.kv_heads, c.head_dim);
             let attn = Tensor::from_vec(attn, (total, hd), &self.device)?;
             x = (x + layer.wo.forward(&attn, wide)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
@@ -384,32 +361,6 @@ impl Llama {
                 }
             }
         }
-    }
-
-    /// Causal attention of `q` (`[heads, n, d]`, positions `start..start+n`) over the cache.
-    fn attend(&self, q: &Tensor, keys: &Tensor, values: &Tensor, start: usize) -> Result<Tensor> {
-        let c = &self.config;
-        let n = q.dim(1)?;
-        let len = keys.dim(1)?;
-        let group = c.heads / c.kv_heads;
-        // Query heads h·group..(h+1)·group share KV head h: stack them as one matrix.
-        let q = q.reshape((c.kv_heads, group * n, c.head_dim))?;
-        let scale = 1.0 / (c.head_dim as f64).sqrt();
-        let mut att = (q.matmul(&keys.t()?)? * scale)?;
-        if n > 1 {
-            let mask: Vec<f32> = (0..n)
-                .flat_map(|i| (0..len).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 }))
-                .collect();
-            let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
-            att = att.reshape((c.kv_heads, group, n, len))?.broadcast_add(&mask)?.reshape((
-                c.kv_heads,
-                group * n,
-                len,
-            ))?;
-        }
-        let att = candle_nn::ops::softmax_last_dim(&att)?;
-        let out = att.matmul(values)?; // [kv_heads, group·n, d]
-        out.reshape((c.heads, n, c.head_dim))?.transpose(0, 1)?.reshape((n, c.heads * c.head_dim))
     }
 }
 

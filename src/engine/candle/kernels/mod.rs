@@ -7,6 +7,8 @@
 //! - [`bf16`]: a bf16 weight matrix for prompt rows (AVX-512 BF16 dot products).
 //! - [`attention`]: decode attention (one query per sequence) over the per-request caches, all
 //!   sequences and heads in one parallel pass instead of a dozen small tensor ops per sequence.
+//! - [`prompt_attention`]: causal attention of prompt tokens over the same caches, in register
+//!   tiles (candle's tensor path took a third of a long prefill).
 //! - [`exp`]: the exponential on 16 lanes, for attention's softmax and the SwiGLU activation.
 //! - [`tiles`]: the parallel driver the matrix kernels share; [`cpu`]: which path the CPU takes.
 
@@ -14,5 +16,6 @@ pub mod attention;
 pub mod bf16;
 pub mod cpu;
 pub mod exp;
+pub mod prompt_attention;
 pub mod q8;
 pub mod tiles;
