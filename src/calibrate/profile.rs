@@ -46,6 +46,13 @@ pub struct Profile {
     pub fits: Vec<ThreadsFit>,
 }
 
+/// The real engine's timing revision, written into every profile: raised when a change to the
+/// engine moves its step times (a kernel, the threading), so that a profile timed with an
+/// earlier build is told apart from one of this engine.
+/// - 1: profiles without the key: prompt attention through candle's tensor ops.
+/// - 2: prompt attention in pdsim's own kernel (a 512-token prefill ×1.5 faster at one thread).
+pub const ENGINE_REVISION: u32 = 2;
+
 /// The file as written and read back.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +60,9 @@ pub struct ProfileFile {
     pub model: String,
     pub weights: String,
     pub machine: String,
+    /// [`ENGINE_REVISION`] of the build that timed it (absent in older profiles: 1).
+    #[serde(default = "first_revision")]
+    pub engine_revision: u32,
     pub kv_bytes_per_token: u64,
     pub handoff_us: f64,
     pub fit: Vec<FitFile>,
@@ -168,6 +178,7 @@ impl Profile {
             model: self.model.clone(),
             weights: self.weights.clone(),
             machine: self.machine.clone(),
+            engine_revision: ENGINE_REVISION,
             kv_bytes_per_token: self.kv_bytes_per_token,
             handoff_us: self.handoff_us,
             fit: self
@@ -312,10 +323,34 @@ impl FitFile {
     }
 }
 
-/// The `machine` a profile file says it was measured on, if it can be read.
-pub fn machine_of(path: &Path) -> Option<String> {
-    let v: toml::Value = toml::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    v.get("machine")?.as_str().map(str::to_owned)
+fn first_revision() -> u32 {
+    1
+}
+
+/// Why the profile at `path` may not time this machine's engine, for a run on `here`
+/// ([`super::machine()`]): it names another machine, or it was timed by another revision of
+/// the engine. Nothing when it cannot be read (loading it reports that).
+pub fn origin_warnings(path: &Path, here: &str) -> Vec<String> {
+    let Some(v) = std::fs::read_to_string(path).ok().and_then(|t| toml::from_str::<toml::Value>(&t).ok()) else {
+        return Vec::new();
+    };
+    let mut warnings = Vec::new();
+    let recalibrate = "run `pdsim calibrate --out PATH` here and pass --profile PATH";
+    if let Some(m) = v.get("machine").and_then(|m| m.as_str()).filter(|m| *m != here) {
+        warnings.push(format!(
+            "{} was measured on {m}; this machine is {here}: the simulation predicts the other machine ({recalibrate})",
+            path.display()
+        ));
+    }
+    let revision = v.get("engine_revision").and_then(|r| r.as_integer()).unwrap_or(first_revision().into());
+    if revision != i64::from(ENGINE_REVISION) {
+        warnings.push(format!(
+            "{} was timed by engine revision {revision} and this build's engine is revision {ENGINE_REVISION}: \
+             its step times changed between them, so the simulation predicts the other engine ({recalibrate})",
+            path.display()
+        ));
+    }
+    warnings
 }
 
 /// Reads a profile a scenario names (`[cost_model] kind = "profile"`) or `compare --profile`
@@ -351,16 +386,26 @@ pub fn load(path: &Path) -> Result<CostModel, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::machine_of;
+    use super::*;
 
     #[test]
-    fn a_profile_names_the_machine_it_was_measured_on() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/amd-epyc-2vcpu.toml");
-        assert_eq!(machine_of(&path).as_deref(), Some("AMD EPYC, 2 cores"));
+    fn a_profile_from_another_machine_or_engine_is_named_as_such() {
+        let here = "Some CPU, 2 cores";
+        // The committed AMD profile: another machine, and timed before revisions were written.
+        let amd = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/amd-epyc-2vcpu.toml");
+        let w = origin_warnings(&amd, here);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("was measured on AMD EPYC, 2 cores; this machine is Some CPU, 2 cores"), "{w:?}");
+        assert!(
+            w[1].contains(&format!("engine revision 1 and this build's engine is revision {ENGINE_REVISION}")),
+            "{w:?}"
+        );
+        // One written by this build on this machine: nothing to say.
         let dir = tempfile::tempdir().unwrap();
-        let bare = dir.path().join("bare.toml");
-        std::fs::write(&bare, "model = \"m\"\n").unwrap();
-        assert_eq!(machine_of(&bare), None);
-        assert_eq!(machine_of(&dir.path().join("missing.toml")), None);
+        let fresh = dir.path().join("fresh.toml");
+        let text = format!("model = \"m\"\nmachine = \"{here}\"\nengine_revision = {ENGINE_REVISION}\n");
+        std::fs::write(&fresh, text).unwrap();
+        assert_eq!(origin_warnings(&fresh, here), Vec::<String>::new());
+        assert!(origin_warnings(&dir.path().join("missing.toml"), here).is_empty());
     }
 }

@@ -63,14 +63,11 @@ pub fn run(args: CompareArgs) -> ExitCode {
     if let Err(e) = args.narrow.apply(&mut sc, &args.scenario) {
         return bad(e);
     }
-    let here = crate::calibrate::machine();
-    match crate::calibrate::profile::machine_of(&args.profile) {
-        Some(m) if m != here && args.executed.is_none() => eprintln!(
-            "warning: {} was measured on {m}; this machine is {here}: the simulation predicts the other \
-             machine (run `pdsim calibrate --out PATH` here and pass --profile PATH)",
-            args.profile.display()
-        ),
-        _ => {}
+    // The executed side of `--executed` ran wherever it ran: nothing here to hold the profile to.
+    if args.executed.is_none() {
+        for w in crate::calibrate::profile::origin_warnings(&args.profile, &crate::calibrate::machine()) {
+            eprintln!("warning: {w}");
+        }
     }
     for t in &sc.topologies {
         for n in [t.threads.prefill, t.threads.decode] {
