@@ -167,16 +167,6 @@ mod x86 {
         by_rows!(kernel_widen, rows, (w, x, p, r0, out))
     }
 
-    /// Stores the R rows' 16 sums (fewer columns for a last, partial panel).
-    #[target_feature(enable = "avx512f")]
-    unsafe fn store<const R: usize>(w: &Bf16Matrix, p: usize, r0: usize, out: OutPtr, acc: &[__m512; R]) {
-        let cols = w.panel_cols(p);
-        let mask: __mmask16 = if cols == PANEL { 0xFFFF } else { (1u16 << cols) - 1 };
-        for (r, a) in acc.iter().enumerate() {
-            _mm512_mask_storeu_ps(out.at(r0 + r, p * PANEL), mask, *a);
-        }
-    }
-
     /// R activation rows × the panel's 16 columns: per input pair, one weight vector for all R
     /// rows, each row's pair broadcast from memory.
     #[target_feature(enable = "avx512f,avx512bf16")]
@@ -194,7 +184,7 @@ mod x86 {
                 acc[r] = _mm512_dpbf16_ps(acc[r], wv, xv);
             }
         }
-        store(w, p, r0, out, &acc);
+        out.store_panel(r0, p, w.panel_cols(p), &acc);
     }
 
     /// The same tile on AVX-512F alone: each weight vector's 32 bf16 values become two f32
@@ -219,7 +209,7 @@ mod x86 {
                 acc[r] = _mm512_fmadd_ps(even, _mm512_set1_ps(*xr), acc[r]);
             }
         }
-        store(w, p, r0, out, &acc);
+        out.store_panel(r0, p, w.panel_cols(p), &acc);
     }
 }
 

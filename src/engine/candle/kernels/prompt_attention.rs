@@ -259,11 +259,7 @@ mod x86 {
                 }
             }
         }
-        for (i, acc) in acc.iter().enumerate() {
-            for (v, &a) in acc.iter().enumerate() {
-                _mm512_storeu_ps(p.add(i * stride + 16 * v), a);
-            }
-        }
+        store_tile(&acc, p, stride);
     }
 
     #[target_feature(enable = "avx512f")]
@@ -323,9 +319,15 @@ mod x86 {
                 }
             }
         }
+        store_tile(&acc, out, d);
+    }
+
+    /// Row i of the tile at `to + i·stride`, its V registers side by side.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store_tile<const R: usize, const V: usize>(acc: &[[__m512; V]; R], to: *mut f32, stride: usize) {
         for (i, acc) in acc.iter().enumerate() {
             for (v, &a) in acc.iter().enumerate() {
-                _mm512_storeu_ps(out.add(i * d + 16 * v), a);
+                _mm512_storeu_ps(to.add(i * stride + 16 * v), a);
             }
         }
     }

@@ -292,11 +292,7 @@ mod x86 {
                 *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, *acc);
             }
         }
-        let cols = w.panel_cols(p);
-        let mask: __mmask16 = if cols == PANEL { 0xFFFF } else { (1u16 << cols) - 1 };
-        for (r, acc) in acc.iter().enumerate() {
-            _mm512_mask_storeu_ps(out.at(r0 + r, p * PANEL), mask, *acc);
-        }
+        out.store_panel(r0, p, w.panel_cols(p), &acc);
     }
 }
 

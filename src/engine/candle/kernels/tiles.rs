@@ -31,6 +31,28 @@ impl OutPtr {
     pub unsafe fn at(self, row: usize, col: usize) -> *mut f32 {
         self.0.add(row * self.1 + col)
     }
+
+    /// Stores R rows' 16 sums of panel `p` (only the first `cols` columns: a last panel may be
+    /// partial), rows `r0..r0+R`: how every matrix kernel ends a call.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; the positions must be inside the buffer and written by no
+    /// other task.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn store_panel<const R: usize>(
+        self,
+        r0: usize,
+        p: usize,
+        cols: usize,
+        acc: &[std::arch::x86_64::__m512; R],
+    ) {
+        use std::arch::x86_64::*;
+        let mask: __mmask16 = if cols == PANEL { 0xFFFF } else { (1u16 << cols) - 1 };
+        for (r, a) in acc.iter().enumerate() {
+            _mm512_mask_storeu_ps(self.at(r0 + r, p * PANEL), mask, *a);
+        }
+    }
 }
 
 /// Computes an `m × n` output panel by panel, in parallel over panels of [`PANEL`] columns.
