@@ -133,7 +133,8 @@ pub fn run(args: CompareArgs) -> ExitCode {
         let mut f = CsvFile::create(
             &dir.join("comparison.csv"),
             "topology,metric,executed_ms,simulated_ms,relative_error,runs,\
-             executed_min_ms,executed_max_ms,executed_spread,error_min,error_max",
+             executed_min_ms,executed_max_ms,executed_spread,error_min,error_max,\
+             simulated_share_at_executed,rank_band",
         )?;
         for c in &results {
             let rows = c.percentiles.iter().chain(&c.phases).map(|p| (p, ""));
@@ -144,15 +145,17 @@ pub fn run(args: CompareArgs) -> ExitCode {
                         a.executed_min, a.executed_max, a.executed_spread, a.error_min, a.error_max
                     )
                 });
+                let rank = p.rank.map_or(",".to_owned(), |r| format!("{:.4},{:.4}", r.simulated_share, r.band));
                 f.line(&format!(
-                    "{},{}{suffix},{:.3},{:.3},{:.4},{},{across}",
+                    "{},{}{suffix},{:.3},{:.3},{:.4},{},{across},{rank}",
                     c.topology, p.metric, p.executed, p.simulated, p.relative_error, c.runs
                 ))?;
             }
         }
         f.finish().map(|_| ())
     };
-    if let Err(e) = write() {
+    let samples: Vec<_> = runs.iter().map(|r| crate::compare::samples(r)).collect();
+    if let Err(e) = write().and_then(|_| crate::report::compare_report::write(&dir, &sc.name, &results, &samples)) {
         eprintln!("error: cannot write {}: {e}", dir.display());
         return ExitCode::FAILURE;
     }
@@ -172,7 +175,9 @@ pub fn run(args: CompareArgs) -> ExitCode {
     }
     let per_run = if repeat == 1 { "" } else { "run-K/" };
     println!(
-        "\nper request: {}/{per_run}<topology>/compare.csv; summary: {}/comparison.csv (goals: p50 within {:.0}%, p90 within {:.0}%)",
+        "\nper request: {}/{per_run}<topology>/compare.csv; summary: {}/comparison.csv, with CDFs: {}/index.html \
+         (goals: p50 within {:.0}%, p90 within {:.0}%)",
+        dir.display(),
         dir.display(),
         dir.display(),
         GOAL_P50 * 100.0,
@@ -186,13 +191,17 @@ fn print_comparison(c: &TopologyComparison) {
     let runs = if c.runs > 1 { format!("{} runs, ", c.runs) } else { String::new() };
     let over_runs = if c.runs > 1 { "   run to run: executed ±, error range" } else { "" };
     println!(
-        "\n{} ({runs}{} requests)                executed    simulated    error{over_runs}",
+        "\n{} ({runs}{} requests)                executed    simulated    error  sim. rank{over_runs}",
         c.topology, c.requests
     );
     for p in &c.percentiles {
         let goal = if p.metric.ends_with("p50") { GOAL_P50 } else { GOAL_P90 };
-        let mark = if p.relative_error.abs() > goal { "  over the goal" } else { "" };
-        println!("  {}{mark}", row(p, &format!("{:>+7.1}%", p.relative_error * 100.0)));
+        let mark = match (p.relative_error.abs() > goal, p.rank.zip(p.percentile())) {
+            (false, _) => "",
+            (true, Some((r, pct))) if r.within_band(pct) => "  over the goal (rank within sampling)",
+            (true, _) => "  over the goal",
+        };
+        println!("  {}{mark}", row(p, &error_cells(p)));
     }
     println!("  where it comes from (means, ms):");
     for p in &c.phases {
@@ -200,7 +209,7 @@ fn print_comparison(c: &TopologyComparison) {
         if p.executed.abs().max(p.simulated.abs()) < 0.1 {
             println!("  {:<22} {:>12.2} {:>12.2}       -", p.metric, p.executed, p.simulated);
         } else {
-            println!("  {}", row(p, &format!("{:>+7.1}%", p.relative_error * 100.0)));
+            println!("  {}", row(p, &error_cells(p)));
         }
     }
     let pace = |x: Option<f64>, n: usize| x.map_or("-".to_owned(), |v| format!("×{v:.2} over {n} steps"));
@@ -226,9 +235,24 @@ fn print_comparison(c: &TopologyComparison) {
         let also = if c.pace.noise.is_some() { " and unsteadiness" } else { "" };
         println!("  simulated at the run's pace{also}:");
         for p in &c.paced {
-            println!("  {}", row(p, &format!("{:>+7.1}%", p.relative_error * 100.0)));
+            println!("  {}", row(p, &error_cells(p)));
         }
     }
+    if c.percentiles.iter().any(|p| p.rank.is_some()) {
+        println!(
+            "  sim. rank: the executed figure's place in the simulated distribution (p47: 47% of simulated \
+             requests at or below it), ± how far sampling {} requests moves it",
+            c.requests
+        );
+    }
+}
+
+/// A metric's relative error and, for a percentile, its rank in the simulated distribution.
+fn error_cells(p: &Pair) -> String {
+    let rank = p.rank.map_or(" ".repeat(9), |r| {
+        format!("{:>9}", format!("p{:.0}±{:.0}", r.simulated_share * 100.0, r.band * 100.0))
+    });
+    format!("{:>+7.1}%  {rank}", p.relative_error * 100.0)
 }
 
 /// A metric's line: name, executed, simulated, error, and with several runs how it moved.

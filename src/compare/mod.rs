@@ -6,6 +6,7 @@
 //! where a gap comes from.
 
 pub mod pace;
+pub mod rank;
 pub mod reuse;
 
 use std::path::Path;
@@ -31,6 +32,9 @@ pub struct Pair {
     /// With several runs: how the metric moved from one run to the next.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub across_runs: Option<AcrossRuns>,
+    /// For a percentile: where the executed figure falls in the simulated distribution.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank: Option<rank::Rank>,
 }
 
 /// One metric over the runs of a repeated comparison, each run taken alone.
@@ -50,7 +54,12 @@ pub struct AcrossRuns {
 impl Pair {
     fn new(metric: &str, executed: f64, simulated: f64) -> Pair {
         let relative_error = if executed != 0.0 { (simulated - executed) / executed } else { 0.0 };
-        Pair { metric: metric.into(), executed, simulated, relative_error, across_runs: None }
+        Pair { metric: metric.into(), executed, simulated, relative_error, across_runs: None, rank: None }
+    }
+
+    /// The percentile this pair is of (50 for `ttft_ms p50`), if it is one.
+    pub fn percentile(&self) -> Option<f64> {
+        self.metric.rsplit_once(" p").and_then(|(_, p)| p.parse().ok())
     }
 }
 
@@ -85,6 +94,8 @@ pub struct RunPairs {
     paced: Vec<(Times, Times)>,
     /// Simulations per execution: one, or [`NOISE_DRAWS`] when the profile has noise.
     draws: usize,
+    /// The same for the paced simulation, whose noise may be the run's own.
+    paced_draws: usize,
     ratios: pace::Ratios,
     /// The share of CPU time stolen during the execution, where it was recorded.
     stolen: Option<f64>,
@@ -209,19 +220,32 @@ const PHASE_METRICS: [Metric; 4] = [
     ("decode (TPOT)", &|t| t.tpot),
 ];
 
-/// One side's spread of one metric.
-fn spread(pairs: &[(Times, Times)], get: &dyn Fn(&Times) -> Option<f64>, simulated: bool) -> Spread {
+/// One side's values of one metric, sorted.
+fn values(pairs: &[(Times, Times)], get: &dyn Fn(&Times) -> Option<f64>, simulated: bool) -> Vec<f64> {
     let mut v: Vec<f64> = pairs.iter().filter_map(|(a, b)| get(if simulated { b } else { a })).collect();
-    Spread::of(&mut v).unwrap_or(Spread { p50: 0.0, p90: 0.0, p99: 0.0, mean: 0.0 })
+    v.sort_by(f64::total_cmp);
+    v
 }
 
-/// p50 and p90 of TTFT, TPOT and E2E, executed vs simulated.
-fn percentiles(pairs: &[(Times, Times)]) -> Vec<Pair> {
+/// One side's spread of one metric.
+fn spread(pairs: &[(Times, Times)], get: &dyn Fn(&Times) -> Option<f64>, simulated: bool) -> Spread {
+    Spread::of(&mut values(pairs, get, simulated)).unwrap_or(Spread { p50: 0.0, p90: 0.0, p99: 0.0, mean: 0.0 })
+}
+
+/// p50 and p90 of TTFT, TPOT and E2E, executed vs simulated, each executed figure ranked in
+/// the simulated distribution. `draws`: simulations per execution in `pairs` (each executed
+/// request appears that many times).
+fn percentiles(pairs: &[(Times, Times)], draws: usize) -> Vec<Pair> {
     let mut out = Vec::new();
     for (name, get) in PERCENTILE_METRICS {
         let (a, b) = (spread(pairs, get, false), spread(pairs, get, true));
-        out.push(Pair::new(&format!("{name} p50"), a.p50, b.p50));
-        out.push(Pair::new(&format!("{name} p90"), a.p90, b.p90));
+        let sim = values(pairs, get, true);
+        let n = pairs.iter().filter(|(e, _)| get(e).is_some()).count() / draws.max(1);
+        for (p, e, s) in [(50.0, a.p50, b.p50), (90.0, a.p90, b.p90)] {
+            let mut pair = Pair::new(&format!("{name} p{p}"), e, s);
+            pair.rank = rank::Rank::of(e, p, n, &sim);
+            out.push(pair);
+        }
     }
     out
 }
@@ -266,25 +290,58 @@ impl TopologyComparison {
             runs.iter().flat_map(|r| f(r).iter().copied()).collect()
         };
         let (pairs, paced_pairs) = (pool(&|r| &r.pairs), pool(&|r| &r.paced));
+        // Every run of a topology is simulated the same number of times.
+        let (draws, paced_draws) = runs.first().map_or((1, 1), |r| (r.draws, r.paced_draws));
         let mut ratios = pace::Ratios::default();
         runs.iter().for_each(|r| ratios.extend(&r.ratios));
         let mut c = TopologyComparison {
             topology: topology.name.clone(),
             runs: runs.len(),
             requests: runs.iter().map(|r| r.pairs.len() / r.draws).sum(),
-            percentiles: percentiles(&pairs),
+            percentiles: percentiles(&pairs, draws),
             phases: phases(&pairs),
             pace: ratios.pace(),
-            paced: if paced_pairs.is_empty() { Vec::new() } else { percentiles(&paced_pairs) },
+            paced: if paced_pairs.is_empty() { Vec::new() } else { percentiles(&paced_pairs, paced_draws) },
             cpu_stolen: runs.iter().map(|r| r.stolen).collect(),
         };
-        note_runs(&mut c.percentiles, &runs.iter().map(|r| percentiles(&r.pairs)).collect::<Vec<_>>());
+        note_runs(&mut c.percentiles, &runs.iter().map(|r| percentiles(&r.pairs, r.draws)).collect::<Vec<_>>());
         note_runs(&mut c.phases, &runs.iter().map(|r| phases(&r.pairs)).collect::<Vec<_>>());
         if runs.iter().all(|r| !r.paced.is_empty()) {
-            note_runs(&mut c.paced, &runs.iter().map(|r| percentiles(&r.paced)).collect::<Vec<_>>());
+            note_runs(&mut c.paced, &runs.iter().map(|r| percentiles(&r.paced, r.paced_draws)).collect::<Vec<_>>());
         }
         c
     }
+}
+
+/// Every completed request's value of one of the percentile metrics, pooled over a
+/// topology's runs: what the comparison's CDFs draw.
+pub struct Samples {
+    pub metric: &'static str,
+    /// Each executed request once.
+    pub executed: Vec<f64>,
+    /// Every draw's simulated requests.
+    pub simulated: Vec<f64>,
+    /// The same at the run's pace (empty when it could not be measured).
+    pub paced: Vec<f64>,
+}
+
+/// TTFT, TPOT and E2E of a topology's runs, executed, simulated and at the run's pace.
+pub fn samples(runs: &[RunPairs]) -> Vec<Samples> {
+    PERCENTILE_METRICS
+        .iter()
+        .map(|(metric, get)| {
+            let side = |f: &dyn Fn(&RunPairs) -> &[(Times, Times)], simulated: bool| -> Vec<f64> {
+                runs.iter().flat_map(|r| values(f(r), get, simulated)).collect()
+            };
+            Samples {
+                metric,
+                // The executed side repeats once per draw: the first draw's pairs hold it once.
+                executed: side(&|r| &r.pairs[..r.pairs.len() / r.draws.max(1)], false),
+                simulated: side(&|r| &r.pairs, true),
+                paced: side(&|r| &r.paced, true),
+            }
+        })
+        .collect()
 }
 
 /// Runs the simulated side of one topology into `dir/<sub>/`.
@@ -304,7 +361,6 @@ pub fn simulate_and_compare(
 ) -> Result<RunPairs, Box<dyn std::error::Error>> {
     let exec_dir = dir.join(&topology.name);
     let draws_of = |cost: &crate::engine::sim::CostModel| if cost.noise().is_some() { NOISE_DRAWS } else { 1 };
-    let draws = draws_of(profile);
     // Simulated into `dir/<sub>/` (the first draw, paired in `first_pairs_dir`) and, with noise,
     // `dir/<sub>/draw-K/` (the others); every draw's pairs.
     let simulate = |cost: Arc<crate::engine::sim::CostModel>, sub: &str, first_pairs_dir: &Path| {
@@ -320,18 +376,18 @@ pub fn simulate_and_compare(
             let sim_dir = dir.join(&sub).join(&topology.name);
             pairs.extend(pair_up(&exec_dir, &sim_dir, if k == 0 { first_pairs_dir } else { &sim_dir })?);
         }
-        Ok::<_, Box<dyn std::error::Error>>(pairs)
+        Ok::<_, Box<dyn std::error::Error>>((pairs, draws))
     };
-    let pairs = simulate(profile.clone(), "simulated", &exec_dir)?;
+    let (pairs, draws) = simulate(profile.clone(), "simulated", &exec_dir)?;
     let ratios = pace::ratios(&exec_dir.join("iterations.csv"), topology, profile)?;
     let run_pace = ratios.pace();
-    let mut paced = Vec::new();
+    let (mut paced, mut paced_draws) = (Vec::new(), 1);
     if run_pace.prefill.is_some() || run_pace.decode.is_some() {
         let mut scaled = profile.paced(run_pace.prefill.unwrap_or(1.0), run_pace.decode.unwrap_or(1.0));
         if let Some(noise) = run_pace.noise {
             scaled = scaled.with_noise(Some(noise));
         }
-        paced = simulate(Arc::new(scaled), "paced", &dir.join("paced").join(&topology.name))?;
+        (paced, paced_draws) = simulate(Arc::new(scaled), "paced", &dir.join("paced").join(&topology.name))?;
     }
-    Ok(RunPairs { pairs, paced, draws, ratios, stolen: crate::run::steal::read(&exec_dir) })
+    Ok(RunPairs { pairs, paced, draws, paced_draws, ratios, stolen: crate::run::steal::read(&exec_dir) })
 }

@@ -1,6 +1,8 @@
-//! Reports: the side-by-side comparison table printed at the end of a run, and the run's
-//! pictures and web page ([`run_report`], drawn by [`svg`]).
+//! Reports: the side-by-side comparison table printed at the end of a run, and the pictures
+//! and web page of a run ([`run_report`]), a sweep ([`sweep_report`]) and a comparison of
+//! execution with simulation ([`compare_report`]), drawn by [`svg`].
 
+pub mod compare_report;
 pub mod run_report;
 pub mod svg;
 pub mod sweep_report;

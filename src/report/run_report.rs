@@ -12,7 +12,7 @@ use super::svg::{cdf_points, Bar, Gantt, LineChart, Series, PALETTE};
 use crate::metrics::summary::Summary;
 
 /// Most points drawn per CDF line: more adds bytes, not information.
-const CDF_POINTS: usize = 1000;
+pub(crate) const CDF_POINTS: usize = 1000;
 /// Worker steps in a timeline window.
 const WINDOW_STEPS: usize = 400;
 /// Most steps written to a Chrome trace (the first ones), to keep it openable.
@@ -25,7 +25,7 @@ fn io_err(e: impl std::fmt::Display) -> std::io::Error {
 }
 
 /// Writes `path` in one piece (under a temporary name, then renamed).
-fn write_file(path: &Path, text: &str) -> Io {
+pub(crate) fn write_file(path: &Path, text: &str) -> Io {
     let tmp = path.with_extension("partial");
     std::fs::File::create(&tmp)?.write_all(text.as_bytes())?;
     std::fs::rename(&tmp, path)
@@ -56,7 +56,7 @@ fn columns(path: &Path, cols: &[&str], keep: Option<(&str, &str)>) -> std::io::R
 }
 
 /// At most `n` points of a CDF, evenly spaced in rank (the last one kept).
-fn thin(points: Vec<(f64, f64)>, n: usize) -> Vec<(f64, f64)> {
+pub(crate) fn thin(points: Vec<(f64, f64)>, n: usize) -> Vec<(f64, f64)> {
     if points.len() <= n {
         return points;
     }

@@ -98,6 +98,41 @@ fn calibrate_then_compare() {
         assert_eq!(e.s("prompt_tokens"), s.s("prompt_tokens"));
         assert_eq!(e.s("token_count"), s.s("token_count"));
     }
+    // Each executed percentile is ranked among every draw's simulated requests: recomputed
+    // here from the draws' files (ties count half).
+    let ttft_p50 = &t["percentiles"][0];
+    let executed = ttft_p50["executed"].as_f64().unwrap();
+    let mut pool = Vec::new();
+    for k in 1..=8 {
+        let sub = if k == 1 {
+            "simulated/split/requests.csv".to_owned()
+        } else {
+            format!("simulated/draw-{k}/split/requests.csv")
+        };
+        pool.extend(read(&sub).iter().map(|r| r.f("ttft_ms")));
+    }
+    assert_eq!(pool.len(), 32);
+    let share = (pool.iter().filter(|&&x| x < executed).count() + pool.iter().filter(|&&x| x <= executed).count())
+        as f64
+        / 2.0
+        / pool.len() as f64;
+    let rank = &ttft_p50["rank"];
+    assert!((rank["simulated_share"].as_f64().unwrap() - share).abs() < 1e-3, "{rank} against {share}");
+    // Two standard deviations of a p50's rank in 4 requests: 2·√(0.25/4).
+    assert!((rank["band"].as_f64().unwrap() - 0.5).abs() < 1e-9, "{rank}");
+    let summary = crate::common::read_csv(&out.join("light_light/compare/latest/comparison.csv"));
+    let shares: Vec<f64> =
+        summary.iter().filter(|r| r.s("metric").contains(" p")).map(|r| r.f("simulated_share_at_executed")).collect();
+    assert_eq!(shares.len(), 12, "six percentiles, simulated and at the run's pace");
+    assert!(shares.iter().all(|s| (0.0..=1.0).contains(s)), "{shares:?}");
+    // The comparison's page and its CDFs.
+    let page = std::fs::read_to_string(out.join("light_light/compare/latest/index.html")).unwrap();
+    for m in ["ttft", "tpot", "e2e"] {
+        let svg = format!("cdf-split-{m}.svg");
+        assert!(page.contains(&svg), "{m}");
+        let chart = std::fs::read_to_string(out.join("light_light/compare/latest").join(&svg)).unwrap();
+        assert!(chart.contains("executed (4)") && chart.contains("simulated"), "{svg}");
+    }
 
     // Repeated: the same requests executed twice; the figures pool both runs and say how each
     // moved from one run to the other.
