@@ -410,6 +410,7 @@ pub fn calibrate(
             co_run,
             noise: Some(noise),
             cpu_stolen,
+            back_to_back_decode: Some(typical),
         });
     }
     let c = &model.llama.config;

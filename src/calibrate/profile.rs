@@ -33,6 +33,9 @@ pub struct ThreadsFit {
     /// The share of the machine's CPU time the hypervisor took while this thread count was
     /// timed (Linux's `/proc/stat`), when it could be read.
     pub cpu_stolen: Option<f64>,
+    /// The median of batch-1 decode steps run back to back (the unsteadiness series) over the
+    /// grid's batch-1 fit, when measured: far from 1, the machine's pace moved between the two.
+    pub back_to_back_decode: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -172,6 +175,10 @@ pub struct Quality {
     pub decode_by_batch_r2: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decode_by_batch_max_residual_ms: Option<f64>,
+    /// Batch-1 decode steps run back to back after the grid, their median over the fit (absent
+    /// in older profiles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub back_to_back_decode_ratio: Option<f64>,
 }
 
 impl Profile {
@@ -233,6 +240,7 @@ impl Profile {
                         decode_points: f.decode.points,
                         decode_by_batch_r2: Some(f.decode_by_batch.r2),
                         decode_by_batch_max_residual_ms: Some(f.decode_by_batch.max_residual_ms),
+                        back_to_back_decode_ratio: f.back_to_back_decode.map(|r| (r * 1e4).round() / 1e4),
                     },
                 })
                 .collect(),

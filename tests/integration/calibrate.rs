@@ -39,6 +39,9 @@ fn calibrate_then_compare() {
     // The share of CPU time the hypervisor took meanwhile (Linux's /proc/stat), kept in the file.
     assert!(fit["cpu_stolen"].as_f64().is_some_and(|s| (0.0..=1.0).contains(&s)), "{fit}");
     assert!(std::fs::read_to_string(&profile).unwrap().contains("cpu_stolen_share = "));
+    // Back-to-back decode steps against the grid's fit: a check of the machine's pace.
+    assert!(fit["back_to_back_decode"].as_f64().is_some_and(|r| r > 0.2 && r < 5.0), "{fit}");
+    assert!(std::fs::read_to_string(&profile).unwrap().contains("back_to_back_decode_ratio = "));
     // The engine revision that timed it, so that compare can tell a profile of an older build.
     let revision = format!("engine_revision = {}", pdsim::calibrate::profile::ENGINE_REVISION);
     assert!(std::fs::read_to_string(&profile).unwrap().contains(&revision));
