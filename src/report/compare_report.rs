@@ -32,22 +32,9 @@ fn chart(topology: &str, runs: usize, s: &Samples) -> String {
     if !s.paced.is_empty() {
         series.push(Series { name: "at the run's pace".into(), points: thin(cdf_points(&s.paced), CDF_POINTS) });
     }
-    // The axis ends at the largest p99: one far request would squash the body of the curves.
-    let p99 = |s: &Series| s.points.iter().find(|p| p.1 >= 0.99).map(|p| p.0);
-    let x_max = series.iter().filter_map(p99).fold(0.0, f64::max);
     let title = format!("{topology}: {name}, executed against simulated");
     let x_label = format!("{name} (ms)");
-    LineChart {
-        title: &title,
-        x_label: &x_label,
-        y_label: "share of requests at or below",
-        series,
-        steps: true,
-        y_range: Some((0.0, 1.0)),
-        y_mark: None,
-        x_max: (x_max > 0.0).then_some(x_max),
-    }
-    .render()
+    LineChart::latency_cdfs(&title, &x_label, series, 0.0).render()
 }
 
 /// The figures of one topology as table rows: the header first.

@@ -209,24 +209,12 @@ pub fn write(run_dir: &Path, scenario: &str, summaries: &[Summary], table: &[Vec
         ("tpot_cdf.svg", "TPOT of completed requests, to the p99", "TPOT (ms)", tpot, slo.map(|s| s.tpot_ms)),
     ] {
         let mut series = series;
-        // The axis ends at the largest p99 (or past the objective): the far tail would squash
-        // the body of the curves; the CSVs have every value.
-        let p99 = |s: &Series| s.points.iter().find(|p| p.1 >= 0.99).map(|p| p.0);
-        let x_max = series.iter().filter_map(p99).fold(objective.unwrap_or(0.0) * 1.2, f64::max);
         if let Some(o) = objective {
             // The objective as a vertical line: a two-point series.
             series.push(Series { name: format!("SLO {o} ms"), points: vec![(o, 0.0), (o, 1.0)] });
         }
-        let chart = LineChart {
-            title,
-            x_label: x,
-            y_label: "share of requests at or below",
-            series,
-            steps: true,
-            y_range: Some((0.0, 1.0)),
-            y_mark: None,
-            x_max: (x_max > 0.0).then_some(x_max),
-        };
+        // The axis ends at the largest p99, or past the objective.
+        let chart = LineChart::latency_cdfs(title, x, series, objective.unwrap_or(0.0) * 1.2);
         write_file(&run_dir.join(file), &chart.render())?;
     }
     let mut html = page_head(&format!("pdsim: {scenario}"));

@@ -146,7 +146,25 @@ fn legend(out: &mut String, names: &[(&str, &str)]) {
     }
 }
 
-impl LineChart<'_> {
+impl<'a> LineChart<'a> {
+    /// CDFs of latencies (step lines, shares from 0 to 1) whose x axis ends at the largest p99
+    /// of `series`, or at `x_at_least` if that is further: one far request would squash the
+    /// body of the curves (the CSVs have every value).
+    pub fn latency_cdfs(title: &'a str, x_label: &'a str, series: Vec<Series>, x_at_least: f64) -> LineChart<'a> {
+        let p99 = |s: &Series| s.points.iter().find(|p| p.1 >= 0.99).map(|p| p.0);
+        let x_max = series.iter().filter_map(p99).fold(x_at_least, f64::max);
+        LineChart {
+            title,
+            x_label,
+            y_label: "share of requests at or below",
+            series,
+            steps: true,
+            y_range: Some((0.0, 1.0)),
+            y_mark: None,
+            x_max: (x_max > 0.0).then_some(x_max),
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         open(&mut out, self.title);
