@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::compare::{simulate_and_compare, Pair, RunPairs, TopologyComparison};
+use crate::compare::{simulate_and_compare, Pair, RunPairs, Tally, TopologyComparison, GOAL_P50, GOAL_P90};
 use crate::metrics::sink::CsvFile;
 use crate::run::output::{mark_latest, new_run_dir};
 use crate::run::{prepare, run_topology};
@@ -37,10 +37,6 @@ pub struct CompareArgs {
     #[arg(long, value_name = "DIR", conflicts_with_all = ["repeat", "requests"])]
     executed: Option<PathBuf>,
 }
-
-/// The goals: simulation within 5% of execution at p50 and 10% at p90.
-const GOAL_P50: f64 = 0.05;
-const GOAL_P90: f64 = 0.10;
 
 pub fn run(args: CompareArgs) -> ExitCode {
     let bad = super::bad_input;
@@ -160,12 +156,14 @@ pub fn run(args: CompareArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     mark_latest(&dir);
+    let tally = results.iter().map(Tally::of).fold(Tally::default(), |a, b| a + b);
     if args.json {
         let json = serde_json::json!({
             "scenario": sc.name,
             "profile": args.profile,
             "executed_from": args.executed,
-            "topologies": results
+            "topologies": results,
+            "within_goal": tally
         });
         println!("{json}");
         return ExitCode::SUCCESS;
@@ -173,6 +171,16 @@ pub fn run(args: CompareArgs) -> ExitCode {
     for c in &results {
         print_comparison(c);
     }
+    let paced = if tally.at_the_runs_pace > 0 {
+        format!(", {} at the run's pace", tally.at_the_runs_pace)
+    } else {
+        String::new()
+    };
+    println!(
+        "\nwithin the goals: {} of {} percentiles as calibrated{paced}; {} executed percentiles rank within sampling \
+         of where they belong in the simulated distribution",
+        tally.as_calibrated, tally.figures, tally.rank_within_sampling
+    );
     let per_run = if repeat == 1 { "" } else { "run-K/" };
     println!(
         "\nper request: {}/{per_run}<topology>/compare.csv; summary: {}/comparison.csv, with CDFs: {}/index.html \
@@ -195,8 +203,7 @@ fn print_comparison(c: &TopologyComparison) {
         c.topology, c.requests
     );
     for p in &c.percentiles {
-        let goal = if p.metric.ends_with("p50") { GOAL_P50 } else { GOAL_P90 };
-        let mark = match (p.relative_error.abs() > goal, p.rank.zip(p.percentile())) {
+        let mark = match (p.within_goal() == Some(false), p.rank.zip(p.percentile())) {
             (false, _) => "",
             (true, Some((r, pct))) if r.within_band(pct) => "  over the goal (rank within sampling)",
             (true, _) => "  over the goal",

@@ -51,7 +51,20 @@ pub struct AcrossRuns {
     pub error_max: f64,
 }
 
+/// The goals: simulation within 5% of execution at p50 and 10% at p90.
+pub const GOAL_P50: f64 = 0.05;
+pub const GOAL_P90: f64 = 0.10;
+
 impl Pair {
+    /// Whether a percentile is within its goal (`None` for other metrics).
+    pub fn within_goal(&self) -> Option<bool> {
+        let goal = match self.percentile()? {
+            p if p <= 50.0 => GOAL_P50,
+            _ => GOAL_P90,
+        };
+        Some(self.relative_error.abs() <= goal)
+    }
+
     fn new(metric: &str, executed: f64, simulated: f64) -> Pair {
         let relative_error = if executed != 0.0 { (simulated - executed) / executed } else { 0.0 };
         Pair { metric: metric.into(), executed, simulated, relative_error, across_runs: None, rank: None }
@@ -60,6 +73,44 @@ impl Pair {
     /// The percentile this pair is of (50 for `ttft_ms p50`), if it is one.
     pub fn percentile(&self) -> Option<f64> {
         self.metric.rsplit_once(" p").and_then(|(_, p)| p.parse().ok())
+    }
+}
+
+/// How many percentiles are within their goal, and how many executed ones rank within sampling
+/// of where they belong in the simulated distribution.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Tally {
+    /// Percentiles compared (p50 and p90 of TTFT, TPOT and E2E).
+    pub figures: usize,
+    pub as_calibrated: usize,
+    /// At the run's pace (0 when it could not be measured).
+    pub at_the_runs_pace: usize,
+    pub rank_within_sampling: usize,
+}
+
+impl Tally {
+    pub fn of(c: &TopologyComparison) -> Tally {
+        let count = |v: &[Pair]| v.iter().filter(|p| p.within_goal() == Some(true)).count();
+        let ranked = c.percentiles.iter().filter(|p| p.rank.zip(p.percentile()).is_some_and(|(r, q)| r.within_band(q)));
+        Tally {
+            figures: c.percentiles.len(),
+            as_calibrated: count(&c.percentiles),
+            at_the_runs_pace: count(&c.paced),
+            rank_within_sampling: ranked.count(),
+        }
+    }
+}
+
+impl std::ops::Add for Tally {
+    type Output = Tally;
+
+    fn add(self, o: Tally) -> Tally {
+        Tally {
+            figures: self.figures + o.figures,
+            as_calibrated: self.as_calibrated + o.as_calibrated,
+            at_the_runs_pace: self.at_the_runs_pace + o.at_the_runs_pace,
+            rank_within_sampling: self.rank_within_sampling + o.rank_within_sampling,
+        }
     }
 }
 
@@ -390,4 +441,42 @@ pub fn simulate_and_compare(
         (paced, paced_draws) = simulate(Arc::new(scaled), "paced", &dir.join("paced").join(&topology.name))?;
     }
     Ok(RunPairs { pairs, paced, draws, paced_draws, ratios, stolen: crate::run::steal::read(&exec_dir) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(metric: &str, executed: f64, simulated: f64, share: f64) -> Pair {
+        let mut p = Pair::new(metric, executed, simulated);
+        p.rank = Some(rank::Rank { simulated_share: share, band: 0.05 });
+        p
+    }
+
+    #[test]
+    fn a_p50_has_the_5_percent_goal_and_a_p90_the_10_percent_one() {
+        assert_eq!(pair("ttft_ms p50", 100.0, 104.9, 0.5).within_goal(), Some(true));
+        assert_eq!(pair("ttft_ms p50", 100.0, 106.0, 0.5).within_goal(), Some(false));
+        assert_eq!(pair("tpot_ms p90", 100.0, 91.0, 0.9).within_goal(), Some(true));
+        assert_eq!(pair("tpot_ms p90", 100.0, 88.0, 0.9).within_goal(), Some(false));
+        assert_eq!(Pair::new("prefill mean", 100.0, 200.0).within_goal(), None);
+    }
+
+    #[test]
+    fn the_tally_counts_goals_and_ranks_apart() {
+        let c = TopologyComparison {
+            topology: "fused".into(),
+            runs: 1,
+            requests: 10,
+            // Within the goal but ranked far off; off the goal but ranked where it belongs.
+            percentiles: vec![pair("tpot_ms p90", 100.0, 95.0, 1.0), pair("tpot_ms p50", 20.0, 30.0, 0.52)],
+            phases: vec![Pair::new("prefill mean", 1.0, 1.0)],
+            pace: pace::Pace::default(),
+            paced: vec![pair("tpot_ms p90", 100.0, 99.0, 0.9), pair("tpot_ms p50", 20.0, 20.5, 0.5)],
+            cpu_stolen: Vec::new(),
+        };
+        let t = Tally::of(&c);
+        assert_eq!(t, Tally { figures: 2, as_calibrated: 1, at_the_runs_pace: 2, rank_within_sampling: 1 });
+        assert_eq!((t + t).figures, 4);
+    }
 }

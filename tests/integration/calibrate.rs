@@ -65,6 +65,19 @@ fn calibrate_then_compare() {
     ]);
     let t = &c["topologies"][0];
     assert_eq!((t["topology"].as_str(), t["requests"].as_u64()), (Some("split"), Some(4)));
+    // How many of the six percentiles are within the goals, counted for the whole comparison.
+    let tally = &c["within_goal"];
+    assert_eq!(tally["figures"], 6, "{tally}");
+    let within: Vec<u64> = t["percentiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let goal = if m["metric"].as_str().unwrap().ends_with("p50") { 0.05 } else { 0.10 };
+            u64::from(m["relative_error"].as_f64().unwrap().abs() <= goal)
+        })
+        .collect();
+    assert_eq!(tally["as_calibrated"].as_u64(), Some(within.iter().sum()), "{tally}");
     let metrics: Vec<&str> =
         t["percentiles"].as_array().unwrap().iter().map(|m| m["metric"].as_str().unwrap()).collect();
     assert_eq!(metrics, ["ttft_ms p50", "ttft_ms p90", "tpot_ms p50", "tpot_ms p90", "e2e_ms p50", "e2e_ms p90"]);
