@@ -171,7 +171,7 @@ pub fn run(args: CompareArgs) -> ExitCode {
     for c in &results {
         print_comparison(c);
     }
-    let paced = if tally.at_the_runs_pace > 0 {
+    let paced = if results.iter().any(|c| !c.paced.is_empty()) {
         format!(", {} at the run's pace", tally.at_the_runs_pace)
     } else {
         String::new()

@@ -83,7 +83,7 @@ pub struct Tally {
     /// Percentiles compared (p50 and p90 of TTFT, TPOT and E2E).
     pub figures: usize,
     pub as_calibrated: usize,
-    /// At the run's pace (0 when it could not be measured).
+    /// At the run's pace (0 also when it could not be measured).
     pub at_the_runs_pace: usize,
     pub rank_within_sampling: usize,
 }
