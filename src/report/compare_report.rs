@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::run_report::{esc, html_table, page_head, thin, write_file, CDF_POINTS};
 use super::svg::{cdf_points, LineChart, Series};
-use crate::compare::{Pair, Samples, TopologyComparison};
+use crate::compare::{Pair, Samples, Tally, TopologyComparison, GOAL_P50, GOAL_P90};
 
 /// The chart's file name for one topology's metric.
 fn chart_file(topology: &str, metric: &str) -> String {
@@ -79,6 +79,17 @@ pub fn write(
          (<code>run-K/&lt;topology&gt;/</code> with several runs); all figures: \
          <a href=\"comparison.csv\">comparison.csv</a>.</p>\n",
         esc(scenario)
+    ));
+    let t = results.iter().map(Tally::of).fold(Tally::default(), |a, b| a + b);
+    html.push_str(&format!(
+        "<p><b>Within the goals</b> (p50 within {:.0}%, p90 within {:.0}%): {} of {} percentiles as calibrated, {} at \
+         the run's pace; {} executed percentiles rank within sampling of where they belong.</p>\n",
+        GOAL_P50 * 100.0,
+        GOAL_P90 * 100.0,
+        t.as_calibrated,
+        t.figures,
+        t.at_the_runs_pace,
+        t.rank_within_sampling
     ));
     for (c, metrics) in results.iter().zip(samples) {
         let t = &c.topology;

@@ -143,6 +143,8 @@ fn calibrate_then_compare() {
     assert!(shares.iter().all(|s| (0.0..=1.0).contains(s)), "{shares:?}");
     // The comparison's page and its CDFs.
     let page = std::fs::read_to_string(out.join("light_light/compare/latest/index.html")).unwrap();
+    let count = format!("{} of 6 percentiles as calibrated", tally["as_calibrated"]);
+    assert!(page.contains(&count), "the page says what the JSON counts: {count}");
     for m in ["ttft", "tpot", "e2e"] {
         let svg = format!("cdf-split-{m}.svg");
         assert!(page.contains(&svg), "{m}");
