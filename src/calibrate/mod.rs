@@ -12,6 +12,7 @@
 
 mod co_run;
 pub mod fit;
+mod grid;
 pub mod profile;
 pub(crate) mod steadiness;
 
@@ -29,6 +30,7 @@ use crate::engine::step::{DecodeSlot, PromptChunk, StepPlan};
 use crate::engine::{Engine, EngineError};
 use crate::workload::RequestSpec;
 use fit::{least_squares, least_squares_with, lines_per_batch, Fit, LinesFit};
+use grid::{DecodeGrid, PrefillGrid};
 use profile::{Profile, ThreadsFit};
 
 /// How thoroughly to measure.
@@ -102,26 +104,6 @@ impl Bench {
     }
 }
 
-/// The prefill grid: (prompt lengths in one batch).
-fn prefill_grid(quick: bool) -> Vec<Vec<usize>> {
-    let singles: &[usize] = if quick { &[16, 64, 256] } else { &[16, 32, 64, 128, 256, 384, 512, 768, 1024] };
-    let mut g: Vec<Vec<usize>> = singles.iter().map(|&l| vec![l]).collect();
-    let batches: &[(usize, usize)] = if quick { &[(4, 32)] } else { &[(2, 64), (4, 64), (2, 256), (4, 128), (8, 32)] };
-    g.extend(batches.iter().map(|&(n, l)| vec![l; n]));
-    g
-}
-
-/// The decode grid: (contexts, batch sizes). Small batches are measured one by one: the
-/// engine's step time is far from linear in B there (on the build machine batch 2 cost barely
-/// more than batch 1, batch 4 much more), and they are the batches a CPU worker runs most.
-fn decode_grid(quick: bool) -> (Vec<usize>, Vec<usize>) {
-    if quick {
-        (vec![32, 128], vec![1, 2, 3, 4, 8])
-    } else {
-        (vec![32, 128, 256, 512], vec![1, 2, 3, 4, 6, 8, 12, 16])
-    }
-}
-
 /// What one thread count's grid gives.
 struct Measured {
     prefill: Fit,
@@ -131,36 +113,42 @@ struct Measured {
     wake: Wake,
 }
 
-fn measure(
-    model: &Arc<Model>,
+/// One thread count's engine and grids while the grids take turns.
+struct Timing {
     threads: usize,
-    opts: &Options,
-    progress: &mut dyn FnMut(&str),
-) -> Result<Measured, EngineError> {
-    let mut b = bench(model, threads);
-    // Rounds over the whole grid rather than repeats of one point at a time: on a shared
-    // machine the speed drifts over minutes, and interleaving spreads the drift over every
-    // point instead of biasing some. Round 0 warms up and is dropped.
-    let grid = prefill_grid(opts.quick);
-    let mut prefill_times: Vec<Vec<f64>> = vec![Vec::new(); grid.len()];
+    bench: Bench,
+    prefill: PrefillGrid,
+    decode: DecodeGrid,
+}
+
+/// Times every thread count's prefill and decode grids, round by round (see [`grid`]): a
+/// warm-up round, then `opts.reps` timed ones.
+fn time_grids(model: &Arc<Model>, opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Vec<Timing>, EngineError> {
+    let mut timings = Vec::new();
+    for &threads in &opts.threads {
+        let mut bench = bench(model, threads);
+        let decode = DecodeGrid::new(&mut bench, opts.quick, opts.reps)?;
+        timings.push(Timing { threads, bench, prefill: PrefillGrid::new(opts.quick), decode });
+    }
     for round in 0..=opts.reps {
-        progress(&grid_round(threads, "prefill", round, opts.reps));
-        for (i, lens) in grid.iter().enumerate() {
-            let (ms, ids) = b.prefill(lens, 2)?;
-            b.finish(&ids);
-            if round > 0 {
-                prefill_times[i].push(ms);
-            }
+        progress(&grid_round(&opts.threads, round, opts.reps));
+        for t in &mut timings {
+            // This pool slept while the others computed: an untimed step wakes it, so that the
+            // round's first point does not pay for it.
+            let (_, ids) = t.bench.prefill(&[16], 2)?;
+            t.bench.finish(&ids);
+            t.prefill.round(&mut t.bench, round > 0)?;
+            t.decode.round(&mut t.bench, round > 0)?;
         }
     }
-    let mut prefill = Vec::new();
-    for (lens, times) in grid.iter().zip(prefill_times) {
-        let (sum, sq) = (lens.iter().sum::<usize>() as f64, lens.iter().map(|&l| (l * l) as f64).sum::<f64>());
-        let ms = median(times);
-        progress(&format!("threads {threads}: prefill {:>2} × {:>4} tokens: {ms:>8.2} ms", lens.len(), lens[0]));
-        prefill.push(Sample { x: [1.0, sum, sq], ms });
-    }
-    let decode = decode_samples(&mut b, threads, opts, progress)?;
+    Ok(timings)
+}
+
+/// Fits one thread count's grids and measures its wake-up.
+fn measure(t: Timing, opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Measured, EngineError> {
+    let Timing { threads, mut bench, prefill, decode } = t;
+    let prefill = prefill.samples(threads, progress);
+    let decode = decode.samples(&mut bench, threads, progress);
     let fit = |features: usize, s: &[&Sample]| {
         let xs: Vec<[f64; 3]> = s.iter().map(|p| p.x).collect();
         let ys: Vec<f64> = s.iter().map(|p| p.ms).collect();
@@ -171,7 +159,7 @@ fn measure(
     let per_batch: Vec<(u64, f64, f64)> = decode.iter().map(|p| (p.x[2] as u64, p.x[1], p.ms)).collect();
     let decode_by_batch = lines_per_batch(&per_batch)
         .ok_or_else(|| EngineError::Step("the decode measurements do not determine a line per batch size".into()))?;
-    let wake = wake_ms(&mut b, 4 * opts.reps + 3)?;
+    let wake = wake_ms(&mut bench, 4 * opts.reps + 3)?;
     progress(&format!(
         "threads {threads}: a step after a {WAKE_PAUSE_MS} ms pause takes {wake:.2} ms longer than one right after another"
     ));
@@ -184,89 +172,15 @@ fn measure(
     })
 }
 
-/// The progress line at the start of a round over a grid (round 0 warms up).
-fn grid_round(threads: usize, grid: &str, round: usize, reps: usize) -> String {
+/// The progress line at the start of a round over the grids (round 0 warms up).
+fn grid_round(threads: &[usize], round: usize, reps: usize) -> String {
+    let threads: Vec<String> = threads.iter().map(usize::to_string).collect();
+    let threads = threads.join(" and ");
     match round {
-        0 => format!("threads {threads}: timing the {grid} grid, warm-up round"),
-        r => format!("threads {threads}: timing the {grid} grid, round {r} of {reps}"),
+        0 => format!("timing the prefill and decode grids with {threads} threads in turn: warm-up round"),
+        r => format!("timing the prefill and decode grids with {threads} threads in turn: round {r} of {reps}"),
     }
 }
-
-/// Times decode steps over the grid. Every context's sequences are prefilled first (untimed),
-/// then each round visits every context and batch size in turn, so that the machine's drift
-/// over the minute this takes falls on all points alike. (Measured one context after another,
-/// as before, drift between the blocks set the context slope: a two-thread batch-16 step's cost
-/// per context token fell from 0.09 to 0.03 ms across the blocks in one calibration and rose
-/// from 0.02 to 0.04 ms in another.)
-fn decode_samples(
-    b: &mut Bench,
-    threads: usize,
-    opts: &Options,
-    progress: &mut dyn FnMut(&str),
-) -> Result<Vec<Sample>, EngineError> {
-    let (contexts, batches) = decode_grid(opts.quick);
-    let max_batch = *batches.iter().max().expect("non-empty");
-    let rounds = opts.reps + 1;
-    // Every step lengthens each sequence in it by one.
-    let output = batches.len() * rounds * DECODE_STEPS_PER_POINT + 2;
-    let mut ids: Vec<Vec<u64>> = Vec::new();
-    for &ctx in &contexts {
-        let mut seqs = Vec::new();
-        for _ in 0..max_batch {
-            seqs.extend(b.prefill(&[ctx], output)?.1);
-        }
-        ids.push(seqs);
-    }
-    // Context tokens so far per sequence (the prompt and the token the prefill made).
-    let mut context: Vec<Vec<u64>> = contexts.iter().map(|&c| vec![c as u64 + 1; max_batch]).collect();
-    let points = contexts.len() * batches.len();
-    let (mut times, mut ctx_sums) = (vec![Vec::new(); points], vec![Vec::new(); points]);
-    for round in 0..rounds {
-        progress(&grid_round(threads, "decode", round, opts.reps));
-        for c in 0..contexts.len() {
-            for (i, &n) in batches.iter().enumerate() {
-                for _ in 0..DECODE_STEPS_PER_POINT {
-                    let slots: Vec<DecodeSlot> =
-                        (0..n).map(|k| DecodeSlot { request: ids[c][k], context_tokens: context[c][k] }).collect();
-                    let ctx_sum: u64 = slots.iter().map(|d| d.context_tokens).sum();
-                    let ms = b.decode(slots)?;
-                    if round > 0 {
-                        times[c * batches.len() + i].push(ms);
-                        ctx_sums[c * batches.len() + i].push(ctx_sum as f64);
-                    }
-                    for t in context[c].iter_mut().take(n) {
-                        *t += 1;
-                    }
-                }
-            }
-        }
-    }
-    let mut samples = Vec::new();
-    for (c, &ctx) in contexts.iter().enumerate() {
-        for (i, &n) in batches.iter().enumerate() {
-            let k = c * batches.len() + i;
-            let ms = median(times[k].clone());
-            let ctx_sum = ctx_sums[k].iter().sum::<f64>() / ctx_sums[k].len() as f64;
-            progress(&format!(
-                "threads {threads}: decode batch {n:>2} at context {ctx:>4} (mean {:>4.0}): {ms:>8.2} ms",
-                ctx_sum / n as f64
-            ));
-            samples.push(Sample { x: [1.0, ctx_sum, n as f64], ms });
-        }
-    }
-    for seqs in &ids {
-        b.finish(seqs);
-    }
-    Ok(samples)
-}
-
-/// Decode steps per grid point and round. Decode steps are short (6–60 ms) and this machine's
-/// noise is not: with one step per point and round (three samples a point), the batch-1 fit
-/// rested on four medians of three, and one of them 40% high (9.8 ms at context 512 against
-/// 6.3–7.2 ms elsewhere) set its slope. Six steps make each point a median of 18 for about
-/// ten seconds more per thread count. (Steps back to back and lone steps between other batch
-/// sizes were measured alike, 7.0–7.3 ms at batch 1.)
-const DECODE_STEPS_PER_POINT: usize = 6;
 
 /// How long one sequence decodes back to back for the machine's unsteadiness: spells last up
 /// to a second or two here, and the estimate needs a few dozen of them.
@@ -373,10 +287,12 @@ pub fn calibrate(
     mut progress: impl FnMut(&str),
 ) -> Result<Profile, EngineError> {
     let mut fits = Vec::new();
-    for &threads in &opts.threads {
-        let stolen = crate::run::steal::Meter::start();
-        let Measured { prefill, decode_single, decode, decode_by_batch, wake } =
-            measure(&model, threads, opts, &mut progress)?;
+    // The grids of every thread count take turns, so each fit's share of stolen CPU time counts
+    // from the start of the grids to the end of its own measurements.
+    let stolen = crate::run::steal::Meter::start();
+    for timing in time_grids(&model, opts, &mut progress)? {
+        let threads = timing.threads;
+        let Measured { prefill, decode_single, decode, decode_by_batch, wake } = measure(timing, opts, &mut progress)?;
         let co_run = co_run::measure(&model, threads)?;
         progress(&format!(
             "threads {threads}: beside another worker, prefill steps take {:+.0}% ({:+.0}% beside a \
