@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::metrics::percentile::Spread;
+use crate::metrics::percentile::{nearest_rank, Spread};
 use crate::metrics::sink::CsvFile;
 use crate::run::{run_topology, Backend, RunError};
 use crate::scenario::{Mode, Scenario, Topology};
@@ -289,10 +289,11 @@ fn spread(pairs: &[(Times, Times)], get: &dyn Fn(&Times) -> Option<f64>, simulat
 fn percentiles(pairs: &[(Times, Times)], draws: usize) -> Vec<Pair> {
     let mut out = Vec::new();
     for (name, get) in PERCENTILE_METRICS {
-        let (a, b) = (spread(pairs, get, false), spread(pairs, get, true));
-        let sim = values(pairs, get, true);
-        let n = pairs.iter().filter(|(e, _)| get(e).is_some()).count() / draws.max(1);
-        for (p, e, s) in [(50.0, a.p50, b.p50), (90.0, a.p90, b.p90)] {
+        // Each side sorted once: its percentiles and the ranks are read off the same values.
+        let (exec, sim) = (values(pairs, get, false), values(pairs, get, true));
+        let n = exec.len() / draws.max(1);
+        for p in [50.0, 90.0] {
+            let (e, s) = (nearest_rank(&exec, p).unwrap_or(0.0), nearest_rank(&sim, p).unwrap_or(0.0));
             let mut pair = Pair::new(&format!("{name} p{p}"), e, s);
             pair.rank = rank::Rank::of(e, p, n, &sim);
             out.push(pair);
