@@ -26,6 +26,7 @@ use crate::engine::candle::prompts::PromptSource;
 use crate::engine::candle::sampler::Sampling;
 use crate::engine::candle::Model;
 use crate::engine::sim::linear::Wake;
+use crate::engine::sim::noise::Noise;
 use crate::engine::step::{DecodeSlot, PromptChunk, StepPlan};
 use crate::engine::{Engine, EngineError};
 use crate::workload::RequestSpec;
@@ -111,24 +112,29 @@ struct Measured {
     decode: Fit,
     decode_by_batch: LinesFit,
     wake: Wake,
+    noise: Noise,
+    /// The back-to-back batch-1 decode steps' median over the fit.
+    back_to_back: f64,
 }
 
-/// One thread count's engine and grids while the grids take turns.
+/// One thread count's engine, grids and unsteadiness series while the grids take turns.
 struct Timing {
     threads: usize,
     bench: Bench,
     prefill: PrefillGrid,
     decode: DecodeGrid,
+    series: steadiness::Series,
 }
 
 /// Times every thread count's prefill and decode grids, round by round (see [`grid`]): a
-/// warm-up round, then `opts.reps` timed ones.
+/// warm-up round, then `opts.reps` timed ones, each with a segment of the unsteadiness series.
 fn time_grids(model: &Arc<Model>, opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Vec<Timing>, EngineError> {
     let mut timings = Vec::new();
     for &threads in &opts.threads {
         let mut bench = bench(model, threads);
         let decode = DecodeGrid::new(&mut bench, opts.quick, opts.reps)?;
-        timings.push(Timing { threads, bench, prefill: PrefillGrid::new(opts.quick), decode });
+        let series = steadiness::Series::new();
+        timings.push(Timing { threads, bench, prefill: PrefillGrid::new(opts.quick), decode, series });
     }
     for round in 0..=opts.reps {
         progress(&grid_round(&opts.threads, round, opts.reps));
@@ -139,6 +145,9 @@ fn time_grids(model: &Arc<Model>, opts: &Options, progress: &mut dyn FnMut(&str)
             t.bench.finish(&ids);
             t.prefill.round(&mut t.bench, round > 0)?;
             t.decode.round(&mut t.bench, round > 0)?;
+            if round > 0 {
+                t.series.segment(&mut t.bench, steadiness_secs(opts) / opts.reps as f64)?;
+            }
         }
     }
     Ok(timings)
@@ -146,7 +155,7 @@ fn time_grids(model: &Arc<Model>, opts: &Options, progress: &mut dyn FnMut(&str)
 
 /// Fits one thread count's grids and measures its wake-up.
 fn measure(t: Timing, opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Measured, EngineError> {
-    let Timing { threads, mut bench, prefill, decode } = t;
+    let Timing { threads, mut bench, prefill, decode, series } = t;
     let prefill = prefill.samples(threads, progress);
     let decode = decode.samples(&mut bench, threads, progress);
     let fit = |features: usize, s: &[&Sample]| {
@@ -163,12 +172,16 @@ fn measure(t: Timing, opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<
     progress(&format!(
         "threads {threads}: a step after a {WAKE_PAUSE_MS} ms pause takes {wake:.2} ms longer than one right after another"
     ));
+    let decode_single = fit(2, &single)?;
+    let (noise, back_to_back) = series.noise(&decode_single);
     Ok(Measured {
         prefill: fit(3, &prefill.iter().collect::<Vec<_>>())?,
-        decode_single: fit(2, &single)?,
+        decode_single,
         decode: fit(3, &batched)?,
         decode_by_batch,
         wake: Wake { after_idle_ms: WAKE_AFTER_IDLE_MS, extra_ms: wake },
+        noise,
+        back_to_back,
     })
 }
 
@@ -182,8 +195,9 @@ fn grid_round(threads: &[usize], round: usize, reps: usize) -> String {
     }
 }
 
-/// How long one sequence decodes back to back for the machine's unsteadiness: spells last up
-/// to a second or two here, and the estimate needs a few dozen of them.
+/// How long one sequence decodes back to back for the machine's unsteadiness, over all the
+/// rounds together: spells last up to a second or two here, and the estimate needs a few
+/// dozen of them.
 fn steadiness_secs(opts: &Options) -> f64 {
     if opts.quick {
         4.0
@@ -292,7 +306,8 @@ pub fn calibrate(
     let stolen = crate::run::steal::Meter::start();
     for timing in time_grids(&model, opts, &mut progress)? {
         let threads = timing.threads;
-        let Measured { prefill, decode_single, decode, decode_by_batch, wake } = measure(timing, opts, &mut progress)?;
+        let Measured { prefill, decode_single, decode, decode_by_batch, wake, noise, back_to_back: typical } =
+            measure(timing, opts, &mut progress)?;
         let co_run = co_run::measure(&model, threads)?;
         progress(&format!(
             "threads {threads}: beside another worker, prefill steps take {:+.0}% ({:+.0}% beside a \
@@ -301,13 +316,14 @@ pub fn calibrate(
             co_run.prefill_beside_single.unwrap_or(co_run.prefill) * 100.0,
             co_run.decode * 100.0
         ));
-        let (noise, typical) = steadiness::measure(&mut bench(&model, threads), &decode_single, steadiness_secs(opts))?;
         progress(&format!(
             "threads {threads}: the same step runs unsteadily: slow spells of ±{:.1}% lasting about {:.0} ms, \
-             and ±{:.1}% step to step (batch-1 decode steps back to back, their median ×{typical:.3} of the fit)",
+             and ±{:.1}% step to step (batch-1 decode steps back to back, their median ×{typical:.3} of the fit); \
+             the mean decode step ×{:.3} of the median one",
             noise.slow_sd * 100.0,
             noise.corr_ms,
-            noise.step_sd * 100.0
+            noise.step_sd * 100.0,
+            noise.decode_mean_factor()
         ));
         let cpu_stolen = stolen.share();
         if let Some(share) = cpu_stolen {

@@ -10,6 +10,7 @@ use super::fit::{Fit, LinesFit};
 use crate::engine::sim::batch_lines::{BatchLine, BatchLines};
 use crate::engine::sim::linear::{CoRun, DecodeCoeffs, LinearCost, PrefillCoeffs, Wake};
 use crate::engine::sim::noise::Noise;
+use crate::engine::sim::quantiles::Quantiles;
 use crate::engine::sim::CostModel;
 use crate::scenario::error::line_col;
 
@@ -155,6 +156,13 @@ pub struct NoiseFile {
     pub slow_sd: f64,
     pub corr_ms: f64,
     pub step_sd: f64,
+    /// The shapes of the slow pace and of a decode step's jitter: the quantiles of their logs at
+    /// probabilities 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975, 0.99, 0.995
+    /// and 0.999 (absent in older profiles: normal, of the spreads above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_quantiles: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_quantiles: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -226,7 +234,14 @@ impl Profile {
                         decode: f.co_run.decode,
                         prefill_beside_single: f.co_run.prefill_beside_single,
                     }),
-                    noise: f.noise.map(|n| NoiseFile { slow_sd: n.slow_sd, corr_ms: n.corr_ms, step_sd: n.step_sd }),
+                    noise: f.noise.map(|n| NoiseFile {
+                        slow_sd: n.slow_sd,
+                        corr_ms: n.corr_ms,
+                        step_sd: n.step_sd,
+                        // Four decimals of a log: 0.01% of a step.
+                        slow_quantiles: n.slow_shape.map(|q| q.0.iter().map(|x| (x * 1e4).round() / 1e4).collect()),
+                        step_quantiles: n.step_shape.map(|q| q.0.iter().map(|x| (x * 1e4).round() / 1e4).collect()),
+                    }),
                     cpu_stolen_share: f.cpu_stolen.map(|s| (s * 1e4).round() / 1e4),
                     quality: Quality {
                         prefill_r2: f.prefill.r2,
@@ -289,10 +304,21 @@ impl FitFile {
                 return Err("has a wake outside 0 to 1e9 ms".into());
             }
         }
-        let noise = self.noise.as_ref().map(|n| Noise { slow_sd: n.slow_sd, corr_ms: n.corr_ms, step_sd: n.step_sd });
-        if let Some(n) = &noise {
-            n.check()?;
-        }
+        let noise = match &self.noise {
+            None => None,
+            Some(n) => {
+                let shape = |v: &Option<Vec<f64>>, key: &str| {
+                    v.as_deref().map(Quantiles::from_values).transpose().map_err(|e| format!("noise.{key} {e}"))
+                };
+                let noise = Noise {
+                    slow_shape: shape(&n.slow_quantiles, "slow_quantiles")?,
+                    step_shape: shape(&n.step_quantiles, "step_quantiles")?,
+                    ..Noise::normal(n.slow_sd, n.corr_ms, n.step_sd)
+                };
+                noise.check()?;
+                Some(noise)
+            }
+        };
         let decode_by_batch = match self.decode_by_batch.as_slice() {
             [] => None,
             lines => Some(BatchLines::new(
@@ -417,5 +443,49 @@ mod tests {
         std::fs::write(&fresh, text).unwrap();
         assert_eq!(origin_warnings(&fresh, here), Vec::<String>::new());
         assert!(origin_warnings(&dir.path().join("missing.toml"), here).is_empty());
+    }
+
+    /// The committed profile with its noise's quantiles replaced by `slow` and `step` (TOML
+    /// arrays), or removed when `None`.
+    fn with_quantiles(slow: Option<&str>, step: Option<&str>) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/calibrated.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut out = String::new();
+        for line in text.lines() {
+            if line.starts_with("slow_quantiles") || line.starts_with("step_quantiles") {
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+            if line.starts_with("step_sd") {
+                slow.iter().for_each(|v| out.push_str(&format!("slow_quantiles = {v}\n")));
+                step.iter().for_each(|v| out.push_str(&format!("step_quantiles = {v}\n")));
+            }
+        }
+        out
+    }
+
+    fn load_text(text: &str) -> Result<CostModel, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, text).unwrap();
+        load(&path)
+    }
+
+    #[test]
+    fn noise_quantiles_are_read_and_bad_ones_named() {
+        let good = "[-0.2, -0.15, -0.1, -0.05, -0.02, 0.0, 0.02, 0.08, 0.2, 0.3, 0.45, 0.6, 0.9]";
+        let model = load_text(&with_quantiles(Some(good), Some(good))).unwrap();
+        let noise = model.for_threads(1).unwrap().noise().unwrap();
+        assert_eq!(noise.step_shape.unwrap().0[12], 0.9);
+        assert_eq!(noise.slow_shape.unwrap().0[0], -0.2);
+        // Without them (an older profile): normal noise.
+        let plain = load_text(&with_quantiles(None, None)).unwrap().for_threads(1).unwrap().noise().unwrap();
+        assert!(plain.step_shape.is_none() && plain.slow_shape.is_none());
+        let short = load_text(&with_quantiles(None, Some("[0.0, 0.1]"))).unwrap_err();
+        assert!(short.contains("noise.step_quantiles needs 13 values"), "{short}");
+        let off = "[-0.2, -0.15, -0.1, -0.05, -0.02, 0.01, 0.02, 0.08, 0.2, 0.3, 0.45, 0.6, 0.9]";
+        let err = load_text(&with_quantiles(Some(off), None)).unwrap_err();
+        assert!(err.contains("noise.slow_quantiles must have median 0"), "{err}");
     }
 }

@@ -1,17 +1,24 @@
 //! How unsteadily the machine runs the same step: the [`Noise`] a profile gives the simulation.
 //! One sequence decodes back to back for a while (batch 1, the shortest step, so the series is
-//! finely sampled in time); each step's time over the fitted time at its context is one sample.
+//! finely sampled in time), a segment in each round of the grids; each step's time over the
+//! fitted time at its context is one sample.
 //!
 //! From that series: the per-step jitter from the differences of neighbouring steps (the slow
-//! pace barely moves in one step); the slow pace from 100 ms bin means, whose autocorrelation
+//! pace barely moves in one step); the slow pace from 100 ms bin medians, whose autocorrelation
 //! over lags gives how long a spell lasts. Robust spreads (MAD) throughout, so the odd step
-//! that met a page fault or an interrupt does not set the figures.
+//! that met a page fault or an interrupt does not set the spreads.
+//!
+//! Those odd steps still count: they are one-sided and a TPOT is a mean over steps, so the
+//! shapes are kept too ([`Quantiles`]): the jitter's, each step against the median of its
+//! neighbours, and the slow pace's, from the bins (their medians, so that a single stalled
+//! step is the jitter's and not a spell) rescaled to the slow spread.
 
 use std::time::Instant;
 
 use super::fit::Fit;
 use super::{median, Bench};
 use crate::engine::sim::noise::Noise;
+use crate::engine::sim::quantiles::Quantiles;
 use crate::engine::step::DecodeSlot;
 use crate::engine::EngineError;
 
@@ -26,38 +33,65 @@ const TOKENS_PER_SEQUENCE: usize = 400;
 /// Below this the autocorrelation of a series of a few hundred bins is mostly its own noise.
 const MIN_CORRELATION: f64 = 0.15;
 
+/// A step's jitter is read against the median of up to this many steps either side of it,
+/// within [`NEIGHBOUR_SPAN_MS`] (the slow pace barely moves over that), and needs
+/// [`MIN_NEIGHBOURS`] of them.
+const NEIGHBOURS: usize = 8;
+const NEIGHBOUR_SPAN_MS: f64 = 250.0;
+const MIN_NEIGHBOURS: usize = 6;
+
 /// Untimed prefill and decode steps first.
 const WARM_UP_STEPS: usize = 3;
 
-/// Times batch-1 decode steps back to back for `secs` seconds and reads the noise off them;
-/// `single` is the batch-1 decode fit (base + per_ctx_token·ctx) the times are taken against.
-/// Also returns the median step over the fit: a check that a long series of steps runs as fast
-/// as the grid's short ones did.
-pub(super) fn measure(b: &mut Bench, single: &Fit, secs: f64) -> Result<(Noise, f64), EngineError> {
-    let predict = |ctx: u64| single.coeffs[0] + single.coeffs[1] * ctx as f64;
-    let mut samples: Vec<(f64, f64)> = Vec::new();
-    // The pool's first steps are slower (threads waking, caches cold): not the machine's pace.
-    for _ in 0..WARM_UP_STEPS {
-        let (_, ids) = b.prefill(&[START_CONTEXT], 2)?;
-        b.decode(vec![DecodeSlot { request: ids[0], context_tokens: START_CONTEXT as u64 + 1 }])?;
-        b.finish(&ids);
+/// Batch-1 decode steps run back to back, in segments: `calibrate` takes one in each round of
+/// the grids, so that the unsteadiness, like the grid's medians, is read over the whole
+/// calibration rather than over one stretch of it (a quarter of a minute of a busy spell read
+/// a mean decode step ×1.17 of the median one, where runs read ×1.00–1.13).
+pub(super) struct Series {
+    clock: Instant,
+    /// (start ms since the series began, context tokens, step ms).
+    samples: Vec<(f64, u64, f64)>,
+}
+
+impl Series {
+    pub(super) fn new() -> Series {
+        Series { clock: Instant::now(), samples: Vec::new() }
     }
-    let clock = Instant::now();
-    while clock.elapsed().as_secs_f64() < secs {
-        let (_, ids) = b.prefill(&[START_CONTEXT], TOKENS_PER_SEQUENCE + 2)?;
-        for k in 1..=TOKENS_PER_SEQUENCE as u64 {
-            let ctx = START_CONTEXT as u64 + k;
-            let at_ms = clock.elapsed().as_secs_f64() * 1e3;
-            let ms = b.decode(vec![DecodeSlot { request: ids[0], context_tokens: ctx }])?;
-            samples.push((at_ms, (ms / predict(ctx)).ln()));
-            if clock.elapsed().as_secs_f64() >= secs {
-                break;
-            }
+
+    /// Decodes one sequence after another, back to back, for `secs` seconds.
+    pub(super) fn segment(&mut self, b: &mut Bench, secs: f64) -> Result<(), EngineError> {
+        // The pool's first steps are slower (threads waking, caches cold): not the machine's pace.
+        for _ in 0..WARM_UP_STEPS {
+            let (_, ids) = b.prefill(&[START_CONTEXT], 2)?;
+            b.decode(vec![DecodeSlot { request: ids[0], context_tokens: START_CONTEXT as u64 + 1 }])?;
+            b.finish(&ids);
         }
-        b.finish(&ids);
+        let start = Instant::now();
+        while start.elapsed().as_secs_f64() < secs {
+            let (_, ids) = b.prefill(&[START_CONTEXT], TOKENS_PER_SEQUENCE + 2)?;
+            for k in 1..=TOKENS_PER_SEQUENCE as u64 {
+                let ctx = START_CONTEXT as u64 + k;
+                let at_ms = self.clock.elapsed().as_secs_f64() * 1e3;
+                let ms = b.decode(vec![DecodeSlot { request: ids[0], context_tokens: ctx }])?;
+                self.samples.push((at_ms, ctx, ms));
+                if start.elapsed().as_secs_f64() >= secs {
+                    break;
+                }
+            }
+            b.finish(&ids);
+        }
+        Ok(())
     }
-    let typical = if samples.is_empty() { 1.0 } else { median(samples.iter().map(|s| s.1).collect()).exp() };
-    Ok((estimate(&samples), typical))
+
+    /// The noise of the steps against `single`, the batch-1 decode fit (base + per_ctx_token ·
+    /// ctx), and the median step over the fit: a check that long runs of steps go as fast as
+    /// the grid's short ones did.
+    pub(super) fn noise(&self, single: &Fit) -> (Noise, f64) {
+        let predict = |ctx: u64| single.coeffs[0] + single.coeffs[1] * ctx as f64;
+        let logs: Vec<(f64, f64)> = self.samples.iter().map(|&(at, ctx, ms)| (at, (ms / predict(ctx)).ln())).collect();
+        let typical = if logs.is_empty() { 1.0 } else { median(logs.iter().map(|s| s.1).collect()).exp() };
+        (estimate(&logs), typical)
+    }
 }
 
 /// 1.4826 × the median absolute deviation: the standard deviation of a normal sample, robust
@@ -70,38 +104,45 @@ fn robust_sd(v: &[f64]) -> f64 {
     1.4826 * median(v.iter().map(|x| (x - m).abs()).collect())
 }
 
-/// The noise of a series of (start time ms, log of time over fitted time) samples.
+/// Samples further apart than this start a new segment of a series (`calibrate` takes one in
+/// each round of its grids; a run's back-to-back steps stop while a batch decodes): the
+/// correlation of the slow pace is read within segments only.
+const SEGMENT_GAP_MS: f64 = 1000.0;
+
+/// The noise of a series of (start time ms, log of time over fitted time) samples, in time
+/// order.
 pub(crate) fn estimate(samples: &[(f64, f64)]) -> Noise {
+    let segments: Vec<&[(f64, f64)]> = samples.chunk_by(|a, b| b.0 - a.0 <= SEGMENT_GAP_MS).collect();
     // Neighbouring steps share the slow pace: their difference is the jitter of two steps.
-    let diffs: Vec<f64> = samples.windows(2).map(|w| w[1].1 - w[0].1).collect();
+    let diffs: Vec<f64> = segments.iter().flat_map(|s| s.windows(2).map(|w| w[1].1 - w[0].1)).collect();
     let step_sd = robust_sd(&diffs) / std::f64::consts::SQRT_2;
-    // Bin means: the slow pace, plus what is left of the jitter after averaging.
-    let mut bins: Vec<(f64, usize)> = Vec::new();
-    for &(at, y) in samples {
-        let j = (at / BIN_MS) as usize;
-        if bins.len() <= j {
-            bins.resize(j + 1, (0.0, 0));
-        }
-        bins[j].0 += y;
-        bins[j].1 += 1;
-    }
-    let means: Vec<f64> = bins.iter().filter(|b| b.1 > 0).map(|b| b.0 / b.1 as f64).collect();
-    let per_bin = samples.len() as f64 / means.len().max(1) as f64;
-    let slow_var = (robust_sd(&means).powi(2) - step_sd * step_sd / per_bin).max(0.0);
-    let none = Noise { slow_sd: 0.0, corr_ms: BIN_MS, step_sd };
-    if means.len() < 8 || slow_var <= 0.0 {
+    // Bin medians: the slow pace, plus what is left of the jitter in a median of the bin's steps
+    // (medians rather than means: a single stalled step must not pass for a slow spell; the
+    // jitter's shape has the stalls). Per segment, in time order.
+    let binned: Vec<Vec<f64>> = segments.iter().map(|s| bin_medians(s)).collect();
+    let centers: Vec<f64> = binned.concat();
+    let per_bin = samples.len() as f64 / centers.len().max(1) as f64;
+    // A median of k normal values varies π/2 times as much as their mean.
+    let left = std::f64::consts::FRAC_PI_2 * step_sd * step_sd / per_bin;
+    let slow_var = (robust_sd(&centers).powi(2) - left).max(0.0);
+    let step_shape = Quantiles::of(&jitter(samples));
+    let none = Noise { step_shape, ..Noise::normal(0.0, BIN_MS, step_sd) };
+    if centers.len() < 8 || slow_var <= 0.0 {
         return none;
     }
-    // Autocorrelation of the slow pace over lags of one bin and more, while it stays clear of
-    // the estimate's own noise: log-linear in the lag, with a slope of -1/τ. (The intercept is
-    // free: bin means correlate a little more than the points they average.)
-    let center = median(means.clone());
-    let dev: Vec<f64> = means.iter().map(|m| m - center).collect();
+    // Autocorrelation of the slow pace over lags of one bin and more, within segments, while it
+    // stays clear of the estimate's own noise: log-linear in the lag, with a slope of -1/τ. (The
+    // intercept is free: bin medians correlate a little more than the points they summarize.)
+    let center = median(centers.clone());
+    let longest_bins = binned.iter().map(Vec::len).max().unwrap_or(0);
     let mut points: Vec<(f64, f64)> = Vec::new();
-    for lag in 1..=(dev.len() / 4).min(20) {
-        let n = dev.len() - lag;
-        let cov = dev[..n].iter().zip(&dev[lag..]).map(|(a, b)| a * b).sum::<f64>() / n as f64;
-        let rho = cov / slow_var;
+    for lag in 1..=(longest_bins / 4).min(20) {
+        let (mut sum, mut n) = (0.0, 0usize);
+        for b in binned.iter().filter(|b| b.len() > lag) {
+            sum += b.iter().zip(&b[lag..]).map(|(x, y)| (x - center) * (y - center)).sum::<f64>();
+            n += b.len() - lag;
+        }
+        let rho = sum / n as f64 / slow_var;
         if rho < MIN_CORRELATION {
             break;
         }
@@ -110,8 +151,9 @@ pub(crate) fn estimate(samples: &[(f64, f64)]) -> Noise {
     if points.is_empty() {
         return none;
     }
-    // A series this long cannot tell spells longer than a quarter of it apart from drift.
-    let longest = (samples.last().map_or(BIN_MS, |s| s.0) / 4.0).max(BIN_MS);
+    // A segment this long cannot tell spells longer than a quarter of it apart from drift.
+    let span = segments.iter().map(|s| s[s.len() - 1].0 - s[0].0).fold(0.0, f64::max);
+    let longest = (span / 4.0).max(BIN_MS);
     let slope = if points.len() >= 2 {
         let n = points.len() as f64;
         let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
@@ -122,10 +164,50 @@ pub(crate) fn estimate(samples: &[(f64, f64)]) -> Noise {
         points[0].1 / points[0].0
     };
     let corr_ms = if slope < 0.0 { (-1.0 / slope).clamp(BIN_MS, longest) } else { longest };
-    // A bin mean of an Ornstein–Uhlenbeck process keeps f(W/τ) of its variance.
+    // A bin's summary of an Ornstein–Uhlenbeck process keeps about f(W/τ) of its variance
+    // (exactly, for a mean).
     let r = BIN_MS / corr_ms;
     let kept = 2.0 * (r - 1.0 + (-r).exp()) / (r * r);
-    Noise { slow_sd: (slow_var / kept).sqrt(), corr_ms, step_sd }
+    let slow_sd = (slow_var / kept).sqrt();
+    Noise { slow_sd, corr_ms, step_sd, slow_shape: slow_shape(&centers, slow_sd), step_shape }
+}
+
+/// The medians of a segment's samples by 100 ms bin, in time order (empty bins skipped).
+fn bin_medians(segment: &[(f64, f64)]) -> Vec<f64> {
+    let mut bins: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
+    for &(at, y) in segment {
+        bins.entry((at / BIN_MS) as u64).or_default().push(y);
+    }
+    bins.into_values().map(median).collect()
+}
+
+/// Each step's log against the median of its neighbours in the series: its own jitter, with
+/// the slow pace taken out.
+fn jitter(samples: &[(f64, f64)]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(samples.len());
+    for (i, &(at, y)) in samples.iter().enumerate() {
+        let lo = i.saturating_sub(NEIGHBOURS);
+        let hi = (i + NEIGHBOURS + 1).min(samples.len());
+        let near: Vec<f64> = (lo..hi)
+            .filter(|&j| j != i && (samples[j].0 - at).abs() <= NEIGHBOUR_SPAN_MS)
+            .map(|j| samples[j].1)
+            .collect();
+        if near.len() >= MIN_NEIGHBOURS {
+            out.push(y - median(near));
+        }
+    }
+    out
+}
+
+/// The shape of the slow pace: the bins' medians, rescaled so that their robust spread is
+/// `slow_sd` (the bins' own spread still holds what is left of the jitter, and a bin's median
+/// narrows a spell).
+fn slow_shape(medians: &[f64], slow_sd: f64) -> Option<Quantiles> {
+    let spread = robust_sd(medians);
+    if spread <= 0.0 || slow_sd <= 0.0 {
+        return None;
+    }
+    Quantiles::of(medians).map(|q| q.scaled(slow_sd / spread))
 }
 
 #[cfg(test)]
@@ -137,12 +219,12 @@ mod tests {
     fn series(noise: Noise, step_ms: f64, secs: f64) -> Vec<(f64, f64)> {
         let mut p = Pace::new(noise, 11);
         let n = (secs * 1e3 / step_ms) as usize;
-        (0..n).map(|i| (i as f64 * step_ms, p.factor((step_ms * 1e6) as u64).ln())).collect()
+        (0..n).map(|i| (i as f64 * step_ms, p.factor((step_ms * 1e6) as u64, true).ln())).collect()
     }
 
     #[test]
     fn the_estimate_recovers_the_process_it_is_given() {
-        let truth = Noise { slow_sd: 0.06, corr_ms: 400.0, step_sd: 0.04 };
+        let truth = Noise::normal(0.06, 400.0, 0.04);
         // Two minutes of 8 ms steps: long enough for the estimate to settle.
         let got = estimate(&series(truth, 8.0, 120.0));
         assert!((got.step_sd - 0.04).abs() < 0.005, "{got:?}");
@@ -151,11 +233,45 @@ mod tests {
     }
 
     #[test]
+    fn segments_a_minute_apart_are_read_as_one_series_without_the_gaps() {
+        // Four rounds' segments of 30 s, each from its own draw, a minute apart. (The
+        // correlation time read off 2 minutes of such a process spreads from about 250 to 1,000
+        // ms over seeds, whole or in segments; the spreads stay within a few tenths.)
+        let truth = Noise::normal(0.06, 400.0, 0.04);
+        let mut samples = Vec::new();
+        for k in 0..4u64 {
+            let mut p = Pace::new(truth, 20 + k);
+            let offset = k as f64 * 90_000.0;
+            samples.extend((0..3750).map(|i| (offset + i as f64 * 8.0, p.factor(8_000_000, true).ln())));
+        }
+        let got = estimate(&samples);
+        assert!((got.step_sd - 0.04).abs() < 0.005, "{got:?}");
+        assert!((got.slow_sd - 0.06).abs() < 0.015, "{got:?}");
+        assert!(got.corr_ms > 200.0 && got.corr_ms < 1000.0, "{got:?}");
+    }
+
+    #[test]
     fn a_steady_machine_has_no_slow_pace() {
-        let truth = Noise { slow_sd: 0.0, corr_ms: 400.0, step_sd: 0.03 };
+        let truth = Noise::normal(0.0, 400.0, 0.03);
         let got = estimate(&series(truth, 8.0, 30.0));
         assert!(got.slow_sd < 0.01, "{got:?}");
         assert!((got.step_sd - 0.03).abs() < 0.005, "{got:?}");
+    }
+
+    #[test]
+    fn a_one_sided_jitter_and_skewed_spells_are_read_as_shapes() {
+        // 5% of steps stall to ×1.6, spells normal: the jitter's shape must carry the stalls'
+        // share of the mean and the slow shape must stay near normal.
+        let mut v: Vec<f64> = (0..950).map(|i| (i as f64 / 949.0 - 0.5) * 0.06).collect();
+        v.extend((0..50).map(|_| 1.6f64.ln()));
+        let jitter = Quantiles::of(&v).unwrap();
+        let truth = Noise { step_shape: Some(jitter), ..Noise::normal(0.05, 400.0, 0.017) };
+        let got = estimate(&series(truth, 8.0, 120.0));
+        let (want, read) = (jitter.mean_factor(), got.step_shape.unwrap().mean_factor());
+        assert!((read - want).abs() < 0.006, "mean step ×{read} against ×{want}");
+        let slow = got.slow_shape.unwrap().mean_factor();
+        assert!((slow - (0.05f64 * 0.05 / 2.0).exp()).abs() < 0.006, "slow ×{slow}");
+        assert!((got.slow_sd - 0.05).abs() < 0.015, "{got:?}");
     }
 
     #[test]

@@ -232,10 +232,12 @@ fn print_comparison(c: &TopologyComparison) {
     }
     if let Some(n) = c.pace.noise {
         println!(
-            "  machine unsteadiness (back-to-back batch-1 decode steps): spells of ±{:.1}% lasting about {:.0} ms, ±{:.1}% step to step",
+            "  machine unsteadiness (back-to-back batch-1 decode steps): spells of ±{:.1}% lasting about {:.0} ms, ±{:.1}% step to step, \
+             the mean decode step ×{:.3} of the median one",
             n.slow_sd * 100.0,
             n.corr_ms,
-            n.step_sd * 100.0
+            n.step_sd * 100.0,
+            n.decode_mean_factor()
         );
     }
     if !c.paced.is_empty() {

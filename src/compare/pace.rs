@@ -12,6 +12,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::engine::sim::noise::Noise;
+use crate::engine::sim::quantiles::Quantiles;
 use crate::engine::sim::CostModel;
 use crate::engine::step::{DecodeSlot, PromptChunk, StepPlan};
 use crate::scenario::Topology;
@@ -105,10 +106,17 @@ impl Ratios {
 
     pub fn pace(&self) -> Pace {
         let median = |v: &Vec<f64>| (!v.is_empty()).then(|| crate::calibrate::median(v.clone()));
+        // A shape is pooled where every run has one (element-wise medians).
+        let shapes = |f: fn(&Noise) -> Option<Quantiles>| {
+            let all: Option<Vec<Quantiles>> = self.noise.iter().map(f).collect();
+            all.and_then(|a| Quantiles::median_of(&a))
+        };
         let noise = median(&self.noise.iter().map(|n| n.slow_sd).collect()).map(|slow_sd| Noise {
             slow_sd,
             corr_ms: crate::calibrate::median(self.noise.iter().map(|n| n.corr_ms).collect()),
             step_sd: crate::calibrate::median(self.noise.iter().map(|n| n.step_sd).collect()),
+            slow_shape: shapes(|n| n.slow_shape),
+            step_shape: shapes(|n| n.step_shape),
         });
         Pace {
             prefill_steps: self.prefill.len(),
@@ -244,14 +252,14 @@ mod tests {
     fn a_run_of_back_to_back_decode_steps_says_how_unsteady_the_machine_was() {
         let profile = profile(DecodeCoeffs { base_ms: 6.0, per_ctx_token_ms: 0.0, per_seq_ms: 1.0 }, None);
         // 2,000 back-to-back batch-1 steps of a 7 ms prediction, timed with a known unsteadiness.
-        let truth = Noise { slow_sd: 0.06, corr_ms: 300.0, step_sd: 0.03 };
+        let truth = Noise::normal(0.06, 300.0, 0.03);
         let mut pace = crate::engine::sim::noise::Pace::new(truth, 3);
         let mut csv = String::from(
             "worker,kind,batch_size,prefill_tokens,decode_tokens,context_tokens,kv_used_tokens,queued,start_s,end_s,duration_ms\n",
         );
         let mut at = 1.0;
         for _ in 0..2000 {
-            let ms = 7.0 * pace.factor(7_000_000);
+            let ms = 7.0 * pace.factor(7_000_000, true);
             csv += &format!("decode-0,decode,1,0,1,100,100,0,{at},{},{ms}\n", at + ms / 1e3);
             at += ms / 1e3;
         }

@@ -98,6 +98,11 @@ fn calibrate_then_compare() {
     // The profile measured the machine's unsteadiness, so each side was simulated in eight
     // draws of it (the request count above is the execution's, not the pool's).
     assert!(fit["noise"]["step_sd"].as_f64().unwrap() > 0.0, "{fit}");
+    // And the jitter's shape: 13 quantiles of its log, non-decreasing, median 0. (A quick
+    // calibration's series is too short for the slow pace's shape.)
+    let q: Vec<f64> = fit["noise"]["step_quantiles"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert_eq!(q.len(), 13, "{fit}");
+    assert!(q.windows(2).all(|w| w[0] <= w[1]) && q[5] == 0.0, "{q:?}");
     assert!(out.join("light_light/compare/latest/simulated/draw-8/split/requests.csv").exists());
     let rows = crate::common::read_csv(&out.join("light_light/compare/latest/split/compare.csv"));
     assert_eq!(rows.len(), 4);

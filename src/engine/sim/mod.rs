@@ -5,6 +5,7 @@ pub mod hardware;
 pub mod linear;
 pub mod noise;
 pub mod presets;
+pub mod quantiles;
 pub mod roofline;
 
 use std::sync::Arc;
@@ -17,6 +18,9 @@ use noise::{Noise, Pace};
 use roofline::Roofline;
 
 /// How long a step takes on the modeled hardware.
+// A noise's measured shapes make `Linear` a few hundred bytes; a run builds one model per
+// topology and shares it behind an `Arc`, so the size costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum CostModel {
     /// Fitted or hand-written coefficients. `source` says where they come from.
@@ -213,7 +217,7 @@ impl Engine for SimEngine {
         }
         let mut ns = self.cost.step_ns(plan);
         if let Some(pace) = &mut self.pace {
-            let f = pace.factor(self.last_ns + plan.idle_ns);
+            let f = pace.factor(self.last_ns + plan.idle_ns, plan.prefill.is_empty());
             ns = ((ns as f64 * f).round() as u64).max(1);
         }
         self.last_ns = ns;

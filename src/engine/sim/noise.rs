@@ -9,10 +9,19 @@
 //! (standard deviation `slow_sd`, correlation time `corr_ms`) and e is independent per step
 //! (`step_sd`). Both have median 0, so the median step takes the fitted time, as calibrate's
 //! medians do. Draws are seeded: the same seed gives the same run.
+//!
+//! Where the profile measured their shapes ([`Quantiles`]), x is the Gaussian process mapped
+//! onto the measured distribution of the slow pace (same median, same correlation in time, its
+//! one-sided tail), and a decode step's e is drawn from the measured distribution of the
+//! jitter. A prefill step keeps the normal jitter: it lasts tens to thousands of
+//! milliseconds, over which a stall of a few is averaged in (the shape is measured on 10–15 ms
+//! decode steps), and the grid's prefill medians include it.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+
+use super::quantiles::{normal_cdf, Quantiles};
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Noise {
@@ -22,6 +31,14 @@ pub struct Noise {
     pub corr_ms: f64,
     /// Standard deviation of the log of each step's own jitter.
     pub step_sd: f64,
+    /// The distribution of the log of the slow pace, where measured (else normal, `slow_sd`).
+    /// Named as in a profile.
+    #[serde(rename = "slow_quantiles")]
+    pub slow_shape: Option<Quantiles>,
+    /// The distribution of the log of a decode step's own jitter, where measured (else normal,
+    /// `step_sd`).
+    #[serde(rename = "step_quantiles")]
+    pub step_shape: Option<Quantiles>,
 }
 
 impl Noise {
@@ -36,14 +53,29 @@ impl Noise {
         }
         Ok(())
     }
+
+    /// Normal spells and jitter of these spreads, no measured shape.
+    pub fn normal(slow_sd: f64, corr_ms: f64, step_sd: f64) -> Noise {
+        Noise { slow_sd, corr_ms, step_sd, slow_shape: None, step_shape: None }
+    }
+
+    /// How much longer the average decode step is than the median one under this noise (the
+    /// slow pace and the jitter taken as independent): what a TPOT, a mean over steps, pays
+    /// beyond a fit of medians.
+    pub fn decode_mean_factor(&self) -> f64 {
+        let normal = |sd: f64| (sd * sd / 2.0).exp();
+        self.slow_shape.map_or(normal(self.slow_sd), |q| q.mean_factor())
+            * self.step_shape.map_or(normal(self.step_sd), |q| q.mean_factor())
+    }
 }
 
 /// One worker's draw of the process.
 #[derive(Debug, Clone)]
 pub struct Pace {
     noise: Noise,
-    /// The log of the slow pace now.
-    x: f64,
+    /// The slow pace now, as a standard normal variable (the log of the pace is its image
+    /// under the measured shape, or `slow_sd` × it).
+    z: f64,
     rng: ChaCha8Rng,
 }
 
@@ -52,18 +84,28 @@ impl Pace {
     pub fn new(noise: Noise, seed: u64) -> Pace {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let z: f64 = StandardNormal.sample(&mut rng);
-        Pace { noise, x: z * noise.slow_sd, rng }
+        Pace { noise, z, rng }
     }
 
     /// The factor of a step that starts `elapsed_ns` after the previous step of this worker
-    /// started (the process moves on by that much first).
-    pub fn factor(&mut self, elapsed_ns: u64) -> f64 {
-        let Noise { slow_sd, corr_ms, step_sd } = self.noise;
-        let keep = (-(elapsed_ns as f64 / 1e6) / corr_ms).exp();
-        let z: f64 = StandardNormal.sample(&mut self.rng);
-        self.x = self.x * keep + slow_sd * (1.0 - keep * keep).sqrt() * z;
+    /// started (the process moves on by that much first); `decode`: a step with no prompt in it.
+    pub fn factor(&mut self, elapsed_ns: u64, decode: bool) -> f64 {
+        let n = &self.noise;
+        let keep = (-(elapsed_ns as f64 / 1e6) / n.corr_ms).exp();
+        let w: f64 = StandardNormal.sample(&mut self.rng);
+        self.z = self.z * keep + (1.0 - keep * keep).sqrt() * w;
+        let x = match n.slow_shape {
+            Some(q) => q.at(normal_cdf(self.z)),
+            None => n.slow_sd * self.z,
+        };
+        // One draw either way, so that a profile with and without a jitter shape keeps the
+        // same slow pace from the same seed.
         let e: f64 = StandardNormal.sample(&mut self.rng);
-        (self.x + step_sd * e).exp()
+        let jitter = match n.step_shape {
+            Some(q) if decode => q.at(normal_cdf(e)),
+            _ => n.step_sd * e,
+        };
+        (x + jitter).exp()
     }
 }
 
@@ -73,7 +115,7 @@ mod tests {
 
     fn logs(noise: Noise, elapsed_ns: u64, n: usize) -> Vec<f64> {
         let mut p = Pace::new(noise, 7);
-        (0..n).map(|_| p.factor(elapsed_ns).ln()).collect()
+        (0..n).map(|_| p.factor(elapsed_ns, true).ln()).collect()
     }
 
     fn sd(v: &[f64]) -> f64 {
@@ -83,7 +125,7 @@ mod tests {
 
     #[test]
     fn the_factor_has_median_one_and_the_stated_spread() {
-        let n = Noise { slow_sd: 0.05, corr_ms: 500.0, step_sd: 0.03 };
+        let n = Noise::normal(0.05, 500.0, 0.03);
         // Steps 10 ms apart: 200,000 steps span 4,000 correlation times.
         let v = logs(n, 10_000_000, 200_000);
         let mut s = v.clone();
@@ -95,7 +137,7 @@ mod tests {
 
     #[test]
     fn steps_close_together_share_the_slow_pace_and_far_apart_do_not() {
-        let n = Noise { slow_sd: 0.05, corr_ms: 500.0, step_sd: 0.0 };
+        let n = Noise::normal(0.05, 500.0, 0.0);
         let corr = |elapsed_ns: u64| {
             let v = logs(n, elapsed_ns, 100_000);
             let (a, b) = (&v[..v.len() - 1], &v[1..]);
@@ -109,15 +151,56 @@ mod tests {
 
     #[test]
     fn the_same_seed_draws_the_same_factors() {
-        let n = Noise { slow_sd: 0.05, corr_ms: 500.0, step_sd: 0.03 };
+        let n = Noise::normal(0.05, 500.0, 0.03);
         assert_eq!(logs(n, 1_000_000, 50), logs(n, 1_000_000, 50));
         let mut other = Pace::new(n, 8);
-        assert_ne!(logs(n, 1_000_000, 1)[0], other.factor(1_000_000).ln());
+        assert_ne!(logs(n, 1_000_000, 1)[0], other.factor(1_000_000, true).ln());
+    }
+
+    /// A shape: 90% of values spread evenly over ±`core`, the rest at ln(`slow`).
+    fn one_sided(core: f64, slow: f64) -> Quantiles {
+        let mut v: Vec<f64> = (0..900).map(|i| (i as f64 / 899.0 - 0.5) * 2.0 * core).collect();
+        v.extend((0..100).map(|_| slow.ln()));
+        Quantiles::of(&v).unwrap()
+    }
+
+    #[test]
+    fn a_measured_jitter_shape_lengthens_the_mean_decode_step_and_leaves_prefill_normal() {
+        let shape = one_sided(0.02, 1.5);
+        let n = Noise { step_shape: Some(shape), ..Noise::normal(0.0, 500.0, 0.02) };
+        let mut p = Pace::new(n, 3);
+        let decode: Vec<f64> = (0..100_000).map(|_| p.factor(10_000_000, true)).collect();
+        let mean = decode.iter().sum::<f64>() / decode.len() as f64;
+        let mut sorted = decode.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert!((sorted[sorted.len() / 2] - 1.0).abs() < 0.003, "median {}", sorted[sorted.len() / 2]);
+        assert!((mean - shape.mean_factor()).abs() < 0.003, "mean {mean} against {}", shape.mean_factor());
+        assert!((n.decode_mean_factor() - shape.mean_factor()).abs() < 1e-12);
+        assert!(sorted[sorted.len() * 99 / 100] > 1.45, "the tail reaches ×1.5");
+        // A prefill step keeps the normal jitter of step_sd.
+        let prefill: Vec<f64> = (0..100_000).map(|_| p.factor(10_000_000, false).ln()).collect();
+        assert!((sd(&prefill) - 0.02).abs() < 0.001, "prefill sd {}", sd(&prefill));
+    }
+
+    #[test]
+    fn a_measured_slow_shape_keeps_the_spells_correlation() {
+        let shape = one_sided(0.05, 1.4);
+        let n = Noise { slow_shape: Some(shape), ..Noise::normal(0.05, 500.0, 0.0) };
+        let v = logs(n, 5_000_000, 200_000);
+        let mut s = v.clone();
+        s.sort_by(f64::total_cmp);
+        // The factors follow the shape: the median step takes the fitted time, a tenth of them
+        // take ×1.4 (the edge of the tail interpolated).
+        assert!(s[s.len() / 2].abs() < 0.005, "median log {}", s[s.len() / 2]);
+        assert!((s[s.len() * 97 / 100] - 1.4f64.ln()).abs() < 0.01, "p97 log {}", s[s.len() * 97 / 100]);
+        // Steps 5 ms apart share a spell: the next step's log is nearly this one's.
+        let close = v.windows(2).filter(|w| (w[1] - w[0]).abs() < 0.02).count() as f64 / v.len() as f64;
+        assert!(close > 0.9, "{close}");
     }
 
     #[test]
     fn out_of_range_values_are_refused() {
-        let good = Noise { slow_sd: 0.05, corr_ms: 500.0, step_sd: 0.03 };
+        let good = Noise::normal(0.05, 500.0, 0.03);
         assert!(good.check().is_ok());
         assert!(Noise { corr_ms: 0.0, ..good }.check().is_err());
         assert!(Noise { slow_sd: -0.1, ..good }.check().is_err());
