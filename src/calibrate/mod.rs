@@ -153,7 +153,8 @@ fn time_grids(model: &Arc<Model>, opts: &Options, progress: &mut dyn FnMut(&str)
     Ok(timings)
 }
 
-/// Fits one thread count's grids and measures its wake-up.
+/// Fits one thread count's grids, reads its unsteadiness series against the batch-1 decode fit
+/// and measures its wake-up.
 fn measure(t: Timing, opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Measured, EngineError> {
     let Timing { threads, mut bench, prefill, decode, series } = t;
     let prefill = prefill.samples(threads, progress);
@@ -196,8 +197,9 @@ fn grid_round(threads: &[usize], round: usize, reps: usize) -> String {
 }
 
 /// How long one sequence decodes back to back for the machine's unsteadiness, over all the
-/// rounds together: spells last up to a second or two here, and the estimate needs a few
-/// dozen of them.
+/// timed rounds together (a segment of this ÷ `reps` in each): the estimate needs a few dozen
+/// spells, and reads a spell up to a quarter of a segment long (1.25 s with the default three
+/// rounds; the spells here read 0.2–0.7 s).
 fn steadiness_secs(opts: &Options) -> f64 {
     if opts.quick {
         4.0

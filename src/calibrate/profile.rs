@@ -34,8 +34,9 @@ pub struct ThreadsFit {
     /// The share of the machine's CPU time the hypervisor took while this thread count was
     /// timed (Linux's `/proc/stat`), when it could be read.
     pub cpu_stolen: Option<f64>,
-    /// The median of batch-1 decode steps run back to back (the unsteadiness series) over the
-    /// grid's batch-1 fit, when measured: far from 1, the machine's pace moved between the two.
+    /// The median of batch-1 decode steps run back to back (the unsteadiness series, a segment
+    /// in each of the grid's rounds) over the grid's batch-1 fit, when measured: far from 1,
+    /// long stretches of steps ran otherwise than the grid's short ones.
     pub back_to_back_decode: Option<f64>,
 }
 
@@ -156,11 +157,9 @@ pub struct NoiseFile {
     pub slow_sd: f64,
     pub corr_ms: f64,
     pub step_sd: f64,
-    /// The shapes of the slow pace and of a decode step's jitter: the quantiles of their logs at
-    /// probabilities 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975, 0.99, 0.995
-    /// and 0.999 (absent in older profiles: normal, of the spreads above).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slow_quantiles: Option<Vec<f64>>,
+    /// The shape of a decode step's jitter: the quantiles of its log at probabilities 0.01,
+    /// 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975, 0.99, 0.995 and 0.999 (absent in
+    /// older profiles: normal, of `step_sd`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_quantiles: Option<Vec<f64>>,
 }
@@ -183,8 +182,8 @@ pub struct Quality {
     pub decode_by_batch_r2: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decode_by_batch_max_residual_ms: Option<f64>,
-    /// Batch-1 decode steps run back to back after the grid, their median over the fit (absent
-    /// in older profiles).
+    /// Batch-1 decode steps run back to back in the grid's rounds, their median over the fit (absent in
+    /// older profiles).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub back_to_back_decode_ratio: Option<f64>,
 }
@@ -239,7 +238,6 @@ impl Profile {
                         corr_ms: n.corr_ms,
                         step_sd: n.step_sd,
                         // Four decimals of a log: 0.01% of a step.
-                        slow_quantiles: n.slow_shape.map(|q| q.0.iter().map(|x| (x * 1e4).round() / 1e4).collect()),
                         step_quantiles: n.step_shape.map(|q| q.0.iter().map(|x| (x * 1e4).round() / 1e4).collect()),
                     }),
                     cpu_stolen_share: f.cpu_stolen.map(|s| (s * 1e4).round() / 1e4),
@@ -307,12 +305,9 @@ impl FitFile {
         let noise = match &self.noise {
             None => None,
             Some(n) => {
-                let shape = |v: &Option<Vec<f64>>, key: &str| {
-                    v.as_deref().map(Quantiles::from_values).transpose().map_err(|e| format!("noise.{key} {e}"))
-                };
+                let step_shape = n.step_quantiles.as_deref().map(Quantiles::from_values).transpose();
                 let noise = Noise {
-                    slow_shape: shape(&n.slow_quantiles, "slow_quantiles")?,
-                    step_shape: shape(&n.step_quantiles, "step_quantiles")?,
+                    step_shape: step_shape.map_err(|e| format!("noise.step_quantiles {e}"))?,
                     ..Noise::normal(n.slow_sd, n.corr_ms, n.step_sd)
                 };
                 noise.check()?;
@@ -445,20 +440,16 @@ mod tests {
         assert!(origin_warnings(&dir.path().join("missing.toml"), here).is_empty());
     }
 
-    /// The committed profile with its noise's quantiles replaced by `slow` and `step` (TOML
-    /// arrays), or removed when `None`.
-    fn with_quantiles(slow: Option<&str>, step: Option<&str>) -> String {
+    /// The committed profile with its noise's `step_quantiles` set to `step` (a TOML array), or
+    /// removed when `None`.
+    fn with_quantiles(step: Option<&str>) -> String {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/calibrated.toml");
         let text = std::fs::read_to_string(path).unwrap();
         let mut out = String::new();
-        for line in text.lines() {
-            if line.starts_with("slow_quantiles") || line.starts_with("step_quantiles") {
-                continue;
-            }
+        for line in text.lines().filter(|l| !l.starts_with("step_quantiles")) {
             out.push_str(line);
             out.push('\n');
             if line.starts_with("step_sd") {
-                slow.iter().for_each(|v| out.push_str(&format!("slow_quantiles = {v}\n")));
                 step.iter().for_each(|v| out.push_str(&format!("step_quantiles = {v}\n")));
             }
         }
@@ -475,17 +466,15 @@ mod tests {
     #[test]
     fn noise_quantiles_are_read_and_bad_ones_named() {
         let good = "[-0.2, -0.15, -0.1, -0.05, -0.02, 0.0, 0.02, 0.08, 0.2, 0.3, 0.45, 0.6, 0.9]";
-        let model = load_text(&with_quantiles(Some(good), Some(good))).unwrap();
-        let noise = model.for_threads(1).unwrap().noise().unwrap();
-        assert_eq!(noise.step_shape.unwrap().0[12], 0.9);
-        assert_eq!(noise.slow_shape.unwrap().0[0], -0.2);
+        let model = load_text(&with_quantiles(Some(good))).unwrap();
+        assert_eq!(model.for_threads(1).unwrap().noise().unwrap().step_shape.unwrap().0[12], 0.9);
         // Without them (an older profile): normal noise.
-        let plain = load_text(&with_quantiles(None, None)).unwrap().for_threads(1).unwrap().noise().unwrap();
-        assert!(plain.step_shape.is_none() && plain.slow_shape.is_none());
-        let short = load_text(&with_quantiles(None, Some("[0.0, 0.1]"))).unwrap_err();
+        let plain = load_text(&with_quantiles(None)).unwrap().for_threads(1).unwrap().noise().unwrap();
+        assert!(plain.step_shape.is_none());
+        let short = load_text(&with_quantiles(Some("[0.0, 0.1]"))).unwrap_err();
         assert!(short.contains("noise.step_quantiles needs 13 values"), "{short}");
         let off = "[-0.2, -0.15, -0.1, -0.05, -0.02, 0.01, 0.02, 0.08, 0.2, 0.3, 0.45, 0.6, 0.9]";
-        let err = load_text(&with_quantiles(Some(off), None)).unwrap_err();
-        assert!(err.contains("noise.slow_quantiles must have median 0"), "{err}");
+        let err = load_text(&with_quantiles(Some(off))).unwrap_err();
+        assert!(err.contains("noise.step_quantiles must have median 0"), "{err}");
     }
 }

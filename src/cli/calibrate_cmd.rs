@@ -36,12 +36,14 @@ pub struct CalibrateArgs {
 /// +12%, two 64-token prompts −13%), the third at others (384 tokens +11%, four of 128 +13%).
 const LOOSE_FIT: f64 = 0.08;
 
-/// How far batch-1 decode steps run back to back after the grid may stray from the grid's fit
-/// before calibrate warns. On the Xeon the median of 15 s of them read ×0.90–1.02 of the fit at
-/// one thread and ×0.75–1.17 at two in eight calibrations; in the runs after the one that read
-/// ×0.84, the two-thread decode steps of the light scenarios ran ×0.82–0.83 of the profile: the
-/// grid had been timed in a slow spell. (Scaling the fit by the check did not predict runs
-/// better: it is one 15-second window; see docs/accuracy.md.)
+/// How far batch-1 decode steps run back to back (the unsteadiness series) may stray from the
+/// grid's fit before calibrate warns. On the Xeon, when the series was one 15 s stretch after
+/// the grid, its median read ×0.90–1.02 of the fit at one thread and ×0.75–1.17 at two in eight
+/// calibrations; in the runs after the one that read ×0.84, the two-thread decode steps of the
+/// light scenarios ran ×0.82–0.83 of the profile: the grid had been timed in a slow spell.
+/// (Scaling the fit by the check did not predict runs better; see docs/accuracy.md.) The
+/// series is now a segment in each of the grid's rounds, so a miss says that the machine ran
+/// long stretches of steps otherwise than the grid's short ones within the same minutes.
 const DRIFTED_DECODE: f64 = 0.10;
 
 pub fn run(args: CalibrateArgs) -> ExitCode {
@@ -134,9 +136,10 @@ pub fn run(args: CalibrateArgs) -> ExitCode {
         }
         if let Some(r) = f.back_to_back_decode.filter(|r| (r - 1.0).abs() > DRIFTED_DECODE) {
             eprintln!(
-                "warning: threads {}: batch-1 decode steps run back to back after the grid took ×{r:.2} of the \
-                 grid's fit: the machine's pace moved by more than {:.0}% between the two, and the profile's \
-                 decode times may be off by as much; run calibrate again",
+                "warning: threads {}: batch-1 decode steps run back to back in the grid's rounds took \
+                 ×{r:.2} of the grid's fit: the machine ran long stretches of steps more than {:.0}% otherwise \
+                 than the grid's short ones, and the profile's decode times may be off by as much; run \
+                 calibrate again",
                 f.threads,
                 DRIFTED_DECODE * 100.0
             );

@@ -106,17 +106,13 @@ impl Ratios {
 
     pub fn pace(&self) -> Pace {
         let median = |v: &Vec<f64>| (!v.is_empty()).then(|| crate::calibrate::median(v.clone()));
-        // A shape is pooled where every run has one (element-wise medians).
-        let shapes = |f: fn(&Noise) -> Option<Quantiles>| {
-            let all: Option<Vec<Quantiles>> = self.noise.iter().map(f).collect();
-            all.and_then(|a| Quantiles::median_of(&a))
-        };
+        // The jitter's shape is pooled where every run has one (element-wise medians).
+        let shapes: Option<Vec<Quantiles>> = self.noise.iter().map(|n| n.step_shape).collect();
         let noise = median(&self.noise.iter().map(|n| n.slow_sd).collect()).map(|slow_sd| Noise {
             slow_sd,
             corr_ms: crate::calibrate::median(self.noise.iter().map(|n| n.corr_ms).collect()),
             step_sd: crate::calibrate::median(self.noise.iter().map(|n| n.step_sd).collect()),
-            slow_shape: shapes(|n| n.slow_shape),
-            step_shape: shapes(|n| n.step_shape),
+            step_shape: shapes.as_deref().and_then(Quantiles::median_of),
         });
         Pace {
             prefill_steps: self.prefill.len(),

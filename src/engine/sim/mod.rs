@@ -18,7 +18,7 @@ use noise::{Noise, Pace};
 use roofline::Roofline;
 
 /// How long a step takes on the modeled hardware.
-// A noise's measured shapes make `Linear` a few hundred bytes; a run builds one model per
+// A noise's measured jitter shape makes `Linear` a few hundred bytes; a run builds one model per
 // topology and shares it behind an `Arc`, so the size costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]

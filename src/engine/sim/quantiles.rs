@@ -1,9 +1,9 @@
-//! A distribution given by its quantiles at fixed probabilities: the shape of the machine's
-//! unsteadiness, which a normal distribution misses. On a shared VM the slow spells and the
-//! single slow steps are one-sided: a spell of stolen CPU or a preempted thread slows a step by
-//! 30–200%, and nothing speeds one up by as much. A workload's TPOT is a mean over its steps,
-//! so that one-sided tail, which a median fit and a symmetric noise leave out, shows in it
-//! whole (two-thread decode steps in execute runs here averaged ×1.02–1.13 of their median).
+//! A distribution given by its quantiles at fixed probabilities: the shape of a step's jitter,
+//! which a normal distribution misses. On a shared VM the single slow steps are one-sided: a
+//! preempted or stalled thread slows a step by 30–200%, and nothing speeds one up by as much. A
+//! workload's TPOT is a mean over its steps, so that one-sided tail, which a median fit and a
+//! symmetric noise leave out, shows in it whole: in execute runs here, two-thread decode steps
+//! averaged ×1.01–1.06 of the median of their neighbours, run by run.
 
 use serde::Serialize;
 
@@ -20,7 +20,7 @@ const MEDIAN: usize = 5;
 
 impl Quantiles {
     /// The empirical quantiles of `samples`, moved so that their median is 0; `None` with too
-    /// few samples to read a tail (fifty at least).
+    /// few samples to read a tail (fifty at least) or any that is not finite.
     pub fn of(samples: &[f64]) -> Option<Quantiles> {
         if samples.len() < 50 || samples.iter().any(|x| !x.is_finite()) {
             return None;
@@ -77,11 +77,6 @@ impl Quantiles {
         q[i - 1] + (q[i] - q[i - 1]) * (u - p[i - 1]) / (p[i] - p[i - 1])
     }
 
-    /// Every value × `k` (a shape rescaled to another spread).
-    pub fn scaled(&self, k: f64) -> Quantiles {
-        Quantiles(self.0.map(|x| x * k))
-    }
-
     /// The mean of e^x over the distribution (numerically, over 1,000 evenly spaced
     /// probabilities): how much longer the average step is than the median one.
     pub fn mean_factor(&self) -> f64 {
@@ -89,21 +84,26 @@ impl Quantiles {
         (0..n).map(|i| self.at((i as f64 + 0.5) / n as f64).exp()).sum::<f64>() / n as f64
     }
 
-    /// The element-wise median of several (pooled runs).
+    /// The element-wise median of several (pooled runs; of an even count, the mean of the two
+    /// middle values, so that two runs pool to their middle and not to the wider of them).
     pub fn median_of(all: &[Quantiles]) -> Option<Quantiles> {
         if all.is_empty() {
             return None;
         }
         let mut q = [0.0; PROBABILITIES.len()];
         for (k, x) in q.iter_mut().enumerate() {
-            *x = crate::calibrate::median(all.iter().map(|a| a.0[k]).collect());
+            let mut v: Vec<f64> = all.iter().map(|a| a.0[k]).collect();
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            *x = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
         }
         Some(Quantiles(q))
     }
 }
 
 /// The standard normal distribution function (Abramowitz and Stegun 26.2.17, error under
-/// 7.5e-8): maps the slow pace's Gaussian process onto its measured shape.
+/// 7.5e-8): turns a normal draw into the probability a shape is read at, so that a profile
+/// with and without a shape draws the same numbers from the same seed.
 pub fn normal_cdf(z: f64) -> f64 {
     let t = 1.0 / (1.0 + 0.231_641_9 * z.abs());
     let poly =
