@@ -112,7 +112,7 @@ pub fn run(args: CompareArgs) -> ExitCode {
                     None => crate::compare::reuse::copy_executed(&earlier[k - 1], &t.name, &run_dir)?,
                 }
                 eprintln!("  {label}{}: simulating the same requests...", t.name);
-                simulate_and_compare(&sc, t, &profile, &run_dir)
+                simulate_and_compare(&sc, t, &profile, &run_dir, k - 1)
             };
             match run() {
                 Ok(r) => out.push(r),

@@ -189,6 +189,17 @@ fn calibrate_then_compare() {
     }
     let rows = crate::common::read_csv(&run.join("comparison.csv"));
     assert!(rows.iter().all(|r| r.s("runs") == "2"), "{:?}", rows.iter().map(|r| r.s("runs")).collect::<Vec<_>>());
+    // Each run draws the noise anew: the first prefill (the same prompt in both runs, the
+    // noise's first draw alone setting its factor) takes another time in each run's first
+    // simulated draw. (With the draws seeded alike, every run drew the same timelines.)
+    let first_prefill = |k: usize| {
+        let rows = crate::common::read_csv(&run.join(format!("run-{k}/simulated/split/iterations.csv")));
+        let first = rows.iter().find(|r| r.s("kind") == "prefill").unwrap();
+        (first.s("prefill_tokens").to_owned(), first.f("duration_ms"))
+    };
+    let (a, b) = (first_prefill(1), first_prefill(2));
+    assert_eq!(a.0, b.0, "the same first prompt");
+    assert_ne!(a.1, b.1, "the same draw of the noise in both runs");
 
     // The same executed runs simulated again, without executing: with the same profile every
     // figure comes out as it did, and the new folder holds the executed side too.
