@@ -237,7 +237,7 @@ mod tests {
     fn series(noise: Noise, step_ms: f64, secs: f64) -> Vec<(f64, f64)> {
         let mut p = Pace::new(noise, 11);
         let n = (secs * 1e3 / step_ms) as usize;
-        (0..n).map(|i| (i as f64 * step_ms, p.factor((step_ms * 1e6) as u64, true).ln())).collect()
+        (0..n).map(|i| (i as f64 * step_ms, p.factor(0, (step_ms * 1e6) as u64, true).ln())).collect()
     }
 
     #[test]
@@ -260,7 +260,7 @@ mod tests {
         for k in 0..4u64 {
             let mut p = Pace::new(truth, 20 + k);
             let offset = k as f64 * 90_000.0;
-            samples.extend((0..3750).map(|i| (offset + i as f64 * 8.0, p.factor(8_000_000, true).ln())));
+            samples.extend((0..3750).map(|i| (offset + i as f64 * 8.0, p.factor(0, 8_000_000, true).ln())));
         }
         let got = estimate(&samples);
         assert!((got.step_sd - 0.04).abs() < 0.005, "{got:?}");

@@ -255,7 +255,7 @@ mod tests {
         );
         let mut at = 1.0;
         for _ in 0..2000 {
-            let ms = 7.0 * pace.factor(7_000_000, true);
+            let ms = 7.0 * pace.factor(0, 7_000_000, true);
             csv += &format!("decode-0,decode,1,0,1,100,100,0,{at},{},{ms}\n", at + ms / 1e3);
             at += ms / 1e3;
         }

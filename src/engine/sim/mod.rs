@@ -190,15 +190,13 @@ pub struct SimEngine {
     armed: Option<InjectedFault>,
     /// This worker's draw of the machine's unsteadiness, when the model has one.
     pace: Option<Pace>,
-    /// The previous step's duration (the pace moves on by it and the idle time after it).
-    last_ns: u64,
 }
 
 impl SimEngine {
     /// `seed` draws the machine's unsteadiness (models that have one); give each worker its own.
     pub fn new(cost: Arc<CostModel>, seed: u64) -> SimEngine {
         let pace = cost.noise().map(|n| Pace::new(n, seed));
-        SimEngine { cost, armed: None, pace, last_ns: 0 }
+        SimEngine { cost, armed: None, pace }
     }
 }
 
@@ -217,10 +215,9 @@ impl Engine for SimEngine {
         }
         let mut ns = self.cost.step_ns(plan);
         if let Some(pace) = &mut self.pace {
-            let f = pace.factor(self.last_ns + plan.idle_ns, plan.prefill.is_empty());
+            let f = pace.factor(plan.idle_ns, ns, plan.prefill.is_empty());
             ns = ((ns as f64 * f).round() as u64).max(1);
         }
-        self.last_ns = ns;
         Ok(StepOutcome { wait_ns: ns, stopped: Vec::new() })
     }
 

@@ -5,9 +5,9 @@
 //! the spread of TPOT and TTFT across requests, which a noiseless simulation misses: its p90s
 //! come out low while its medians match.
 //!
-//! The model: a step's time × exp(x + e), where x follows an Ornstein–Uhlenbeck process
-//! (standard deviation `slow_sd`, correlation time `corr_ms`) and e is independent per step
-//! (`step_sd`). Both have median 0, so the median step takes the fitted time, as calibrate's
+//! The model: a step's time × exp(x + e), where x is the average over the step of an
+//! Ornstein–Uhlenbeck process (standard deviation `slow_sd`, correlation time `corr_ms`) and e
+//! is independent per step (`step_sd`). Both have median 0, so the median step takes the fitted time, as calibrate's
 //! medians do (with a measured jitter shape, about: the median of a sum is not the sum of the
 //! medians). Draws are seeded: the same seed gives the same run.
 //!
@@ -84,14 +84,38 @@ impl Pace {
         Pace { noise, z, rng }
     }
 
-    /// The factor of a step that starts `elapsed_ns` after the previous step of this worker
-    /// started (the process moves on by that much first); `decode`: a step with no prompt in it.
-    pub fn factor(&mut self, elapsed_ns: u64, decode: bool) -> f64 {
+    /// The factor of a step of `step_ns` (its fitted time) that starts `idle_ns` after this
+    /// worker's previous step ended; `decode`: a step with no prompt in it.
+    ///
+    /// The slow pace is the process's average over the step, not its value at the start: a
+    /// spell of a few hundred milliseconds slows a 15 ms decode step whole, but comes and goes
+    /// within a 700 ms prefill, whose time varies the less for it. (Drawn at the start alone,
+    /// two-thread prefills of 300–700 tokens varied ±7–12% from step to step in simulation
+    /// against ±5–9% in the runs, and queues behind them grew as they do not.)
+    pub fn factor(&mut self, idle_ns: u64, step_ns: u64, decode: bool) -> f64 {
         let n = &self.noise;
-        let keep = (-(elapsed_ns as f64 / 1e6) / n.corr_ms).exp();
+        let tau_ns = n.corr_ms * 1e6;
+        // Through the idle time.
+        let keep = (-(idle_ns as f64) / tau_ns).exp();
         let w: f64 = StandardNormal.sample(&mut self.rng);
         self.z = self.z * keep + (1.0 - keep * keep).sqrt() * w;
-        let x = n.slow_sd * self.z;
+        // Through the step: its end given its start, then its average given both (the three are
+        // jointly normal; in units of the process's standard deviation).
+        let r = step_ns as f64 / tau_ns;
+        let (start, w_end, w_avg): (f64, f64, f64) =
+            (self.z, StandardNormal.sample(&mut self.rng), StandardNormal.sample(&mut self.rng));
+        let average = if r < 1e-6 {
+            start
+        } else {
+            let k = (-r).exp();
+            // Cov(average, start) and Var(average) of a stationary process of variance 1.
+            let g = (1.0 - k) / r;
+            let f = 2.0 * (r - 1.0 + k) / (r * r);
+            self.z = k * start + (1.0 - k * k).sqrt() * w_end;
+            let mean = g * start + g / (1.0 + k) * (self.z - k * start);
+            mean + (f - 2.0 * g * g / (1.0 + k)).max(0.0).sqrt() * w_avg
+        };
+        let x = n.slow_sd * average;
         // One draw either way, so that a profile with and without a jitter shape keeps the
         // same slow pace from the same seed.
         let e: f64 = StandardNormal.sample(&mut self.rng);
@@ -107,9 +131,10 @@ impl Pace {
 mod tests {
     use super::*;
 
-    fn logs(noise: Noise, elapsed_ns: u64, n: usize) -> Vec<f64> {
+    /// Logs of `n` decode steps of `step_ns`, each `idle_ns` after the one before.
+    fn logs(noise: Noise, idle_ns: u64, step_ns: u64, n: usize) -> Vec<f64> {
         let mut p = Pace::new(noise, 7);
-        (0..n).map(|_| p.factor(elapsed_ns, true).ln()).collect()
+        (0..n).map(|_| p.factor(idle_ns, step_ns, true).ln()).collect()
     }
 
     fn sd(v: &[f64]) -> f64 {
@@ -120,8 +145,9 @@ mod tests {
     #[test]
     fn the_factor_has_median_one_and_the_stated_spread() {
         let n = Noise::normal(0.05, 500.0, 0.03);
-        // Steps 10 ms apart: 200,000 steps span 4,000 correlation times.
-        let v = logs(n, 10_000_000, 200_000);
+        // 10 ms steps back to back: 200,000 of them span 4,000 correlation times (a 10 ms
+        // step averages the slow pace over a fiftieth of one, which keeps 99% of its variance).
+        let v = logs(n, 0, 10_000_000, 200_000);
         let mut s = v.clone();
         s.sort_by(f64::total_cmp);
         assert!(s[s.len() / 2].abs() < 0.005, "median log {}", s[s.len() / 2]);
@@ -132,8 +158,9 @@ mod tests {
     #[test]
     fn steps_close_together_share_the_slow_pace_and_far_apart_do_not() {
         let n = Noise::normal(0.05, 500.0, 0.0);
+        // Steps of a nanosecond (the pace at a point), `elapsed_ns` apart.
         let corr = |elapsed_ns: u64| {
-            let v = logs(n, elapsed_ns, 100_000);
+            let v = logs(n, elapsed_ns, 1, 100_000);
             let (a, b) = (&v[..v.len() - 1], &v[1..]);
             a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() / a.len() as f64 / (0.05 * 0.05)
         };
@@ -146,9 +173,30 @@ mod tests {
     #[test]
     fn the_same_seed_draws_the_same_factors() {
         let n = Noise::normal(0.05, 500.0, 0.03);
-        assert_eq!(logs(n, 1_000_000, 50), logs(n, 1_000_000, 50));
+        assert_eq!(logs(n, 1_000_000, 5_000_000, 50), logs(n, 1_000_000, 5_000_000, 50));
         let mut other = Pace::new(n, 8);
-        assert_ne!(logs(n, 1_000_000, 1)[0], other.factor(1_000_000, true).ln());
+        assert_ne!(logs(n, 1_000_000, 5_000_000, 1)[0], other.factor(1_000_000, 5_000_000, true).ln());
+    }
+
+    #[test]
+    fn a_long_step_averages_the_slow_pace_over_its_length() {
+        let n = Noise::normal(0.05, 500.0, 0.0);
+        // Steps of three correlation times back to back: an average over the step keeps
+        // f(3) = 2(3 − 1 + e^−3)/9 = 0.456 of the variance, so the spread is 0.05 × 0.675.
+        let long = logs(n, 0, 1_500_000_000, 100_000);
+        assert!((sd(&long) - 0.05 * 0.4555f64.sqrt()).abs() < 0.002, "sd {}", sd(&long));
+        let mut s = long.clone();
+        s.sort_by(f64::total_cmp);
+        assert!(s[s.len() / 2].abs() < 0.002, "median log {}", s[s.len() / 2]);
+        // Back-to-back long steps share a little of their spells: the end of one is the start
+        // of the next. Correlation of the averages of adjacent windows of length 3τ:
+        // (1 − e^−3)² / (2 · (3 − 1 + e^−3)) = 0.221.
+        let (a, b) = (&long[..long.len() - 1], &long[1..]);
+        let c = a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() / a.len() as f64 / sd(&long).powi(2);
+        assert!((c - 0.221).abs() < 0.02, "adjacent correlation {c}");
+        // A short step keeps nearly all of it.
+        let short = logs(n, 0, 1_000_000, 100_000);
+        assert!((sd(&short) - 0.05).abs() < 0.003, "sd {}", sd(&short));
     }
 
     /// A shape: 90% of values spread evenly over ±`core`, the rest at ln(`slow`).
@@ -163,7 +211,7 @@ mod tests {
         let shape = one_sided(0.02, 1.5);
         let n = Noise { step_shape: Some(shape), ..Noise::normal(0.0, 500.0, 0.02) };
         let mut p = Pace::new(n, 3);
-        let decode: Vec<f64> = (0..100_000).map(|_| p.factor(10_000_000, true)).collect();
+        let decode: Vec<f64> = (0..100_000).map(|_| p.factor(0, 10_000_000, true)).collect();
         let mean = decode.iter().sum::<f64>() / decode.len() as f64;
         let mut sorted = decode.clone();
         sorted.sort_by(f64::total_cmp);
@@ -172,7 +220,7 @@ mod tests {
         assert!((n.decode_mean_factor() - shape.mean_factor()).abs() < 1e-12);
         assert!(sorted[sorted.len() * 99 / 100] > 1.45, "the tail reaches ×1.5");
         // A prefill step keeps the normal jitter of step_sd.
-        let prefill: Vec<f64> = (0..100_000).map(|_| p.factor(10_000_000, false).ln()).collect();
+        let prefill: Vec<f64> = (0..100_000).map(|_| p.factor(0, 10_000_000, false).ln()).collect();
         assert!((sd(&prefill) - 0.02).abs() < 0.001, "prefill sd {}", sd(&prefill));
     }
 
