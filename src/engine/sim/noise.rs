@@ -7,18 +7,18 @@
 //!
 //! The model: a step's time × exp(x + e), where x is the average over the step of an
 //! Ornstein–Uhlenbeck process (standard deviation `slow_sd`, correlation time `corr_ms`) and e
-//! is independent per step (`step_sd`). Both have median 0, so the median step takes the fitted time, as calibrate's
-//! medians do (with a measured jitter shape, about: the median of a sum is not the sum of the
-//! medians). Draws are seeded: the same seed gives the same run.
+//! is independent per step (`step_sd`). Both have median 0, so the median step takes the
+//! fitted time, as calibrate's medians do (with a measured jitter shape, about: the median of
+//! a sum is not the sum of the medians). Draws are seeded: the same seed gives the same run.
 //!
 //! Where the profile measured the jitter's shape ([`Quantiles`]), a decode step's e is drawn
 //! from it: one-sided, it makes the mean step longer than the median one, as the machine's
 //! are. (The slow pace's shape was measured too and dropped: the same calibration procedure
 //! read its mean factor ×0.99 to ×1.12 from one half hour to the next, where the jitter's read
-//! ×1.02–1.04 at two threads.) A step with a prompt in it (a fused worker's mixed steps too) keeps the normal
-//! jitter: it lasts tens to thousands of milliseconds, over which a stall of a few is averaged
-//! in (the shape is measured on 10–20 ms decode steps), and the grid's prefill medians include
-//! it.
+//! ×1.02–1.06 at two threads.) A step with a prompt in it (a fused worker's mixed steps too)
+//! keeps the normal jitter: it lasts tens to thousands of milliseconds, over which a stall of
+//! a few is averaged in (the shape is measured on 10–20 ms decode steps), and the grid's
+//! prefill medians include it.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
