@@ -45,8 +45,9 @@ const WARM_UP_STEPS: usize = 3;
 
 /// Batch-1 decode steps run back to back, in segments: `calibrate` takes one in each round of
 /// the grids, so that the unsteadiness, like the grid's medians, is read over the whole
-/// calibration rather than over one stretch of it (a quarter of a minute of a busy spell read
-/// a mean decode step ×1.17 of the median one, where runs read ×0.99–1.15).
+/// calibration rather than over one stretch of it (taken in one stretch after the grids, the
+/// steps' median read ×1.31 and ×1.58 of the two-thread grid's fit in two busy calibrations;
+/// in segments, ×0.98 in the two after them, as busy).
 pub(super) struct Series {
     clock: Instant,
     /// Per segment: (start ms since the series began, context tokens, step ms).
