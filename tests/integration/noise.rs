@@ -94,22 +94,22 @@ fn a_profile_with_impossible_noise_is_refused() {
 /// A jitter shape as `calibrate` writes it: decode steps within ±2% of the median up to the
 /// 90th percentile, the slowest twentieth stalled to ×1.5 (a log of 0.405), and the twentieth
 /// between interpolated.
-const SHAPED: &str = "[fit.noise]\nslow_sd = 0.0\ncorr_ms = 100.0\nstep_sd = 0.01\n\
-    step_quantiles = [-0.02, -0.019, -0.018, -0.016, -0.01, 0.0, 0.01, 0.02, 0.405, 0.405, 0.405, 0.405, 0.405]";
+const SHAPE: [f64; 13] = [-0.02, -0.019, -0.018, -0.016, -0.01, 0.0, 0.01, 0.02, 0.405, 0.405, 0.405, 0.405, 0.405];
 
 #[test]
 fn a_measured_jitter_shape_lengthens_the_mean_decode_step_and_so_the_tpot() {
     let d = tempfile::tempdir().unwrap();
-    let p = profile(d.path(), SHAPED);
+    let p = profile(
+        d.path(),
+        &format!("[fit.noise]\nslow_sd = 0.0\ncorr_ms = 100.0\nstep_sd = 0.01\nstep_quantiles = {SHAPE:?}"),
+    );
     let s = text(&p, 1, "");
     let v = decode_logs(&s);
     let mut sorted = v.clone();
     sorted.sort_by(f64::total_cmp);
     // The median step still takes the fitted time; the mean is the shape's.
     assert!(sorted[1000].abs() < 0.01, "median log {}", sorted[1000]);
-    let q: Vec<f64> =
-        SHAPED.split('[').nth(2).unwrap().trim_end_matches(']').split(", ").map(|x| x.parse().unwrap()).collect();
-    let want = pdsim::engine::sim::quantiles::Quantiles::from_values(&q).unwrap().mean_factor();
+    let want = pdsim::engine::sim::quantiles::Quantiles(SHAPE).mean_factor();
     assert!(want > 1.03, "the shape's mean factor {want}");
     let mean = v.iter().map(|x| x.exp()).sum::<f64>() / v.len() as f64;
     assert!((mean - want).abs() < 0.01, "mean step ×{mean} against ×{want}");
