@@ -188,6 +188,11 @@ pub struct Quality {
     pub back_to_back_decode_ratio: Option<f64>,
 }
 
+/// Shares, ratios and log factors are written to four decimals (0.01%): finer is noise.
+fn four_decimals(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
+}
+
 impl Profile {
     pub fn to_file(&self) -> ProfileFile {
         ProfileFile {
@@ -237,10 +242,9 @@ impl Profile {
                         slow_sd: n.slow_sd,
                         corr_ms: n.corr_ms,
                         step_sd: n.step_sd,
-                        // Four decimals of a log: 0.01% of a step.
-                        step_quantiles: n.step_shape.map(|q| q.0.iter().map(|x| (x * 1e4).round() / 1e4).collect()),
+                        step_quantiles: n.step_shape.map(|q| q.0.iter().copied().map(four_decimals).collect()),
                     }),
-                    cpu_stolen_share: f.cpu_stolen.map(|s| (s * 1e4).round() / 1e4),
+                    cpu_stolen_share: f.cpu_stolen.map(four_decimals),
                     quality: Quality {
                         prefill_r2: f.prefill.r2,
                         prefill_max_residual_ms: f.prefill.max_residual_ms,
@@ -253,7 +257,7 @@ impl Profile {
                         decode_points: f.decode.points,
                         decode_by_batch_r2: Some(f.decode_by_batch.r2),
                         decode_by_batch_max_residual_ms: Some(f.decode_by_batch.max_residual_ms),
-                        back_to_back_decode_ratio: f.back_to_back_decode.map(|r| (r * 1e4).round() / 1e4),
+                        back_to_back_decode_ratio: f.back_to_back_decode.map(four_decimals),
                     },
                 })
                 .collect(),
