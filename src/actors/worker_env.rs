@@ -139,8 +139,8 @@ pub struct WorkerEnv {
     /// Where requests lost to a failure of this worker go to be retried.
     pub enqueuer: Recipient<RequestLost>,
     pub gauge: LoadGauge,
-    /// When the worker's last step ended (0 before its first).
-    pub last_end_ns: std::cell::Cell<u64>,
+    /// When the worker's last step ended (`None` before its first).
+    pub last_end_ns: std::cell::Cell<Option<u64>>,
     /// What the workers of the topology are computing right now (they share one machine in
     /// execute mode, which a calibrated cost model charges for), and whether this one is in a
     /// step, and in a single-sequence decode step.
@@ -208,7 +208,10 @@ impl WorkerEnv {
             start_ns,
             kv_used_tokens,
             queued,
-            idle_ns: start_ns.saturating_sub(self.last_end_ns.get()),
+            // A worker's first step comes after an unbounded pause: its compute threads have
+            // not run yet (execute mode warms the model up on threads of their own), and
+            // executed two-thread first prefills paid the wake-up (see StepPlan::idle_ns).
+            idle_ns: self.last_end_ns.get().map_or(u64::MAX, |end| start_ns.saturating_sub(end)),
             co_running: others,
             beside_single_decode: others_single > 0,
         }
@@ -217,7 +220,7 @@ impl WorkerEnv {
     /// Logs a completed step.
     pub fn iteration(&self, plan: &StepPlan, stamp: StepStamp) {
         let StepStamp { start_ns, kv_used_tokens, queued, .. } = stamp;
-        self.last_end_ns.set(self.now());
+        self.last_end_ns.set(Some(self.now()));
         if self.busy.replace(false) {
             self.machine.busy.fetch_sub(1, Ordering::Relaxed);
         }

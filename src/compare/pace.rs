@@ -148,8 +148,8 @@ pub fn ratios(iterations: &Path, topology: &Topology, profile: &CostModel) -> st
             _ => continue,
         };
         let previous = steps[..i].iter().rev().find(|p| p.worker == s.worker);
-        let previous_end = previous.map_or(0.0, |p| p.end_s);
-        plan.idle_ns = ((s.start_s - previous_end).max(0.0) * 1e9) as u64;
+        // As the workers count it: a worker's first step follows an unbounded pause.
+        plan.idle_ns = previous.map_or(u64::MAX, |p| ((s.start_s - p.end_s).max(0.0) * 1e9) as u64);
         let beside: Vec<&Step> =
             steps.iter().filter(|o| o.worker != s.worker && o.start_s <= s.start_s && s.start_s < o.end_s).collect();
         plan.co_running = beside.len() as u32;
@@ -222,9 +222,9 @@ mod tests {
     fn steps_twice_as_slow_as_the_profile_give_a_pace_of_two() {
         let decode = DecodeCoeffs { base_ms: 5.0, per_ctx_token_ms: 0.01, per_seq_ms: 1.0 };
         let profile = profile(decode, Some(Wake { after_idle_ms: 100.0, extra_ms: 20.0 }));
-        // prefill-0: a 50-token prompt after 1 s idle (10 + 50 + 20 wake = 80 ms predicted),
+        // prefill-0: a 50-token prompt, its first step (10 + 50 + 20 wake = 80 ms predicted),
         // then a two-prompt batch (its Σ L² is unknown: skipped); decode-0: batch 2 over 100
-        // context tokens (5 + 1 + 2 = 8 ms predicted; its first step also after a pause: 28).
+        // context tokens (5 + 1 + 2 = 8 ms predicted; its first step also pays the wake-up: 28).
         let csv = "worker,kind,batch_size,prefill_tokens,decode_tokens,context_tokens,kv_used_tokens,queued,start_s,end_s,duration_ms\n\
                    prefill-0,prefill,1,50,0,0,50,0,1.0,1.16,160\n\
                    prefill-0,prefill,2,60,0,0,60,0,1.2,1.3,100\n\

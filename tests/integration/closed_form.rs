@@ -216,3 +216,45 @@ decode_workers = 1
         close(q[1].f("ttft_ms"), ttft);
     }
 }
+
+#[test]
+fn a_workers_first_step_pays_the_wake_up() {
+    // Prefill = 10 + 1·L ms, and a step after 100 ms or more of idle time takes 20 ms longer.
+    // Three one-token requests of 50-token prompts 90 ms apart on one fused worker: the first
+    // step is the worker's first (its threads have not run yet: 60 + 20 ms), the others follow
+    // 10 and 30 ms of idle time (60 ms each).
+    let d = tempfile::tempdir().unwrap();
+    let profile = one_thread_profile(d.path(), "wake.toml", "[fit.wake]\nafter_idle_ms = 100.0\nextra_ms = 20.0\n");
+    let text = format!(
+        r#"
+seed = 1
+requests = 3
+[cost_model]
+kind = "profile"
+path = "{}"
+[[workload.classes]]
+name = "one"
+prompt_tokens = 50
+output_tokens = 1
+[workload.arrival]
+kind = "constant"
+interval_ms = 90
+[slo]
+ttft_ms = 1000
+tpot_ms = 100
+[batching]
+kv_capacity_tokens = 100000
+[[topology]]
+name = "fused"
+kind = "fused"
+workers = 1
+"#,
+        profile.display()
+    );
+    let r = run(&scenario(&text), "fused");
+    let ttft: Vec<f64> = r.requests.iter().map(|q| q.f("ttft_ms")).collect();
+    assert_eq!(ttft.len(), 3);
+    for (got, want) in ttft.iter().zip([80.0, 60.0, 60.0]) {
+        close(*got, want);
+    }
+}
