@@ -154,8 +154,11 @@ pub struct RunPairs {
 
 /// Simulations of each execution when the profile says how unsteady the machine is: each draws
 /// the noise anew (seeded), and the simulated figures pool them, so that they are the model's
-/// percentiles rather than one draw's.
-pub const NOISE_DRAWS: usize = 8;
+/// percentiles rather than one draw's. With eight draws of a 12-request run, simulating the same
+/// executions again with other seeds moved single figures by up to 9 points (heavy_light's
+/// fused TPOT p50 at the run's pace from −0.9% to +8.2%); a draw of such a run simulates in
+/// about a millisecond, against tens of seconds to execute it.
+pub const NOISE_DRAWS: usize = 64;
 
 /// A request's times from one run (ms).
 #[derive(Debug, Clone, Copy, Default)]
@@ -221,44 +224,81 @@ pub fn simulated_scenario(
     Ok(s)
 }
 
-/// Pairs the requests of one topology's two runs (their folders hold requests.csv) by id and
-/// writes them side by side to `dir/compare.csv`.
-fn pair_up(executed_dir: &Path, simulated_dir: &Path, dir: &Path) -> std::io::Result<Vec<(Times, Times)>> {
+/// Pairs the requests of one topology's two runs (their folders hold requests.csv) by id and,
+/// given `compare_csv`, writes them side by side there.
+fn pair_up(executed_dir: &Path, simulated_dir: &Path, compare_csv: Option<&Path>) -> std::io::Result<Vec<Paired>> {
     let e = read_times(&executed_dir.join("requests.csv"))?;
     let s = read_times(&simulated_dir.join("requests.csv"))?;
-    let mut f = CsvFile::create(
-        &dir.join("compare.csv"),
-        "request_id,class,prompt_tokens,output_tokens,exec_ttft_ms,sim_ttft_ms,exec_tpot_ms,sim_tpot_ms,\
-         exec_e2e_ms,sim_e2e_ms,exec_queue_ms,sim_queue_ms,exec_prefill_ms,sim_prefill_ms",
-    )?;
     let mut pairs = Vec::new();
     let mut j = 0;
-    for (id, class, p, o, te) in &e {
-        while j < s.len() && s[j].0 < *id {
+    for (id, class, p, o, te) in e {
+        while j < s.len() && s[j].0 < id {
             j += 1;
         }
-        let Some((_, _, _, _, ts)) = s.get(j).filter(|x| x.0 == *id) else {
+        let Some((_, _, _, _, ts)) = s.get(j).filter(|x| x.0 == id) else {
             continue;
         };
-        let opt = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.3}"));
-        f.line(&format!(
-            "{id},{},{p},{o},{:.3},{:.3},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3}",
-            crate::metrics::format::csv_field(class),
-            te.ttft,
-            ts.ttft,
-            opt(te.tpot),
-            opt(ts.tpot),
-            te.e2e,
-            ts.e2e,
-            te.queue,
-            ts.queue,
-            te.prefill,
-            ts.prefill
-        ))?;
-        pairs.push((*te, *ts));
+        pairs.push(Paired { id, class, prompt: p, output: o, executed: te, simulated: *ts });
     }
-    f.finish()?;
+    if let Some(path) = compare_csv {
+        let mut f = CsvFile::create(
+            path,
+            "request_id,class,prompt_tokens,output_tokens,exec_ttft_ms,sim_ttft_ms,exec_tpot_ms,sim_tpot_ms,\
+             exec_e2e_ms,sim_e2e_ms,exec_queue_ms,sim_queue_ms,exec_prefill_ms,sim_prefill_ms",
+        )?;
+        let opt = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.3}"));
+        for Paired { id, class, prompt, output, executed: te, simulated: ts } in &pairs {
+            f.line(&format!(
+                "{id},{},{prompt},{output},{:.3},{:.3},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3}",
+                crate::metrics::format::csv_field(class),
+                te.ttft,
+                ts.ttft,
+                opt(te.tpot),
+                opt(ts.tpot),
+                te.e2e,
+                ts.e2e,
+                te.queue,
+                ts.queue,
+                te.prefill,
+                ts.prefill
+            ))?;
+        }
+        f.finish()?;
+    }
     Ok(pairs)
+}
+
+/// A request of an execution beside the same request in one simulation of it.
+struct Paired {
+    id: u64,
+    class: String,
+    prompt: u64,
+    output: u64,
+    executed: Times,
+    simulated: Times,
+}
+
+/// Every draw's simulated times, request by request: the distribution the simulated figures
+/// are percentiles of (`draws.csv` beside the first draw's own files).
+struct DrawsCsv(CsvFile);
+
+impl DrawsCsv {
+    fn create(path: &Path) -> std::io::Result<DrawsCsv> {
+        let header = "draw,request_id,ttft_ms,tpot_ms,e2e_ms,queue_ms,prefill_ms,kv_transfer_ms";
+        Ok(DrawsCsv(CsvFile::create(path, header)?))
+    }
+
+    fn add(&mut self, draw: usize, pairs: &[Paired]) -> std::io::Result<()> {
+        for p in pairs {
+            let t = &p.simulated;
+            let tpot = t.tpot.map_or(String::new(), |v| format!("{v:.3}"));
+            self.0.line(&format!(
+                "{draw},{},{:.3},{tpot},{:.3},{:.3},{:.3},{:.3}",
+                p.id, t.ttft, t.e2e, t.queue, t.prefill, t.transfer
+            ))?;
+        }
+        Ok(())
+    }
 }
 
 const PERCENTILE_METRICS: [Metric; 3] =
@@ -415,24 +455,42 @@ pub fn simulate_and_compare(
 ) -> Result<RunPairs, Box<dyn std::error::Error>> {
     let exec_dir = dir.join(&topology.name);
     let draws_of = |cost: &crate::engine::sim::CostModel| if cost.noise().is_some() { NOISE_DRAWS } else { 1 };
-    // Simulated into `dir/<sub>/` (the first draw, paired in `first_pairs_dir`) and, with noise,
-    // `dir/<sub>/draw-K/` (the others); every draw's pairs.
+    // The first draw into `dir/<sub>/` (its requests paired in `first_pairs_dir/compare.csv`),
+    // the others into a scratch folder removed after each; every draw's times go to
+    // `dir/<sub>/<topology>/draws.csv`. Returns every draw's pairs.
     let simulate = |cost: Arc<crate::engine::sim::CostModel>, sub: &str, first_pairs_dir: &Path| {
         let draws = draws_of(&cost);
         let first = simulated_scenario(executed, cost, &exec_dir.join("trace.csv"))?;
+        let first_dir = dir.join(sub).join(&topology.name);
+        let scratch = format!("{sub}/.draw");
         let mut pairs = Vec::new();
+        let mut all = None;
         for k in 0..draws {
             let mut sim = first.clone();
             // The trace fixes the requests; the seed now only draws the machine's noise, anew
-            // for every run: with the same eight seeds, every run of every comparison drew
-            // the same eight timelines of the noise (heavy_light's first fused prefill came out
-            // ×0.85–1.41 of its pace, in the same order, run after run), and pooling runs
-            // pooled nothing new.
+            // for every run: with the same seeds, every run of every comparison drew the same
+            // timelines of the noise (heavy_light's first fused prefill came out ×0.85–1.41 of
+            // its pace, in the same order, run after run), and pooling runs pooled nothing new.
             sim.seed = executed.seed.wrapping_add((run * draws + k) as u64);
-            let sub = if k == 0 { sub.to_owned() } else { format!("{sub}/draw-{}", k + 1) };
-            simulate_topology(&sim, topology, dir, &sub)?;
-            let sim_dir = dir.join(&sub).join(&topology.name);
-            pairs.extend(pair_up(&exec_dir, &sim_dir, if k == 0 { first_pairs_dir } else { &sim_dir })?);
+            let (sub, compare_csv) =
+                if k == 0 { (sub, Some(first_pairs_dir.join("compare.csv"))) } else { (scratch.as_str(), None) };
+            simulate_topology(&sim, topology, dir, sub)?;
+            let sim_dir = dir.join(sub).join(&topology.name);
+            let drawn = pair_up(&exec_dir, &sim_dir, compare_csv.as_deref())?;
+            if draws > 1 {
+                let csv = match &mut all {
+                    Some(csv) => csv,
+                    None => all.insert(DrawsCsv::create(&first_dir.join("draws.csv"))?),
+                };
+                csv.add(k + 1, &drawn)?;
+            }
+            if k > 0 {
+                std::fs::remove_dir_all(dir.join(sub))?;
+            }
+            pairs.extend(drawn.into_iter().map(|p| (p.executed, p.simulated)));
+        }
+        if let Some(csv) = all {
+            csv.0.finish()?;
         }
         Ok::<_, Box<dyn std::error::Error>>((pairs, draws))
     };

@@ -95,7 +95,7 @@ fn calibrate_then_compare() {
     assert!(stolen[0].as_f64().is_some_and(|s| (0.0..=1.0).contains(&s)), "{t}");
     assert!(out.join("light_light/compare/latest/split/host.csv").exists());
     assert!(!out.join("light_light/compare/latest/simulated/split/host.csv").exists());
-    // The profile measured the machine's unsteadiness, so each side was simulated in eight
+    // The profile measured the machine's unsteadiness, so each side was simulated in many
     // draws of it (the request count above is the execution's, not the pool's).
     assert!(fit["noise"]["step_sd"].as_f64().unwrap() > 0.0, "{fit}");
     // And the jitter's shape: 13 quantiles of its log, non-decreasing, median 0. (A quick
@@ -103,7 +103,12 @@ fn calibrate_then_compare() {
     let q: Vec<f64> = fit["noise"]["step_quantiles"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
     assert_eq!(q.len(), 13, "{fit}");
     assert!(q.windows(2).all(|w| w[0] <= w[1]) && q[5] == 0.0, "{q:?}");
-    assert!(out.join("light_light/compare/latest/simulated/draw-8/split/requests.csv").exists());
+    // Every draw's times are in one file beside the first draw's; the draws' own folders are gone.
+    let draws = crate::common::read_csv(&out.join("light_light/compare/latest/simulated/split/draws.csv"));
+    let n = pdsim::compare::NOISE_DRAWS;
+    assert_eq!(draws.len(), 4 * n);
+    assert_eq!(draws.iter().map(|r| r.f("draw") as usize).max(), Some(n));
+    assert!(!out.join("light_light/compare/latest/simulated/.draw").exists());
     let rows = crate::common::read_csv(&out.join("light_light/compare/latest/split/compare.csv"));
     assert_eq!(rows.len(), 4);
     // Both sides served the same requests: the simulation replayed the execute run's trace.
@@ -120,19 +125,15 @@ fn calibrate_then_compare() {
         assert_eq!(e.s("token_count"), s.s("token_count"));
     }
     // Each executed percentile is ranked among every draw's simulated requests: recomputed
-    // here from the draws' files (ties count half).
+    // here from draws.csv (ties count half), whose first draw is the simulated run's own.
     let ttft_p50 = &t["percentiles"][0];
     let executed = ttft_p50["executed"].as_f64().unwrap();
-    let mut pool = Vec::new();
-    for k in 1..=8 {
-        let sub = if k == 1 {
-            "simulated/split/requests.csv".to_owned()
-        } else {
-            format!("simulated/draw-{k}/split/requests.csv")
-        };
-        pool.extend(read(&sub).iter().map(|r| r.f("ttft_ms")));
-    }
-    assert_eq!(pool.len(), 32);
+    let first: Vec<(String, f64)> =
+        draws.iter().filter(|r| r.f("draw") == 1.0).map(|r| (r.s("request_id").to_owned(), r.f("ttft_ms"))).collect();
+    let own: Vec<(String, f64)> = sim.iter().map(|r| (r.s("request_id").to_owned(), r.f("ttft_ms"))).collect();
+    assert_eq!(first.len(), own.len());
+    assert!(first.iter().zip(&own).all(|(a, b)| a.0 == b.0 && (a.1 - b.1).abs() < 1e-3), "{first:?} against {own:?}");
+    let pool: Vec<f64> = draws.iter().map(|r| r.f("ttft_ms")).collect();
     let share = (pool.iter().filter(|&&x| x < executed).count() + pool.iter().filter(|&&x| x <= executed).count())
         as f64
         / 2.0
