@@ -97,6 +97,10 @@ pub fn run(args: CompareArgs) -> ExitCode {
         (None, d) => format!("earlier, {} run(s) from {}", repeat, d.as_deref().unwrap_or(&dir).display()),
     };
     eprintln!("pdsim compare: `{}` executed ({executed}) and simulated ({})", sc.name, profile.describe());
+    let draws = match profile.noise() {
+        Some(_) => format!(" in {} draws of the machine's noise", crate::compare::NOISE_DRAWS),
+        None => String::new(),
+    };
     let mut runs: Vec<Vec<RunPairs>> = sc.topologies.iter().map(|_| Vec::new()).collect();
     for k in 1..=repeat {
         // One run's folders: the run folder itself, or run-K/ in it when there are several.
@@ -111,7 +115,7 @@ pub fn run(args: CompareArgs) -> ExitCode {
                     }
                     None => crate::compare::reuse::copy_executed(&earlier[k - 1], &t.name, &run_dir)?,
                 }
-                eprintln!("  {label}{}: simulating the same requests...", t.name);
+                eprintln!("  {label}{}: simulating the same requests{draws}...", t.name);
                 simulate_and_compare(&sc, t, &profile, &run_dir, k - 1)
             };
             match run() {
