@@ -113,7 +113,8 @@ struct Measured {
     decode_by_batch: LinesFit,
     wake: Wake,
     noise: Noise,
-    /// The back-to-back batch-1 decode steps' median over the fit.
+    /// The back-to-back batch-1 decode steps' median over the grid's batch-1 fit: the decode
+    /// fits above are the grid's times this much.
     back_to_back: f64,
 }
 
@@ -155,6 +156,16 @@ fn time_grids(model: &Arc<Model>, opts: &Options, progress: &mut dyn FnMut(&str)
 
 /// Fits one thread count's grids, reads its unsteadiness series against the batch-1 decode fit
 /// and measures its wake-up.
+///
+/// The decode fits take their shape (how a step grows with context and batch) from the grid and
+/// their level from the series: the grid's times are scaled by the median back-to-back step
+/// over the grid's batch-1 fit. Runs decode back to back, as the series does, and the grid's
+/// level strayed where the series' did not: two busy calibrations in a row timed the two-thread
+/// batch-1 step at 13.5 and 13.7 ms (context 128) where a quiet one had timed 11.4, and their
+/// series read ×0.81 and ×0.84 of it, levels of 10.9 and 11.5 ms; the fused worker's decode
+/// steps in the runs after the first went ×0.82–0.93 of its grid. Over five calibrations and
+/// their rounds the runs' decode pace strayed from the series' level by ±2.5% (one thread) and
+/// ±7.6% (two), from the grid's by ±4.6% and ±12.9% (root mean square of the log).
 fn measure(t: Timing, opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Measured, EngineError> {
     let Timing { threads, mut bench, prefill, decode, series } = t;
     let prefill = prefill.samples(threads, progress);
@@ -165,6 +176,9 @@ fn measure(t: Timing, opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<
         let f = if features == 3 { least_squares(&xs, &ys) } else { least_squares_with(features, &xs, &ys) };
         f.ok_or_else(|| EngineError::Step("the measurements do not determine a fit".into()))
     };
+    let (single, _): (Vec<&Sample>, Vec<&Sample>) = decode.iter().partition(|p| p.x[2] == 1.0);
+    let (noise, back_to_back) = series.noise(&fit(2, &single)?);
+    let decode: Vec<Sample> = decode.iter().map(|p| Sample { ms: p.ms * back_to_back, ..*p }).collect();
     let (single, batched): (Vec<&Sample>, Vec<&Sample>) = decode.iter().partition(|p| p.x[2] == 1.0);
     let per_batch: Vec<(u64, f64, f64)> = decode.iter().map(|p| (p.x[2] as u64, p.x[1], p.ms)).collect();
     let decode_by_batch = lines_per_batch(&per_batch)
@@ -173,11 +187,9 @@ fn measure(t: Timing, opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<
     progress(&format!(
         "threads {threads}: a step after a {WAKE_PAUSE_MS} ms pause takes {wake:.2} ms longer than one right after another"
     ));
-    let decode_single = fit(2, &single)?;
-    let (noise, back_to_back) = series.noise(&decode_single);
     Ok(Measured {
         prefill: fit(3, &prefill.iter().collect::<Vec<_>>())?,
-        decode_single,
+        decode_single: fit(2, &single)?,
         decode: fit(3, &batched)?,
         decode_by_batch,
         wake: Wake { after_idle_ms: WAKE_AFTER_IDLE_MS, extra_ms: wake },
@@ -320,8 +332,8 @@ pub fn calibrate(
         ));
         progress(&format!(
             "threads {threads}: the same step runs unsteadily: slow spells of ±{:.1}% lasting about {:.0} ms, \
-             and ±{:.1}% step to step (batch-1 decode steps back to back, their median ×{typical:.3} of the fit); \
-             the mean decode step ×{:.3} of the median one",
+             and ±{:.1}% step to step (batch-1 decode steps back to back, their median ×{typical:.3} of the grid's \
+             fit: the decode fits take their level); the mean decode step ×{:.3} of the median one",
             noise.slow_sd * 100.0,
             noise.corr_ms,
             noise.step_sd * 100.0,

@@ -35,8 +35,9 @@ pub struct ThreadsFit {
     /// timed (Linux's `/proc/stat`), when it could be read.
     pub cpu_stolen: Option<f64>,
     /// The median of batch-1 decode steps run back to back (the unsteadiness series, a segment
-    /// in each of the grid's rounds) over the grid's batch-1 fit, when measured: far from 1,
-    /// long stretches of steps ran otherwise than the grid's short ones.
+    /// in each of the grid's rounds) over the grid's batch-1 fit, when measured: the decode fits
+    /// are the grid's times scaled by it (far from 1, long stretches of steps ran otherwise than
+    /// the grid's short ones).
     pub back_to_back_decode: Option<f64>,
 }
 
@@ -182,10 +183,14 @@ pub struct Quality {
     pub decode_by_batch_r2: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decode_by_batch_max_residual_ms: Option<f64>,
-    /// Batch-1 decode steps run back to back in the grid's rounds, their median over the fit (absent in
-    /// older profiles).
+    /// Batch-1 decode steps run back to back in the grid's rounds, their median over the grid's
+    /// batch-1 fit (absent in older profiles).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub back_to_back_decode_ratio: Option<f64>,
+    /// True when the decode fits are the grid's times × `back_to_back_decode_ratio`: the grid's
+    /// shape at the back-to-back steps' level (absent in older profiles: the grid's own level).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_level_from_back_to_back: Option<bool>,
 }
 
 /// Shares, ratios and log factors are written to four decimals (0.01%): finer is noise.
@@ -258,6 +263,7 @@ impl Profile {
                         decode_by_batch_r2: Some(f.decode_by_batch.r2),
                         decode_by_batch_max_residual_ms: Some(f.decode_by_batch.max_residual_ms),
                         back_to_back_decode_ratio: f.back_to_back_decode.map(four_decimals),
+                        decode_level_from_back_to_back: f.back_to_back_decode.map(|_| true),
                     },
                 })
                 .collect(),

@@ -37,13 +37,12 @@ pub struct CalibrateArgs {
 const LOOSE_FIT: f64 = 0.08;
 
 /// How far batch-1 decode steps run back to back (the unsteadiness series) may stray from the
-/// grid's fit before calibrate warns. On the Xeon, when the series was one 15 s stretch after
-/// the grid, its median read ×0.90–1.02 of the fit at one thread and ×0.75–1.17 at two in eight
-/// calibrations; in the runs after the one that read ×0.84, the two-thread decode steps of the
-/// light scenarios ran ×0.82–0.83 of the profile: the grid had been timed in a slow spell.
-/// (Scaling the fit by the check did not predict runs better; see docs/accuracy.md.) The
-/// series is now a segment in each of the grid's rounds, so a miss says that the machine ran
-/// long stretches of steps otherwise than the grid's short ones within the same minutes.
+/// grid's fit before calibrate warns. The profile's decode fits take the series' level (see
+/// `calibrate::measure`), so a miss no longer puts the profile off by as much; it says that the
+/// machine ran the grid's short stretches of steps otherwise than long ones within the same
+/// minutes, and the grid's shape (how a step grows with context and batch) was timed in that
+/// state. Six calibrations on the Xeon read ×0.93–1.07 at one thread and ×0.81–1.00 at two (the
+/// lowest two, in a row, with 3.6% and 5% of the CPU stolen).
 const DRIFTED_DECODE: f64 = 0.10;
 
 pub fn run(args: CalibrateArgs) -> ExitCode {
@@ -137,9 +136,9 @@ pub fn run(args: CalibrateArgs) -> ExitCode {
         if let Some(r) = f.back_to_back_decode.filter(|r| (r - 1.0).abs() > DRIFTED_DECODE) {
             eprintln!(
                 "warning: threads {}: batch-1 decode steps run back to back in the grid's rounds took \
-                 ×{r:.2} of the grid's fit: the machine ran long stretches of steps more than {:.0}% otherwise \
-                 than the grid's short ones, and the profile's decode times may be off by as much; run \
-                 calibrate again",
+                 ×{r:.2} of the grid's fit: the machine ran the grid's short stretches of steps more than {:.0}% \
+                 otherwise than long ones; the profile's decode times take the back-to-back level, but the \
+                 grid's shape was timed in that state too: run calibrate again for a steadier grid",
                 f.threads,
                 DRIFTED_DECODE * 100.0
             );

@@ -8,9 +8,14 @@ use serde_json::Value;
 use crate::common::repo;
 
 fn pdsim(args: &[&str]) -> Value {
+    pdsim_with_stderr(args).0
+}
+
+/// The JSON on stdout and the progress on stderr.
+fn pdsim_with_stderr(args: &[&str]) -> (Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_pdsim")).args(args).current_dir(repo()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    (serde_json::from_slice(&out.stdout).unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[test]
@@ -18,7 +23,8 @@ fn calibrate_then_compare() {
     let d = tempfile::tempdir().unwrap();
     let profile = d.path().join("profile.toml");
     let p = profile.to_str().unwrap();
-    let v = pdsim(&["calibrate", "--quick", "--threads", "1", "--reps", "1", "--json", "--out", p]);
+    let (v, progress) =
+        pdsim_with_stderr(&["calibrate", "--quick", "--threads", "1", "--reps", "1", "--json", "--out", p]);
     let fit = &v["fits"][0];
     assert_eq!(fit["threads"], 1);
     // The fitted step time grows with prompt tokens, and a decode batch of 8 costs more than
@@ -42,6 +48,31 @@ fn calibrate_then_compare() {
     // Back-to-back decode steps against the grid's fit: a check of the machine's pace.
     assert!(fit["back_to_back_decode"].as_f64().is_some_and(|r| r > 0.2 && r < 5.0), "{fit}");
     assert!(std::fs::read_to_string(&profile).unwrap().contains("back_to_back_decode_ratio = "));
+    // The decode fits take the back-to-back steps' level: the batch-1 line (through the quick
+    // grid's two contexts) is the grid's times, as printed, × that ratio.
+    assert!(std::fs::read_to_string(&profile).unwrap().contains("decode_level_from_back_to_back = true"));
+    let ratio = fit["back_to_back_decode"].as_f64().unwrap();
+    let line = &lines[0];
+    let (base, slope) = (line["base_ms"].as_f64().unwrap(), line["per_ctx_token_ms"].as_f64().unwrap());
+    let grid: Vec<(f64, f64)> = progress
+        .lines()
+        .filter(|l| l.contains("threads 1: decode batch  1 at context"))
+        .map(|l| {
+            let mean = l.split("(mean").nth(1).unwrap().split(')').next().unwrap().trim().parse::<f64>().unwrap();
+            let ms = l.rsplit("):").next().unwrap().trim().trim_end_matches(" ms").trim().parse::<f64>().unwrap();
+            (mean, ms)
+        })
+        .collect();
+    assert_eq!(grid.len(), 2, "{progress}");
+    for (ctx, ms) in grid {
+        // Printed to 0.01 ms and the mean context to a token.
+        let want = ms * ratio;
+        assert!(
+            (base + slope * ctx - want).abs() < 0.01 * ratio + slope + 1e-6,
+            "{ctx}: {} against {want}",
+            base + slope * ctx
+        );
+    }
     // The engine revision that timed it, so that compare can tell a profile of an older build.
     let revision = format!("engine_revision = {}", pdsim::calibrate::profile::ENGINE_REVISION);
     assert!(std::fs::read_to_string(&profile).unwrap().contains(&revision));
