@@ -176,6 +176,34 @@ fn profile(dir: &std::path::Path, beside_single: bool) -> std::path::PathBuf {
     one_thread_profile(dir, name, &format!("[fit.co_run]\nprefill = 0.5\ndecode = 0.0\n{single}"))
 }
 
+/// `requests` requests of 50-token prompts and `output` tokens, `interval_ms` apart, on one
+/// topology (its `[[topology]]` keys) with the calibration profile at `profile`.
+fn on_profile(profile: &std::path::Path, requests: u32, output: u32, interval_ms: u32, topology: &str) -> String {
+    format!(
+        r#"
+seed = 1
+requests = {requests}
+[cost_model]
+kind = "profile"
+path = "{}"
+[[workload.classes]]
+name = "one"
+prompt_tokens = 50
+output_tokens = {output}
+[workload.arrival]
+kind = "constant"
+interval_ms = {interval_ms}
+[slo]
+ttft_ms = 1000
+tpot_ms = 100
+[batching]
+kv_capacity_tokens = 100000
+[[topology]]
+{topology}"#,
+        profile.display()
+    )
+}
+
 #[test]
 fn a_prefill_beside_a_single_sequence_decode_takes_its_own_factor() {
     // Two requests 100 ms apart on a split topology: the first decodes alone (one sequence,
@@ -183,33 +211,8 @@ fn a_prefill_beside_a_single_sequence_decode_takes_its_own_factor() {
     // beside it: 60 ms alone, × 1.5 beside a worker, × 2 beside a single-sequence decode.
     let d = tempfile::tempdir().unwrap();
     for (beside_single, ttft) in [(false, 90.0), (true, 120.0)] {
-        let text = format!(
-            r#"
-seed = 1
-requests = 2
-[cost_model]
-kind = "profile"
-path = "{}"
-[[workload.classes]]
-name = "one"
-prompt_tokens = 50
-output_tokens = 101
-[workload.arrival]
-kind = "constant"
-interval_ms = 100
-[slo]
-ttft_ms = 1000
-tpot_ms = 100
-[batching]
-kv_capacity_tokens = 100000
-[[topology]]
-name = "split"
-kind = "split"
-prefill_workers = 1
-decode_workers = 1
-"#,
-            profile(d.path(), beside_single).display()
-        );
+        let split = "name = \"split\"\nkind = \"split\"\nprefill_workers = 1\ndecode_workers = 1\n";
+        let text = on_profile(&profile(d.path(), beside_single), 2, 101, 100, split);
         let r = run(&scenario(&text), "split");
         let q = &r.requests;
         close(q[0].f("ttft_ms"), 60.0);
@@ -225,32 +228,7 @@ fn a_workers_first_step_pays_the_wake_up() {
     // 10 and 30 ms of idle time (60 ms each).
     let d = tempfile::tempdir().unwrap();
     let profile = one_thread_profile(d.path(), "wake.toml", "[fit.wake]\nafter_idle_ms = 100.0\nextra_ms = 20.0\n");
-    let text = format!(
-        r#"
-seed = 1
-requests = 3
-[cost_model]
-kind = "profile"
-path = "{}"
-[[workload.classes]]
-name = "one"
-prompt_tokens = 50
-output_tokens = 1
-[workload.arrival]
-kind = "constant"
-interval_ms = 90
-[slo]
-ttft_ms = 1000
-tpot_ms = 100
-[batching]
-kv_capacity_tokens = 100000
-[[topology]]
-name = "fused"
-kind = "fused"
-workers = 1
-"#,
-        profile.display()
-    );
+    let text = on_profile(&profile, 3, 1, 90, "name = \"fused\"\nkind = \"fused\"\nworkers = 1\n");
     let r = run(&scenario(&text), "fused");
     let ttft: Vec<f64> = r.requests.iter().map(|q| q.f("ttft_ms")).collect();
     assert_eq!(ttft.len(), 3);
