@@ -65,10 +65,11 @@ fn calibrate_then_compare() {
         .collect();
     assert_eq!(grid.len(), 2, "{progress}");
     for (ctx, ms) in grid {
-        // Printed to 0.01 ms and the mean context to a token.
+        // Printed to 0.01 ms and the mean context to a token (a quick grid's two contexts, timed
+        // on a busy machine, can give a line that falls with context: its slope counts either way).
         let want = ms * ratio;
         assert!(
-            (base + slope * ctx - want).abs() < 0.01 * ratio + slope + 1e-6,
+            (base + slope * ctx - want).abs() < 0.01 * ratio + slope.abs() + 1e-6,
             "{ctx}: {} against {want}",
             base + slope * ctx
         );
