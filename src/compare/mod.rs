@@ -224,14 +224,14 @@ pub fn simulated_scenario(
     Ok(s)
 }
 
-/// Pairs the requests of one topology's two runs (their folders hold requests.csv) by id and,
-/// given `compare_csv`, writes them side by side there.
-fn pair_up(executed_dir: &Path, simulated_dir: &Path, compare_csv: Option<&Path>) -> std::io::Result<Vec<Paired>> {
-    let e = read_times(&executed_dir.join("requests.csv"))?;
+/// Pairs the executed requests `e` (read from the execute run's requests.csv) with those of the
+/// simulated run in `simulated_dir` by id and, given `compare_csv`, writes them side by side
+/// there.
+fn pair_up(e: &[Row], simulated_dir: &Path, compare_csv: Option<&Path>) -> std::io::Result<Vec<Paired>> {
     let s = read_times(&simulated_dir.join("requests.csv"))?;
     let mut pairs = Vec::new();
     let mut j = 0;
-    for (id, class, p, o, te) in e {
+    for (id, class, p, o, te) in e.iter().cloned() {
         while j < s.len() && s[j].0 < id {
             j += 1;
         }
@@ -463,6 +463,8 @@ pub fn simulate_and_compare(
         let first = simulated_scenario(executed, cost, &exec_dir.join("trace.csv"))?;
         let first_dir = dir.join(sub).join(&topology.name);
         let scratch = format!("{sub}/.draw");
+        // Read once: every draw pairs with the same execution.
+        let executed_times = read_times(&exec_dir.join("requests.csv"))?;
         let mut pairs = Vec::new();
         let mut all = None;
         for k in 0..draws {
@@ -476,7 +478,7 @@ pub fn simulate_and_compare(
                 if k == 0 { (sub, Some(first_pairs_dir.join("compare.csv"))) } else { (scratch.as_str(), None) };
             simulate_topology(&sim, topology, dir, sub)?;
             let sim_dir = dir.join(sub).join(&topology.name);
-            let drawn = pair_up(&exec_dir, &sim_dir, compare_csv.as_deref())?;
+            let drawn = pair_up(&executed_times, &sim_dir, compare_csv.as_deref())?;
             if draws > 1 {
                 let csv = match &mut all {
                     Some(csv) => csv,
