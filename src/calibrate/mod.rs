@@ -51,10 +51,15 @@ struct Sample {
     ms: f64,
 }
 
-/// The middle value (the upper one of an even count); `v` must not be empty.
+/// The middle value (the mean of the two middle ones of an even count); `v` must not be empty.
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 struct Bench {
@@ -391,7 +396,15 @@ pub fn machine() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::wake_estimate;
+    use super::{median, wake_estimate};
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_its_middle_two() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        // Not the upper middle value: a pace read off two steps, ×1.0 and ×1.2, is ×1.1.
+        assert_eq!(median(vec![1.2, 1.0]), 1.1);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
 
     #[test]
     fn the_wake_up_is_a_trimmed_mean_of_the_pairs() {
