@@ -229,10 +229,12 @@ fn print_comparison(c: &TopologyComparison) {
         pace(c.pace.prefill, c.pace.prefill_steps),
         pace(c.pace.decode, c.pace.decode_steps)
     );
-    if c.cpu_stolen.iter().any(Option::is_some) {
+    if let Some(runs) = c.pace_by_run_text() {
+        println!("  run by run, prefill / decode pace (CPU time the hypervisor took): {runs}");
+    } else if c.cpu_stolen.iter().any(Option::is_some) {
         let shares: Vec<String> =
             c.cpu_stolen.iter().map(|s| s.map_or("-".into(), |v| format!("{:.1}%", v * 100.0))).collect();
-        println!("  CPU time stolen by the hypervisor during the executed run(s): {}", shares.join(", "));
+        println!("  CPU time stolen by the hypervisor during the executed run: {}", shares.join(", "));
     }
     if let Some(n) = c.pace.noise {
         println!(

@@ -126,6 +126,9 @@ pub struct TopologyComparison {
     pub phases: Vec<Pair>,
     /// How fast the machine ran the executed steps against the profile.
     pub pace: pace::Pace,
+    /// The same for each executed run alone: which runs the machine slowed (a run that lost a
+    /// fifth of the CPU to the hypervisor can run its steps ×1.3–1.7 where the others ran ×1.0).
+    pub pace_by_run: Vec<pace::Pace>,
     /// The percentiles again, simulated with the profile scaled by the run's pace (empty when
     /// the pace could not be measured).
     pub paced: Vec<Pair>,
@@ -393,6 +396,7 @@ impl TopologyComparison {
             percentiles: percentiles(&pairs, draws),
             phases: phases(&pairs),
             pace: ratios.pace(),
+            pace_by_run: runs.iter().map(|r| r.ratios.pace()).collect(),
             paced: if paced_pairs.is_empty() { Vec::new() } else { percentiles(&paced_pairs, paced_draws) },
             cpu_stolen: runs.iter().map(|r| r.stolen).collect(),
         };
@@ -402,6 +406,26 @@ impl TopologyComparison {
             note_runs(&mut c.paced, &runs.iter().map(|r| percentiles(&r.paced, r.paced_draws)).collect::<Vec<_>>());
         }
         c
+    }
+}
+
+impl TopologyComparison {
+    /// With several runs, each run's prefill / decode pace and the CPU time the hypervisor took
+    /// during it: "×1.13 / ×1.22 (14.5%), ×1.00 / ×0.99 (1.0%)".
+    pub fn pace_by_run_text(&self) -> Option<String> {
+        if self.runs < 2 {
+            return None;
+        }
+        let ratio = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("×{v:.2}"));
+        let runs: Vec<String> = (0..self.runs)
+            .map(|k| {
+                let p = self.pace_by_run.get(k).copied().unwrap_or_default();
+                let stolen = self.cpu_stolen.get(k).copied().flatten();
+                let stolen = stolen.map_or("-".into(), |v| format!("{:.1}%", v * 100.0));
+                format!("{} / {} ({stolen})", ratio(p.prefill), ratio(p.decode))
+            })
+            .collect();
+        Some(runs.join(", "))
     }
 }
 
@@ -539,6 +563,7 @@ mod tests {
             percentiles: vec![pair("tpot_ms p90", 100.0, 95.0, 1.0), pair("tpot_ms p50", 20.0, 30.0, 0.52)],
             phases: vec![Pair::new("prefill mean", 1.0, 1.0)],
             pace: pace::Pace::default(),
+            pace_by_run: Vec::new(),
             paced: vec![pair("tpot_ms p90", 100.0, 99.0, 0.9), pair("tpot_ms p50", 20.0, 20.5, 0.5)],
             cpu_stolen: Vec::new(),
         };

@@ -210,6 +210,20 @@ fn calibrate_then_compare() {
     ]);
     let t = &c["topologies"][0];
     assert_eq!((t["runs"].as_u64(), t["requests"].as_u64()), (Some(2), Some(6)), "{t}");
+    // Each run's pace alone, beside the pooled one: the pooled median lies between them.
+    let by_run: Vec<f64> = t["pace_by_run"].as_array().unwrap().iter().map(|p| p["decode"].as_f64().unwrap()).collect();
+    assert_eq!(by_run.len(), 2, "{t}");
+    let pooled = t["pace"]["decode"].as_f64().unwrap();
+    let (lo, hi) = (by_run[0].min(by_run[1]), by_run[0].max(by_run[1]));
+    assert!(lo <= pooled && pooled <= hi, "{pooled} outside {by_run:?}");
+    let page = std::fs::read_to_string(out.join("light_light/compare/latest/index.html")).unwrap();
+    assert!(
+        page.contains(&format!(
+            "run by run, prefill / decode (CPU time the hypervisor took): ×{:.2}",
+            t["pace_by_run"][0]["prefill"].as_f64().unwrap()
+        )),
+        "the page names each run's pace"
+    );
     for m in t["percentiles"].as_array().unwrap() {
         let a = &m["across_runs"];
         let f = |k: &str| a[k].as_f64().unwrap();
