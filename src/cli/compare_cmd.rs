@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::compare::attempts::{execute_undisturbed, Attempts};
 use crate::compare::{simulate_and_compare, Pair, RunPairs, Tally, TopologyComparison, GOAL_P50, GOAL_P90};
 use crate::metrics::sink::CsvFile;
 use crate::run::output::{mark_latest, new_run_dir};
@@ -36,12 +37,23 @@ pub struct CompareArgs {
     /// model on the very runs the first was judged on.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["repeat", "requests"])]
     executed: Option<PathBuf>,
+    /// Execute a run again when the hypervisor took more than PCT percent of the machine's CPU
+    /// time during it (`steal` in /proc/stat; up to 3 attempts, then the least disturbed
+    /// counts). A run on a shared VM that another tenant slows is no measurement of the serving
+    /// system; the disturbed attempts are kept in the run's `disturbed/` folder.
+    #[arg(long, value_name = "PCT", conflicts_with = "executed")]
+    max_stolen: Option<f64>,
 }
 
 pub fn run(args: CompareArgs) -> ExitCode {
     let bad = super::bad_input;
     if args.repeat == 0 {
         return bad("--repeat must be at least 1".into());
+    }
+    if let Some(pct) = args.max_stolen {
+        if !(pct > 0.0 && pct <= 100.0) {
+            return bad(format!("--max-stolen must be a percentage above 0 and at most 100 (got {pct})"));
+        }
     }
     let mut sc = match scenario::load(&args.scenario) {
         Ok(s) => s,
@@ -102,16 +114,30 @@ pub fn run(args: CompareArgs) -> ExitCode {
         None => String::new(),
     };
     let mut runs: Vec<Vec<RunPairs>> = sc.topologies.iter().map(|_| Vec::new()).collect();
+    let mut attempts: Vec<Vec<Attempts>> = sc.topologies.iter().map(|_| Vec::new()).collect();
     for k in 1..=repeat {
         // One run's folders: the run folder itself, or run-K/ in it when there are several.
         let run_dir = if repeat == 1 { dir.clone() } else { dir.join(format!("run-{k}")) };
         let label = if repeat == 1 { String::new() } else { format!("run {k}/{repeat}: ") };
-        for (t, out) in sc.topologies.iter().zip(&mut runs) {
-            let run = || -> Result<RunPairs, Box<dyn std::error::Error>> {
+        for ((t, out), tried) in sc.topologies.iter().zip(&mut runs).zip(&mut attempts) {
+            let mut run = || -> Result<RunPairs, Box<dyn std::error::Error>> {
                 match &backend {
                     Some(b) => {
-                        eprintln!("  {label}{}: executing...", t.name);
-                        run_topology(&sc, b, t, &run_dir, std::io::IsTerminal::is_terminal(&std::io::stderr()))?;
+                        let mut execute = || -> Result<Option<f64>, Box<dyn std::error::Error>> {
+                            eprintln!("  {label}{}: executing...", t.name);
+                            run_topology(&sc, b, t, &run_dir, std::io::IsTerminal::is_terminal(&std::io::stderr()))?;
+                            Ok(crate::run::steal::read(&run_dir.join(&t.name)))
+                        };
+                        match args.max_stolen {
+                            Some(pct) => {
+                                let mut say = |s: &str| eprintln!("  {label}{}: {s}", t.name);
+                                let a = execute_undisturbed(&run_dir, &t.name, pct / 100.0, &mut say, &mut execute)?;
+                                tried.push(a);
+                            }
+                            None => {
+                                execute()?;
+                            }
+                        }
                     }
                     None => crate::compare::reuse::copy_executed(&earlier[k - 1], &t.name, &run_dir)?,
                 }
@@ -127,8 +153,13 @@ pub fn run(args: CompareArgs) -> ExitCode {
             }
         }
     }
-    let results: Vec<TopologyComparison> =
-        sc.topologies.iter().zip(&runs).map(|(t, r)| TopologyComparison::of(t, r)).collect();
+    let results: Vec<TopologyComparison> = sc
+        .topologies
+        .iter()
+        .zip(&runs)
+        .zip(attempts)
+        .map(|((t, r), tried)| TopologyComparison { attempts: tried, ..TopologyComparison::of(t, r) })
+        .collect();
     let write = || -> std::io::Result<()> {
         let mut f = CsvFile::create(
             &dir.join("comparison.csv"),
@@ -229,6 +260,9 @@ fn print_comparison(c: &TopologyComparison) {
         pace(c.pace.prefill, c.pace.prefill_steps),
         pace(c.pace.decode, c.pace.decode_steps)
     );
+    if let Some(again) = crate::compare::attempts::describe(&c.attempts) {
+        println!("  executed again, the hypervisor having disturbed them: {again}");
+    }
     if let Some(runs) = c.pace_by_run_text() {
         println!("  run by run, prefill / decode pace (CPU time the hypervisor took): {runs}");
     } else if c.cpu_stolen.iter().any(Option::is_some) {

@@ -5,6 +5,7 @@
 //! TPOT and E2E, and the error split by phase (queueing, prefill, KV transfer, decode) to say
 //! where a gap comes from.
 
+pub mod attempts;
 pub mod pace;
 pub mod rank;
 pub mod reuse;
@@ -136,6 +137,9 @@ pub struct TopologyComparison {
     /// (`None` where the run did not record it): what slowed the machine, when the pace says
     /// it ran slow.
     pub cpu_stolen: Vec<Option<f64>>,
+    /// Per executed run, how many times it was executed to find one the hypervisor left alone
+    /// (`compare --max-stolen`; empty without it).
+    pub attempts: Vec<attempts::Attempts>,
 }
 
 /// One execution of a topology beside its simulations, request by request.
@@ -399,6 +403,7 @@ impl TopologyComparison {
             pace_by_run: runs.iter().map(|r| r.ratios.pace()).collect(),
             paced: if paced_pairs.is_empty() { Vec::new() } else { percentiles(&paced_pairs, paced_draws) },
             cpu_stolen: runs.iter().map(|r| r.stolen).collect(),
+            attempts: Vec::new(),
         };
         note_runs(&mut c.percentiles, &runs.iter().map(|r| percentiles(&r.pairs, r.draws)).collect::<Vec<_>>());
         note_runs(&mut c.phases, &runs.iter().map(|r| phases(&r.pairs)).collect::<Vec<_>>());
@@ -566,6 +571,7 @@ mod tests {
             pace_by_run: Vec::new(),
             paced: vec![pair("tpot_ms p90", 100.0, 99.0, 0.9), pair("tpot_ms p50", 20.0, 20.5, 0.5)],
             cpu_stolen: Vec::new(),
+            attempts: Vec::new(),
         };
         let t = Tally::of(&c);
         assert_eq!(t, Tally { figures: 2, as_calibrated: 1, at_the_runs_pace: 2, rank_within_sampling: 1 });

@@ -106,6 +106,9 @@ pub fn write(
             html.push_str(&format!("; run by run, prefill / decode (CPU time the hypervisor took): {}", esc(&runs)));
         }
         html.push_str(".</p>\n");
+        if let Some(again) = crate::compare::attempts::describe(&c.attempts) {
+            html.push_str(&format!("<p>Executed again, the hypervisor having disturbed them: {}.</p>\n", esc(&again)));
+        }
         for s in metrics {
             let file = chart_file(t, s.metric);
             write_file(&dir.join(&file), &chart(t, c.runs, s))?;

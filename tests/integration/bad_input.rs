@@ -166,6 +166,23 @@ fn compare_repeat_zero_is_bad_input_and_writes_nothing() {
 }
 
 #[test]
+fn compare_max_stolen_must_be_a_percentage_and_writes_nothing_otherwise() {
+    let d = tempfile::tempdir().unwrap();
+    for pct in ["0", "150", "-3"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_pdsim"))
+            .args(["compare", "scenarios/light_light.toml", &format!("--max-stolen={pct}"), "--out"])
+            .arg(d.path())
+            .current_dir(crate::common::repo())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{pct}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--max-stolen must be a percentage above 0 and at most 100"), "{pct}: {err}");
+    }
+    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "nothing written");
+}
+
+#[test]
 fn compare_executed_needs_an_earlier_comparison_of_the_same_scenario() {
     let (earlier, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let compare = || {

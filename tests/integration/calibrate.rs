@@ -91,12 +91,19 @@ fn calibrate_then_compare() {
         "4",
         "--only",
         "split",
+        "--max-stolen",
+        "100",
         "--json",
         "--out",
         out.to_str().unwrap(),
     ]);
     let t = &c["topologies"][0];
     assert_eq!((t["topology"].as_str(), t["requests"].as_u64()), (Some("split"), Some(4)));
+    // No run loses more than all of the CPU: one attempt, and it counts.
+    let tried = t["attempts"].as_array().unwrap();
+    assert_eq!(tried.len(), 1, "{t}");
+    assert_eq!((tried[0]["made"].as_u64(), tried[0]["counted"].as_u64()), (Some(1), Some(1)), "{t}");
+    assert!(!out.join("light_light/compare/latest/disturbed").exists());
     // How many of the six percentiles are within the goals, counted for the whole comparison.
     let tally = &c["within_goal"];
     assert_eq!(tally["figures"], 6, "{tally}");
