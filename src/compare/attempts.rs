@@ -25,15 +25,9 @@ pub struct Attempts {
     pub stolen: Option<f64>,
 }
 
-impl Attempts {
-    /// Whether even the attempt that counts lost more than `max`.
-    pub fn still_disturbed(&self, max: f64) -> bool {
-        self.stolen.is_some_and(|s| s > max)
-    }
-}
-
-/// The runs of a topology that were executed more than once, said in a line: "run 1: the 2nd of
-/// 2 attempts counts (0.5% stolen), run 4: the 2nd of 3 (5.0%)"; `None` when every run ran once.
+/// The runs of a topology that were executed more than once, in a line: "run 1: attempt 2 of 2
+/// counts (0.5% stolen), run 4: attempt 2 of 3 counts (5.0% stolen)"; `None` when every run
+/// ran once.
 pub fn describe(runs: &[Attempts]) -> Option<String> {
     let again: Vec<String> = runs
         .iter()
@@ -81,7 +75,7 @@ pub fn execute_undisturbed(
             ));
         }
     }
-    let (counted, stolen) = least.expect("every attempt was disturbed");
+    let (counted, stolen) = least.expect("at least one attempt was made");
     std::fs::rename(aside(counted), dir.join(name))?;
     say(&format!(
         "every attempt lost more than {:.1}% of the CPU time to the hypervisor: the least disturbed ({:.1}%, \
@@ -134,7 +128,6 @@ mod tests {
         assert_eq!(std::fs::read_to_string(d.path().join("disturbed/fused-1/attempt")).unwrap(), "1");
         assert_eq!(said.len(), 1);
         assert!(said[0].contains("14.5%") && said[0].contains("2.0% allowed") && said[0].contains("attempt 2 of 3"));
-        assert!(!a.still_disturbed(0.02));
     }
 
     #[test]
@@ -156,6 +149,5 @@ mod tests {
         }
         assert!(!d.path().join("disturbed/fused-2").exists());
         assert!(said.last().unwrap().contains("the least disturbed (5.0%, attempt 2) counts"), "{said:?}");
-        assert!(a.still_disturbed(0.02));
     }
 }

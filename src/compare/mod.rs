@@ -412,9 +412,7 @@ impl TopologyComparison {
         }
         c
     }
-}
 
-impl TopologyComparison {
     /// With several runs, each run's prefill / decode pace and the CPU time the hypervisor took
     /// during it: "×1.13 / ×1.22 (14.5%), ×1.00 / ×0.99 (1.0%)".
     pub fn pace_by_run_text(&self) -> Option<String> {
