@@ -34,14 +34,16 @@ pub struct CompareArgs {
     repeat: usize,
     /// Do not execute: simulate again the executed runs of an earlier `pdsim compare` of this
     /// scenario (its folder, e.g. output/NAME/compare/latest), to judge another profile or
-    /// model on the very runs the first was judged on.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["repeat", "requests"])]
-    executed: Option<PathBuf>,
+    /// model on the very runs the first was judged on. Given several times, the runs of every
+    /// folder pool: runs from several sittings average out the machine's pace of each.
+    #[arg(long, value_name = "DIR", action = clap::ArgAction::Append, conflicts_with_all = ["repeat", "requests"])]
+    executed: Vec<PathBuf>,
     /// Execute a run again when the hypervisor took more than PCT percent of the machine's CPU
     /// time during it (`steal` in /proc/stat; up to 3 attempts, then the least disturbed
     /// counts). A run on a shared VM that another tenant slows is no measurement of the serving
-    /// system; the disturbed attempts are kept in the run's `disturbed/` folder.
-    #[arg(long, value_name = "PCT", conflicts_with = "executed")]
+    /// system; the disturbed attempts are kept in the run's `disturbed/` folder. With
+    /// --executed: leave such earlier runs out.
+    #[arg(long, value_name = "PCT")]
     max_stolen: Option<f64>,
 }
 
@@ -72,7 +74,7 @@ pub fn run(args: CompareArgs) -> ExitCode {
         return bad(e);
     }
     // The executed side of `--executed` ran wherever it ran: nothing here to hold the profile to.
-    if args.executed.is_none() {
+    if args.executed.is_empty() {
         for w in crate::calibrate::profile::origin_warnings(&args.profile, &crate::calibrate::machine()) {
             eprintln!("warning: {w}");
         }
@@ -84,29 +86,48 @@ pub fn run(args: CompareArgs) -> ExitCode {
             }
         }
     }
-    // Where the executed side comes from: this process, or an earlier comparison's folders.
-    let (backend, earlier) = match &args.executed {
-        Some(d) => match crate::compare::reuse::executed_runs(d, &sc.name, &sc.topologies) {
-            Ok(runs) => (None, runs),
-            Err(e) => return bad(e),
-        },
-        None => match prepare(&mut sc) {
-            Ok(b) => (Some(b), Vec::new()),
+    // Where the executed side comes from: this process, or earlier comparisons' folders (per
+    // topology: `--max-stolen` leaves out each topology's own disturbed runs).
+    let (backend, earlier, left_out) = if args.executed.is_empty() {
+        match prepare(&mut sc) {
+            Ok(b) => (Some(b), Vec::new(), Vec::new()),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
-        },
+        }
+    } else {
+        let runs = match crate::compare::reuse::executed_runs(&args.executed, &sc.name, &sc.topologies) {
+            Ok(runs) => runs,
+            Err(e) => return bad(e),
+        };
+        let max = args.max_stolen.map(|pct| pct / 100.0);
+        let (kept, left): (Vec<_>, Vec<_>) =
+            sc.topologies.iter().map(|t| crate::compare::reuse::undisturbed(&runs, &t.name, max)).unzip();
+        if let Some((t, _)) = sc.topologies.iter().zip(&kept).find(|(_, k)| k.is_empty()) {
+            return bad(format!(
+                "--max-stolen {}: every executed run of topology `{}` lost more than that to the hypervisor; \
+                 raise the bound, name other runs, or leave the topology out with --only",
+                args.max_stolen.unwrap_or_default(),
+                t.name
+            ));
+        }
+        (None, kept, left)
     };
-    let repeat = if earlier.is_empty() { args.repeat } else { earlier.len() };
+    let repeat = earlier.iter().map(Vec::len).max().unwrap_or(args.repeat);
     let out_root = args.out.clone().unwrap_or_else(|| sc.output_dir.clone());
     let dir = match new_run_dir(&out_root, &format!("{}/compare", sc.name), None, false) {
         Ok(d) => d,
         Err(e) => return bad(e.to_string()),
     };
-    let executed = match (&backend, &args.executed) {
-        (Some(b), _) => b.describe(),
-        (None, d) => format!("earlier, {} run(s) from {}", repeat, d.as_deref().unwrap_or(&dir).display()),
+    let executed = match &backend {
+        Some(b) => b.describe(),
+        None => {
+            let dirs: Vec<String> = args.executed.iter().map(|d| d.display().to_string()).collect();
+            let counts: Vec<String> =
+                sc.topologies.iter().zip(&earlier).map(|(t, r)| format!("{} {}", r.len(), t.name)).collect();
+            format!("earlier, runs from {} ({})", dirs.join(", "), counts.join(", "))
+        }
     };
     eprintln!("pdsim compare: `{}` executed ({executed}) and simulated ({})", sc.name, profile.describe());
     let draws = match profile.noise() {
@@ -119,7 +140,11 @@ pub fn run(args: CompareArgs) -> ExitCode {
         // One run's folders: the run folder itself, or run-K/ in it when there are several.
         let run_dir = if repeat == 1 { dir.clone() } else { dir.join(format!("run-{k}")) };
         let label = if repeat == 1 { String::new() } else { format!("run {k}/{repeat}: ") };
-        for ((t, out), tried) in sc.topologies.iter().zip(&mut runs).zip(&mut attempts) {
+        for (i, ((t, out), tried)) in sc.topologies.iter().zip(&mut runs).zip(&mut attempts).enumerate() {
+            // Pooled earlier runs: a topology may have fewer runs left than another.
+            if backend.is_none() && k > earlier[i].len() {
+                continue;
+            }
             let mut run = || -> Result<RunPairs, Box<dyn std::error::Error>> {
                 match &backend {
                     Some(b) => {
@@ -139,7 +164,7 @@ pub fn run(args: CompareArgs) -> ExitCode {
                             }
                         }
                     }
-                    None => crate::compare::reuse::copy_executed(&earlier[k - 1], &t.name, &run_dir)?,
+                    None => crate::compare::reuse::copy_executed(&earlier[i][k - 1], &t.name, &run_dir)?,
                 }
                 eprintln!("  {label}{}: simulating the same requests{draws}...", t.name);
                 simulate_and_compare(&sc, t, &profile, &run_dir, k - 1)
@@ -158,7 +183,12 @@ pub fn run(args: CompareArgs) -> ExitCode {
         .iter()
         .zip(&runs)
         .zip(attempts)
-        .map(|((t, r), tried)| TopologyComparison { attempts: tried, ..TopologyComparison::of(t, r) })
+        .enumerate()
+        .map(|(i, ((t, r), tried))| TopologyComparison {
+            attempts: tried,
+            left_out: left_out.get(i).cloned().unwrap_or_default(),
+            ..TopologyComparison::of(t, r)
+        })
         .collect();
     let write = || -> std::io::Result<()> {
         let mut f = CsvFile::create(
@@ -196,7 +226,7 @@ pub fn run(args: CompareArgs) -> ExitCode {
         let json = serde_json::json!({
             "scenario": sc.name,
             "profile": args.profile,
-            "executed_from": args.executed,
+            "executed_from": (!args.executed.is_empty()).then_some(&args.executed),
             "topologies": results,
             "within_goal": tally
         });
@@ -262,6 +292,9 @@ fn print_comparison(c: &TopologyComparison) {
     );
     if let Some(again) = crate::compare::attempts::describe(&c.attempts) {
         println!("  executed again, the hypervisor having disturbed them: {again}");
+    }
+    if let Some(left) = crate::compare::reuse::describe_left_out(&c.left_out) {
+        println!("  left out, the hypervisor having disturbed them: {left}");
     }
     if let Some(runs) = c.pace_by_run_text() {
         println!("  run by run, prefill / decode pace (CPU time the hypervisor took): {runs}");

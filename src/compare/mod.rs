@@ -140,6 +140,9 @@ pub struct TopologyComparison {
     /// Per executed run, how many times it was executed to find one the hypervisor left alone
     /// (`compare --max-stolen`; empty without it).
     pub attempts: Vec<attempts::Attempts>,
+    /// Earlier runs left out (`compare --executed` with `--max-stolen`): the hypervisor took
+    /// more than the bound while they executed.
+    pub left_out: Vec<reuse::LeftOut>,
 }
 
 /// One execution of a topology beside its simulations, request by request.
@@ -404,6 +407,7 @@ impl TopologyComparison {
             paced: if paced_pairs.is_empty() { Vec::new() } else { percentiles(&paced_pairs, paced_draws) },
             cpu_stolen: runs.iter().map(|r| r.stolen).collect(),
             attempts: Vec::new(),
+            left_out: Vec::new(),
         };
         note_runs(&mut c.percentiles, &runs.iter().map(|r| percentiles(&r.pairs, r.draws)).collect::<Vec<_>>());
         note_runs(&mut c.phases, &runs.iter().map(|r| phases(&r.pairs)).collect::<Vec<_>>());
@@ -570,6 +574,7 @@ mod tests {
             paced: vec![pair("tpot_ms p90", 100.0, 99.0, 0.9), pair("tpot_ms p50", 20.0, 20.5, 0.5)],
             cpu_stolen: Vec::new(),
             attempts: Vec::new(),
+            left_out: Vec::new(),
         };
         let t = Tally::of(&c);
         assert_eq!(t, Tally { figures: 2, as_calibrated: 1, at_the_runs_pace: 2, rank_within_sampling: 1 });

@@ -109,6 +109,9 @@ pub fn write(
         if let Some(again) = crate::compare::attempts::describe(&c.attempts) {
             html.push_str(&format!("<p>Executed again, the hypervisor having disturbed them: {}.</p>\n", esc(&again)));
         }
+        if let Some(left) = crate::compare::reuse::describe_left_out(&c.left_out) {
+            html.push_str(&format!("<p>Left out, the hypervisor having disturbed them: {}.</p>\n", esc(&left)));
+        }
         for s in metrics {
             let file = chart_file(t, s.metric);
             write_file(&dir.join(&file), &chart(t, c.runs, s))?;

@@ -53,7 +53,7 @@ fn parse(stat: &str) -> Option<CpuTimes> {
     (fields.len() == 8).then(|| CpuTimes { steal: fields[7], total: fields.iter().sum() })
 }
 
-const FILE: &str = "host.csv";
+pub(crate) const FILE: &str = "host.csv";
 
 /// Writes a run's stolen share into `dir/host.csv` (under a temporary name first, as every
 /// file of a run: one with its final name is whole).

@@ -279,4 +279,47 @@ fn calibrate_then_compare() {
     let copy = again.join("light_light/compare/latest/run-2/split");
     assert_eq!(crate::common::read_csv(&copy.join("requests.csv")).len(), 3);
     assert_eq!(crate::common::read_csv(&copy.join("compare.csv")).len(), 3);
+
+    // Earlier comparisons pool: the same two runs named twice are four runs, the figures of a
+    // pool of the same requests twice over as they were.
+    let pooled = d.path().join("pooled");
+    let again = again.join("light_light/compare/latest");
+    let two = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["compare", "scenarios/light_light.toml", "--profile", p, "--only", "split", "--json"];
+        args.extend(["--executed", run.to_str().unwrap(), "--executed", again.to_str().unwrap()]);
+        args.extend(extra);
+        args.extend(["--out", out.to_str().unwrap()]);
+        pdsim(&args)
+    };
+    let c4 = two(&pooled, &[]);
+    let t4 = &c4["topologies"][0];
+    assert_eq!((t4["runs"].as_u64(), t4["requests"].as_u64()), (Some(4), Some(12)), "{t4}");
+    assert_eq!(c4["executed_from"].as_array().map(Vec::len), Some(2), "{c4}");
+    for k in 0..4 {
+        assert_eq!(t4["pace_by_run"][k]["decode"], t["pace_by_run"][k % 2]["decode"], "run {}", k + 1);
+    }
+    // With --max-stolen, an earlier run that recorded more stolen CPU time than the bound is
+    // left out, and named.
+    std::fs::write(again.join("run-2/split/host.csv"), "cpu_stolen_share\n0.2000\n").unwrap();
+    let c3 = two(&d.path().join("pooled3"), &["--max-stolen", "10"]);
+    let t3 = &c3["topologies"][0];
+    assert_eq!(t3["runs"].as_u64(), Some(3), "{t3}");
+    let left = &t3["left_out"];
+    assert_eq!(left.as_array().map(Vec::len), Some(1), "{t3}");
+    assert!(left[0]["run"].as_str().unwrap().ends_with("run-2") && left[0]["stolen"].as_f64() == Some(0.2), "{left}");
+    // Every run of a topology left out: nothing to judge, and the error says what to do.
+    std::fs::write(again.join("run-1/split/host.csv"), "cpu_stolen_share\n0.1500\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pdsim"))
+        .args(["compare", "scenarios/light_light.toml", "--profile", p, "--only", "split", "--max-stolen", "10"])
+        .arg("--executed")
+        .arg(&again)
+        .arg("--out")
+        .arg(d.path().join("none"))
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("every executed run of topology `split` lost more than that"), "{err}");
+    assert!(!d.path().join("none").exists(), "nothing written");
 }
