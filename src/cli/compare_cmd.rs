@@ -293,10 +293,12 @@ fn print_comparison(c: &TopologyComparison) {
     if let Some(again) = crate::compare::attempts::describe(&c.attempts) {
         println!("  executed again, the hypervisor having disturbed them: {again}");
     }
-    if let Some(left) = crate::compare::reuse::describe_left_out(&c.left_out) {
+    if let Some(left) = crate::compare::reuse::brief_left_out(&c.left_out) {
         println!("  left out, the hypervisor having disturbed them: {left}");
     }
-    if let Some(runs) = c.pace_by_run_text() {
+    if let Some(runs) = c.pace_by_run_brief() {
+        println!("  run by run, pace (executed ÷ profile) and CPU time the hypervisor took: {runs}");
+    } else if let Some(runs) = c.pace_by_run_text() {
         println!("  run by run, prefill / decode pace (CPU time the hypervisor took): {runs}");
     } else if c.cpu_stolen.iter().any(Option::is_some) {
         let shares: Vec<String> =

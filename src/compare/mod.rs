@@ -434,7 +434,38 @@ impl TopologyComparison {
             .collect();
         Some(runs.join(", "))
     }
+
+    /// With more runs than [`RUNS_LISTED`] (pooled comparisons run to dozens), the runs' paces in
+    /// brief: "41 runs, prefill ×0.81–×1.04 (median ×0.93), decode ×0.94–×1.06 (median ×1.00),
+    /// CPU time stolen 0.0–2.9%"; `None` with fewer runs.
+    pub fn pace_by_run_brief(&self) -> Option<String> {
+        if self.runs <= RUNS_LISTED {
+            return None;
+        }
+        let range = |v: Vec<f64>, f: &dyn Fn(f64) -> String| -> Option<String> {
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (!v.is_empty()).then(|| format!("{}–{} (median {})", f(lo), f(hi), f(crate::calibrate::median(v))))
+        };
+        let ratio = |x: f64| format!("×{x:.2}");
+        let prefill = range(self.pace_by_run.iter().filter_map(|p| p.prefill).collect(), &ratio);
+        let decode = range(self.pace_by_run.iter().filter_map(|p| p.decode).collect(), &ratio);
+        let shares: Vec<f64> = self.cpu_stolen.iter().flatten().copied().collect();
+        let mut parts = vec![format!("{} runs", self.runs)];
+        parts.extend(prefill.map(|r| format!("prefill {r}")));
+        parts.extend(decode.map(|r| format!("decode {r}")));
+        if !shares.is_empty() {
+            let lo = shares.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = shares.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            parts.push(format!("CPU time stolen {:.1}–{:.1}%", lo * 100.0, hi * 100.0));
+        }
+        Some(parts.join(", "))
+    }
 }
+
+/// Runs a comparison's stdout lists one by one; with more, it gives their range (the JSON and
+/// the page keep every run).
+pub const RUNS_LISTED: usize = 8;
 
 /// Every completed request's value of one of the percentile metrics, pooled over a
 /// topology's runs: what the comparison's CDFs draw.
@@ -579,5 +610,32 @@ mod tests {
         let t = Tally::of(&c);
         assert_eq!(t, Tally { figures: 2, as_calibrated: 1, at_the_runs_pace: 2, rank_within_sampling: 1 });
         assert_eq!((t + t).figures, 4);
+    }
+
+    #[test]
+    fn many_runs_are_told_in_brief() {
+        let run = |p: f64, d: f64| pace::Pace { prefill: Some(p), decode: Some(d), ..Default::default() };
+        let mut c = TopologyComparison {
+            topology: "split".into(),
+            runs: 2,
+            requests: 24,
+            percentiles: Vec::new(),
+            phases: Vec::new(),
+            pace: pace::Pace::default(),
+            pace_by_run: vec![run(0.9, 1.0), run(1.1, 1.2)],
+            paced: Vec::new(),
+            cpu_stolen: vec![Some(0.001), None],
+            attempts: Vec::new(),
+            left_out: Vec::new(),
+        };
+        assert_eq!(c.pace_by_run_text().unwrap(), "×0.90 / ×1.00 (0.1%), ×1.10 / ×1.20 (-)");
+        assert_eq!(c.pace_by_run_brief(), None, "two runs are listed");
+        c.runs = 10;
+        c.pace_by_run = (0..10).map(|k| run(0.8 + 0.02 * k as f64, 1.0)).collect();
+        c.cpu_stolen = (0..10).map(|k| Some(0.002 * k as f64)).collect();
+        assert_eq!(
+            c.pace_by_run_brief().unwrap(),
+            "10 runs, prefill ×0.80–×0.98 (median ×0.89), decode ×1.00–×1.00 (median ×1.00), CPU time stolen 0.0–1.8%"
+        );
     }
 }

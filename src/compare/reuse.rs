@@ -95,6 +95,17 @@ pub fn undisturbed(runs: &[PathBuf], topology: &str, max: Option<f64>) -> (Vec<P
     (kept, left)
 }
 
+/// The runs left out in brief when there are more than [`super::RUNS_LISTED`]: "13 runs (3.5–22.0%
+/// stolen)"; their list otherwise ([`describe_left_out`]).
+pub fn brief_left_out(left: &[LeftOut]) -> Option<String> {
+    if left.len() <= super::RUNS_LISTED {
+        return describe_left_out(left);
+    }
+    let lo = left.iter().map(|l| l.stolen).fold(f64::INFINITY, f64::min);
+    let hi = left.iter().map(|l| l.stolen).fold(f64::NEG_INFINITY, f64::max);
+    Some(format!("{} runs ({:.1}–{:.1}% stolen)", left.len(), lo * 100.0, hi * 100.0))
+}
+
 /// The runs left out, in a line: "/x/run-3 (14.5% stolen), /y (4.0% stolen)"; `None` when none
 /// was.
 pub fn describe_left_out(left: &[LeftOut]) -> Option<String> {
@@ -150,6 +161,11 @@ mod tests {
         assert_eq!(kept, [runs[0].clone(), runs[2].clone(), runs[3].clone()], "at the bound and unrecorded count");
         assert_eq!(left, [LeftOut { run: runs[1].clone(), stolen: 0.145 }]);
         assert_eq!(describe_left_out(&left).unwrap(), format!("{} (14.5% stolen)", runs[1].display()));
+        // Many runs left out are told in brief.
+        let many: Vec<LeftOut> =
+            (0..9).map(|k| LeftOut { run: runs[0].clone(), stolen: 0.04 + 0.01 * k as f64 }).collect();
+        assert_eq!(brief_left_out(&many).unwrap(), "9 runs (4.0–12.0% stolen)");
+        assert_eq!(brief_left_out(&left), describe_left_out(&left));
         // Without a bound every run counts, and nothing is said.
         let (kept, left) = undisturbed(&runs, "fused", None);
         assert_eq!((kept.len(), describe_left_out(&left)), (4, None));
