@@ -7,11 +7,11 @@
 //! on its own like one that executed.
 //!
 //! Several earlier comparisons pool: one sitting executes a few runs, and their pooled level is
-//! still the machine's of that hour (on the build machine a run's steps went ×0.87–1.41 of a
-//! profile, and three runs' pool strayed by several percent from round to round). Pooled over
-//! twelve rounds of a day (30–44 runs per topology, those that lost under 3% of the CPU to the
-//! hypervisor), the committed profile put 45 of the 48 figures within the goal as calibrated,
-//! where the rounds one by one put 21–40.
+//! still the machine's of that hour (on the build machine a run's median step went ×0.80–1.86 of
+//! a profile over a night, and three runs' pool strayed by several percent from round to
+//! round). Pooled over twelve rounds of that night (30–41 runs per topology, those that lost at
+//! most 3% of the CPU to the hypervisor), the committed profile put 45 of the 48 figures within
+//! the goal as calibrated, where the rounds one by one put 21–40.
 
 use std::path::{Path, PathBuf};
 
