@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Judges a calibration profile, or a change to the simulator, on the executed runs of twelve
+# rounds of `pdsim compare --repeat` on the shipped scenarios (the 2-vCPU Intel Xeon,
+# 2026-11-29 19:47 to 2026-11-30 06:42 UTC, engine revision 3; 43 runs per topology), pooled in
+# one comparison per scenario: the table in the README's "Accuracy on this machine". Nothing
+# executes, so it takes a few minutes on any machine and gives the same figures for the same
+# build and profile.
+#
+#   scripts/pooled-accuracy.sh                                  # the committed profile, --max-stolen 3
+#   scripts/pooled-accuracy.sh --profile P.toml --max-stolen 2 --out DIR
+#
+# The runs' CSVs are in docs/runs/xeon-2026-11-30.tar.gz (each run's requests, trace, iteration
+# rows, summary and the CPU share the hypervisor took); the comparisons go under --out (default:
+# output/pooled-accuracy), a folder per scenario with its comparison.csv and index.html.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile=profiles/calibrated.toml
+max_stolen=3
+out=output/pooled-accuracy
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --profile) profile="$2"; shift 2 ;;
+        --max-stolen) max_stolen="$2"; shift 2 ;;
+        --out) out="$2"; shift 2 ;;
+        *) echo "usage: $0 [--profile P.toml] [--max-stolen PCT] [--out DIR]" >&2; exit 2 ;;
+    esac
+done
+archive=docs/runs/xeon-2026-11-30.tar.gz
+[ -f "$archive" ] || { echo "error: $archive is missing" >&2; exit 1; }
+[ -f "$profile" ] || { echo "error: no profile at $profile" >&2; exit 2; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+tar -xzf "$archive" -C "$work"
+runs="$work/xeon-2026-11-30"
+pdsim=target/release/pdsim
+if [ ! -x "$pdsim" ]; then
+    echo "building pdsim (cargo build --release)..." >&2
+    cargo build --release --quiet
+fi
+total=0
+as_calibrated=0
+paced=0
+for scenario in heavy_heavy heavy_light light_heavy light_light; do
+    args=()
+    for round in "$runs"/*/; do
+        args+=(--executed "$round$scenario")
+    done
+    echo "$scenario: $(ls -d "$runs"/*/ | wc -l) rounds, simulating..." >&2
+    "$pdsim" compare "scenarios/$scenario.toml" --profile "$profile" --max-stolen "$max_stolen" \
+        "${args[@]}" --out "$out/$scenario" >"$work/$scenario.txt" 2>"$work/$scenario.log" || {
+        cat "$work/$scenario.log" >&2
+        exit 1
+    }
+    # "within the goals: 11 of 12 percentiles as calibrated, 12 at the run's pace; ..."
+    line=$(grep '^within the goals:' "$work/$scenario.txt")
+    read -r c f p < <(sed -E 's/^within the goals: ([0-9]+) of ([0-9]+) percentiles as calibrated, ([0-9]+) at.*/\1 \2 \3/' <<<"$line")
+    echo "$scenario: $c of $f figures within the goal as calibrated, $p at the runs' pace ($out/$scenario/$scenario/compare/latest/index.html)"
+    total=$((total + f))
+    as_calibrated=$((as_calibrated + c))
+    paced=$((paced + p))
+done
+echo "all four: $as_calibrated of $total within the goal as calibrated, $paced at the runs' pace (profile $profile, runs that lost more than $max_stolen% of the CPU left out)"
