@@ -52,8 +52,12 @@ for scenario in heavy_heavy heavy_light light_heavy light_light; do
         exit 1
     }
     # "within the goals: 11 of 12 percentiles as calibrated, 12 at the run's pace; ..."
-    line=$(grep '^within the goals:' "$work/$scenario.txt")
-    read -r c f p < <(sed -E 's/^within the goals: ([0-9]+) of ([0-9]+) percentiles as calibrated, ([0-9]+) at.*/\1 \2 \3/' <<<"$line")
+    pattern='^within the goals: ([0-9]+) of ([0-9]+) percentiles as calibrated, ([0-9]+) at .*'
+    line=$(grep -E "$pattern" "$work/$scenario.txt") || {
+        echo "error: pdsim compare printed no line of figures within the goals for $scenario" >&2
+        exit 1
+    }
+    read -r c f p < <(sed -E "s/$pattern/\\1 \\2 \\3/" <<<"$line")
     echo "$scenario: $c of $f figures within the goal as calibrated, $p at the runs' pace ($out/$scenario/$scenario/compare/latest/index.html)"
     total=$((total + f))
     as_calibrated=$((as_calibrated + c))
