@@ -370,17 +370,21 @@ fn note_runs(pooled: &mut [Pair], per_run: &[Vec<Pair>]) {
     for (i, p) in pooled.iter_mut().enumerate() {
         let ex: Vec<f64> = per_run.iter().map(|r| r[i].executed).collect();
         let err: Vec<f64> = per_run.iter().map(|r| r[i].relative_error).collect();
-        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let mid = crate::calibrate::median(ex.clone());
+        let ((ex_min, ex_max), (err_min, err_max)) = (span(ex.iter().copied()), span(err));
+        let mid = crate::calibrate::median(ex);
         p.across_runs = Some(AcrossRuns {
-            executed_min: min(&ex),
-            executed_max: max(&ex),
-            executed_spread: if mid > 0.0 { (max(&ex) - min(&ex)) / mid } else { 0.0 },
-            error_min: min(&err),
-            error_max: max(&err),
+            executed_min: ex_min,
+            executed_max: ex_max,
+            executed_spread: if mid > 0.0 { (ex_max - ex_min) / mid } else { 0.0 },
+            error_min: err_min,
+            error_max: err_max,
         });
     }
+}
+
+/// The smallest and the largest of `v` (infinite when it is empty).
+pub(crate) fn span(v: impl IntoIterator<Item = f64>) -> (f64, f64) {
+    v.into_iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)))
 }
 
 impl TopologyComparison {
@@ -442,21 +446,18 @@ impl TopologyComparison {
         if self.runs <= RUNS_LISTED {
             return None;
         }
-        let range = |v: Vec<f64>, f: &dyn Fn(f64) -> String| -> Option<String> {
-            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            (!v.is_empty()).then(|| format!("{}–{} (median {})", f(lo), f(hi), f(crate::calibrate::median(v))))
+        let range = |v: Vec<f64>| -> Option<String> {
+            let (lo, hi) = span(v.iter().copied());
+            (!v.is_empty()).then(|| format!("×{lo:.2}–×{hi:.2} (median ×{:.2})", crate::calibrate::median(v)))
         };
-        let ratio = |x: f64| format!("×{x:.2}");
-        let prefill = range(self.pace_by_run.iter().filter_map(|p| p.prefill).collect(), &ratio);
-        let decode = range(self.pace_by_run.iter().filter_map(|p| p.decode).collect(), &ratio);
+        let prefill = range(self.pace_by_run.iter().filter_map(|p| p.prefill).collect());
+        let decode = range(self.pace_by_run.iter().filter_map(|p| p.decode).collect());
         let shares: Vec<f64> = self.cpu_stolen.iter().flatten().copied().collect();
         let mut parts = vec![format!("{} runs", self.runs)];
         parts.extend(prefill.map(|r| format!("prefill {r}")));
         parts.extend(decode.map(|r| format!("decode {r}")));
         if !shares.is_empty() {
-            let lo = shares.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = shares.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let (lo, hi) = span(shares);
             parts.push(format!("CPU time stolen {:.1}–{:.1}%", lo * 100.0, hi * 100.0));
         }
         Some(parts.join(", "))

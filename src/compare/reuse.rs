@@ -101,8 +101,7 @@ pub fn brief_left_out(left: &[LeftOut]) -> Option<String> {
     if left.len() <= super::RUNS_LISTED {
         return describe_left_out(left);
     }
-    let lo = left.iter().map(|l| l.stolen).fold(f64::INFINITY, f64::min);
-    let hi = left.iter().map(|l| l.stolen).fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = super::span(left.iter().map(|l| l.stolen));
     Some(format!("{} runs ({:.1}–{:.1}% stolen)", left.len(), lo * 100.0, hi * 100.0))
 }
 
