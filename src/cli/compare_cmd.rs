@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::compare::attempts::{execute_undisturbed, Attempts};
-use crate::compare::{simulate_and_compare, Pair, RunPairs, Tally, TopologyComparison, GOAL_P50, GOAL_P90};
+use crate::compare::{
+    ratio_text, simulate_and_compare, stolen_text, Pair, RunPairs, Tally, TopologyComparison, GOAL_P50, GOAL_P90,
+};
 use crate::metrics::sink::CsvFile;
 use crate::run::output::{mark_latest, new_run_dir};
 use crate::run::{prepare, run_topology};
@@ -284,7 +286,10 @@ fn print_comparison(c: &TopologyComparison) {
             println!("  {}", row(p, &error_cells(p)));
         }
     }
-    let pace = |x: Option<f64>, n: usize| x.map_or("-".to_owned(), |v| format!("×{v:.2} over {n} steps"));
+    let pace = |x: Option<f64>, n: usize| match x {
+        Some(_) => format!("{} over {n} steps", ratio_text(x)),
+        None => "-".to_owned(),
+    };
     println!(
         "  machine pace (executed ÷ profile, median step): prefill {}, decode {}",
         pace(c.pace.prefill, c.pace.prefill_steps),
@@ -301,8 +306,7 @@ fn print_comparison(c: &TopologyComparison) {
     } else if let Some(runs) = c.pace_by_run_text() {
         println!("  run by run, prefill / decode pace (CPU time the hypervisor took): {runs}");
     } else if c.cpu_stolen.iter().any(Option::is_some) {
-        let shares: Vec<String> =
-            c.cpu_stolen.iter().map(|s| s.map_or("-".into(), |v| format!("{:.1}%", v * 100.0))).collect();
+        let shares: Vec<String> = c.cpu_stolen.iter().copied().map(stolen_text).collect();
         println!("  CPU time stolen by the hypervisor during the executed run: {}", shares.join(", "));
     }
     if let Some(n) = c.pace.noise {

@@ -34,7 +34,7 @@ pub fn describe(runs: &[Attempts]) -> Option<String> {
         .enumerate()
         .filter(|(_, a)| a.made > 1)
         .map(|(k, a)| {
-            let stolen = a.stolen.map_or("-".into(), |s| format!("{:.1}%", s * 100.0));
+            let stolen = super::stolen_text(a.stolen);
             format!("run {}: attempt {} of {} counts ({stolen} stolen)", k + 1, a.counted, a.made)
         })
         .collect();

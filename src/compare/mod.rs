@@ -382,6 +382,17 @@ fn note_runs(pooled: &mut [Pair], per_run: &[Vec<Pair>]) {
     }
 }
 
+/// A pace as the comparison prints it: "×1.02", or "-" when it could not be read.
+pub(crate) fn ratio_text(x: Option<f64>) -> String {
+    x.map_or("-".to_owned(), |v| format!("×{v:.2}"))
+}
+
+/// A share of the CPU time the hypervisor took, as the comparison prints it: "1.2%", or "-"
+/// where the run did not record it.
+pub(crate) fn stolen_text(x: Option<f64>) -> String {
+    x.map_or("-".to_owned(), |v| format!("{:.1}%", v * 100.0))
+}
+
 /// The smallest and the largest of `v` (infinite when it is empty).
 pub(crate) fn span(v: impl IntoIterator<Item = f64>) -> (f64, f64) {
     v.into_iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)))
@@ -427,13 +438,11 @@ impl TopologyComparison {
         if self.runs < 2 {
             return None;
         }
-        let ratio = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("×{v:.2}"));
         let runs: Vec<String> = (0..self.runs)
             .map(|k| {
                 let p = self.pace_by_run.get(k).copied().unwrap_or_default();
-                let stolen = self.cpu_stolen.get(k).copied().flatten();
-                let stolen = stolen.map_or("-".into(), |v| format!("{:.1}%", v * 100.0));
-                format!("{} / {} ({stolen})", ratio(p.prefill), ratio(p.decode))
+                let stolen = stolen_text(self.cpu_stolen.get(k).copied().flatten());
+                format!("{} / {} ({stolen})", ratio_text(p.prefill), ratio_text(p.decode))
             })
             .collect();
         Some(runs.join(", "))

@@ -96,11 +96,10 @@ pub fn write(
         html.push_str(&format!("<h2>{} ({} requests)</h2>\n", esc(t), c.requests));
         html.push_str(&html_table(&rows(c)));
         html.push('\n');
-        let ratio = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("×{v:.2}"));
         html.push_str(&format!(
             "<p>Machine pace (executed ÷ profile, median step): prefill {}, decode {}",
-            ratio(c.pace.prefill),
-            ratio(c.pace.decode)
+            crate::compare::ratio_text(c.pace.prefill),
+            crate::compare::ratio_text(c.pace.decode)
         ));
         if let Some(runs) = c.pace_by_run_text() {
             html.push_str(&format!("; run by run, prefill / decode (CPU time the hypervisor took): {}", esc(&runs)));
