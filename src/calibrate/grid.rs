@@ -15,7 +15,7 @@ use crate::engine::step::DecodeSlot;
 use crate::engine::EngineError;
 
 /// The prefill grid: (prompt lengths in one batch).
-fn prefill_points(quick: bool) -> Vec<Vec<usize>> {
+pub(super) fn prefill_points(quick: bool) -> Vec<Vec<usize>> {
     let singles: &[usize] = if quick { &[16, 64, 256] } else { &[16, 32, 64, 128, 256, 384, 512, 768, 1024] };
     let mut g: Vec<Vec<usize>> = singles.iter().map(|&l| vec![l]).collect();
     let batches: &[(usize, usize)] = if quick { &[(4, 32)] } else { &[(2, 64), (4, 64), (2, 256), (4, 128), (8, 32)] };
@@ -26,7 +26,7 @@ fn prefill_points(quick: bool) -> Vec<Vec<usize>> {
 /// The decode grid: (contexts, batch sizes). Small batches are measured one by one: the
 /// engine's step time is far from linear in B there (on the build machine batch 2 cost barely
 /// more than batch 1, batch 4 much more), and they are the batches a CPU worker runs most.
-fn decode_points(quick: bool) -> (Vec<usize>, Vec<usize>) {
+pub(super) fn decode_points(quick: bool) -> (Vec<usize>, Vec<usize>) {
     if quick {
         (vec![32, 128], vec![1, 2, 3, 4, 8])
     } else {

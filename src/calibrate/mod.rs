@@ -13,6 +13,7 @@
 mod co_run;
 pub mod fit;
 mod grid;
+pub mod merge;
 pub mod profile;
 pub(crate) mod steadiness;
 

@@ -62,7 +62,7 @@ pub struct Profile {
 pub const ENGINE_REVISION: u32 = 3;
 
 /// The file as written and read back.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileFile {
     pub model: String,
@@ -394,14 +394,19 @@ pub fn origin_warnings(path: &Path, here: &str) -> Vec<String> {
     warnings
 }
 
+/// The file at `path` as written; an error gives the file and, for a bad key or value, its line.
+pub fn read(path: &Path) -> Result<ProfileFile, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read profile {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        let (line, column) = e.span().map_or((1, 1), |s| line_col(&text, s.start));
+        format!("{}:{line}:{column}: {}", path.display(), e.message().trim())
+    })
+}
+
 /// Reads a profile a scenario names (`[cost_model] kind = "profile"`) or `compare --profile`
 /// takes; errors give the file and, for a bad key or value, its line.
 pub fn load(path: &Path) -> Result<CostModel, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read profile {}: {e}", path.display()))?;
-    let p: ProfileFile = toml::from_str(&text).map_err(|e| {
-        let (line, column) = e.span().map_or((1, 1), |s| line_col(&text, s.start));
-        format!("{}:{line}:{column}: {}", path.display(), e.message().trim())
-    })?;
+    let p = read(path)?;
     if p.fit.is_empty() {
         return Err(format!("{}: the profile has no [[fit]]", path.display()));
     }

@@ -1,13 +1,13 @@
 //! `pdsim calibrate`: measure the real engine on this machine and write a profile the
 //! simulator can use.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::model_cmds::{load, ModelArgs};
 use super::EXIT_BAD_INPUT;
-use crate::calibrate::{calibrate, Options};
+use crate::calibrate::{calibrate, profile, Options};
 
 #[derive(clap::Args)]
 pub struct CalibrateArgs {
@@ -23,6 +23,10 @@ pub struct CalibrateArgs {
     /// Where to write the profile.
     #[arg(long, default_value = "profiles/calibrated.toml")]
     out: PathBuf,
+    /// Time nothing: merge earlier calibrations of this machine (two or more profiles, best
+    /// made hours apart) into one, each step time the median of theirs.
+    #[arg(long, num_args = 2.., value_name = "PROFILE", conflicts_with_all = ["threads", "reps", "quick"])]
+    merge: Vec<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -46,6 +50,9 @@ const LOOSE_FIT: f64 = 0.08;
 const DRIFTED_DECODE: f64 = 0.10;
 
 pub fn run(args: CalibrateArgs) -> ExitCode {
+    if !args.merge.is_empty() {
+        return merge(&args.merge, &args.out, args.model.json);
+    }
     if args.threads.is_empty() || args.threads.contains(&0) || args.reps == 0 {
         eprintln!("error: --threads must list thread counts of at least 1, and --reps be at least 1");
         return ExitCode::from(EXIT_BAD_INPUT);
@@ -78,17 +85,8 @@ pub fn run(args: CalibrateArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let date = crate::run::output::utc_stamp(std::time::SystemTime::now());
-    let text = profile.to_toml(&date[..10]);
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = args.out.with_extension("partial");
-        std::fs::write(&tmp, &text)?;
-        std::fs::rename(&tmp, &args.out)
-    };
-    if let Err(e) = write() {
+    let text = profile.to_toml(&today());
+    if let Err(e) = write_profile(&args.out, &text) {
         eprintln!("error: cannot write {}: {e}", args.out.display());
         return ExitCode::FAILURE;
     }
@@ -156,5 +154,67 @@ pub fn run(args: CalibrateArgs) -> ExitCode {
             );
         }
     }
+    ExitCode::SUCCESS
+}
+
+/// The UTC date, for a profile's header.
+fn today() -> String {
+    crate::run::output::utc_stamp(std::time::SystemTime::now())[..10].to_owned()
+}
+
+/// Writes `text` to `out` through a file beside it, so that an interrupted write leaves an
+/// earlier profile whole.
+fn write_profile(out: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = out.with_extension("partial");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, out)
+}
+
+/// `calibrate --merge`: one profile from earlier calibrations; times nothing.
+fn merge(paths: &[PathBuf], out: &Path, json: bool) -> ExitCode {
+    let bad = |e: String| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_BAD_INPUT)
+    };
+    let inputs = match paths.iter().map(|p| profile::read(p).map(|f| (p.clone(), f))).collect::<Result<Vec<_>, _>>() {
+        Ok(v) => v,
+        Err(e) => return bad(e),
+    };
+    let merged = match crate::calibrate::merge::merge(&inputs) {
+        Ok(m) => m,
+        Err(e) => return bad(e),
+    };
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let text = format!(
+        "# Merged by `pdsim calibrate --merge` from {} calibrations ({}): each step time is the median\n\
+         # of their fits at calibrate's grid points, fitted again; the wake-up, co-run and noise figures\n\
+         # are the medians of theirs.\n{}",
+        paths.len(),
+        names.join(", "),
+        merged.profile.to_toml(&today())
+    );
+    if let Err(e) = write_profile(out, &text) {
+        eprintln!("error: cannot write {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&merged.profile).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    for (threads, spread) in &merged.spreads {
+        let steps: Vec<String> = spread
+            .iter()
+            .map(|s| format!("{} {:.1}–{:.1} ms (median {:.1})", s.step, s.min_ms, s.max_ms, s.median_ms))
+            .collect();
+        println!("threads {threads}: the {} calibrations put {}", paths.len(), steps.join("; "));
+    }
+    println!(
+        "profile: {} (merged from {} calibrations; name it in a scenario: [cost_model] kind = \"profile\", path = ...)",
+        out.display(),
+        paths.len()
+    );
     ExitCode::SUCCESS
 }

@@ -323,3 +323,70 @@ fn calibrate_then_compare() {
     assert!(err.contains("every executed run of topology `split` lost more than that"), "{err}");
     assert!(!d.path().join("none").exists(), "nothing written");
 }
+
+#[test]
+fn calibrations_merge_into_their_median() {
+    let d = tempfile::tempdir().unwrap();
+    let committed = std::fs::read_to_string(repo().join("profiles/calibrated.toml")).unwrap();
+    let wake = "extra_ms = 3.5403396153846156";
+    assert!(committed.contains(wake), "the one-thread wake-up this test edits");
+    let paths: Vec<String> = [3.5, 7.5, 9.5]
+        .iter()
+        .enumerate()
+        .map(|(i, ms)| {
+            let p = d.path().join(format!("c{i}.toml"));
+            std::fs::write(&p, committed.replace(wake, &format!("extra_ms = {ms}"))).unwrap();
+            p.to_str().unwrap().to_owned()
+        })
+        .collect();
+    let merged = d.path().join("merged.toml");
+    let mut args = vec!["calibrate", "--merge"];
+    args.extend(paths.iter().map(String::as_str));
+    args.extend(["--out", merged.to_str().unwrap()]);
+    let out = Command::new(env!("CARGO_BIN_EXE_pdsim")).args(&args).current_dir(repo()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("threads 1: the 3 calibrations put a 16-token prefill"), "{stdout}");
+    assert!(stdout.contains("(merged from 3 calibrations;"), "{stdout}");
+    let text = std::fs::read_to_string(&merged).unwrap();
+    assert!(text.starts_with("# Merged by `pdsim calibrate --merge` from 3 calibrations"), "{text}");
+    assert!(text.contains("extra_ms = 7.5"), "the median wake-up: {text}");
+    // A scenario runs on it.
+    let scenario = std::fs::read_to_string(repo().join("scenarios/light_light.toml"))
+        .unwrap()
+        .replace("\"execute\"", "\"simulate\"");
+    let scenario = format!("{scenario}\n[cost_model]\nkind = \"profile\"\npath = {merged:?}\n");
+    let file = d.path().join("s.toml");
+    std::fs::write(&file, scenario).unwrap();
+    let v = pdsim(&[file.to_str().unwrap(), "--json", "--out", d.path().to_str().unwrap()]);
+    let completed: Vec<u64> =
+        v["topologies"].as_array().unwrap().iter().map(|t| t["completed"].as_u64().unwrap()).collect();
+    assert_eq!(completed, [24, 24], "{v}");
+
+    // Another machine's calibration is refused, naming it, and nothing is written.
+    let other = d.path().join("other.toml");
+    std::fs::write(&other, committed.replace("machine = \"Intel", "machine = \"Other Intel")).unwrap();
+    let refused = d.path().join("refused.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_pdsim"))
+        .args(["calibrate", "--merge", &paths[0], other.to_str().unwrap(), "--out", refused.to_str().unwrap()])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("other.toml is a calibration of the machine Other Intel"), "{stderr}");
+    assert!(stderr.contains("merge calibrations of one model on one machine"), "{stderr}");
+    assert!(!refused.exists());
+    // One profile is not a merge; nor is a merge timed.
+    for extra in [vec![], vec!["--reps", "5"]] {
+        let mut args = vec!["calibrate", "--merge", &paths[0]];
+        if extra.is_empty() {
+            args.extend(["--out", refused.to_str().unwrap()]);
+        } else {
+            args.extend([&paths[1] as &str]);
+            args.extend(extra);
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_pdsim")).args(&args).current_dir(repo()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

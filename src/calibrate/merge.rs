@@ -1,0 +1,348 @@
+//! `pdsim calibrate --merge`: one profile from several calibrations of the same machine.
+//!
+//! A calibration is a few minutes of a shared machine, and the machine's pace wanders over
+//! hours. On the 2-vCPU Xeon, four calibrations of one night by the same build put a one-thread
+//! 64-token prefill at 92, 93, 111 and 116 ms, and judged against the same 43 runs per
+//! topology (the night's twelve rounds, pooled) they put 32, 35, 39 and 41 of 48 figures within
+//! the goal (≤ 5% at p50, ≤ 10% at p90). Their medians, merged as here, put 42 within it: more
+//! than any one of them.
+//!
+//! Each step time is the median of the calibrations' fits at calibrate's own grid points,
+//! fitted again in the same forms (prefill in DistServe's, decode a line per batch size); the
+//! wake-up, the co-run factors and the unsteadiness are the medians of theirs. A median rather
+//! than a mean, so that one calibration timed in a slow spell moves nothing.
+
+use std::path::{Path, PathBuf};
+
+use super::fit::{least_squares, least_squares_with, lines_per_batch, Fit};
+use super::grid::{decode_points, prefill_points};
+use super::median;
+use super::profile::{FitFile, Profile, ProfileFile, ThreadsFit, ENGINE_REVISION};
+use crate::engine::sim::batch_lines::{BatchLine, BatchLines};
+use crate::engine::sim::linear::{CoRun, Wake};
+use crate::engine::sim::noise::Noise;
+use crate::engine::sim::quantiles::Quantiles;
+
+/// How far apart the calibrations put one step, for the summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spread {
+    pub step: String,
+    pub min_ms: f64,
+    pub median_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug)]
+pub struct Merged {
+    pub profile: Profile,
+    /// Per thread count, a few telling steps.
+    pub spreads: Vec<(usize, Vec<Spread>)>,
+}
+
+/// Merges `inputs` (path, file): calibrations of one model on one machine by this build's
+/// engine, each with the same thread counts. An error says which file differs and how.
+pub fn merge(inputs: &[(PathBuf, ProfileFile)]) -> Result<Merged, String> {
+    let [(first_path, first), ..] = inputs else {
+        return Err("--merge needs at least two profiles".into());
+    };
+    if inputs.len() < 2 {
+        return Err("--merge needs at least two profiles".into());
+    }
+    let threads = |p: &ProfileFile| {
+        let mut t: Vec<usize> = p.fit.iter().map(|f| f.threads).collect();
+        t.sort_unstable();
+        t
+    };
+    for (path, p) in inputs {
+        let name = path.display();
+        if p.engine_revision != ENGINE_REVISION {
+            return Err(format!(
+                "{name} was timed by engine revision {}, and this build's engine is revision {ENGINE_REVISION}: \
+                 its step times are another engine's; merge calibrations made by this build",
+                p.engine_revision
+            ));
+        }
+        let differs = |what: &str, theirs: &str, ours: &str| {
+            format!(
+                "{name} is a calibration of {what} {theirs}, {} of {ours}: merge calibrations of one model on one machine",
+                first_path.display()
+            )
+        };
+        if p.machine != first.machine {
+            return Err(differs("the machine", &p.machine, &first.machine));
+        }
+        if (&p.model, &p.weights) != (&first.model, &first.weights) {
+            let (theirs, ours) =
+                (format!("{} ({})", p.model, p.weights), format!("{} ({})", first.model, first.weights));
+            return Err(differs("the model", &theirs, &ours));
+        }
+        if p.kv_bytes_per_token != first.kv_bytes_per_token {
+            return Err(differs(
+                "KV bytes per token",
+                &p.kv_bytes_per_token.to_string(),
+                &first.kv_bytes_per_token.to_string(),
+            ));
+        }
+        if threads(p) != threads(first) {
+            return Err(format!(
+                "{name} has fits for threads {:?}, {} for {:?}: merge calibrations of the same thread counts",
+                threads(p),
+                first_path.display(),
+                threads(first)
+            ));
+        }
+    }
+    let mut fits = Vec::new();
+    let mut spreads = Vec::new();
+    for t in threads(first) {
+        let of_t: Vec<(&PathBuf, &FitFile)> = inputs
+            .iter()
+            .map(|(path, p)| (path, p.fit.iter().find(|f| f.threads == t).expect("the thread counts match")))
+            .collect();
+        let (fit, spread) = merge_threads(t, &of_t)?;
+        fits.push(fit);
+        spreads.push((t, spread));
+    }
+    let profile = Profile {
+        model: first.model.clone(),
+        weights: first.weights.clone(),
+        machine: first.machine.clone(),
+        kv_bytes_per_token: first.kv_bytes_per_token,
+        handoff_us: median(inputs.iter().map(|(_, p)| p.handoff_us).collect()),
+        fits,
+    };
+    Ok(Merged { profile, spreads })
+}
+
+/// A figure every calibration must have measured (older profiles lack some).
+fn measured<'a, T>(path: &Path, threads: usize, what: &str, v: Option<&'a T>) -> Result<&'a T, String> {
+    v.ok_or_else(|| {
+        format!(
+            "{}: the fit for {threads} threads has no {what} (an older calibration): calibrate again",
+            path.display()
+        )
+    })
+}
+
+fn merge_threads(threads: usize, fits: &[(&PathBuf, &FitFile)]) -> Result<(ThreadsFit, Vec<Spread>), String> {
+    let each = |f: &dyn Fn(&FitFile) -> f64| -> Vec<f64> { fits.iter().map(|(_, x)| f(x)).collect() };
+    let refit = |features: usize, xs: Vec<[f64; 3]>, ys: Vec<f64>, what: &str| -> Result<Fit, String> {
+        least_squares_with(features, &xs, &ys)
+            .ok_or_else(|| format!("threads {threads}: the {what} medians do not determine a fit"))
+    };
+    let mut spread = Vec::new();
+    let mut note = |step: String, v: &[f64]| {
+        let (min_ms, max_ms) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+        spread.push(Spread { step, min_ms, median_ms: median(v.to_vec()), max_ms });
+    };
+
+    // Prefill: the fits at the grid's points, their median per point, fitted again.
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for lens in prefill_points(false) {
+        let sum = lens.iter().sum::<usize>() as f64;
+        let sq = lens.iter().map(|&l| (l * l) as f64).sum::<f64>();
+        let at = each(&|f| f.prefill.base_ms + f.prefill.per_token_ms * sum + f.prefill.per_token_sq_ms * sq);
+        if lens.len() == 1 && [16, 64, 256, 1024].contains(&lens[0]) {
+            note(format!("a {}-token prefill", lens[0]), &at);
+        }
+        xs.push([1.0, sum, sq]);
+        ys.push(median(at));
+    }
+    let prefill = least_squares(&xs, &ys)
+        .ok_or_else(|| format!("threads {threads}: the prefill medians do not determine a fit"))?;
+
+    // Decode: each calibration's lines per batch size at the grid's contexts and sizes.
+    let (contexts, batches) = decode_points(false);
+    let lines: Vec<BatchLines> = fits
+        .iter()
+        .map(|(path, f)| {
+            if f.decode_by_batch.is_empty() {
+                return Err(format!(
+                    "{}: the fit for {threads} threads has no decode_by_batch (an older calibration): calibrate again",
+                    path.display()
+                ));
+            }
+            let lines = f.decode_by_batch.iter().map(|l| BatchLine {
+                batch: l.batch,
+                base_ms: l.base_ms,
+                per_ctx_token_ms: l.per_ctx_token_ms,
+            });
+            BatchLines::new(lines.collect()).map_err(|e| format!("{}: {e}", path.display()))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut points = Vec::new();
+    for &b in &batches {
+        for &c in &contexts {
+            let ctx = (b * c) as u64;
+            let at: Vec<f64> = lines.iter().map(|l| l.parts(b as u64, ctx)).map(|(base, var)| base + var).collect();
+            if c == 256 && (b == 1 || b == 8) {
+                note(format!("a batch-{b} decode step at context {c}"), &at);
+            }
+            points.push((b as u64, ctx as f64, median(at)));
+        }
+    }
+    let decode_by_batch = lines_per_batch(&points)
+        .ok_or_else(|| format!("threads {threads}: the decode medians do not determine a line per batch size"))?;
+    // DistServe's forms, for people: batch 1 as a line, batches of two or more as a plane.
+    let single: Vec<&(u64, f64, f64)> = points.iter().filter(|p| p.0 == 1).collect();
+    let decode_single = refit(
+        2,
+        single.iter().map(|p| [1.0, p.1, 0.0]).collect(),
+        single.iter().map(|p| p.2).collect(),
+        "batch-1 decode",
+    )?;
+    let batched: Vec<&(u64, f64, f64)> = points.iter().filter(|p| p.0 > 1).collect();
+    let decode = refit(
+        3,
+        batched.iter().map(|p| [1.0, p.1, p.0 as f64]).collect(),
+        batched.iter().map(|p| p.2).collect(),
+        "batched decode",
+    )?;
+
+    // What runs pay around the steps, and how unsteady the machine is: the medians.
+    let wakes: Vec<_> =
+        fits.iter().map(|(p, f)| measured(p, threads, "wake", f.wake.as_ref())).collect::<Result<_, _>>()?;
+    let wake = Wake {
+        after_idle_ms: median(wakes.iter().map(|w| w.after_idle_ms).collect()),
+        extra_ms: median(wakes.iter().map(|w| w.extra_ms).collect()),
+    };
+    let co: Vec<_> =
+        fits.iter().map(|(p, f)| measured(p, threads, "co_run", f.co_run.as_ref())).collect::<Result<_, _>>()?;
+    let beside: Option<Vec<f64>> = co.iter().map(|c| c.prefill_beside_single).collect();
+    let co_run = CoRun {
+        prefill: median(co.iter().map(|c| c.prefill).collect()),
+        decode: median(co.iter().map(|c| c.decode).collect()),
+        prefill_beside_single: beside.map(median),
+    };
+    let noises: Vec<_> =
+        fits.iter().map(|(p, f)| measured(p, threads, "noise", f.noise.as_ref())).collect::<Result<_, _>>()?;
+    let shapes: Option<Vec<&Vec<f64>>> = noises.iter().map(|n| n.step_quantiles.as_ref()).collect();
+    let step_shape = match shapes {
+        Some(q) => {
+            let per_probability =
+                (0..q[0].len()).map(|i| median(q.iter().map(|v| v.get(i).copied().unwrap_or(f64::NAN)).collect()));
+            Some(
+                Quantiles::from_values(&per_probability.collect::<Vec<_>>())
+                    .map_err(|e| format!("threads {threads}: noise.step_quantiles {e}"))?,
+            )
+        }
+        None => None,
+    };
+    let noise = Noise {
+        step_shape,
+        ..Noise::normal(
+            median(noises.iter().map(|n| n.slow_sd).collect()),
+            median(noises.iter().map(|n| n.corr_ms).collect()),
+            median(noises.iter().map(|n| n.step_sd).collect()),
+        )
+    };
+    noise.check()?;
+    let stolen: Vec<f64> = fits.iter().filter_map(|(_, f)| f.cpu_stolen_share).collect();
+    let levelled: Option<Vec<f64>> = fits
+        .iter()
+        .map(|(_, f)| {
+            f.quality.back_to_back_decode_ratio.filter(|_| f.quality.decode_level_from_back_to_back == Some(true))
+        })
+        .collect();
+    let fit = ThreadsFit {
+        threads,
+        prefill,
+        decode_single,
+        decode,
+        decode_by_batch,
+        wake,
+        co_run,
+        noise: Some(noise),
+        cpu_stolen: (!stolen.is_empty()).then(|| median(stolen)),
+        back_to_back_decode: levelled.map(median),
+    };
+    Ok((fit, spread))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calibrate::profile::read;
+
+    fn committed() -> ProfileFile {
+        read(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/calibrated.toml")).unwrap()
+    }
+
+    /// The committed profile with every step time × `f`, the wake-up `wake` ms and the
+    /// one-thread prefill co-run factor `co`.
+    fn scaled(f: f64, wake: f64, co: f64) -> (PathBuf, ProfileFile) {
+        let mut p = committed();
+        for x in &mut p.fit {
+            let pf = &mut x.prefill;
+            (pf.base_ms, pf.per_token_ms, pf.per_token_sq_ms) =
+                (pf.base_ms * f, pf.per_token_ms * f, pf.per_token_sq_ms * f);
+            for l in &mut x.decode_by_batch {
+                (l.base_ms, l.per_ctx_token_ms) = (l.base_ms * f, l.per_ctx_token_ms * f);
+            }
+            x.wake.as_mut().unwrap().extra_ms = wake;
+            if x.threads == 1 {
+                x.co_run.as_mut().unwrap().prefill = co;
+            }
+        }
+        (PathBuf::from(format!("x{f}.toml")), p)
+    }
+
+    #[test]
+    fn every_figure_is_the_median_of_the_calibrations() {
+        let inputs = [scaled(0.9, 9.0, 0.5), scaled(1.0, 1.0, 0.1), scaled(1.3, 5.0, 0.2)];
+        let m = merge(&inputs).unwrap();
+        let base = committed();
+        for (fit, want) in m.profile.fits.iter().zip(&base.fit) {
+            // The median calibration's step times at every grid point, fitted again: the same
+            // curve and lines (the fit reproduces a curve of its own form exactly).
+            let p = &want.prefill;
+            for l in [16.0, 64.0, 512.0] {
+                let got = fit.prefill.coeffs[0] + fit.prefill.coeffs[1] * l + fit.prefill.coeffs[2] * l * l;
+                let want = p.base_ms + p.per_token_ms * l + p.per_token_sq_ms * l * l;
+                assert!((got / want - 1.0).abs() < 1e-9, "threads {}: {l} tokens {got} against {want}", fit.threads);
+            }
+            for (got, want) in fit.decode_by_batch.lines.iter().zip(&want.decode_by_batch) {
+                assert_eq!(got.batch, want.batch);
+                assert!((got.base_ms / want.base_ms - 1.0).abs() < 1e-9, "{got:?} {want:?}");
+                assert!((got.per_ctx_token_ms / want.per_ctx_token_ms - 1.0).abs() < 1e-6, "{got:?} {want:?}");
+            }
+            assert_eq!(fit.wake.extra_ms, 5.0);
+            let noise = want.noise.as_ref().unwrap();
+            assert_eq!(fit.noise.unwrap().slow_sd, noise.slow_sd);
+        }
+        assert_eq!(m.profile.fits[0].co_run.prefill, 0.2);
+        assert_eq!(m.profile.fits[1].co_run.prefill, base.fit[1].co_run.as_ref().unwrap().prefill);
+        // The summary tells how far apart they were: ×0.9 to ×1.3 of the median.
+        let (threads, spread) = &m.spreads[0];
+        let s = spread.iter().find(|s| s.step == "a 64-token prefill").unwrap();
+        assert_eq!(*threads, 1);
+        assert!((s.min_ms / s.median_ms - 0.9).abs() < 1e-9 && (s.max_ms / s.median_ms - 1.3).abs() < 1e-9, "{s:?}");
+        // Written and read back, it is a profile the simulator loads.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, m.profile.to_toml("2026-11-30")).unwrap();
+        assert!(crate::calibrate::profile::load(&path).is_ok());
+    }
+
+    #[test]
+    fn calibrations_of_another_machine_engine_or_thread_count_are_refused() {
+        let one = scaled(1.0, 1.0, 0.1);
+        let mut other = scaled(1.1, 1.0, 0.1);
+        other.1.machine = "AMD EPYC, 2 cores".into();
+        let err = merge(&[one.clone(), other]).unwrap_err();
+        assert!(err.contains("x1.1.toml is a calibration of the machine AMD EPYC, 2 cores, x1.toml of Intel"), "{err}");
+        let mut old = scaled(1.1, 1.0, 0.1);
+        old.1.engine_revision = ENGINE_REVISION - 1;
+        let err = merge(&[one.clone(), old]).unwrap_err();
+        assert!(err.contains("x1.1.toml was timed by engine revision"), "{err}");
+        let mut fewer = scaled(1.1, 1.0, 0.1);
+        fewer.1.fit.retain(|f| f.threads == 1);
+        let err = merge(&[one.clone(), fewer]).unwrap_err();
+        assert!(err.contains("x1.1.toml has fits for threads [1], x1.toml for [1, 2]"), "{err}");
+        let mut unmeasured = scaled(1.1, 1.0, 0.1);
+        unmeasured.1.fit[1].wake = None;
+        let err = merge(&[one.clone(), unmeasured]).unwrap_err();
+        assert!(err.contains("x1.1.toml: the fit for 2 threads has no wake (an older calibration)"), "{err}");
+        assert!(merge(&[one]).unwrap_err().contains("at least two"));
+    }
+}
