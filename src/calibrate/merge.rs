@@ -1,8 +1,8 @@
 //! `pdsim calibrate --merge`: one profile from several calibrations of the same machine.
 //!
 //! A calibration is a few minutes of a shared machine, and the machine's pace wanders over
-//! hours. On the 2-vCPU Xeon, four calibrations of one night by the same build put a one-thread
-//! 64-token prefill at 92, 93, 111 and 116 ms, and judged against the same 43 runs per
+//! hours. On the 2-vCPU Xeon, four calibrations of one night by the same build timed a
+//! one-thread 64-token prefill at 92, 93, 111 and 116 ms in their grids, and judged against the same 43 runs per
 //! topology (the night's twelve rounds, pooled) they put 32, 35, 39 and 41 of 48 figures within
 //! the goal (≤ 5% at p50, ≤ 10% at p90). Their medians, merged as here, put 42 within it: more
 //! than any one of them.

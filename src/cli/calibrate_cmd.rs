@@ -179,6 +179,17 @@ fn merge(paths: &[PathBuf], out: &Path, json: bool) -> ExitCode {
         eprintln!("error: {e}");
         ExitCode::from(EXIT_BAD_INPUT)
     };
+    // The merge replaces --out whole: never one of the calibrations it is made of.
+    let same = |p: &Path| match (p.canonicalize(), out.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if let Some(p) = paths.iter().find(|p| same(p)) {
+        return bad(format!(
+            "--out {} is one of the calibrations to merge: write the merge to another file (--out PATH)",
+            p.display()
+        ));
+    }
     let inputs = match paths.iter().map(|p| profile::read(p).map(|f| (p.clone(), f))).collect::<Result<Vec<_>, _>>() {
         Ok(v) => v,
         Err(e) => return bad(e),

@@ -377,6 +377,16 @@ fn calibrations_merge_into_their_median() {
     assert!(stderr.contains("other.toml is a calibration of the machine Other Intel"), "{stderr}");
     assert!(stderr.contains("merge calibrations of one model on one machine"), "{stderr}");
     assert!(!refused.exists());
+    // Nor is a calibration overwritten by the merge it is part of.
+    let out = Command::new(env!("CARGO_BIN_EXE_pdsim"))
+        .args(["calibrate", "--merge", &paths[0], &paths[1], "--out", &paths[1]])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is one of the calibrations to merge"), "{stderr}");
+    assert!(std::fs::read_to_string(&paths[1]).unwrap().contains("extra_ms = 7.5"), "c1.toml as it was");
     // One profile is not a merge; nor is a merge timed.
     for extra in [vec![], vec!["--reps", "5"]] {
         let mut args = vec!["calibrate", "--merge", &paths[0]];
