@@ -11,9 +11,14 @@ fn pdsim(args: &[&str]) -> Value {
     pdsim_with_stderr(args).0
 }
 
+/// pdsim run with `args` in the repository, whatever its exit.
+fn output(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pdsim")).args(args).current_dir(repo()).output().unwrap()
+}
+
 /// The JSON on stdout and the progress on stderr.
 fn pdsim_with_stderr(args: &[&str]) -> (Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pdsim")).args(args).current_dir(repo()).output().unwrap();
+    let out = output(args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     (serde_json::from_slice(&out.stdout).unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
@@ -343,7 +348,7 @@ fn calibrations_merge_into_their_median() {
     let mut args = vec!["calibrate", "--merge"];
     args.extend(paths.iter().map(String::as_str));
     args.extend(["--out", merged.to_str().unwrap()]);
-    let out = Command::new(env!("CARGO_BIN_EXE_pdsim")).args(&args).current_dir(repo()).output().unwrap();
+    let out = output(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("threads 1: the 3 calibrations put a 16-token prefill"), "{stdout}");
@@ -367,22 +372,14 @@ fn calibrations_merge_into_their_median() {
     let other = d.path().join("other.toml");
     std::fs::write(&other, committed.replace("machine = \"Intel", "machine = \"Other Intel")).unwrap();
     let refused = d.path().join("refused.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_pdsim"))
-        .args(["calibrate", "--merge", &paths[0], other.to_str().unwrap(), "--out", refused.to_str().unwrap()])
-        .current_dir(repo())
-        .output()
-        .unwrap();
+    let out = output(&["calibrate", "--merge", &paths[0], other.to_str().unwrap(), "--out", refused.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("other.toml is a calibration of the machine Other Intel"), "{stderr}");
     assert!(stderr.contains("merge calibrations of one model on one machine"), "{stderr}");
     assert!(!refused.exists());
     // Nor is a calibration overwritten by the merge it is part of.
-    let out = Command::new(env!("CARGO_BIN_EXE_pdsim"))
-        .args(["calibrate", "--merge", &paths[0], &paths[1], "--out", &paths[1]])
-        .current_dir(repo())
-        .output()
-        .unwrap();
+    let out = output(&["calibrate", "--merge", &paths[0], &paths[1], "--out", &paths[1]]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("is one of the calibrations to merge"), "{stderr}");
@@ -396,7 +393,7 @@ fn calibrations_merge_into_their_median() {
             args.extend([&paths[1] as &str]);
             args.extend(extra);
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_pdsim")).args(&args).current_dir(repo()).output().unwrap();
+        let out = output(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
