@@ -27,6 +27,10 @@ pub struct CalibrateArgs {
     /// made hours apart) into one, each step time the median of theirs.
     #[arg(long, num_args = 2.., value_name = "PROFILE", conflicts_with_all = ["threads", "reps", "quick"])]
     merge: Vec<PathBuf>,
+    /// With --merge: leave out the calibrations during which the hypervisor took more than PCT%
+    /// of the CPU (`cpu_stolen_share`; those that did not record it are kept).
+    #[arg(long, value_name = "PCT", requires = "merge")]
+    max_stolen: Option<f64>,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -51,7 +55,7 @@ const DRIFTED_DECODE: f64 = 0.10;
 
 pub fn run(args: CalibrateArgs) -> ExitCode {
     if !args.merge.is_empty() {
-        return merge(&args.merge, &args.out, args.model.json);
+        return merge(&args.merge, args.max_stolen, &args.out, args.model.json);
     }
     if args.threads.is_empty() || args.threads.contains(&0) || args.reps == 0 {
         eprintln!("error: --threads must list thread counts of at least 1, and --reps be at least 1");
@@ -174,11 +178,14 @@ fn write_profile(out: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// `calibrate --merge`: one profile from earlier calibrations; times nothing.
-fn merge(paths: &[PathBuf], out: &Path, json: bool) -> ExitCode {
+fn merge(paths: &[PathBuf], max_stolen: Option<f64>, out: &Path, json: bool) -> ExitCode {
     let bad = |e: String| {
         eprintln!("error: {e}");
         ExitCode::from(EXIT_BAD_INPUT)
     };
+    if max_stolen.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
+        return bad("--max-stolen is a percentage, from 0 to 100".into());
+    }
     // The merge replaces --out whole: never one of the calibrations it is made of.
     let same = |p: &Path| match (p.canonicalize(), out.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
@@ -194,17 +201,24 @@ fn merge(paths: &[PathBuf], out: &Path, json: bool) -> ExitCode {
         Ok(v) => v,
         Err(e) => return bad(e),
     };
-    let merged = match crate::calibrate::merge::merge(&inputs) {
+    let merged = match crate::calibrate::merge::merge(&inputs, max_stolen.map(|p| p / 100.0)) {
         Ok(m) => m,
         Err(e) => return bad(e),
     };
-    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let names: Vec<String> = merged.kept.iter().map(|p| p.display().to_string()).collect();
+    let left_out: Vec<String> =
+        merged.left_out.iter().map(|(p, share)| format!("{} ({:.1}%)", p.display(), share * 100.0)).collect();
+    let left_out = match left_out.as_slice() {
+        [] => String::new(),
+        l => format!("Left out for the CPU time the hypervisor took while they were timed: {}", l.join(", ")),
+    };
     let text = format!(
         "# Merged by `pdsim calibrate --merge` from {} calibrations ({}): each step time is the median\n\
          # of their fits at calibrate's grid points, fitted again; the wake-up, co-run and noise figures\n\
-         # are the medians of theirs.\n{}",
-        paths.len(),
+         # are the medians of theirs.\n{}{}",
+        names.len(),
         names.join(", "),
+        if left_out.is_empty() { String::new() } else { format!("# {left_out}.\n") },
         merged.profile.to_toml(&today())
     );
     if let Err(e) = write_profile(out, &text) {
@@ -212,20 +226,26 @@ fn merge(paths: &[PathBuf], out: &Path, json: bool) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if json {
+        if !left_out.is_empty() {
+            eprintln!("{left_out}");
+        }
         println!("{}", serde_json::to_string_pretty(&merged.profile).unwrap_or_default());
         return ExitCode::SUCCESS;
+    }
+    if !left_out.is_empty() {
+        println!("{left_out}");
     }
     for (threads, spread) in &merged.spreads {
         let steps: Vec<String> = spread
             .iter()
             .map(|s| format!("{} {:.1}–{:.1} ms (median {:.1})", s.step, s.min_ms, s.max_ms, s.median_ms))
             .collect();
-        println!("threads {threads}: the {} calibrations put {}", paths.len(), steps.join("; "));
+        println!("threads {threads}: the {} calibrations put {}", names.len(), steps.join("; "));
     }
     println!(
         "profile: {} (merged from {} calibrations; name it in a scenario: [cost_model] kind = \"profile\", path = ...)",
         out.display(),
-        paths.len()
+        names.len()
     );
     ExitCode::SUCCESS
 }

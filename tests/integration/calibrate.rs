@@ -378,6 +378,22 @@ fn calibrations_merge_into_their_median() {
     assert!(stderr.contains("other.toml is a calibration of the machine Other Intel"), "{stderr}");
     assert!(stderr.contains("merge calibrations of one model on one machine"), "{stderr}");
     assert!(!refused.exists());
+    // `--max-stolen` leaves out calibrations that lost more CPU time to the hypervisor (the
+    // committed one's copies lost 1.1–1.2%): fewer than two left is refused, saying why.
+    let out = output(&[
+        "calibrate",
+        "--merge",
+        &paths[0],
+        &paths[1],
+        "--max-stolen",
+        "1",
+        "--out",
+        refused.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("2 of 2 lost more than 1% of the CPU to the hypervisor while timed"), "{stderr}");
+    assert!(!refused.exists());
     // Nor is a calibration overwritten by the merge it is part of.
     let out = output(&["calibrate", "--merge", &paths[0], &paths[1], "--out", &paths[1]]);
     let stderr = String::from_utf8_lossy(&out.stderr);
