@@ -2,10 +2,11 @@
 //!
 //! A calibration is a few minutes of a shared machine, and the machine's pace wanders over
 //! hours. On the 2-vCPU Xeon, four calibrations of one night by the same build timed a
-//! one-thread 64-token prefill at 92, 93, 111 and 116 ms in their grids, and judged against the same 43 runs per
-//! topology (the night's twelve rounds, pooled) they put 32, 35, 39 and 41 of 48 figures within
-//! the goal (≤ 5% at p50, ≤ 10% at p90). Their medians, merged as here, put 42 within it: more
-//! than any one of them.
+//! one-thread 64-token prefill at 92, 93, 111 and 116 ms in their grids, and judged against the
+//! same 43 runs per topology (the night's twelve rounds, pooled) they put 32, 35, 39 and 41 of 48
+//! figures within the goal (≤ 5% at p50, ≤ 10% at p90). Their medians, merged as here, put 42
+//! within it: more than any one of them. The three calibrations of that build made while the
+//! hypervisor took under 2% of the CPU put 45, 41 and 39 alone, and 46 merged.
 //!
 //! Each step time is the median of the calibrations' fits at calibrate's own grid points,
 //! fitted again in the same forms (prefill in DistServe's, decode a line per batch size); the
@@ -57,8 +58,8 @@ fn stolen(p: &ProfileFile) -> Option<f64> {
 ///
 /// On the Xeon the share a calibration lost ranked the calibrations as the pooled runs did:
 /// 1.1–1.2%, 1.4–1.5%, 1.8–1.9%, 2.5–3.7%, 3.4–3.7%, 5.2–5.5% and 8.2–8.7% put 45, 41, 39, 35, 32,
-/// 23 and 14 of 48 figures within the goal. Merged, all six but the committed one put 38; the
-/// four under 4%, 42.
+/// 23 and 14 of 48 figures within the goal. Merged, the three under 2% put 46; the four other
+/// under 4%, 42; all six but the committed one, 38 (a median follows the majority).
 pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Result<Merged, String> {
     let (inputs, left_out): (Vec<&(PathBuf, ProfileFile)>, Vec<_>) =
         inputs.iter().partition(|(_, p)| match (max_stolen, stolen(p)) {
@@ -68,7 +69,7 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
     let left_out: Vec<(PathBuf, f64)> =
         left_out.into_iter().map(|(path, p)| (path.clone(), stolen(p).expect("left out by it"))).collect();
     if inputs.len() < 2 {
-        let kept = if left_out.is_empty() {
+        let why = if left_out.is_empty() {
             String::new()
         } else {
             // As the user wrote it: 3, not 3.0000000000000004.
@@ -79,7 +80,7 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
                 left_out.len() + inputs.len()
             )
         };
-        return Err(format!("--merge needs at least two profiles{kept}"));
+        return Err(format!("--merge needs at least two profiles{why}"));
     }
     let (first_path, first) = inputs[0];
     let threads = |p: &ProfileFile| {
