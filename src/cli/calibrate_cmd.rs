@@ -179,13 +179,11 @@ fn write_profile(out: &Path, text: &str) -> std::io::Result<()> {
 
 /// `calibrate --merge`: one profile from earlier calibrations; times nothing.
 fn merge(paths: &[PathBuf], max_stolen: Option<f64>, out: &Path, json: bool) -> ExitCode {
-    let bad = |e: String| {
-        eprintln!("error: {e}");
-        ExitCode::from(EXIT_BAD_INPUT)
+    let bad = super::bad_input;
+    let max_stolen = match super::max_stolen_share(max_stolen) {
+        Ok(share) => share,
+        Err(e) => return bad(e),
     };
-    if max_stolen.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
-        return bad("--max-stolen is a percentage, from 0 to 100".into());
-    }
     // The merge replaces --out whole: never one of the calibrations it is made of.
     let same = |p: &Path| match (p.canonicalize(), out.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
@@ -201,7 +199,7 @@ fn merge(paths: &[PathBuf], max_stolen: Option<f64>, out: &Path, json: bool) -> 
         Ok(v) => v,
         Err(e) => return bad(e),
     };
-    let merged = match crate::calibrate::merge::merge(&inputs, max_stolen.map(|p| p / 100.0)) {
+    let merged = match crate::calibrate::merge::merge(&inputs, max_stolen) {
         Ok(m) => m,
         Err(e) => return bad(e),
     };

@@ -54,10 +54,8 @@ pub fn run(args: CompareArgs) -> ExitCode {
     if args.repeat == 0 {
         return bad("--repeat must be at least 1".into());
     }
-    if let Some(pct) = args.max_stolen {
-        if !(pct > 0.0 && pct <= 100.0) {
-            return bad(format!("--max-stolen must be a percentage above 0 and at most 100 (got {pct})"));
-        }
+    if let Err(e) = super::max_stolen_share(args.max_stolen) {
+        return bad(e);
     }
     let mut sc = match scenario::load(&args.scenario) {
         Ok(s) => s,

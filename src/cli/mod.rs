@@ -22,6 +22,17 @@ fn bad_input(message: String) -> ExitCode {
     ExitCode::from(EXIT_BAD_INPUT)
 }
 
+/// `--max-stolen PCT` (compare, calibrate --merge) as a share of the CPU; an error for a
+/// percentage outside (0, 100].
+fn max_stolen_share(pct: Option<f64>) -> Result<Option<f64>, String> {
+    match pct {
+        Some(pct) if !(pct > 0.0 && pct <= 100.0) => {
+            Err(format!("--max-stolen must be a percentage above 0 and at most 100 (got {pct})"))
+        }
+        pct => Ok(pct.map(|p| p / 100.0)),
+    }
+}
+
 /// `--requests` and `--only`: which part of a scenario to run.
 #[derive(clap::Args)]
 pub struct Narrow {

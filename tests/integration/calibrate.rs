@@ -402,6 +402,19 @@ fn calibrations_merge_into_their_median() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("2 of 2 lost more than 1% of the CPU to the hypervisor while timed"), "{stderr}");
     assert!(!refused.exists());
+    let out = output(&[
+        "calibrate",
+        "--merge",
+        &paths[0],
+        &paths[1],
+        "--max-stolen",
+        "0",
+        "--out",
+        refused.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--max-stolen must be a percentage above 0 and at most 100 (got 0)"), "{stderr}");
     // Nor is a calibration overwritten by the merge it is part of.
     let out = output(&["calibrate", "--merge", &paths[0], &paths[1], "--out", &paths[1]]);
     let stderr = String::from_utf8_lossy(&out.stderr);
