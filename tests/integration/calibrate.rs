@@ -16,6 +16,15 @@ fn output(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_pdsim")).args(args).current_dir(repo()).output().unwrap()
 }
 
+/// The stderr of pdsim run with `args`, which must refuse them as bad input (exit 2).
+#[track_caller]
+fn bad_input_error(args: &[&str]) -> String {
+    let out = output(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    stderr
+}
+
 /// The JSON on stdout and the progress on stderr.
 fn pdsim_with_stderr(args: &[&str]) -> (Value, String) {
     let out = output(args);
@@ -380,57 +389,23 @@ fn calibrations_merge_into_their_median() {
     let other = d.path().join("other.toml");
     std::fs::write(&other, committed.replace("machine = \"Intel", "machine = \"Other Intel")).unwrap();
     let refused = d.path().join("refused.toml");
-    let out = output(&["calibrate", "--merge", &paths[0], other.to_str().unwrap(), "--out", refused.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let out = refused.to_str().unwrap();
+    let stderr = bad_input_error(&["calibrate", "--merge", &paths[0], other.to_str().unwrap(), "--out", out]);
     assert!(stderr.contains("other.toml is a calibration of the machine Other Intel"), "{stderr}");
     assert!(stderr.contains("merge calibrations of one model on one machine"), "{stderr}");
     assert!(!refused.exists());
     // `--max-stolen` leaves out calibrations that lost more CPU time to the hypervisor (the
     // committed one's copies lost 1.1–1.2%): fewer than two left is refused, saying why.
-    let out = output(&[
-        "calibrate",
-        "--merge",
-        &paths[0],
-        &paths[1],
-        "--max-stolen",
-        "1",
-        "--out",
-        refused.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = bad_input_error(&["calibrate", "--merge", &paths[0], &paths[1], "--max-stolen", "1", "--out", out]);
     assert!(stderr.contains("2 of 2 lost more than 1% of the CPU to the hypervisor while timed"), "{stderr}");
     assert!(!refused.exists());
-    let out = output(&[
-        "calibrate",
-        "--merge",
-        &paths[0],
-        &paths[1],
-        "--max-stolen",
-        "0",
-        "--out",
-        refused.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = bad_input_error(&["calibrate", "--merge", &paths[0], &paths[1], "--max-stolen", "0", "--out", out]);
     assert!(stderr.contains("--max-stolen must be a percentage above 0 and at most 100 (got 0)"), "{stderr}");
     // Nor is a calibration overwritten by the merge it is part of.
-    let out = output(&["calibrate", "--merge", &paths[0], &paths[1], "--out", &paths[1]]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = bad_input_error(&["calibrate", "--merge", &paths[0], &paths[1], "--out", &paths[1]]);
     assert!(stderr.contains("is one of the calibrations to merge"), "{stderr}");
     assert!(std::fs::read_to_string(&paths[1]).unwrap().contains("extra_ms = 7.5"), "c1.toml as it was");
     // One profile is not a merge; nor is a merge timed.
-    for extra in [vec![], vec!["--reps", "5"]] {
-        let mut args = vec!["calibrate", "--merge", &paths[0]];
-        if extra.is_empty() {
-            args.extend(["--out", refused.to_str().unwrap()]);
-        } else {
-            args.extend([&paths[1] as &str]);
-            args.extend(extra);
-        }
-        let out = output(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    bad_input_error(&["calibrate", "--merge", &paths[0], "--out", out]);
+    bad_input_error(&["calibrate", "--merge", &paths[0], &paths[1], "--reps", "5"]);
 }
