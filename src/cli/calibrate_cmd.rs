@@ -208,31 +208,35 @@ fn merge(paths: &[PathBuf], max_stolen: Option<f64>, out: &Path, json: bool) -> 
         merged.left_out.iter().map(|(p, share)| format!("{} ({:.1}%)", p.display(), share * 100.0)).collect();
     let left_out = match left_out.as_slice() {
         [] => String::new(),
-        l => format!("Left out for the CPU time the hypervisor took while they were timed: {}", l.join(", ")),
+        l => format!("Left out for the CPU time the hypervisor took while they were timed: {}.", l.join(", ")),
     };
-    let text = format!(
-        "# Merged by `pdsim calibrate --merge` from {} calibrations ({}): each step time is the median\n\
-         # of their fits at calibrate's grid points, fitted again; the wake-up, co-run and noise figures\n\
-         # are the medians of theirs.\n{}{}",
+    let shapeless: Vec<String> = merged.without_jitter_shape.iter().map(|p| p.display().to_string()).collect();
+    let shapeless = match shapeless.as_slice() {
+        [] => String::new(),
+        l => format!(
+            "The jitter's shape (step_quantiles) is left out: {} did not record it, so the merged profile draws normal jitter.",
+            l.join(", ")
+        ),
+    };
+    let header = format!(
+        "Merged by `pdsim calibrate --merge` from {} calibrations ({}): each step time is the median \
+         of their fits at calibrate's grid points, fitted again; the wake-up, co-run and noise figures \
+         are the medians of theirs. {left_out} {shapeless}",
         names.len(),
         names.join(", "),
-        if left_out.is_empty() { String::new() } else { format!("# {left_out}.\n") },
-        merged.profile.to_toml(&today())
     );
+    let text = format!("{}{}", comment(&header), merged.profile.to_toml(&today()));
     if let Err(e) = write_profile(out, &text) {
         eprintln!("error: cannot write {}: {e}", out.display());
         return ExitCode::FAILURE;
     }
+    let notes: Vec<&str> = [left_out.as_str(), shapeless.as_str()].into_iter().filter(|s| !s.is_empty()).collect();
     if json {
-        if !left_out.is_empty() {
-            eprintln!("{left_out}");
-        }
+        notes.iter().for_each(|n| eprintln!("{n}"));
         println!("{}", serde_json::to_string_pretty(&merged.profile).unwrap_or_default());
         return ExitCode::SUCCESS;
     }
-    if !left_out.is_empty() {
-        println!("{left_out}");
-    }
+    notes.iter().for_each(|n| println!("{n}"));
     for (threads, spread) in &merged.spreads {
         let steps: Vec<String> = spread
             .iter()
@@ -246,4 +250,41 @@ fn merge(paths: &[PathBuf], max_stolen: Option<f64>, out: &Path, json: bool) -> 
         names.len()
     );
     ExitCode::SUCCESS
+}
+
+/// `text` as TOML comment lines of at most 96 characters (a long word gets a line of its own).
+fn comment(text: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::from("#");
+    for word in text.split_whitespace() {
+        if line.len() > 1 && line.chars().count() + 1 + word.chars().count() > 96 {
+            out.push_str(&line);
+            out.push('\n');
+            line = String::from("#");
+        }
+        line.push(' ');
+        line.push_str(word);
+    }
+    if line.len() > 1 {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::comment;
+
+    #[test]
+    fn a_header_is_wrapped_into_comment_lines() {
+        let text = format!("{} {}", "word ".repeat(40), "profiles/".repeat(12));
+        let wrapped = comment(&text);
+        let lines: Vec<&str> = wrapped.lines().collect();
+        assert!(lines.iter().all(|l| l.starts_with("# ")), "{lines:?}");
+        assert!(lines[..lines.len() - 1].iter().all(|l| l.chars().count() <= 96), "{lines:?}");
+        assert_eq!(lines.last().unwrap(), &format!("# {}", "profiles/".repeat(12)), "a long word on its own line");
+        assert_eq!(lines.concat().replace("# ", " ").split_whitespace().count(), 41, "no word lost");
+        assert_eq!(comment(""), "");
+    }
 }

@@ -349,15 +349,15 @@ fn calibrate_then_compare() {
 #[test]
 fn calibrations_merge_into_their_median() {
     let d = tempfile::tempdir().unwrap();
-    let committed = std::fs::read_to_string(repo().join("profiles/calibrated.toml")).unwrap();
+    let calibration = std::fs::read_to_string(repo().join("profiles/xeon/2026-11-29-2216.toml")).unwrap();
     let wake = "extra_ms = 3.5403396153846156";
-    assert!(committed.contains(wake), "the one-thread wake-up this test edits");
+    assert!(calibration.contains(wake), "the one-thread wake-up this test edits");
     let paths: Vec<String> = [3.5, 7.5, 9.5]
         .iter()
         .enumerate()
         .map(|(i, ms)| {
             let p = d.path().join(format!("c{i}.toml"));
-            std::fs::write(&p, committed.replace(wake, &format!("extra_ms = {ms}"))).unwrap();
+            std::fs::write(&p, calibration.replace(wake, &format!("extra_ms = {ms}"))).unwrap();
             p.to_str().unwrap().to_owned()
         })
         .collect();
@@ -372,6 +372,8 @@ fn calibrations_merge_into_their_median() {
     assert!(stdout.contains("(merged from 3 calibrations;"), "{stdout}");
     let text = std::fs::read_to_string(&merged).unwrap();
     assert!(text.starts_with("# Merged by `pdsim calibrate --merge` from 3 calibrations"), "{text}");
+    let header = text.lines().take_while(|l| !l.starts_with("# pdsim calibrate,"));
+    assert!(header.clone().count() > 1 && header.clone().all(|l| l.chars().count() <= 96), "wrapped: {text}");
     assert!(text.contains("extra_ms = 7.5"), "the median wake-up: {text}");
     // A scenario runs on it.
     let scenario = std::fs::read_to_string(repo().join("scenarios/light_light.toml"))
@@ -387,7 +389,7 @@ fn calibrations_merge_into_their_median() {
 
     // Another machine's calibration is refused, naming it, and nothing is written.
     let other = d.path().join("other.toml");
-    std::fs::write(&other, committed.replace("machine = \"Intel", "machine = \"Other Intel")).unwrap();
+    std::fs::write(&other, calibration.replace("machine = \"Intel", "machine = \"Other Intel")).unwrap();
     let refused = d.path().join("refused.toml");
     let out = refused.to_str().unwrap();
     let stderr = bad_input_error(&["calibrate", "--merge", &paths[0], other.to_str().unwrap(), "--out", out]);
@@ -395,7 +397,7 @@ fn calibrations_merge_into_their_median() {
     assert!(stderr.contains("merge calibrations of one model on one machine"), "{stderr}");
     assert!(!refused.exists());
     // `--max-stolen` leaves out calibrations that lost more CPU time to the hypervisor (the
-    // committed one's copies lost 1.1–1.2%): fewer than two left is refused, saying why.
+    // calibration one's copies lost 1.1–1.2%): fewer than two left is refused, saying why.
     let stderr = bad_input_error(&["calibrate", "--merge", &paths[0], &paths[1], "--max-stolen", "1", "--out", out]);
     assert!(stderr.contains("2 of 2 lost more than 1% of the CPU to the hypervisor while timed"), "{stderr}");
     assert!(!refused.exists());
