@@ -145,6 +145,7 @@ fn time_grids(model: &Arc<Model>, opts: &Options, progress: &mut dyn FnMut(&str)
     }
     for round in 0..=opts.reps {
         progress(&grid_round(&opts.threads, round, opts.reps));
+        let stolen = crate::run::steal::Meter::start();
         for t in &mut timings {
             // This pool slept while the others computed: an untimed step wakes it, so that the
             // round's first point does not pay for it.
@@ -155,6 +156,11 @@ fn time_grids(model: &Arc<Model>, opts: &Options, progress: &mut dyn FnMut(&str)
             if round > 0 {
                 t.series.segment(&mut t.bench, steadiness_secs(opts) / opts.reps as f64)?;
             }
+        }
+        // Whether a slow spell hit one round or all of them: the profile keeps only the share
+        // over each thread count's whole timing.
+        if let Some(share) = stolen.share() {
+            progress(&format!("  the hypervisor took {:.1}% of the CPU time during the round", share * 100.0));
         }
     }
     Ok(timings)

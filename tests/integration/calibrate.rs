@@ -59,6 +59,8 @@ fn calibrate_then_compare() {
     // The share of CPU time the hypervisor took meanwhile (Linux's /proc/stat), kept in the file.
     assert!(fit["cpu_stolen"].as_f64().is_some_and(|s| (0.0..=1.0).contains(&s)), "{fit}");
     assert!(std::fs::read_to_string(&profile).unwrap().contains("cpu_stolen_share = "));
+    // And round by round: the warm-up and the one timed round.
+    assert_eq!(progress.matches("of the CPU time during the round").count(), 2, "{progress}");
     // Back-to-back decode steps against the grid's fit: a check of the machine's pace.
     assert!(fit["back_to_back_decode"].as_f64().is_some_and(|r| r > 0.2 && r < 5.0), "{fit}");
     assert!(std::fs::read_to_string(&profile).unwrap().contains("back_to_back_decode_ratio = "));
