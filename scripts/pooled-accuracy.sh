@@ -8,6 +8,12 @@
 #
 #   scripts/pooled-accuracy.sh                                  # the committed profile, --max-stolen 3
 #   scripts/pooled-accuracy.sh --profile P.toml --max-stolen 2 --out DIR
+#   scripts/pooled-accuracy.sh --runs docs/runs/xeon-2026-11-30-afternoon.tar.gz
+#
+# --runs names another archive of the same layout (<archive name>/<round>/<scenario>/run-K/):
+# docs/runs/xeon-2026-11-30-afternoon.tar.gz holds one round executed 2026-11-30 15:01-15:24
+# UTC (two runs per topology), after the committed profile was chosen on the night's runs: a
+# judge that did not take part in the choice.
 #
 # The runs' CSVs are in docs/runs/xeon-2026-11-30.tar.gz (each run's requests, trace, iteration
 # rows, summary and the CPU share the hypervisor took); the comparisons go under --out (default:
@@ -17,21 +23,23 @@ cd "$(dirname "$0")/.."
 profile=profiles/calibrated.toml
 max_stolen=3
 out=output/pooled-accuracy
+archive=docs/runs/xeon-2026-11-30.tar.gz
 while [ $# -gt 0 ]; do
     case "$1" in
         --profile) profile="$2"; shift 2 ;;
         --max-stolen) max_stolen="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
-        *) echo "usage: $0 [--profile P.toml] [--max-stolen PCT] [--out DIR]" >&2; exit 2 ;;
+        --runs) archive="$2"; shift 2 ;;
+        *) echo "usage: $0 [--profile P.toml] [--max-stolen PCT] [--out DIR] [--runs ARCHIVE.tar.gz]" >&2; exit 2 ;;
     esac
 done
-archive=docs/runs/xeon-2026-11-30.tar.gz
 [ -f "$archive" ] || { echo "error: $archive is missing" >&2; exit 1; }
 [ -f "$profile" ] || { echo "error: no profile at $profile" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 tar -xzf "$archive" -C "$work"
-runs="$work/xeon-2026-11-30"
+runs="$work/$(basename "$archive" .tar.gz)"
+[ -d "$runs" ] || { echo "error: $archive does not hold a folder $(basename "$archive" .tar.gz)/" >&2; exit 2; }
 pdsim=target/release/pdsim
 if [ ! -x "$pdsim" ]; then
     echo "building pdsim (cargo build --release)..." >&2
