@@ -62,7 +62,7 @@ fn stolen(p: &ProfileFile) -> Option<f64> {
 /// On the Xeon the share a calibration lost ranked the calibrations as the pooled runs did:
 /// 1.1–1.2%, 1.4–1.5%, 1.8–1.9%, 2.5–3.7%, 3.4–3.7%, 5.2–5.5% and 8.2–8.7% put 45, 41, 39, 35, 32,
 /// 23 and 14 of 48 figures within the goal. Merged, the three under 2% put 46; the four other
-/// under 4%, 42; all six but the committed one, 38 (a median follows the majority).
+/// under 4%, 42; all six but 22:16, 38 (a median follows the majority).
 pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Result<Merged, String> {
     let (inputs, left_out): (Vec<&(PathBuf, ProfileFile)>, Vec<_>) =
         inputs.iter().partition(|(_, p)| match (max_stolen, stolen(p)) {
@@ -132,12 +132,18 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
     }
     let mut fits = Vec::new();
     let mut spreads = Vec::new();
+    let mut without_jitter_shape: Vec<PathBuf> = Vec::new();
     for t in threads(first) {
         let of_t: Vec<(&PathBuf, &FitFile)> = inputs
             .iter()
             .map(|&(path, p)| (path, p.fit.iter().find(|f| f.threads == t).expect("the thread counts match")))
             .collect();
-        let (fit, spread) = merge_threads(t, &of_t)?;
+        let (fit, spread, shapeless) = merge_threads(t, &of_t)?;
+        for path in shapeless {
+            if !without_jitter_shape.contains(&path) {
+                without_jitter_shape.push(path);
+            }
+        }
         fits.push(fit);
         spreads.push((t, spread));
     }
@@ -150,13 +156,6 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
         fits,
     };
     let kept = inputs.iter().map(|(path, _)| path.clone()).collect();
-    // A shape from some of them only is a median of fewer than were merged. On the Xeon's pooled
-    // runs the three calibrations under 2% merged (two with a shape) put 46 of 48 figures within
-    // the goal with normal jitter, 44 with those two's shape (TPOT p50s 1–3 points higher): keep
-    // it only when every calibration recorded it, and say so.
-    let shapeless = |p: &ProfileFile| p.fit.iter().any(|f| f.noise.as_ref().is_none_or(|n| n.step_quantiles.is_none()));
-    let without: Vec<PathBuf> = inputs.iter().filter(|(_, p)| shapeless(p)).map(|(path, _)| path.clone()).collect();
-    let without_jitter_shape = if without.len() < inputs.len() { without } else { Vec::new() };
     Ok(Merged { profile, spreads, kept, left_out, without_jitter_shape })
 }
 
@@ -170,7 +169,12 @@ fn measured<'a, T>(path: &Path, threads: usize, what: &str, v: Option<&'a T>) ->
     })
 }
 
-fn merge_threads(threads: usize, fits: &[(&PathBuf, &FitFile)]) -> Result<(ThreadsFit, Vec<Spread>), String> {
+/// One thread count's merged fit, the spread of a few steps, and the calibrations whose lack of
+/// the jitter's shape left it out where others had it.
+fn merge_threads(
+    threads: usize,
+    fits: &[(&PathBuf, &FitFile)],
+) -> Result<(ThreadsFit, Vec<Spread>, Vec<PathBuf>), String> {
     let each = |f: &dyn Fn(&FitFile) -> f64| -> Vec<f64> { fits.iter().map(|(_, x)| f(x)).collect() };
     let refit = |features: usize, xs: Vec<[f64; 3]>, ys: Vec<f64>, what: &str| -> Result<Fit, String> {
         least_squares_with(features, &xs, &ys)
@@ -262,7 +266,20 @@ fn merge_threads(threads: usize, fits: &[(&PathBuf, &FitFile)]) -> Result<(Threa
     };
     let noises: Vec<_> =
         fits.iter().map(|(p, f)| measured(p, threads, "noise", f.noise.as_ref())).collect::<Result<_, _>>()?;
+    // A shape from some of them only is a median of fewer than were merged. On the Xeon's pooled
+    // runs the three calibrations under 2% merged (two with a shape) put 46 of 48 figures within
+    // the goal with normal jitter, 44 with those two's shape (TPOT p50s 1–3 points higher): keep
+    // it only when every calibration recorded it, and name the others.
     let shapes: Option<Vec<&Vec<f64>>> = noises.iter().map(|n| n.step_quantiles.as_ref()).collect();
+    let shapeless: Vec<PathBuf> = match shapes {
+        None if noises.iter().any(|n| n.step_quantiles.is_some()) => fits
+            .iter()
+            .zip(&noises)
+            .filter(|(_, n)| n.step_quantiles.is_none())
+            .map(|((path, _), _)| (*path).clone())
+            .collect(),
+        _ => Vec::new(),
+    };
     let step_shape = match shapes {
         Some(q) => {
             let per_probability =
@@ -302,7 +319,7 @@ fn merge_threads(threads: usize, fits: &[(&PathBuf, &FitFile)]) -> Result<(Threa
         cpu_stolen: (!stolen.is_empty()).then(|| median(stolen)),
         back_to_back_decode: levelled.map(median),
     };
-    Ok((fit, spread))
+    Ok((fit, spread, shapeless))
 }
 
 #[cfg(test)]
