@@ -15,9 +15,9 @@ pub struct ModelArgs {
     /// first use).
     #[arg(long, value_name = "PATH")]
     pub(super) model: Option<PathBuf>,
-    /// Weights in memory: `mixed` (bf16 for prompts, 8-bit for decode; 8-bit for both on a CPU
-    /// with AVX-512 VNNI but not BF16), `q8_0`, `bf16`, `f32` (reference precision), `native`
-    /// (as stored).
+    /// Weights in memory: `mixed` (8-bit for decode; for prompts 8-bit on a CPU with AVX-512
+    /// VNNI, else bf16), `q8_0`, `q8_0+bf16` (bf16 prompts on any CPU), `bf16`, `f32`
+    /// (reference precision), `native` (as stored).
     #[arg(long, default_value = "mixed")]
     pub(super) weights: String,
     /// Print JSON on stdout.
@@ -97,7 +97,7 @@ pub fn bench(args: BenchArgs) -> ExitCode {
 
 pub(super) fn load(args: &ModelArgs) -> Result<Model, String> {
     let format = WeightFormat::parse(&args.weights)
-        .ok_or_else(|| format!("--weights {}: expected mixed, q8_0, bf16, f32 or native", args.weights))?;
+        .ok_or_else(|| format!("--weights {}: expected {}", args.weights, WeightFormat::expected()))?;
     let path = resolve_model(args.model.as_deref(), Path::new("models")).map_err(|e| e.to_string())?;
     Model::load(&path, format).map_err(|e| e.to_string())
 }

@@ -223,7 +223,7 @@ pub struct RawModel {
     pub layers: Option<usize>,
     /// Compute type of the tensor (device) path: `bf16` (GPU default), `f16`, `f32` (CPU default).
     pub dtype: Option<String>,
-    /// CPU kernels' weight form: `mixed` (default), `q8_0`, `bf16`, `f32` or `native`.
+    /// CPU kernels' weight form: `mixed` (default), `q8_0`, `q8_0+bf16`, `bf16`, `f32` or `native`.
     pub weights: Option<String>,
     /// Generate exactly the requested output lengths (default true).
     pub ignore_eos: Option<bool>,

@@ -146,10 +146,7 @@ fn resolve_model(raw: Option<RawModel>, seed: u64, base: &Path) -> V<ModelSpec> 
     let weights = match m.weights.as_deref() {
         None => WeightFormat::Mixed,
         Some(w) => WeightFormat::parse(w).ok_or_else(|| {
-            invalid(
-                "model.weights",
-                format!("unknown weight format `{w}`; expected \"mixed\", \"q8_0\", \"bf16\", \"f32\" or \"native\""),
-            )
+            invalid("model.weights", format!("unknown weight format `{w}`; expected {}", WeightFormat::expected()))
         })?,
     };
     let dtype = match m.dtype.as_deref() {

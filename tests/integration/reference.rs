@@ -31,11 +31,13 @@ pub fn model(format: WeightFormat) -> &'static Model {
     static Q8: OnceLock<Model> = OnceLock::new();
     static MIXED: OnceLock<Model> = OnceLock::new();
     static BF16: OnceLock<Model> = OnceLock::new();
+    static Q8_BF16: OnceLock<Model> = OnceLock::new();
     let cell = match format {
         WeightFormat::F32 => &F32,
         WeightFormat::Q8_0 => &Q8,
         WeightFormat::Mixed => &MIXED,
         WeightFormat::Bf16 => &BF16,
+        WeightFormat::Q8Bf16 => &Q8_BF16,
         WeightFormat::Native => panic!("not cached"),
     };
     cell.get_or_init(|| Model::load(&model_path(), format).unwrap_or_else(|e| panic!("{e}")))
@@ -117,7 +119,7 @@ fn f32_matches<F: Forward>(m: &F) {
 
 #[test]
 fn quantized_paths_keep_the_first_five_greedy_ids_and_the_top_logit() {
-    for format in [WeightFormat::Q8_0, WeightFormat::Mixed, WeightFormat::Bf16] {
+    for format in [WeightFormat::Q8_0, WeightFormat::Mixed, WeightFormat::Q8Bf16, WeightFormat::Bf16] {
         quantized_matches(model(format));
     }
 }
@@ -140,13 +142,14 @@ fn quantized_matches<F: Forward>(m: &F) {
 /// alone, though their context lengths differ at every step.
 #[test]
 fn batched_prefill_and_decode_equal_batch_one() {
-    for format in [WeightFormat::Q8_0, WeightFormat::Mixed, WeightFormat::Bf16] {
+    for format in [WeightFormat::Q8_0, WeightFormat::Mixed, WeightFormat::Q8Bf16, WeightFormat::Bf16] {
         batched_equals_alone(model(format));
     }
 }
 
 fn batched_equals_alone<F: Forward>(m: &F) {
-    // Short prompts and a long one (the bf16 rows of mixed weights): all the tokenizer cases
+    // Short prompts and a long one (the bf16 rows of q8_0+bf16 weights, and of mixed ones on a
+    // CPU without VNNI): all the tokenizer cases
     // back to back.
     let mut prompts: Vec<Vec<u32>> = jsonl("greedy.jsonl").iter().map(|c| ids(&c["prompt_ids"])).collect();
     prompts.push(jsonl("tokenizer.jsonl").iter().flat_map(|c| ids(&c["ids"])).collect());

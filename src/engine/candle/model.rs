@@ -34,24 +34,35 @@ pub enum WeightFormat {
     Native,
     /// bf16, multiplied with AVX-512 BF16 dot products (f32 accumulation).
     Bf16,
-    /// Both Q8_0 and bf16 copies: sequences bringing many tokens to a step (prompts) go
-    /// through bf16, whose dot products do 32 multiply-adds per instruction without
-    /// per-block rescaling; sequences of few tokens (decode) stream the 2× smaller Q8_0 weights.
-    /// On a CPU with 8-bit dot products but not bf16 ones, Q8_0 alone: see
-    /// [`mixed_prompts_in_bf16`].
+    /// The fastest path for each row on this CPU: sequences of few tokens (decode) stream the
+    /// Q8_0 weights; sequences bringing many tokens to a step (prompts) go through Q8_0 too
+    /// where the CPU has 8-bit dot products (VNNI), and through a bf16 copy where it does
+    /// not: see [`mixed_prompts_in_bf16`].
     Mixed,
+    /// Q8_0 for decode and bf16 for prompts on any CPU: `mixed` as it is where the CPU lacks
+    /// VNNI (prompts at bf16's precision, more slowly on a CPU with VNNI).
+    Q8Bf16,
 }
 
 impl WeightFormat {
+    /// Every format, `mixed` (the default) first.
+    pub const ALL: [WeightFormat; 6] = [
+        WeightFormat::Mixed,
+        WeightFormat::Q8_0,
+        WeightFormat::Q8Bf16,
+        WeightFormat::Bf16,
+        WeightFormat::F32,
+        WeightFormat::Native,
+    ];
+
     pub fn parse(s: &str) -> Option<WeightFormat> {
-        match s {
-            "f32" => Some(WeightFormat::F32),
-            "q8_0" => Some(WeightFormat::Q8_0),
-            "native" => Some(WeightFormat::Native),
-            "mixed" => Some(WeightFormat::Mixed),
-            "bf16" => Some(WeightFormat::Bf16),
-            _ => None,
-        }
+        WeightFormat::ALL.into_iter().find(|f| f.name() == s)
+    }
+
+    /// The names [`parse`](Self::parse) takes, for error messages: `"mixed", "q8_0", … or "native"`.
+    pub fn expected() -> String {
+        let names: Vec<String> = WeightFormat::ALL.iter().map(|f| format!("\"{}\"", f.name())).collect();
+        format!("{} or {}", names[..names.len() - 1].join(", "), names[names.len() - 1])
     }
 
     pub fn name(self) -> &'static str {
@@ -61,6 +72,7 @@ impl WeightFormat {
             WeightFormat::Native => "native",
             WeightFormat::Mixed => "mixed",
             WeightFormat::Bf16 => "bf16",
+            WeightFormat::Q8Bf16 => "q8_0+bf16",
         }
     }
 
@@ -68,20 +80,27 @@ impl WeightFormat {
     pub fn label(self) -> String {
         match self {
             WeightFormat::Mixed if !mixed_prompts_in_bf16() => {
-                "mixed weights, all 8-bit on this CPU: no AVX-512 BF16".into()
+                "mixed weights, all 8-bit on this CPU: AVX-512 VNNI".into()
             }
             f => format!("{} weights", f.name()),
         }
     }
 }
 
-/// Whether [`WeightFormat::Mixed`] keeps a bf16 copy for prompts on this CPU. Without AVX-512
-/// BF16 the bf16 kernel widens the weights to f32 and does 16 multiply-adds per instruction
-/// where VNNI's 8-bit dot products do 64: on an Intel Xeon with AVX-512 VNNI and no BF16, 2
-/// threads prefilled 32/128/512 tokens at 564/515/403 tokens/s through Q8_0 and 376/374/283
-/// through bf16. Without VNNI either, the 8-bit kernel's portable loop is the slower one.
+/// Whether [`WeightFormat::Mixed`] keeps a bf16 copy for prompts on this CPU: only where it
+/// lacks AVX-512 VNNI. VNNI's 8-bit dot products do 64 multiply-adds per instruction where
+/// AVX-512 BF16's do 32, on weights half the size.
+/// Measured with `pdsim bench`, prefill of 32/128/512 tokens in tokens/s, Q8_0 against bf16:
+/// - an Intel Xeon with VNNI and no BF16 (Ice Lake), 2 threads: 564/515/403 against 376/374/283;
+/// - an Intel Xeon with VNNI and BF16 (AMX-class, 2026-11-30), two interleaved pairs at 2
+///   threads: 929–973/1191–1271/1056–1156 against 397–431/477–502/462–488 (×2.2–2.5), and at
+///   one thread 777/957/730 against 266/307/276 (×2.6–3.1).
+///
+/// On the AMD EPYC (VNNI and BF16) the bf16 copy was chosen against f32, before the 8-bit
+/// kernel was packed by panels; the two were not compared there since.
+/// Without VNNI the 8-bit kernel's portable loop is the slower one.
 pub fn mixed_prompts_in_bf16() -> bool {
-    super::kernels::cpu::bf16() || !super::kernels::cpu::vnni()
+    !super::kernels::cpu::vnni()
 }
 
 /// Sequences bringing at least this many tokens to a step go through the bf16 copy of
@@ -205,9 +224,9 @@ impl Llama {
                     Linear { q: Quantized::Candle(QMatMul::from_qtensor(q).map_err(c)?), wide: None }
                 }
                 WeightFormat::Bf16 => Linear { q: Quantized::Bf16(bf16_matrix(&q).map_err(c)?), wide: None },
-                WeightFormat::Mixed => Linear {
+                WeightFormat::Mixed | WeightFormat::Q8Bf16 => Linear {
                     q: Quantized::Q8(q8_matrix(&q).map_err(c)?),
-                    wide: match mixed_prompts_in_bf16() {
+                    wide: match format == WeightFormat::Q8Bf16 || mixed_prompts_in_bf16() {
                         true => Some(Quantized::Bf16(bf16_matrix(&q).map_err(c)?)),
                         false => None,
                     },
@@ -384,4 +403,18 @@ fn rope_tables(c: &LlamaConfig) -> (Vec<f32>, Vec<f32>) {
 /// The logits rows as vectors.
 pub fn rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
     logits.to_dtype(DType::F32)?.to_vec2::<f32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WeightFormat;
+
+    #[test]
+    fn every_weight_format_parses_from_its_name_and_the_error_lists_them() {
+        for f in WeightFormat::ALL {
+            assert_eq!(WeightFormat::parse(f.name()), Some(f));
+        }
+        assert_eq!(WeightFormat::parse("q4_1"), None);
+        assert_eq!(WeightFormat::expected(), "\"mixed\", \"q8_0\", \"q8_0+bf16\", \"bf16\", \"f32\" or \"native\"");
+    }
 }
