@@ -13,7 +13,9 @@
 # --runs names another archive of the same layout (<archive name>/<round>/<scenario>/run-K/):
 # docs/runs/xeon-2026-11-30-afternoon.tar.gz holds one round executed 2026-11-30 15:01-15:24
 # UTC (two runs per topology), after the committed profile was chosen on the night's runs: a
-# judge that did not take part in the choice.
+# judge that did not take part in the choice. docs/runs/xeon-amx-2026-11-30.tar.gz holds five
+# rounds on another machine, a 2-vCPU Xeon with AMX (2026-11-30 16:55-18:06 UTC); judge them
+# with a profile of that machine (--profile profiles/xeon-amx/merged.toml).
 #
 # The runs' CSVs are in docs/runs/xeon-2026-11-30.tar.gz (each run's requests, trace, iteration
 # rows, summary and the CPU share the hypervisor took); the comparisons go under --out (default:

@@ -252,9 +252,19 @@ fn merge_threads(
     // What runs pay around the steps, and how unsteady the machine is: the medians.
     let wakes: Vec<_> =
         fits.iter().map(|(p, f)| measured(p, threads, "wake", f.wake.as_ref())).collect::<Result<_, _>>()?;
+    // The charge after longer pauses, point by point, when every calibration measured it after
+    // the same pauses; the flat charge of the shortest pause otherwise.
+    let pauses: Vec<f64> = wakes[0].by_pause.iter().map(|p| p[0]).collect();
+    let same_pauses = wakes.iter().all(|w| w.by_pause.iter().map(|p| p[0]).eq(pauses.iter().copied()));
     let wake = Wake {
         after_idle_ms: median(wakes.iter().map(|w| w.after_idle_ms).collect()),
         extra_ms: median(wakes.iter().map(|w| w.extra_ms).collect()),
+        by_pause: match same_pauses {
+            true => (0..pauses.len())
+                .map(|i| (pauses[i], median(wakes.iter().map(|w| w.by_pause[i][1]).collect())))
+                .collect(),
+            false => Vec::new(),
+        },
     };
     let co: Vec<_> =
         fits.iter().map(|(p, f)| measured(p, threads, "co_run", f.co_run.as_ref())).collect::<Result<_, _>>()?;
@@ -349,6 +359,29 @@ mod tests {
             }
         }
         (PathBuf::from(format!("x{f}.toml")), p)
+    }
+
+    #[test]
+    fn the_wake_up_after_longer_pauses_is_merged_point_by_point_when_the_pauses_agree() {
+        let with = |f: f64, by_pause: Vec<[f64; 2]>| {
+            let (path, mut p) = scaled(f, 5.0, 0.1);
+            for x in &mut p.fit {
+                x.wake.as_mut().unwrap().by_pause = by_pause.clone();
+            }
+            (path, p)
+        };
+        let inputs = [
+            with(0.9, vec![[300.0, 5.0], [4000.0, 30.0]]),
+            with(1.0, vec![[300.0, 9.0], [4000.0, 10.0]]),
+            with(1.1, vec![[300.0, 1.0], [4000.0, 60.0]]),
+        ];
+        let m = merge(&inputs, None).unwrap();
+        assert_eq!(m.profile.fits[0].wake.by_pause, [(300.0, 5.0), (4000.0, 30.0)]);
+        // Measured after other pauses (or not at all): the flat charge of the shortest pause.
+        let other = with(1.1, vec![[300.0, 1.0], [8000.0, 60.0]]);
+        let m = merge(&[inputs[0].clone(), inputs[1].clone(), other], None).unwrap();
+        assert!(m.profile.fits[0].wake.by_pause.is_empty());
+        assert_eq!(m.profile.fits[0].wake.extra_ms, 5.0);
     }
 
     #[test]

@@ -195,16 +195,22 @@ fn measure(t: Timing, opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<
     let per_batch: Vec<(u64, f64, f64)> = decode.iter().map(|p| (p.x[2] as u64, p.x[1], p.ms)).collect();
     let decode_by_batch = lines_per_batch(&per_batch)
         .ok_or_else(|| EngineError::Step("the decode measurements do not determine a line per batch size".into()))?;
-    let wake = wake_ms(&mut bench, 4 * opts.reps + 3)?;
+    let wake = wake_ms(&mut bench, WAKE_PAUSE_MS, 4 * opts.reps + 3)?;
+    let mut by_pause = vec![(WAKE_PAUSE_MS as f64, wake)];
+    for pause in WAKE_LONGER_PAUSES_MS {
+        by_pause.push((pause as f64, wake_ms(&mut bench, pause, if opts.quick { 1 } else { opts.reps + 2 })?));
+    }
+    let each: Vec<String> = by_pause.iter().map(|(p, e)| format!("{e:+.1} ms after {} s", p / 1e3)).collect();
     progress(&format!(
-        "threads {threads}: a step after a {WAKE_PAUSE_MS} ms pause takes {wake:.2} ms longer than one right after another"
+        "threads {threads}: a step after a pause takes longer than one right after another: {}",
+        each.join(", ")
     ));
     Ok(Measured {
         prefill: fit(3, &prefill.iter().collect::<Vec<_>>())?,
         decode_single: fit(2, &single)?,
         decode: fit(3, &batched)?,
         decode_by_batch,
-        wake: Wake { after_idle_ms: WAKE_AFTER_IDLE_MS, extra_ms: wake },
+        wake: Wake { after_idle_ms: WAKE_AFTER_IDLE_MS, extra_ms: wake, by_pause },
         noise,
         back_to_back,
     })
@@ -235,6 +241,17 @@ fn steadiness_secs(opts: &Options) -> f64 {
 /// The pause before the wake-up measurement.
 const WAKE_PAUSE_MS: u64 = 300;
 
+/// Longer pauses the wake-up is also measured after (fewer pairs each: they take seconds). On a
+/// 2-vCPU Xeon with AMX what a pause cost kept growing with it, and only the first step after
+/// it paid (the decode step after it ran at its usual time): a 64-token prefill (70 ms) with one
+/// thread took +10 ms after 200 ms idle, +20 after 850 ms, +30–80 after 1.9 s, +75 after 2.9 s,
+/// +80–120 after 3.9 s, +125 after 5.9 s and +130–160 after 7.8 s; with two (58 ms) +15, +30,
+/// +30–50, +50, +60, +75 and +92. The runs' prefills after 1–2 s idle paid +28–48 ms over the
+/// fit, +45–75 after 2 s or more, long prompts about as much as short ones; runs of the shipped
+/// scenarios wait seconds between requests. A step after a longer pause than the last is
+/// charged the last one's.
+const WAKE_LONGER_PAUSES_MS: [u64; 4] = [1000, 2000, 4000, 8000];
+
 /// The prompt the wake-up is timed with. What a pause costs grows with the step for a while:
 /// measured after 300 ms on the build machine, +2–8 ms for 16 tokens (a ~20 ms step), +12–14 ms
 /// for 40 and +14–19 ms for 64, and +19–29 ms for 256. A 16-token probe read 0–6 ms while runs'
@@ -246,12 +263,13 @@ const WAKE_PROBE_TOKENS: usize = 64;
 /// after 150 ms to 1 s; a one-thread pool took no longer after any pause.
 const WAKE_AFTER_IDLE_MS: f64 = 100.0;
 
-/// How much longer a short prefill takes after the worker sat idle (its pool's threads asleep,
-/// their cores idle) than right after another step, over `samples` pairs of the two.
-fn wake_ms(b: &mut Bench, samples: usize) -> Result<f64, EngineError> {
+/// How much longer a short prefill takes after the worker sat idle `pause_ms` (its pool's
+/// threads asleep, their cores idle) than right after another step, over `samples` pairs of
+/// the two.
+fn wake_ms(b: &mut Bench, pause_ms: u64, samples: usize) -> Result<f64, EngineError> {
     let mut extra = Vec::new();
     for _ in 0..samples {
-        std::thread::sleep(std::time::Duration::from_millis(WAKE_PAUSE_MS));
+        std::thread::sleep(std::time::Duration::from_millis(pause_ms));
         let mut pair = [0.0; 2];
         for ms in &mut pair {
             let (t, ids) = b.prefill(&[WAKE_PROBE_TOKENS], 2)?;

@@ -90,8 +90,9 @@ pub struct FitFile {
     /// profiles: `decode_single` and `decode` then).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decode_by_batch: Vec<BatchLineFile>,
-    /// A step after the worker sat idle `after_idle_ms` or more takes `extra_ms` longer
-    /// (absent in profiles written before it was measured: no charge).
+    /// A step after the worker sat idle `after_idle_ms` or more takes `extra_ms` longer, or
+    /// what `by_pause` gives for its pause (absent in profiles written before it was measured:
+    /// no charge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake: Option<WakeFile>,
     /// Steps run × (1 + factor) while another worker computes on the machine (absent in older
@@ -139,6 +140,39 @@ pub struct BatchLineFile {
 pub struct WakeFile {
     pub after_idle_ms: f64,
     pub extra_ms: f64,
+    /// The charge measured after several pauses, `[pause_ms, extra_ms]` by increasing pause,
+    /// interpolated between them (absent in older profiles: `extra_ms` after any pause).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_pause: Vec<[f64; 2]>,
+}
+
+impl WakeFile {
+    pub fn of(w: &Wake) -> WakeFile {
+        WakeFile {
+            after_idle_ms: w.after_idle_ms,
+            extra_ms: w.extra_ms,
+            by_pause: w.by_pause.iter().map(|&(p, e)| [p, e]).collect(),
+        }
+    }
+
+    pub fn wake(&self) -> Wake {
+        Wake {
+            after_idle_ms: self.after_idle_ms,
+            extra_ms: self.extra_ms,
+            by_pause: self.by_pause.iter().map(|&[p, e]| (p, e)).collect(),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let values = [self.after_idle_ms, self.extra_ms].into_iter().chain(self.by_pause.iter().flatten().copied());
+        if !values.clone().all(|x| x.is_finite() && (0.0..=1e9).contains(&x)) {
+            return Err("has a wake outside 0 to 1e9 ms".into());
+        }
+        if self.by_pause.windows(2).any(|w| w[0][0] >= w[1][0]) {
+            return Err("has a wake.by_pause whose pauses do not increase".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -237,7 +271,7 @@ impl Profile {
                             per_ctx_token_ms: l.per_ctx_token_ms,
                         })
                         .collect(),
-                    wake: Some(WakeFile { after_idle_ms: f.wake.after_idle_ms, extra_ms: f.wake.extra_ms }),
+                    wake: Some(WakeFile::of(&f.wake)),
                     co_run: Some(CoRunFile {
                         prefill: f.co_run.prefill,
                         decode: f.co_run.decode,
@@ -308,9 +342,7 @@ impl FitFile {
             }
         }
         if let Some(w) = &self.wake {
-            if ![w.after_idle_ms, w.extra_ms].iter().all(|x| x.is_finite() && (0.0..=1e9).contains(x)) {
-                return Err("has a wake outside 0 to 1e9 ms".into());
-            }
+            w.check()?;
         }
         let noise = match &self.noise {
             None => None,
@@ -353,7 +385,7 @@ impl FitFile {
                 },
             )),
             decode_by_batch,
-            wake: self.wake.as_ref().map(|w| Wake { after_idle_ms: w.after_idle_ms, extra_ms: w.extra_ms }),
+            wake: self.wake.as_ref().map(WakeFile::wake),
             co_run: self.co_run.as_ref().map(|c| CoRun {
                 prefill: c.prefill,
                 decode: c.decode,

@@ -221,7 +221,7 @@ mod tests {
     #[test]
     fn steps_twice_as_slow_as_the_profile_give_a_pace_of_two() {
         let decode = DecodeCoeffs { base_ms: 5.0, per_ctx_token_ms: 0.01, per_seq_ms: 1.0 };
-        let profile = profile(decode, Some(Wake { after_idle_ms: 100.0, extra_ms: 20.0 }));
+        let profile = profile(decode, Some(Wake::flat(100.0, 20.0)));
         // prefill-0: a 50-token prompt, its first step (10 + 50 + 20 wake = 80 ms predicted),
         // then a two-prompt batch (its Σ L² is unknown: skipped); decode-0: batch 2 over 100
         // context tokens (5 + 1 + 2 = 8 ms predicted; its first step also pays the wake-up: 28).

@@ -59,6 +59,11 @@ fn calibrate_then_compare() {
     // The share of CPU time the hypervisor took meanwhile (Linux's /proc/stat), kept in the file.
     assert!(fit["cpu_stolen"].as_f64().is_some_and(|s| (0.0..=1.0).contains(&s)), "{fit}");
     assert!(std::fs::read_to_string(&profile).unwrap().contains("cpu_stolen_share = "));
+    // The wake-up after a 300 ms pause and after longer ones, kept as points to interpolate.
+    let pauses: Vec<f64> = fit["wake"]["by_pause"].as_array().unwrap().iter().map(|p| p[0].as_f64().unwrap()).collect();
+    assert_eq!(pauses, [300.0, 1000.0, 2000.0, 4000.0, 8000.0], "{fit}");
+    assert!(std::fs::read_to_string(&profile).unwrap().contains("by_pause = [[300.0, "));
+    assert!(progress.contains("ms after 0.3 s, ") && progress.contains("ms after 8 s"), "{progress}");
     // And round by round: the warm-up and the one timed round.
     assert_eq!(progress.matches("of the CPU time during the round").count(), 2, "{progress}");
     // Back-to-back decode steps against the grid's fit: a check of the machine's pace.

@@ -58,11 +58,40 @@ pub struct CoRun {
 /// A step after the worker sat idle at least `after_idle_ms` takes `extra_ms` longer: what
 /// `pdsim calibrate` measures when a CPU worker's threads have gone to sleep (on the build
 /// machine, 10–17 ms for a two-thread pool after a pause of 100 ms or more; nothing for one
-/// thread).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+/// thread). Where the charge grows with the pause, `by_pause` holds it measured after several
+/// pauses, (pause ms, extra ms) by increasing pause: a step after `idle` ms pays the linear
+/// interpolation between them, the first one's below it and the last one's beyond it (on a
+/// 2-vCPU Xeon with AMX the charge kept growing for seconds: see `WAKE_LONGER_PAUSES_MS` in
+/// `calibrate`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Wake {
     pub after_idle_ms: f64,
     pub extra_ms: f64,
+    pub by_pause: Vec<(f64, f64)>,
+}
+
+impl Wake {
+    /// The charge at one pause, the same after any pause from `after_idle_ms` on.
+    pub fn flat(after_idle_ms: f64, extra_ms: f64) -> Wake {
+        Wake { after_idle_ms, extra_ms, by_pause: Vec::new() }
+    }
+
+    /// What a step pays after its worker sat idle `idle_ms`.
+    pub fn extra(&self, idle_ms: f64) -> f64 {
+        if idle_ms < self.after_idle_ms {
+            return 0.0;
+        }
+        let points = &self.by_pause;
+        match points.iter().position(|&(pause, _)| pause > idle_ms) {
+            _ if points.is_empty() => self.extra_ms,
+            Some(0) => points[0].1,
+            None => points[points.len() - 1].1,
+            Some(i) => {
+                let ((p0, e0), (p1, e1)) = (points[i - 1], points[i]);
+                e0 + (e1 - e0) * (idle_ms - p0) / (p1 - p0)
+            }
+        }
+    }
 }
 
 impl LinearCost {
@@ -91,9 +120,12 @@ impl LinearCost {
         let p = &self.prefill;
         let prefill_var = p.per_token_ms * s.prefill_tokens as f64 + p.per_token_sq_ms * s.prefill_tokens_sq as f64;
         let (decode_base, decode_var) = self.decode_parts(s.decode_seqs, s.decode_context);
-        let wake = match self.wake {
-            Some(w) if s.idle_ns as f64 >= w.after_idle_ms * 1e6 => w.extra_ms,
-            _ => 0.0,
+        let wake = match &self.wake {
+            // A worker's first step: its threads have not run, the machine has (execute mode
+            // warms up just before the clock starts): the charge after the shortest pause.
+            Some(w) if s.idle_ns == u64::MAX => w.extra_ms,
+            Some(w) => w.extra(s.idle_ns as f64 / 1e6),
+            None => 0.0,
         };
         let (fp, fd) = match self.co_run {
             Some(c) if s.co_running > 0 => {
@@ -136,7 +168,7 @@ mod tests {
             decode: DecodeCoeffs { base_ms: 5.0, per_ctx_token_ms: 0.01, per_seq_ms: 0.5 },
             large_batch_decode: Some((4, DecodeCoeffs { base_ms: 1.0, per_ctx_token_ms: 0.0, per_seq_ms: 0.0 })),
             decode_by_batch: None,
-            wake: Some(Wake { after_idle_ms: 100.0, extra_ms: 15.0 }),
+            wake: Some(Wake::flat(100.0, 15.0)),
             co_run: Some(CoRun { prefill: 0.5, decode: 0.25, prefill_beside_single: Some(1.0) }),
             noise: None,
         }
@@ -188,6 +220,28 @@ mod tests {
         assert_eq!(m.step_ms(&s), 1.0);
         assert_eq!(m.step_ms(&StepShape { idle_ns: 100_000_000, ..s }), 16.0);
         assert_eq!(m.step_ms(&StepShape { idle_ns: u64::MAX, ..Default::default() }), 0.0, "no step, no charge");
+    }
+
+    #[test]
+    fn a_wake_up_measured_after_several_pauses_is_interpolated_between_them() {
+        let w = Wake {
+            after_idle_ms: 100.0,
+            extra_ms: 10.0,
+            by_pause: vec![(300.0, 10.0), (1000.0, 24.0), (3000.0, 64.0)],
+        };
+        assert_eq!(w.extra(99.0), 0.0, "before the threads sleep");
+        assert_eq!(w.extra(100.0), 10.0, "the first pause's charge below it");
+        assert_eq!(w.extra(300.0), 10.0);
+        assert!((w.extra(650.0) - 17.0).abs() < 1e-12);
+        assert!((w.extra(2000.0) - 44.0).abs() < 1e-12);
+        assert_eq!(w.extra(3000.0), 64.0);
+        assert_eq!(w.extra(60_000.0), 64.0, "the last pause's charge beyond it");
+        assert_eq!(Wake::flat(100.0, 10.0).extra(60_000.0), 10.0);
+        let m = LinearCost { wake: Some(w), ..model() };
+        let s = StepShape { decode_seqs: 4, decode_context: 100, idle_ns: 2_000_000_000, ..Default::default() };
+        assert!((m.step_ms(&s) - 45.0).abs() < 1e-12);
+        // A worker's first step pays the charge after the shortest pause, not the longest.
+        assert_eq!(m.step_ms(&StepShape { idle_ns: u64::MAX, ..s }), 11.0);
     }
 
     #[test]
