@@ -46,6 +46,10 @@ pub struct Merged {
     /// Merged calibrations without the jitter's shape (`step_quantiles`) where others have it:
     /// the merge then draws normal jitter, as they do. Empty when all or none have it.
     pub without_jitter_shape: Vec<PathBuf>,
+    /// Where some measured the wake-up after longer pauses (`wake.by_pause`) but not all after
+    /// the same ones, every calibration merged with the pauses it measured after (none: empty):
+    /// the merge then charges the shortest pause's wake-up after any pause. Empty otherwise.
+    pub wake_curve_left_out: Vec<(PathBuf, Vec<f64>)>,
 }
 
 /// The largest share of CPU time the hypervisor took while one of a calibration's thread counts
@@ -133,6 +137,7 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
     let mut fits = Vec::new();
     let mut spreads = Vec::new();
     let mut without_jitter_shape: Vec<PathBuf> = Vec::new();
+    let mut wake_curve_left_out = Vec::new();
     for t in threads(first) {
         let of_t: Vec<(&PathBuf, &FitFile)> = inputs
             .iter()
@@ -143,6 +148,14 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
             if !without_jitter_shape.contains(&path) {
                 without_jitter_shape.push(path);
             }
+        }
+        let pauses =
+            |f: &FitFile| -> Vec<f64> { f.wake.iter().flat_map(|w| w.by_pause.iter().map(|p| p[0])).collect() };
+        if fit.wake.by_pause.is_empty()
+            && of_t.iter().any(|(_, f)| !pauses(f).is_empty())
+            && wake_curve_left_out.is_empty()
+        {
+            wake_curve_left_out = of_t.iter().map(|(path, f)| ((*path).clone(), pauses(f))).collect();
         }
         fits.push(fit);
         spreads.push((t, spread));
@@ -156,7 +169,7 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
         fits,
     };
     let kept = inputs.iter().map(|(path, _)| path.clone()).collect();
-    Ok(Merged { profile, spreads, kept, left_out, without_jitter_shape })
+    Ok(Merged { profile, spreads, kept, left_out, without_jitter_shape, wake_curve_left_out })
 }
 
 /// A figure every calibration must have measured (older profiles lack some).
@@ -382,6 +395,18 @@ mod tests {
         let m = merge(&[inputs[0].clone(), inputs[1].clone(), other], None).unwrap();
         assert!(m.profile.fits[0].wake.by_pause.is_empty());
         assert_eq!(m.profile.fits[0].wake.extra_ms, 5.0);
+        // And says so, naming each calibration's pauses.
+        let named: Vec<(String, Vec<f64>)> =
+            m.wake_curve_left_out.iter().map(|(p, v)| (p.display().to_string(), v.clone())).collect();
+        assert_eq!(
+            named,
+            [
+                ("x0.9.toml".to_string(), vec![300.0, 4000.0]),
+                ("x1.toml".to_string(), vec![300.0, 4000.0]),
+                ("x1.1.toml".to_string(), vec![300.0, 8000.0])
+            ]
+        );
+        assert!(merge(&inputs, None).unwrap().wake_curve_left_out.is_empty(), "the same pauses");
     }
 
     #[test]

@@ -218,10 +218,28 @@ fn merge(paths: &[PathBuf], max_stolen: Option<f64>, out: &Path, json: bool) -> 
             l.join(", ")
         ),
     };
+    let curve: Vec<String> = merged
+        .wake_curve_left_out
+        .iter()
+        .map(|(p, pauses)| match pauses.as_slice() {
+            [] => format!("{} after none", p.display()),
+            v => {
+                let s: Vec<String> = v.iter().map(|ms| format!("{}", ms / 1e3)).collect();
+                format!("{} after {} s", p.display(), s.join(", "))
+            }
+        })
+        .collect();
+    let curve = match curve.as_slice() {
+        [] => String::new(),
+        l => format!(
+            "The wake-up after longer pauses (wake.by_pause) is left out: the calibrations measured it after different pauses ({}), so the merged profile charges the 300 ms wake-up after any pause.",
+            l.join("; ")
+        ),
+    };
     let header = format!(
         "Merged by `pdsim calibrate --merge` from {} calibrations ({}): each step time is the median \
          of their fits at calibrate's grid points, fitted again; the wake-up, co-run and noise figures \
-         are the medians of theirs. {left_out} {shapeless}",
+         are the medians of theirs. {left_out} {shapeless} {curve}",
         names.len(),
         names.join(", "),
     );
@@ -230,7 +248,8 @@ fn merge(paths: &[PathBuf], max_stolen: Option<f64>, out: &Path, json: bool) -> 
         eprintln!("error: cannot write {}: {e}", out.display());
         return ExitCode::FAILURE;
     }
-    let notes: Vec<&str> = [left_out.as_str(), shapeless.as_str()].into_iter().filter(|s| !s.is_empty()).collect();
+    let notes: Vec<&str> =
+        [left_out.as_str(), shapeless.as_str(), curve.as_str()].into_iter().filter(|s| !s.is_empty()).collect();
     if json {
         notes.iter().for_each(|n| eprintln!("{n}"));
         println!("{}", serde_json::to_string_pretty(&merged.profile).unwrap_or_default());
