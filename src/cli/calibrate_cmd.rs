@@ -232,7 +232,7 @@ fn merge(paths: &[PathBuf], max_stolen: Option<f64>, out: &Path, json: bool) -> 
     let curve = match curve.as_slice() {
         [] => String::new(),
         l => format!(
-            "The wake-up after longer pauses (wake.by_pause) is left out: the calibrations measured it after different pauses ({}), so the merged profile charges the 300 ms wake-up after any pause.",
+            "The wake-up after longer pauses (wake.by_pause) is left out: the calibrations measured it after different pauses ({}), so the merged profile charges the wake-up of their shortest pause (extra_ms) after any pause.",
             l.join("; ")
         ),
     };
