@@ -113,6 +113,11 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
         if p.machine != first.machine {
             return Err(differs("the machine", &p.machine, &first.machine));
         }
+        if let (Some(theirs), Some(ours)) = (&p.cpu, &first.cpu) {
+            if theirs != ours {
+                return Err(differs("the CPU", theirs, ours));
+            }
+        }
         if (&p.model, &p.weights) != (&first.model, &first.weights) {
             let (theirs, ours) =
                 (format!("{} ({})", p.model, p.weights), format!("{} ({})", first.model, first.weights));
@@ -164,6 +169,8 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
         model: first.model.clone(),
         weights: first.weights.clone(),
         machine: first.machine.clone(),
+        // Kept only when every calibration named it (they agree where they do, checked above).
+        cpu: inputs.iter().map(|(_, p)| p.cpu.clone()).collect::<Option<Vec<_>>>().and(first.cpu.clone()),
         kv_bytes_per_token: first.kv_bytes_per_token,
         handoff_us: median(inputs.iter().map(|(_, p)| p.handoff_us).collect()),
         fits,
@@ -455,6 +462,20 @@ mod tests {
         other.1.machine = "AMD EPYC, 2 cores".into();
         let err = merge(&[one.clone(), other], None).unwrap_err();
         assert!(err.contains("x1.1.toml is a calibration of the machine AMD EPYC, 2 cores, x1.toml of Intel"), "{err}");
+        // The same model name on two CPUs: refused when both name their CPU, not when one is
+        // older than the key.
+        let sapphire = "family 6 model 143 stepping 8; AVX-512 VNNI BF16";
+        let (mut a, mut b) = (one.clone(), scaled(1.1, 1.0, 0.1));
+        a.1.cpu = Some("family 6 model 106 stepping 6; AVX-512 VNNI".into());
+        b.1.cpu = Some(sapphire.into());
+        let err = merge(&[a.clone(), b.clone()], None).unwrap_err();
+        assert!(
+            err.contains(&format!("x1.1.toml is a calibration of the CPU {sapphire}, x1.toml of family 6 model 106"))
+        );
+        b.1.cpu = None;
+        assert_eq!(merge(&[a.clone(), b.clone()], None).unwrap().profile.cpu, None, "not every file names it");
+        b.1.cpu = a.1.cpu.clone();
+        assert_eq!(merge(&[a.clone(), b], None).unwrap().profile.cpu, a.1.cpu);
         let mut old = scaled(1.1, 1.0, 0.1);
         old.1.engine_revision = ENGINE_REVISION - 1;
         let err = merge(&[one.clone(), old], None).unwrap_err();

@@ -13,6 +13,7 @@
 mod co_run;
 pub mod fit;
 mod grid;
+mod host;
 pub mod merge;
 pub mod profile;
 pub(crate) mod steadiness;
@@ -33,6 +34,7 @@ use crate::engine::{Engine, EngineError};
 use crate::workload::RequestSpec;
 use fit::{least_squares, least_squares_with, lines_per_batch, Fit, LinesFit};
 use grid::{DecodeGrid, PrefillGrid};
+pub use host::{cpu, machine};
 use profile::{Profile, ThreadsFit};
 
 /// How thoroughly to measure.
@@ -398,25 +400,11 @@ pub fn calibrate(
         model: model_name,
         weights: model.llama.format.name().to_owned(),
         machine: machine(),
+        cpu: Some(cpu()),
         kv_bytes_per_token,
         handoff_us: handoff,
         fits,
     })
-}
-
-/// The CPU model and core count, for the profile's header.
-pub fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cpu}, {cores} cores")
 }
 
 #[cfg(test)]

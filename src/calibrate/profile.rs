@@ -46,6 +46,8 @@ pub struct Profile {
     pub model: String,
     pub weights: String,
     pub machine: String,
+    /// [`super::cpu()`]: `None` in a merge of profiles written before it was.
+    pub cpu: Option<String>,
     pub kv_bytes_per_token: u64,
     /// One KV handoff between actor threads, µs.
     pub handoff_us: f64,
@@ -68,6 +70,10 @@ pub struct ProfileFile {
     pub model: String,
     pub weights: String,
     pub machine: String,
+    /// The CPU's family, model and the kernels' vector extensions ([`super::cpu()`]; absent in
+    /// older profiles: the machine is told by `machine` alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
     /// [`ENGINE_REVISION`] of the build that timed it (absent in older profiles: 1).
     #[serde(default = "first_revision")]
     pub engine_revision: u32,
@@ -238,6 +244,7 @@ impl Profile {
             model: self.model.clone(),
             weights: self.weights.clone(),
             machine: self.machine.clone(),
+            cpu: self.cpu.clone(),
             engine_revision: ENGINE_REVISION,
             kv_bytes_per_token: self.kv_bytes_per_token,
             handoff_us: self.handoff_us,
@@ -314,7 +321,9 @@ impl Profile {
              # (decode_single). Simulated decode steps take decode_by_batch instead: a line in Σctx\n\
              # per measured batch size, interpolated between sizes. Name this file in a scenario:\n\
              #   [cost_model]\n#   kind = \"profile\"\n#   path = \"<this file>\"\n\n{body}",
-            self.model, self.weights, self.machine
+            self.model,
+            self.weights,
+            self.cpu.as_ref().map_or(self.machine.clone(), |cpu| format!("{} ({cpu})", self.machine))
         )
     }
 }
@@ -400,18 +409,25 @@ fn first_revision() -> u32 {
     1
 }
 
-/// Why the profile at `path` may not time this machine's engine, for a run on `here`
-/// ([`super::machine()`]): it names another machine, or it was timed by another revision of
-/// the engine. Nothing when it cannot be read (loading it reports that).
-pub fn origin_warnings(path: &Path, here: &str) -> Vec<String> {
+/// Why the profile at `path` may not time this machine's engine, for a run on the machine
+/// `here` with the CPU `here_cpu` ([`super::machine()`], [`super::cpu()`]): it names another
+/// machine or another CPU, or it was timed by another revision of the engine. Nothing when it
+/// cannot be read (loading it reports that).
+pub fn origin_warnings(path: &Path, here: &str, here_cpu: &str) -> Vec<String> {
     let Some(v) = std::fs::read_to_string(path).ok().and_then(|t| toml::from_str::<toml::Value>(&t).ok()) else {
         return Vec::new();
     };
     let mut warnings = Vec::new();
     let recalibrate = "run `pdsim calibrate --out PATH` here and pass --profile PATH";
-    if let Some(m) = v.get("machine").and_then(|m| m.as_str()).filter(|m| *m != here) {
+    let machine = v.get("machine").and_then(|m| m.as_str());
+    let cpu = v.get("cpu").and_then(|c| c.as_str());
+    if machine.is_some_and(|m| m != here) || cpu.is_some_and(|c| c != here_cpu) {
+        let theirs = match (machine, cpu) {
+            (Some(m), Some(c)) => format!("{m} ({c})"),
+            (m, c) => m.or(c).unwrap_or_default().to_owned(),
+        };
         warnings.push(format!(
-            "{} was measured on {m}; this machine is {here}: the simulation predicts the other machine ({recalibrate})",
+            "{} was measured on {theirs}; this machine is {here} ({here_cpu}): the simulation predicts the other machine ({recalibrate})",
             path.display()
         ));
     }
@@ -468,12 +484,15 @@ mod tests {
 
     #[test]
     fn a_profile_from_another_machine_or_engine_is_named_as_such() {
-        let here = "Some CPU, 2 cores";
+        let (here, cpu) = ("Some CPU, 2 cores", "family 6 model 1 stepping 1; no AVX-512");
         // The committed AMD profile: another machine, and timed before revisions were written.
         let amd = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/amd-epyc-2vcpu.toml");
-        let w = origin_warnings(&amd, here);
+        let w = origin_warnings(&amd, here, cpu);
         assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[0].contains("was measured on AMD EPYC, 2 cores; this machine is Some CPU, 2 cores"), "{w:?}");
+        assert!(
+            w[0].contains("was measured on AMD EPYC, 2 cores; this machine is Some CPU, 2 cores (family 6 model 1"),
+            "{w:?}"
+        );
         assert!(
             w[1].contains(&format!("engine revision 1 and this build's engine is revision {ENGINE_REVISION}")),
             "{w:?}"
@@ -482,9 +501,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fresh = dir.path().join("fresh.toml");
         let text = format!("model = \"m\"\nmachine = \"{here}\"\nengine_revision = {ENGINE_REVISION}\n");
+        std::fs::write(&fresh, &text).unwrap();
+        assert_eq!(origin_warnings(&fresh, here, cpu), Vec::<String>::new());
+        assert!(origin_warnings(&dir.path().join("missing.toml"), here, cpu).is_empty());
+        // The same model name on another CPU (a hypervisor may name two CPUs alike).
+        let text = format!("{text}cpu = \"family 6 model 167 stepping 1; AVX-512 VNNI BF16\"\n");
         std::fs::write(&fresh, text).unwrap();
-        assert_eq!(origin_warnings(&fresh, here), Vec::<String>::new());
-        assert!(origin_warnings(&dir.path().join("missing.toml"), here).is_empty());
+        let w = origin_warnings(&fresh, here, cpu);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains(
+                "was measured on Some CPU, 2 cores (family 6 model 167 stepping 1; AVX-512 VNNI BF16); \
+                           this machine is Some CPU, 2 cores (family 6 model 1 stepping 1; no AVX-512)"
+            ),
+            "{w:?}"
+        );
+        // Written on this CPU: nothing to say.
+        assert!(origin_warnings(&fresh, here, "family 6 model 167 stepping 1; AVX-512 VNNI BF16").is_empty());
     }
 
     /// The committed profile with its noise's `step_quantiles` set to `step` (a TOML array), or

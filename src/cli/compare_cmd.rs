@@ -75,7 +75,11 @@ pub fn run(args: CompareArgs) -> ExitCode {
     }
     // The executed side of `--executed` ran wherever it ran: nothing here to hold the profile to.
     if args.executed.is_empty() {
-        for w in crate::calibrate::profile::origin_warnings(&args.profile, &crate::calibrate::machine()) {
+        for w in crate::calibrate::profile::origin_warnings(
+            &args.profile,
+            &crate::calibrate::machine(),
+            &crate::calibrate::cpu(),
+        ) {
             eprintln!("warning: {w}");
         }
     }

@@ -102,8 +102,12 @@ fn calibrate_then_compare() {
     let cost = pdsim::scenario::load_profile(&profile).unwrap();
     assert!(cost.for_threads(1).is_ok() && cost.for_threads(3).is_err());
 
+    // The machine, by model name and by family, model and the kernels' extensions.
+    let text = std::fs::read_to_string(&profile).unwrap();
+    assert!(text.contains("\nmachine = \"") && text.contains("\ncpu = \""), "{text}");
+
     let out = d.path().join("out");
-    let c = pdsim(&[
+    let (c, compare_stderr) = pdsim_with_stderr(&[
         "compare",
         "scenarios/light_light.toml",
         "--profile",
@@ -118,6 +122,8 @@ fn calibrate_then_compare() {
         "--out",
         out.to_str().unwrap(),
     ]);
+    // A profile this machine just wrote names this machine: nothing to warn of.
+    assert!(!compare_stderr.contains("was measured on"), "{compare_stderr}");
     let t = &c["topologies"][0];
     assert_eq!((t["topology"].as_str(), t["requests"].as_u64()), (Some("split"), Some(4)));
     // No run loses more than all of the CPU: one attempt, and it counts.
