@@ -59,6 +59,9 @@ pub struct Report {
     pub actor_overhead: ActorOverhead,
     pub kv_bytes_per_token: KvBytes,
     pub peak_rss_mb: f64,
+    /// Resident memory on transparent huge pages at the end (the weights' arena, when the
+    /// kernel granted its advice: see `engine::candle::kernels::huge_pages`), in MiB.
+    pub huge_pages_mb: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -171,6 +174,7 @@ pub fn run(
         actor_overhead,
         kv_bytes_per_token,
         peak_rss_mb: peak_rss_mb(),
+        huge_pages_mb: huge_pages_mb(),
     })
 }
 
@@ -233,6 +237,18 @@ fn actor_overhead(model: &Arc<Model>, threads: usize, reps: usize) -> candle_cor
         actors_tokens_per_s: actors,
         overhead_pct: (1.0 - actors / direct) * 100.0,
     })
+}
+
+/// This process's anonymous memory on transparent huge pages (AnonHugePages), in MiB.
+pub fn huge_pages_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("AnonHugePages:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// Peak resident memory of this process (VmHWM), in MiB.

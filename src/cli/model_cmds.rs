@@ -86,8 +86,8 @@ pub fn bench(args: BenchArgs) -> ExitCode {
         }
         Ok(r) => {
             println!(
-                "KV bytes per token: {} measured, {} by the formula; peak RSS {:.0} MiB",
-                r.kv_bytes_per_token.measured, r.kv_bytes_per_token.formula, r.peak_rss_mb
+                "KV bytes per token: {} measured, {} by the formula; peak RSS {:.0} MiB ({:.0} MiB on huge pages)",
+                r.kv_bytes_per_token.measured, r.kv_bytes_per_token.formula, r.peak_rss_mb, r.huge_pages_mb
             );
             ExitCode::SUCCESS
         }

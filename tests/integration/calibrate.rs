@@ -365,6 +365,11 @@ fn calibrations_merge_into_their_median() {
     let calibration = std::fs::read_to_string(repo().join("profiles/xeon/2026-11-29-2216.toml")).unwrap();
     let wake = "extra_ms = 3.5403396153846156";
     assert!(calibration.contains(wake), "the one-thread wake-up this test edits");
+    // As if this build had timed it (it was revision 3's): merge takes only this engine's.
+    let revision = "engine_revision = 3\n";
+    assert!(calibration.contains(revision));
+    let this_engine = format!("engine_revision = {}\n", pdsim::calibrate::profile::ENGINE_REVISION);
+    let calibration = calibration.replace(revision, &this_engine);
     let paths: Vec<String> = [3.5, 7.5, 9.5]
         .iter()
         .enumerate()

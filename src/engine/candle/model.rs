@@ -16,6 +16,7 @@ use super::config::LlamaConfig;
 use super::kernels::attention::{decode_attention, DecodeQuery};
 use super::kernels::bf16::Bf16Matrix;
 use super::kernels::exp::silu_mul;
+use super::kernels::huge_pages::Arena;
 use super::kernels::prompt_attention::{prompt_attention, PromptQuery};
 use super::kernels::q8::Q8Matrix;
 use super::kv_cache::KvCache;
@@ -161,16 +162,16 @@ fn f32_rows(q: &QTensor) -> Result<(Vec<f32>, usize, usize)> {
     Ok((f.flatten_all()?.to_vec1::<f32>()?, out, inp))
 }
 
-/// pdsim's bf16 copy of a weight matrix.
-fn bf16_matrix(q: &QTensor) -> Result<Bf16Matrix> {
+/// pdsim's bf16 copy of a weight matrix, kept in `arena`.
+fn bf16_matrix(q: &QTensor, arena: &Arena) -> Result<Bf16Matrix> {
     let (data, out, inp) = f32_rows(q)?;
-    Ok(Bf16Matrix::from_f32(&data, out, inp))
+    Ok(Bf16Matrix::from_f32(&data, out, inp).into_arena(arena))
 }
 
-/// pdsim's Q8 copy of a weight matrix.
-fn q8_matrix(q: &QTensor) -> Result<Q8Matrix> {
+/// pdsim's Q8 copy of a weight matrix, kept in `arena`.
+fn q8_matrix(q: &QTensor, arena: &Arena) -> Result<Q8Matrix> {
     let (data, out, inp) = f32_rows(q)?;
-    Ok(Q8Matrix::from_f32(&data, out, inp))
+    Ok(Q8Matrix::from_f32(&data, out, inp).into_arena(arena))
 }
 
 /// One transformer block. Q, K and V are one matrix (their rows stacked), and so are the
@@ -214,20 +215,22 @@ impl Llama {
             content.tensor(&mut file, name, &device).map_err(|e| LoadError::Gguf(format!("tensor `{name}`: {e}")))
         };
         let c = |e: candle_core::Error| LoadError::Gguf(e.to_string());
+        // pdsim's kernels' weights, on huge pages (candle's formats keep candle's storage).
+        let arena = Arena::new();
         let matrix = |q: QTensor| -> std::result::Result<Linear, LoadError> {
             Ok(match format {
                 WeightFormat::F32 => {
                     Linear { q: Quantized::Candle(QMatMul::Tensor(q.dequantize(&Device::Cpu).map_err(c)?)), wide: None }
                 }
-                WeightFormat::Q8_0 => Linear { q: Quantized::Q8(q8_matrix(&q).map_err(c)?), wide: None },
+                WeightFormat::Q8_0 => Linear { q: Quantized::Q8(q8_matrix(&q, &arena).map_err(c)?), wide: None },
                 WeightFormat::Native => {
                     Linear { q: Quantized::Candle(QMatMul::from_qtensor(q).map_err(c)?), wide: None }
                 }
-                WeightFormat::Bf16 => Linear { q: Quantized::Bf16(bf16_matrix(&q).map_err(c)?), wide: None },
+                WeightFormat::Bf16 => Linear { q: Quantized::Bf16(bf16_matrix(&q, &arena).map_err(c)?), wide: None },
                 WeightFormat::Mixed | WeightFormat::Q8Bf16 => Linear {
-                    q: Quantized::Q8(q8_matrix(&q).map_err(c)?),
+                    q: Quantized::Q8(q8_matrix(&q, &arena).map_err(c)?),
                     wide: match format == WeightFormat::Q8Bf16 || mixed_prompts_in_bf16() {
-                        true => Some(Quantized::Bf16(bf16_matrix(&q).map_err(c)?)),
+                        true => Some(Quantized::Bf16(bf16_matrix(&q, &arena).map_err(c)?)),
                         false => None,
                     },
                 },

@@ -15,6 +15,7 @@
 //! computed by the same instruction sequence whatever rows are beside it, so a row's result
 //! does not depend on the rows batched with it.
 
+use super::huge_pages::{Arena, Stored};
 use super::tiles::{for_each_panel, OutPtr, PANEL};
 
 /// Inputs per 32-bit lane of a dot product instruction.
@@ -39,7 +40,7 @@ pub struct Bf16Matrix {
     out: usize,
     inp: usize,
     /// Per panel, per input pair: 16 columns × 2 values (0 for a last panel's padding).
-    packed: Vec<u16>,
+    packed: Stored<u16>,
 }
 
 impl Bf16Matrix {
@@ -53,7 +54,12 @@ impl Bf16Matrix {
                 packed[p * PANEL * inp + (i / PAIR) * PANEL * PAIR + col * PAIR + i % PAIR] = to_bf16(v);
             }
         }
-        Bf16Matrix { out, inp, packed }
+        Bf16Matrix { out, inp, packed: packed.into() }
+    }
+
+    /// The same matrix with its weights in `arena` (on huge pages: see [`super::huge_pages`]).
+    pub fn into_arena(self, arena: &Arena) -> Bf16Matrix {
+        Bf16Matrix { packed: arena.store(&self.packed), ..self }
     }
 
     pub fn out_features(&self) -> usize {

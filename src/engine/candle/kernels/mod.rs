@@ -11,11 +11,13 @@
 //!   tiles (candle's tensor path took a third of a long prefill).
 //! - [`exp`]: the exponential on 16 lanes, for attention's softmax and the SwiGLU activation.
 //! - [`tiles`]: the parallel driver the matrix kernels share; [`cpu`]: which path the CPU takes.
+//! - [`huge_pages`]: where the matrices keep their weights once loaded (an arena on 2 MiB pages).
 
 pub mod attention;
 pub mod bf16;
 pub mod cpu;
 pub mod exp;
+pub mod huge_pages;
 pub mod prompt_attention;
 pub mod q8;
 pub mod tiles;

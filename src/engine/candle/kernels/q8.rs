@@ -18,6 +18,7 @@
 //! are read from memory once per step whatever the batch. Every row goes through the same
 //! instruction sequence whatever rows are beside it, so results do not change with the batch.
 
+use super::huge_pages::{Arena, Stored};
 use super::tiles::{for_each_panel, OutPtr, PANEL};
 
 /// Elements per quantization block.
@@ -144,9 +145,9 @@ pub struct Q8Matrix {
     out: usize,
     inp: usize,
     /// Per (panel, block): 8 vectors of 16 columns × 4 inputs, each byte `q + 128`.
-    packed: Vec<u8>,
+    packed: Stored<u8>,
     /// Per (panel, block): the 16 columns' scales (0 for the padding of a last, partial panel).
-    scales: Vec<f32>,
+    scales: Stored<f32>,
 }
 
 impl Q8Matrix {
@@ -166,7 +167,12 @@ impl Q8Matrix {
                 scales[(p * nb + b) * PANEL + col] = rows.scales[o * nb + b];
             }
         }
-        Q8Matrix { out, inp, packed, scales }
+        Q8Matrix { out, inp, packed: packed.into(), scales: scales.into() }
+    }
+
+    /// The same matrix with its weights in `arena` (on huge pages: see [`super::huge_pages`]).
+    pub fn into_arena(self, arena: &Arena) -> Q8Matrix {
+        Q8Matrix { packed: arena.store(&self.packed), scales: arena.store(&self.scales), ..self }
     }
 
     pub fn out_features(&self) -> usize {
