@@ -155,8 +155,9 @@ pub struct Stored<T> {
     heap: Vec<T>,
 }
 
-// Safety: the slice is never written after it is stored; its chunk is Send + Sync.
-unsafe impl<T: Sync> Send for Stored<T> {}
+// Safety: the values are never written after they are stored, and a chunk is Send + Sync; the
+// raw pointer is all that keeps the compiler from deriving these, as for a Vec<T>.
+unsafe impl<T: Send + Sync> Send for Stored<T> {}
 unsafe impl<T: Sync> Sync for Stored<T> {}
 
 impl<T> From<Vec<T>> for Stored<T> {
