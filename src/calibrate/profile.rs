@@ -61,8 +61,9 @@ pub struct Profile {
 /// - 2: prompt attention in pdsim's own kernel (a 512-token prefill ×1.5 faster at one thread).
 /// - 3: the 8-bit kernel reads a call's activation rows through one pointer (on the Xeon,
 ///   one-thread prompts of 16–128 tokens 8–13% faster in calibrate's grid, longer ones 0–8%).
-/// - 4: pdsim's kernels keep their weights on huge pages (on the KVM guests measured, the
-///   first step after a pause of seconds no longer pays up to three times its time).
+/// - 4: pdsim's kernels keep their weights on huge pages (on the AMX Xeon's KVM guest, the first
+///   step after seconds idle paid about an eighth of the extra time it paid on 4 KiB pages, and
+///   back-to-back bench steps ran ×1.1–1.5 faster).
 pub const ENGINE_REVISION: u32 = 4;
 
 /// The file as written and read back.

@@ -4,10 +4,11 @@
 //! costs about 6 µs per 4 KiB page on first touch, and the share of pages that pay grows with
 //! the pause: reading 160 MiB took 16 ms back to back, 35 ms after 1 s idle and 165–245 ms
 //! after 8 s (the host appears to unmap idle guest pages from its page tables, so each touch
-//! exits to it). A step reads every weight, so a worker's first step after a pause paid up to
-//! three times its time. On 2 MiB pages the same reads took 11 ms back to back and 20 ms after
-//! 8 s: 512 times fewer pages to map back. Serving engines keep their weights in memory they
-//! allocated once for the purpose (a GPU's), which never pays this.
+//! exits to it). On 2 MiB pages the same reads took 11 ms back to back and 20 ms after 8 s:
+//! 512 times fewer pages to map back. A step reads every weight: in interleaved runs a
+//! one-thread 64-token prefill after 2.8 s or more idle took 477–497 ms with the weights on
+//! 4 KiB pages and 129–144 ms on huge pages (76–88 ms after 0.2 s). Serving engines keep their
+//! weights in memory allocated once for the purpose (a GPU's), which does not pay this.
 //!
 //! The weights are copied at load time into a few large mappings (an [`Arena`]) advised with
 //! `MADV_HUGEPAGE`: one per matrix would round each of the model's sub-2 MiB matrices up to a
