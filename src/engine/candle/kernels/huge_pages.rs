@@ -28,7 +28,7 @@ const CHUNK: usize = 64 << 20;
 const ALIGN: usize = 64;
 
 /// Memory a chunk holds: mapped (and advised to use huge pages) or from the heap.
-struct Chunk {
+pub struct Chunk {
     ptr: *mut u8,
     len: usize,
     mapped: bool,
@@ -137,7 +137,7 @@ impl Arena {
             dst.cast::<T>()
         };
         *used = (*used + bytes).next_multiple_of(ALIGN);
-        Stored { ptr, len: data.len(), chunk: Some(Arc::clone(chunk)), heap: Vec::new() }
+        Stored::Arena { ptr, len: data.len(), chunk: Arc::clone(chunk) }
     }
 
     /// Whether the chunk being filled is mapped for huge pages, and its size (for tests).
@@ -149,11 +149,14 @@ impl Arena {
 
 /// A read-only slice of weights: in an [`Arena`], or a plain vector (as a matrix is built, and
 /// for matrices that were never moved into one).
-pub struct Stored<T> {
-    ptr: *const T,
-    len: usize,
-    chunk: Option<Arc<Chunk>>,
-    heap: Vec<T>,
+pub enum Stored<T> {
+    Heap(Vec<T>),
+    /// `len` values at `ptr`, inside `chunk` (which this keeps alive).
+    Arena {
+        ptr: *const T,
+        len: usize,
+        chunk: Arc<Chunk>,
+    },
 }
 
 // Safety: the values are never written after they are stored, and a chunk is Send + Sync; the
@@ -163,41 +166,48 @@ unsafe impl<T: Sync> Sync for Stored<T> {}
 
 impl<T> From<Vec<T>> for Stored<T> {
     fn from(heap: Vec<T>) -> Stored<T> {
-        Stored { ptr: heap.as_ptr(), len: heap.len(), chunk: None, heap }
+        Stored::Heap(heap)
     }
 }
 
 impl<T> Deref for Stored<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        match self.chunk {
+        match self {
+            Stored::Heap(v) => v,
             // Safety: `ptr` and `len` describe the slice `Arena::store` copied into `chunk`,
             // which this value keeps alive.
-            Some(_) => unsafe { std::slice::from_raw_parts(self.ptr, self.len) },
-            None => &self.heap,
+            Stored::Arena { ptr, len, .. } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
         }
     }
 }
 
 impl<T: Clone> Clone for Stored<T> {
     fn clone(&self) -> Stored<T> {
-        match &self.chunk {
-            Some(chunk) => Stored { ptr: self.ptr, len: self.len, chunk: Some(Arc::clone(chunk)), heap: Vec::new() },
-            None => Stored::from(self.heap.clone()),
+        match self {
+            Stored::Heap(v) => Stored::Heap(v.clone()),
+            Stored::Arena { ptr, len, chunk } => Stored::Arena { ptr: *ptr, len: *len, chunk: Arc::clone(chunk) },
         }
     }
 }
 
 impl<T> fmt::Debug for Stored<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let place = if self.chunk.is_some() { "in an arena" } else { "on the heap" };
-        write!(f, "{} values {place}", self.len)
+        let place = if matches!(self, Stored::Arena { .. }) { "in an arena" } else { "on the heap" };
+        write!(f, "{} values {place}", self.len())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chunk_of<T>(s: &Stored<T>) -> *const Chunk {
+        match s {
+            Stored::Arena { chunk, .. } => Arc::as_ptr(chunk),
+            Stored::Heap(_) => panic!("stored in an arena"),
+        }
+    }
 
     #[test]
     fn stored_slices_read_back_what_was_stored_and_outlive_the_arena() {
@@ -206,7 +216,7 @@ mod tests {
         let b: Vec<f32> = (0..3000).map(|i| i as f32 * 0.5).collect();
         let (sa, sb) = (arena.store(&a), arena.store(&b));
         // One chunk, the second slice aligned after the first.
-        assert!(std::ptr::eq(sa.chunk.as_ref().unwrap().as_ref(), sb.chunk.as_ref().unwrap().as_ref()));
+        assert_eq!(chunk_of(&sa), chunk_of(&sb.clone()));
         assert_eq!(sb.as_ptr() as usize % ALIGN, 0);
         #[cfg(target_os = "linux")]
         assert_eq!(arena.mapped(), (true, CHUNK), "mapped for huge pages");
