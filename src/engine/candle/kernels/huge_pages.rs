@@ -1,14 +1,14 @@
 //! Weight storage on transparent huge pages (2 MiB), for pdsim's own kernels.
 //!
-//! Why: on the KVM guests this project runs on, reading memory that sat untouched for a while
-//! costs about 6 µs per 4 KiB page on first touch, and the share of pages that pay grows with
-//! the pause: reading 160 MiB took 16 ms back to back, 35 ms after 1 s idle and 165–245 ms
-//! after 8 s (the host appears to unmap idle guest pages from its page tables, so each touch
-//! exits to it). On 2 MiB pages the same reads took 11 ms back to back and 20 ms after 8 s:
-//! 512 times fewer pages to map back. A step reads every weight: in interleaved runs a
-//! one-thread 64-token prefill after 2.8 s or more idle took 477–497 ms with the weights on
-//! 4 KiB pages and 129–144 ms on huge pages (76–88 ms after 0.2 s). Serving engines keep their
-//! weights in memory allocated once for the purpose (a GPU's), which does not pay this.
+//! Why: on the KVM guest this was measured on (a 2-vCPU Xeon with AMX), reading memory that sat
+//! untouched for a while cost about 6 µs per 4 KiB page on first touch, and the share of pages that
+//! pay grew with the pause: reading 160 MiB took 16 ms back to back, 34–36 ms after 1 s idle and
+//! 165–244 ms after 8 s (the host appears to unmap idle guest pages from its page tables, so each
+//! touch exits to it). On 2 MiB pages the same reads took 11 ms back to back and 20 ms after 8 s:
+//! 512 times fewer pages to map back. A step reads every weight: in interleaved runs a one-thread
+//! 64-token prefill after 2.8 s or more idle took 477–497 ms with the weights on 4 KiB pages and
+//! 129–144 ms on huge pages (76–88 ms after 0.2 s). Serving engines keep their weights in memory
+//! allocated once for the purpose (a GPU's), which does not pay this.
 //!
 //! The weights are copied at load time into a few large mappings (an [`Arena`]) advised with
 //! `MADV_HUGEPAGE`: one per matrix would round each of the model's sub-2 MiB matrices up to a
