@@ -241,22 +241,20 @@ fn actor_overhead(model: &Arc<Model>, threads: usize, reps: usize) -> candle_cor
 
 /// This process's anonymous memory on transparent huge pages (AnonHugePages), in MiB.
 pub fn huge_pages_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/smaps_rollup")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("AnonHugePages:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    proc_mib("/proc/self/smaps_rollup", "AnonHugePages:")
 }
 
 /// Peak resident memory of this process (VmHWM), in MiB.
 pub fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    proc_mib("/proc/self/status", "VmHWM:")
+}
+
+/// A `key  N kB` line of a /proc file, in MiB (NaN where there is none).
+fn proc_mib(path: &str, key: &str) -> f64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use super::fit::{least_squares, least_squares_with, lines_per_batch, Fit};
 use super::grid::{decode_points, prefill_points};
 use super::median;
-use super::profile::{FitFile, Profile, ProfileFile, ThreadsFit, ENGINE_REVISION};
+use super::profile::{FitFile, Profile, ProfileFile, ThreadsFit, WakeFile, ENGINE_REVISION};
 use crate::engine::sim::batch_lines::{BatchLine, BatchLines};
 use crate::engine::sim::linear::{CoRun, Wake};
 use crate::engine::sim::noise::Noise;
@@ -154,8 +154,7 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
                 without_jitter_shape.push(path);
             }
         }
-        let pauses =
-            |f: &FitFile| -> Vec<f64> { f.wake.iter().flat_map(|w| w.by_pause.iter().map(|p| p[0])).collect() };
+        let pauses = |f: &FitFile| f.wake.as_ref().map_or_else(Vec::new, WakeFile::pauses);
         if fit.wake.by_pause.is_empty()
             && of_t.iter().any(|(_, f)| !pauses(f).is_empty())
             && wake_curve_left_out.is_empty()
@@ -274,8 +273,8 @@ fn merge_threads(
         fits.iter().map(|(p, f)| measured(p, threads, "wake", f.wake.as_ref())).collect::<Result<_, _>>()?;
     // The charge after longer pauses, point by point, when every calibration measured it after
     // the same pauses; the flat charge of the shortest pause otherwise.
-    let pauses: Vec<f64> = wakes[0].by_pause.iter().map(|p| p[0]).collect();
-    let same_pauses = wakes.iter().all(|w| w.by_pause.iter().map(|p| p[0]).eq(pauses.iter().copied()));
+    let pauses = wakes[0].pauses();
+    let same_pauses = wakes.iter().all(|w| w.pauses() == pauses);
     let wake = Wake {
         after_idle_ms: median(wakes.iter().map(|w| w.after_idle_ms).collect()),
         extra_ms: median(wakes.iter().map(|w| w.extra_ms).collect()),
@@ -357,8 +356,8 @@ mod tests {
     use super::*;
     use crate::calibrate::profile::read;
 
-    /// One of the Xeon's calibrations (it recorded the jitter's shape).
-    /// A committed calibration, as if this build had timed it (it was revision 3's).
+    /// One of the Xeon's calibrations (it recorded the jitter's shape), as if this build had
+    /// timed it (it was revision 3's).
     fn calibration() -> ProfileFile {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/xeon/2026-11-30-0424.toml");
         ProfileFile { engine_revision: ENGINE_REVISION, ..read(&path).unwrap() }

@@ -172,6 +172,11 @@ impl WakeFile {
         }
     }
 
+    /// The pauses the charge was measured after (none in older profiles).
+    pub fn pauses(&self) -> Vec<f64> {
+        self.by_pause.iter().map(|p| p[0]).collect()
+    }
+
     fn check(&self) -> Result<(), String> {
         let values = [self.after_idle_ms, self.extra_ms].into_iter().chain(self.by_pause.iter().flatten().copied());
         if !values.clone().all(|x| x.is_finite() && (0.0..=1e9).contains(&x)) {
