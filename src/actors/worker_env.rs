@@ -113,6 +113,9 @@ pub struct StepStamp {
     pub queued: u64,
     /// Time since the worker's previous step ended.
     pub idle_ns: u64,
+    /// Time since the machine's last step ended, any worker's: 0 while another computes
+    /// ([`StepPlan::machine_idle_ns`]).
+    pub machine_idle_ns: Option<u64>,
     /// Other workers computing when the step started.
     pub co_running: u32,
     /// Whether one of them was in a single-sequence decode step.
@@ -126,6 +129,8 @@ pub struct MachineLoad {
     pub busy: AtomicU32,
     /// Workers in a single-sequence decode step.
     pub single_decode: AtomicU32,
+    /// One past when the machine's last step ended, any worker's (0 before the first).
+    pub last_end_ns: AtomicU64,
 }
 
 /// The environment a worker runs in.
@@ -212,6 +217,11 @@ impl WorkerEnv {
             // not run yet (execute mode warms the model up on threads of their own), and
             // executed two-thread first prefills paid the wake-up (see StepPlan::idle_ns).
             idle_ns: self.last_end_ns.get().map_or(u64::MAX, |end| start_ns.saturating_sub(end)),
+            machine_idle_ns: match m.last_end_ns.load(Ordering::Relaxed) {
+                _ if others > 0 => Some(0),
+                0 => None,
+                end => Some(start_ns.saturating_sub(end - 1)),
+            },
             co_running: others,
             beside_single_decode: others_single > 0,
         }
@@ -221,6 +231,7 @@ impl WorkerEnv {
     pub fn iteration(&self, plan: &StepPlan, stamp: StepStamp) {
         let StepStamp { start_ns, kv_used_tokens, queued, .. } = stamp;
         self.last_end_ns.set(Some(self.now()));
+        self.machine.last_end_ns.fetch_max(self.now() + 1, Ordering::Relaxed);
         if self.busy.replace(false) {
             self.machine.busy.fetch_sub(1, Ordering::Relaxed);
         }

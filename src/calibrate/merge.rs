@@ -50,6 +50,9 @@ pub struct Merged {
     /// the same ones, every calibration merged with the pauses it measured after (none: empty):
     /// the merge then charges the shortest pause's wake-up after any pause. Empty otherwise.
     pub wake_curve_left_out: Vec<(PathBuf, Vec<f64>)>,
+    /// The same for the worker's own part (`wake.beside_by_pause`): the merge then charges the
+    /// whole wake-up whatever other workers do.
+    pub wake_beside_left_out: Vec<(PathBuf, Vec<f64>)>,
 }
 
 /// The largest share of CPU time the hypervisor took while one of a calibration's thread counts
@@ -143,6 +146,7 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
     let mut spreads = Vec::new();
     let mut without_jitter_shape: Vec<PathBuf> = Vec::new();
     let mut wake_curve_left_out = Vec::new();
+    let mut wake_beside_left_out = Vec::new();
     for t in threads(first) {
         let of_t: Vec<(&PathBuf, &FitFile)> = inputs
             .iter()
@@ -154,12 +158,11 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
                 without_jitter_shape.push(path);
             }
         }
-        let pauses = |f: &FitFile| f.wake.as_ref().map_or_else(Vec::new, WakeFile::pauses);
-        if fit.wake.by_pause.is_empty()
-            && of_t.iter().any(|(_, f)| !pauses(f).is_empty())
-            && wake_curve_left_out.is_empty()
-        {
-            wake_curve_left_out = of_t.iter().map(|(path, f)| ((*path).clone(), pauses(f))).collect();
+        if wake_curve_left_out.is_empty() {
+            wake_curve_left_out = dropped_curve(&fit.wake.by_pause, &of_t, WakeFile::pauses);
+        }
+        if wake_beside_left_out.is_empty() {
+            wake_beside_left_out = dropped_curve(&fit.wake.beside_by_pause, &of_t, WakeFile::beside_pauses);
         }
         fits.push(fit);
         spreads.push((t, spread));
@@ -175,7 +178,7 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
         fits,
     };
     let kept = inputs.iter().map(|(path, _)| path.clone()).collect();
-    Ok(Merged { profile, spreads, kept, left_out, without_jitter_shape, wake_curve_left_out })
+    Ok(Merged { profile, spreads, kept, left_out, without_jitter_shape, wake_curve_left_out, wake_beside_left_out })
 }
 
 /// A figure every calibration must have measured (older profiles lack some).
@@ -273,17 +276,12 @@ fn merge_threads(
         fits.iter().map(|(p, f)| measured(p, threads, "wake", f.wake.as_ref())).collect::<Result<_, _>>()?;
     // The charge after longer pauses, point by point, when every calibration measured it after
     // the same pauses; the flat charge of the shortest pause otherwise.
-    let pauses = wakes[0].pauses();
-    let same_pauses = wakes.iter().all(|w| w.pauses() == pauses);
+    // The worker's own part the same way, when every calibration measured it.
     let wake = Wake {
         after_idle_ms: median(wakes.iter().map(|w| w.after_idle_ms).collect()),
         extra_ms: median(wakes.iter().map(|w| w.extra_ms).collect()),
-        by_pause: match same_pauses {
-            true => (0..pauses.len())
-                .map(|i| (pauses[i], median(wakes.iter().map(|w| w.by_pause[i][1]).collect())))
-                .collect(),
-            false => Vec::new(),
-        },
+        by_pause: point_by_point(wakes.iter().map(|w| w.by_pause.as_slice()).collect()),
+        beside_by_pause: point_by_point(wakes.iter().map(|w| w.beside_by_pause.as_slice()).collect()),
     };
     let co: Vec<_> =
         fits.iter().map(|(p, f)| measured(p, threads, "co_run", f.co_run.as_ref())).collect::<Result<_, _>>()?;
@@ -351,6 +349,30 @@ fn merge_threads(
     Ok((fit, spread, shapeless))
 }
 
+/// Where a wake-up curve some calibrations measured did not survive the merge (`merged` is
+/// empty), each calibration with the pauses it measured it after; empty otherwise.
+fn dropped_curve(
+    merged: &[(f64, f64)],
+    of_t: &[(&PathBuf, &FitFile)],
+    pauses: fn(&WakeFile) -> Vec<f64>,
+) -> Vec<(PathBuf, Vec<f64>)> {
+    let pauses = |f: &FitFile| f.wake.as_ref().map_or_else(Vec::new, pauses);
+    match merged.is_empty() && of_t.iter().any(|(_, f)| !pauses(f).is_empty()) {
+        true => of_t.iter().map(|(path, f)| ((*path).clone(), pauses(f))).collect(),
+        false => Vec::new(),
+    }
+}
+
+/// Curves of `[pause, charge]` merged point by point, each charge the median of theirs, when
+/// they were all measured after the same pauses; none otherwise.
+fn point_by_point(curves: Vec<&[[f64; 2]]>) -> Vec<(f64, f64)> {
+    let pauses: Vec<f64> = curves[0].iter().map(|p| p[0]).collect();
+    if curves.iter().any(|c| c.iter().map(|p| p[0]).ne(pauses.iter().copied())) {
+        return Vec::new();
+    }
+    (0..pauses.len()).map(|i| (pauses[i], median(curves.iter().map(|c| c[i][1]).collect()))).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +437,35 @@ mod tests {
             ]
         );
         assert!(merge(&inputs, None).unwrap().wake_curve_left_out.is_empty(), "the same pauses");
+    }
+
+    #[test]
+    fn the_workers_own_wake_up_is_merged_point_by_point_or_left_out_and_named() {
+        let with = |f: f64, beside: Vec<[f64; 2]>| {
+            let (path, mut p) = scaled(f, 5.0, 0.1);
+            for x in &mut p.fit {
+                x.wake.as_mut().unwrap().beside_by_pause = beside.clone();
+            }
+            (path, p)
+        };
+        let inputs = [
+            with(0.9, vec![[300.0, 1.0], [4000.0, 12.0]]),
+            with(1.0, vec![[300.0, 3.0], [4000.0, 8.0]]),
+            with(1.1, vec![[300.0, 2.0], [4000.0, 30.0]]),
+        ];
+        let m = merge(&inputs, None).unwrap();
+        assert_eq!(m.profile.fits[0].wake.beside_by_pause, [(300.0, 2.0), (4000.0, 12.0)]);
+        assert!(m.wake_beside_left_out.is_empty());
+        // One calibration from before it was measured: the whole charge, and the merge says so.
+        let older = with(1.1, Vec::new());
+        let m = merge(&[inputs[0].clone(), inputs[1].clone(), older], None).unwrap();
+        assert!(m.profile.fits.iter().all(|f| f.wake.beside_by_pause.is_empty()));
+        let named: Vec<(String, usize)> =
+            m.wake_beside_left_out.iter().map(|(p, v)| (p.display().to_string(), v.len())).collect();
+        assert_eq!(named, [("x0.9.toml".into(), 2), ("x1.toml".into(), 2), ("x1.1.toml".into(), 0)]);
+        // None measured it: nothing to say.
+        let none = [with(0.9, Vec::new()), with(1.0, Vec::new())];
+        assert!(merge(&none, None).unwrap().wake_beside_left_out.is_empty());
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod host;
 pub mod merge;
 pub mod profile;
 pub(crate) mod steadiness;
+mod wake;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -169,7 +170,7 @@ fn time_grids(model: &Arc<Model>, opts: &Options, progress: &mut dyn FnMut(&str)
 }
 
 /// Fits one thread count's grids, reads its unsteadiness series against the batch-1 decode fit
-/// and measures its wake-up.
+/// and measures its wake-up (alone, and with another engine computing through the pause).
 ///
 /// The decode fits take their shape (how a step grows with context and batch) from the grid and
 /// their level from the series: the grid's times are scaled by the median back-to-back step
@@ -180,7 +181,12 @@ fn time_grids(model: &Arc<Model>, opts: &Options, progress: &mut dyn FnMut(&str)
 /// steps in the runs after the first went ×0.82–0.93 of its grid. Over five calibrations and
 /// their rounds the runs' decode pace strayed from the series' level by ±2.5% (one thread) and
 /// ±7.6% (two), from the grid's by ±4.6% and ±12.9% (root mean square of the log).
-fn measure(t: Timing, opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Measured, EngineError> {
+fn measure(
+    model: &Arc<Model>,
+    t: Timing,
+    opts: &Options,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Measured, EngineError> {
     let Timing { threads, mut bench, prefill, decode, series } = t;
     let prefill = prefill.samples(threads, progress);
     let decode = decode.samples(&mut bench, threads, progress);
@@ -197,22 +203,23 @@ fn measure(t: Timing, opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<
     let per_batch: Vec<(u64, f64, f64)> = decode.iter().map(|p| (p.x[2] as u64, p.x[1], p.ms)).collect();
     let decode_by_batch = lines_per_batch(&per_batch)
         .ok_or_else(|| EngineError::Step("the decode measurements do not determine a line per batch size".into()))?;
-    let wake = wake_ms(&mut bench, WAKE_PAUSE_MS, 4 * opts.reps + 3)?;
-    let mut by_pause = vec![(WAKE_PAUSE_MS as f64, wake)];
-    for pause in WAKE_LONGER_PAUSES_MS {
-        by_pause.push((pause as f64, wake_ms(&mut bench, pause, if opts.quick { 1 } else { opts.reps + 2 })?));
-    }
-    let each: Vec<String> = by_pause.iter().map(|(p, e)| format!("{e:+.1} ms after {} s", p / 1e3)).collect();
-    progress(&format!(
-        "threads {threads}: a step after a pause takes longer than one right after another: {}",
+    let wake = wake::measure(model, &mut bench, opts)?;
+    let each = |curve: &[(f64, f64)]| -> String {
+        let each: Vec<String> = curve.iter().map(|(p, e)| format!("{e:+.1} ms after {} s", p / 1e3)).collect();
         each.join(", ")
+    };
+    progress(&format!(
+        "threads {threads}: a step after a pause takes longer than one right after another: {}; \
+         with another engine computing until the step: {}",
+        each(&wake.by_pause),
+        each(&wake.beside_by_pause)
     ));
     Ok(Measured {
         prefill: fit(3, &prefill.iter().collect::<Vec<_>>())?,
         decode_single: fit(2, &single)?,
         decode: fit(3, &batched)?,
         decode_by_batch,
-        wake: Wake { after_idle_ms: WAKE_AFTER_IDLE_MS, extra_ms: wake, by_pause },
+        wake,
         noise,
         back_to_back,
     })
@@ -238,65 +245,6 @@ fn steadiness_secs(opts: &Options) -> f64 {
     } else {
         15.0
     }
-}
-
-/// The pause before the wake-up measurement.
-const WAKE_PAUSE_MS: u64 = 300;
-
-/// Longer pauses the wake-up is also measured after (fewer pairs each: they take seconds). On a
-/// 2-vCPU Xeon with AMX what a pause cost kept growing with it, and only the first step after
-/// it paid (the decode step after it ran at its usual time): a 64-token prefill (70 ms) with one
-/// thread took +10 ms after 200 ms idle, +20 after 850 ms, +30–80 after 1.9 s, +75 after 2.9 s,
-/// +80–120 after 3.9 s, +125 after 5.9 s and +130–160 after 7.8 s; with two (58 ms) +15, +30,
-/// +30–50, +50, +60, +75 and +92. The runs' prefills after 1–2 s idle paid +28–48 ms over the
-/// fit, +45–75 after 2 s or more, long prompts about as much as short ones; runs of the shipped
-/// scenarios wait seconds between requests. A step after a longer pause than the last is
-/// charged the last one's.
-const WAKE_LONGER_PAUSES_MS: [u64; 4] = [1000, 2000, 4000, 8000];
-
-/// The prompt the wake-up is timed with. What a pause costs grows with the step for a while:
-/// measured after 300 ms on the build machine, +2–8 ms for 16 tokens (a ~20 ms step), +12–14 ms
-/// for 40 and +14–19 ms for 64, and +19–29 ms for 256. A 16-token probe read 0–6 ms while runs'
-/// 16–64-token prefills after a pause took 1.2–1.6× the profile; 64 tokens is near the plateau.
-const WAKE_PROBE_TOKENS: usize = 64;
-
-/// From how long a pause the wake-up is charged. On the build machine a two-thread pool's
-/// short prefill took no longer after 50 ms idle, ~10 ms longer after 100 ms and 10–17 ms
-/// after 150 ms to 1 s; a one-thread pool took no longer after any pause.
-const WAKE_AFTER_IDLE_MS: f64 = 100.0;
-
-/// How much longer a short prefill takes after the worker sat idle `pause_ms` (its pool's
-/// threads asleep, their cores idle) than right after another step, over `samples` pairs of
-/// the two.
-fn wake_ms(b: &mut Bench, pause_ms: u64, samples: usize) -> Result<f64, EngineError> {
-    let mut extra = Vec::new();
-    for _ in 0..samples {
-        std::thread::sleep(std::time::Duration::from_millis(pause_ms));
-        let mut pair = [0.0; 2];
-        for ms in &mut pair {
-            let (t, ids) = b.prefill(&[WAKE_PROBE_TOKENS], 2)?;
-            b.finish(&ids);
-            *ms = t;
-        }
-        extra.push(pair[0] - pair[1]);
-    }
-    Ok(wake_estimate(extra))
-}
-
-/// The mean of the pairs' differences without the highest and lowest tenth, at least 0. Not
-/// their median: a pause does not always cost, and the costs spread widely. On the build
-/// machine 15 pairs after 300 ms read −1.5, 0.1, 3.7, 4.1, 6.8, 11.8 … 24.3 ms, and another
-/// calibration's seven read 0.5, 16.7, 2.7, −2.7, 16.2, 1.2 and 17.6: a median of seven flips
-/// between ~2 and ~17 ms with the draw (four calibrations read 9.7, 23.7, 16.4 and 2.7 ms), while
-/// short prefills after an idle spell in fused runs paid 14–17 ms on average, round after round.
-fn wake_estimate(mut extra: Vec<f64>) -> f64 {
-    extra.sort_by(f64::total_cmp);
-    let cut = extra.len() / 10;
-    let kept = &extra[cut..extra.len() - cut];
-    if kept.is_empty() {
-        return 0.0;
-    }
-    (kept.iter().sum::<f64>() / kept.len() as f64).max(0.0)
 }
 
 fn bench(model: &Arc<Model>, threads: usize) -> Bench {
@@ -353,7 +301,7 @@ pub fn calibrate(
     for timing in time_grids(&model, opts, &mut progress)? {
         let threads = timing.threads;
         let Measured { prefill, decode_single, decode, decode_by_batch, wake, noise, back_to_back: typical } =
-            measure(timing, opts, &mut progress)?;
+            measure(&model, timing, opts, &mut progress)?;
         let co_run = co_run::measure(&model, threads)?;
         progress(&format!(
             "threads {threads}: beside another worker, prefill steps take {:+.0}% ({:+.0}% beside a \
@@ -409,7 +357,7 @@ pub fn calibrate(
 
 #[cfg(test)]
 mod tests {
-    use super::{median, wake_estimate};
+    use super::median;
 
     #[test]
     fn the_median_of_an_even_count_is_the_mean_of_its_middle_two() {
@@ -417,19 +365,5 @@ mod tests {
         // Not the upper middle value: a pace read off two steps, ×1.0 and ×1.2, is ×1.1.
         assert_eq!(median(vec![1.2, 1.0]), 1.1);
         assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
-    }
-
-    #[test]
-    fn the_wake_up_is_a_trimmed_mean_of_the_pairs() {
-        // Seven pairs measured on the build machine: their median (2.7 ms) missed the cost that
-        // three of them paid.
-        let pairs = vec![0.5, 16.7, 2.7, -2.7, 16.2, 1.2, 17.6];
-        assert!((wake_estimate(pairs) - 52.2 / 7.0).abs() < 1e-9);
-        // With ten or more pairs the highest and lowest tenth go: one hiccup does not count.
-        let mut pairs = vec![15.0; 18];
-        pairs.extend([250.0, -40.0]);
-        assert!((wake_estimate(pairs) - 15.0).abs() < 1e-9);
-        assert_eq!(wake_estimate(vec![-3.0, -1.0]), 0.0, "never below nothing");
-        assert_eq!(wake_estimate(Vec::new()), 0.0);
     }
 }

@@ -153,6 +153,11 @@ pub struct WakeFile {
     /// interpolated between them (absent in older profiles: `extra_ms` after any pause).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub by_pause: Vec<[f64; 2]>,
+    /// The same, measured with another engine computing through the pause: the worker's own
+    /// part of the charge (absent in older profiles: the whole charge whatever other workers
+    /// do).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub beside_by_pause: Vec<[f64; 2]>,
 }
 
 impl WakeFile {
@@ -161,6 +166,7 @@ impl WakeFile {
             after_idle_ms: w.after_idle_ms,
             extra_ms: w.extra_ms,
             by_pause: w.by_pause.iter().map(|&(p, e)| [p, e]).collect(),
+            beside_by_pause: w.beside_by_pause.iter().map(|&(p, e)| [p, e]).collect(),
         }
     }
 
@@ -169,6 +175,7 @@ impl WakeFile {
             after_idle_ms: self.after_idle_ms,
             extra_ms: self.extra_ms,
             by_pause: self.by_pause.iter().map(|&[p, e]| (p, e)).collect(),
+            beside_by_pause: self.beside_by_pause.iter().map(|&[p, e]| (p, e)).collect(),
         }
     }
 
@@ -177,13 +184,21 @@ impl WakeFile {
         self.by_pause.iter().map(|p| p[0]).collect()
     }
 
+    /// The pauses the worker's own part was measured after (none in older profiles).
+    pub fn beside_pauses(&self) -> Vec<f64> {
+        self.beside_by_pause.iter().map(|p| p[0]).collect()
+    }
+
     fn check(&self) -> Result<(), String> {
-        let values = [self.after_idle_ms, self.extra_ms].into_iter().chain(self.by_pause.iter().flatten().copied());
+        let curves = self.by_pause.iter().chain(&self.beside_by_pause).flatten().copied();
+        let values = [self.after_idle_ms, self.extra_ms].into_iter().chain(curves);
         if !values.clone().all(|x| x.is_finite() && (0.0..=1e9).contains(&x)) {
             return Err("has a wake outside 0 to 1e9 ms".into());
         }
-        if self.by_pause.windows(2).any(|w| w[0][0] >= w[1][0]) {
-            return Err("has a wake.by_pause whose pauses do not increase".into());
+        for (name, curve) in [("by_pause", &self.by_pause), ("beside_by_pause", &self.beside_by_pause)] {
+            if curve.windows(2).any(|w| w[0][0] >= w[1][0]) {
+                return Err(format!("has a wake.{name} whose pauses do not increase"));
+            }
         }
         Ok(())
     }
@@ -526,6 +541,21 @@ mod tests {
         );
         // Written on this CPU: nothing to say.
         assert!(origin_warnings(&fresh, here, "family 6 model 167 stepping 1; AVX-512 VNNI BF16").is_empty());
+    }
+
+    #[test]
+    fn the_workers_own_wake_up_is_read_and_bad_pauses_named() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/calibrated.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let with = |beside: &str| text.replace("\nextra_ms = ", &format!("\nbeside_by_pause = {beside}\nextra_ms = "));
+        let model = load_text(&with("[[300.0, 2.0], [4000.0, 9.0]]")).unwrap();
+        let CostModel::Linear { cost, .. } = model.for_threads(1).unwrap() else { panic!("a profile's fit is linear") };
+        assert_eq!(cost.wake.unwrap().beside_by_pause, [(300.0, 2.0), (4000.0, 9.0)]);
+        let err = load_text(&with("[[4000.0, 2.0], [300.0, 9.0]]")).unwrap_err();
+        assert!(err.contains("wake.beside_by_pause whose pauses do not increase"), "{err}");
+        // Older profiles do not have it: the whole charge, whatever other workers do.
+        let CostModel::Linear { cost, .. } = load_text(&text).unwrap().for_threads(1).unwrap() else { panic!() };
+        assert!(cost.wake.unwrap().beside_by_pause.is_empty());
     }
 
     /// The committed profile with its noise's `step_quantiles` set to `step` (a TOML array), or

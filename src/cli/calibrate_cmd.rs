@@ -218,21 +218,17 @@ fn merge(paths: &[PathBuf], max_stolen: Option<f64>, out: &Path, json: bool) -> 
             l.join(", ")
         ),
     };
-    let curve: Vec<String> = merged
-        .wake_curve_left_out
-        .iter()
-        .map(|(p, pauses)| match pauses.as_slice() {
-            [] => format!("{} after none", p.display()),
-            v => {
-                let s: Vec<String> = v.iter().map(|ms| format!("{}", ms / 1e3)).collect();
-                format!("{} after {} s", p.display(), s.join(", "))
-            }
-        })
-        .collect();
-    let curve = match curve.as_slice() {
+    let curve = match pauses_of(&merged.wake_curve_left_out).as_slice() {
         [] => String::new(),
         l => format!(
             "The wake-up after longer pauses (wake.by_pause) is left out: the calibrations measured it after different pauses ({}), so the merged profile charges the wake-up of their shortest pause (extra_ms) after any pause.",
+            l.join("; ")
+        ),
+    };
+    let curve = match pauses_of(&merged.wake_beside_left_out).as_slice() {
+        [] => curve,
+        l => format!(
+            "{curve} The worker's own part of the wake-up (wake.beside_by_pause) is left out: the calibrations measured it after different pauses ({}), so the merged profile charges the whole wake-up whatever other workers do.",
             l.join("; ")
         ),
     };
@@ -289,6 +285,20 @@ fn comment(text: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// "PATH after 0.3, 1 s" for each calibration and the pauses it measured a wake-up curve after.
+fn pauses_of(calibrations: &[(std::path::PathBuf, Vec<f64>)]) -> Vec<String> {
+    calibrations
+        .iter()
+        .map(|(p, pauses)| match pauses.as_slice() {
+            [] => format!("{} after none", p.display()),
+            v => {
+                let s: Vec<String> = v.iter().map(|ms| format!("{}", ms / 1e3)).collect();
+                format!("{} after {} s", p.display(), s.join(", "))
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -152,6 +152,12 @@ pub fn ratios(iterations: &Path, topology: &Topology, profile: &CostModel) -> st
         plan.idle_ns = previous.map_or(u64::MAX, |p| ((s.start_s - p.end_s).max(0.0) * 1e9) as u64);
         let beside: Vec<&Step> =
             steps.iter().filter(|o| o.worker != s.worker && o.start_s <= s.start_s && s.start_s < o.end_s).collect();
+        let last_end = steps.iter().map(|o| o.end_s).filter(|&end| end <= s.start_s).fold(f64::NEG_INFINITY, f64::max);
+        plan.machine_idle_ns = match beside.is_empty() {
+            false => Some(0),
+            true if last_end.is_finite() => Some(((s.start_s - last_end) * 1e9) as u64),
+            true => None,
+        };
         plan.co_running = beside.len() as u32;
         plan.beside_single_decode = beside.iter().any(|o| o.kind == "decode" && o.batch == 1);
         let threads = if s.worker.starts_with("decode") { topology.threads.decode } else { topology.threads.prefill };

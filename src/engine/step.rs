@@ -26,6 +26,12 @@ pub struct StepPlan {
     /// threads have not run yet: executed two-thread first prefills of 24 tokens took ×1.13–1.43
     /// of their calibration without the wake-up charge, ×0.87–1.04 with it (four rounds).
     pub idle_ns: u64,
+    /// How long before the step the machine's last computing ended: 0 when another worker of
+    /// the machine was computing as the step started, at most `idle_ns` (the worker's own last
+    /// step counts); `None` where not known, taken as `idle_ns`. Part of the wake-up is memory
+    /// every worker shares, which another worker's steps keep in use (see
+    /// [`crate::engine::sim::wake`]).
+    pub machine_idle_ns: Option<u64>,
     /// How many other workers sharing this worker's machine were computing when it started: a
     /// cost model may charge for the contention.
     pub co_running: u32,
@@ -58,6 +64,7 @@ impl StepPlan {
         s.decode_seqs = self.decode.len() as u64;
         s.decode_context = self.decode.iter().map(|d| d.context_tokens).sum();
         s.idle_ns = self.idle_ns;
+        s.machine_idle_ns = self.machine_idle_ns;
         s.co_running = self.co_running;
         s.beside_single_decode = self.beside_single_decode;
         s
@@ -81,6 +88,8 @@ pub struct StepShape {
     pub decode_context: u64,
     /// The worker's idle time before the step ([`StepPlan::idle_ns`]).
     pub idle_ns: u64,
+    /// [`StepPlan::machine_idle_ns`].
+    pub machine_idle_ns: Option<u64>,
     /// Other workers of the machine computing at the step's start ([`StepPlan::co_running`]).
     pub co_running: u32,
     /// [`StepPlan::beside_single_decode`].
@@ -107,6 +116,7 @@ mod tests {
             ],
             decode: vec![DecodeSlot { request: 2, context_tokens: 10 }, DecodeSlot { request: 3, context_tokens: 5 }],
             idle_ns: 7,
+            machine_idle_ns: Some(3),
             co_running: 1,
             beside_single_decode: true,
         };
@@ -118,6 +128,6 @@ mod tests {
         assert_eq!(s.prefill_context, 4 + 6);
         assert_eq!((s.decode_seqs, s.decode_context), (2, 15));
         assert_eq!(s.tokens(), 8);
-        assert_eq!((s.idle_ns, s.co_running, s.beside_single_decode), (7, 1, true));
+        assert_eq!((s.idle_ns, s.machine_idle_ns, s.co_running, s.beside_single_decode), (7, Some(3), 1, true));
     }
 }

@@ -64,6 +64,12 @@ fn calibrate_then_compare() {
     assert_eq!(pauses, [300.0, 1000.0, 2000.0, 4000.0, 8000.0], "{fit}");
     assert!(std::fs::read_to_string(&profile).unwrap().contains("by_pause = [[300.0, "));
     assert!(progress.contains("ms after 0.3 s, ") && progress.contains("ms after 8 s"), "{progress}");
+    // And with another engine computing through the pause: the worker's own part of it.
+    let beside: Vec<f64> =
+        fit["wake"]["beside_by_pause"].as_array().unwrap().iter().map(|p| p[0].as_f64().unwrap()).collect();
+    assert_eq!(beside, [300.0, 1000.0, 2000.0, 4000.0], "{fit}");
+    assert!(std::fs::read_to_string(&profile).unwrap().contains("beside_by_pause = [[300.0, "));
+    assert!(progress.contains("with another engine computing until the step: +"), "{progress}");
     // And round by round: the warm-up and the one timed round.
     assert_eq!(progress.matches("of the CPU time during the round").count(), 2, "{progress}");
     // Back-to-back decode steps against the grid's fit: a check of the machine's pace.

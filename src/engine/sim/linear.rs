@@ -9,6 +9,7 @@
 
 use super::batch_lines::BatchLines;
 use super::noise::Noise;
+pub use super::wake::Wake;
 use crate::engine::step::StepShape;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,45 +56,6 @@ pub struct CoRun {
     pub prefill_beside_single: Option<f64>,
 }
 
-/// A step after the worker sat idle at least `after_idle_ms` takes `extra_ms` longer: what
-/// `pdsim calibrate` measures when a CPU worker's threads have gone to sleep (on the build
-/// machine, 10–17 ms for a two-thread pool after a pause of 100 ms or more; nothing for one
-/// thread). Where the charge grows with the pause, `by_pause` holds it measured after several
-/// pauses, (pause ms, extra ms) by increasing pause: a step after `idle` ms pays the linear
-/// interpolation between them, the first one's below it and the last one's beyond it (on a
-/// 2-vCPU Xeon with AMX the charge kept growing for seconds: see `WAKE_LONGER_PAUSES_MS` in
-/// `calibrate`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Wake {
-    pub after_idle_ms: f64,
-    pub extra_ms: f64,
-    pub by_pause: Vec<(f64, f64)>,
-}
-
-impl Wake {
-    /// The charge at one pause, the same after any pause from `after_idle_ms` on.
-    pub fn flat(after_idle_ms: f64, extra_ms: f64) -> Wake {
-        Wake { after_idle_ms, extra_ms, by_pause: Vec::new() }
-    }
-
-    /// What a step pays after its worker sat idle `idle_ms`.
-    pub fn extra(&self, idle_ms: f64) -> f64 {
-        if idle_ms < self.after_idle_ms {
-            return 0.0;
-        }
-        let points = &self.by_pause;
-        match points.iter().position(|&(pause, _)| pause > idle_ms) {
-            _ if points.is_empty() => self.extra_ms,
-            Some(0) => points[0].1,
-            None => points[points.len() - 1].1,
-            Some(i) => {
-                let ((p0, e0), (p1, e1)) = (points[i - 1], points[i]);
-                e0 + (e1 - e0) * (idle_ms - p0) / (p1 - p0)
-            }
-        }
-    }
-}
-
 impl LinearCost {
     /// Every prefill coefficient × `prefill`, every decode coefficient × `decode`.
     pub fn scaled(&self, prefill: f64, decode: f64) -> LinearCost {
@@ -123,8 +85,13 @@ impl LinearCost {
         let wake = match &self.wake {
             // A worker's first step: its threads have not run, the machine has (execute mode
             // warms up just before the clock starts): the charge after the shortest pause.
-            Some(w) if s.idle_ns == u64::MAX => w.extra_ms,
-            Some(w) => w.extra(s.idle_ns as f64 / 1e6),
+            Some(w) => {
+                let machine = s.machine_idle_ns.map_or(f64::INFINITY, |ns| ns as f64 / 1e6);
+                match s.idle_ns {
+                    u64::MAX => w.first_step(machine),
+                    ns => w.extra_on_machine(ns as f64 / 1e6, machine),
+                }
+            }
             None => 0.0,
         };
         let (fp, fd) = match self.co_run {
@@ -223,25 +190,21 @@ mod tests {
     }
 
     #[test]
-    fn a_wake_up_measured_after_several_pauses_is_interpolated_between_them() {
-        let w = Wake {
-            after_idle_ms: 100.0,
-            extra_ms: 10.0,
-            by_pause: vec![(300.0, 10.0), (1000.0, 24.0), (3000.0, 64.0)],
-        };
-        assert_eq!(w.extra(99.0), 0.0, "before the threads sleep");
-        assert_eq!(w.extra(100.0), 10.0, "the first pause's charge below it");
-        assert_eq!(w.extra(300.0), 10.0);
-        assert!((w.extra(650.0) - 17.0).abs() < 1e-12);
-        assert!((w.extra(2000.0) - 44.0).abs() < 1e-12);
-        assert_eq!(w.extra(3000.0), 64.0);
-        assert_eq!(w.extra(60_000.0), 64.0, "the last pause's charge beyond it");
-        assert_eq!(Wake::flat(100.0, 10.0).extra(60_000.0), 10.0);
-        let m = LinearCost { wake: Some(w), ..model() };
+    fn a_wake_up_measured_after_several_pauses_is_charged_by_the_pause() {
+        let w = Wake { by_pause: vec![(300.0, 10.0), (1000.0, 24.0), (3000.0, 64.0)], ..Wake::flat(100.0, 10.0) };
+        let m = LinearCost { wake: Some(w.clone()), ..model() };
         let s = StepShape { decode_seqs: 4, decode_context: 100, idle_ns: 2_000_000_000, ..Default::default() };
         assert!((m.step_ms(&s) - 45.0).abs() < 1e-12);
         // A worker's first step pays the charge after the shortest pause, not the longest.
         assert_eq!(m.step_ms(&StepShape { idle_ns: u64::MAX, ..s }), 11.0);
+        // With the worker's own part measured, a neighbour computing up to the step leaves it.
+        let beside = Wake { beside_by_pause: vec![(300.0, 2.0), (3000.0, 12.0)], ..w };
+        let m = LinearCost { wake: Some(beside), ..model() };
+        assert!(
+            (m.step_ms(&StepShape { machine_idle_ns: Some(0), ..s }) - (1.0 + 2.0 + 10.0 * 1700.0 / 2700.0)).abs()
+                < 1e-9
+        );
+        assert!((m.step_ms(&s) - 45.0).abs() < 1e-12);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod noise;
 pub mod presets;
 pub mod quantiles;
 pub mod roofline;
+pub mod wake;
 
 use std::sync::Arc;
 

@@ -1,0 +1,150 @@
+//! What a step pays after a pause: the wake-up charge of calibration profiles.
+//!
+//! On a KVM guest the first step after a pause runs slower the longer the pause (on a 2-vCPU
+//! Xeon with AMX, +10 ms after 200 ms and +60–75 ms after several seconds): the host takes
+//! memory that sat idle out of its page tables, and the next touch of each page goes through
+//! the hypervisor. Part of that memory is the worker's own (its threads, stacks, buffers) and
+//! part is shared by every worker of the process (the weights), which another worker stepping
+//! through the pause keeps in use: in the executed split runs of 2026-11-30 20:00–20:39 UTC,
+//! the one-thread prefill worker paid +0–16 ms after 0.1–1 s of its own idle while the decode
+//! worker had just computed, where `calibrate`, with the whole process idle, read +18–32 ms.
+
+use serde::Serialize;
+
+/// A step after the worker sat idle at least `after_idle_ms` takes `extra_ms` longer: what
+/// `pdsim calibrate` measures when a CPU worker's threads have gone to sleep (on the build
+/// machine, 10–17 ms for a two-thread pool after a pause of 100 ms or more; nothing for one
+/// thread). Where the charge grows with the pause, `by_pause` holds it measured after several
+/// pauses, (pause ms, extra ms) by increasing pause: a step after `idle` ms pays the linear
+/// interpolation between them, the first one's below it and the last one's beyond it (on a
+/// 2-vCPU Xeon with AMX the charge kept growing for seconds: see `WAKE_LONGER_PAUSES_MS` in
+/// `calibrate`).
+///
+/// `beside_by_pause`, where measured, is the same curve with another engine computing through
+/// the pause (and stopped just before the step): the worker's own part of the wake-up. A step
+/// whose worker sat idle `p` while the machine's last computing ended `q ≤ p` before it pays
+/// its own part after `p` and the shared part after `q`: `beside(p) + alone(q) − beside(q)`,
+/// the whole `alone(p)` when nothing computed through the pause and `beside(p)` when something
+/// computed up to its end.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Wake {
+    pub after_idle_ms: f64,
+    pub extra_ms: f64,
+    pub by_pause: Vec<(f64, f64)>,
+    pub beside_by_pause: Vec<(f64, f64)>,
+}
+
+impl Wake {
+    /// The charge at one pause, the same after any pause from `after_idle_ms` on.
+    pub fn flat(after_idle_ms: f64, extra_ms: f64) -> Wake {
+        Wake { after_idle_ms, extra_ms, by_pause: Vec::new(), beside_by_pause: Vec::new() }
+    }
+
+    /// What a step pays after its worker sat idle `idle_ms` with the whole machine idle too.
+    pub fn extra(&self, idle_ms: f64) -> f64 {
+        if idle_ms < self.after_idle_ms {
+            return 0.0;
+        }
+        curve(&self.by_pause, self.extra_ms, idle_ms)
+    }
+
+    /// What a step pays after its worker sat idle `idle_ms`, the machine's last other
+    /// computing having ended `machine_idle_ms` before it (0 while something computes; at most
+    /// `idle_ms`, since the worker's own last step counts as the machine's).
+    pub fn extra_on_machine(&self, idle_ms: f64, machine_idle_ms: f64) -> f64 {
+        let alone = self.extra(idle_ms);
+        if self.beside_by_pause.is_empty() || alone == 0.0 {
+            return alone;
+        }
+        let own = curve(&self.beside_by_pause, self.extra_ms, idle_ms).min(alone);
+        let q = machine_idle_ms.min(idle_ms);
+        let shared = (self.extra(q) - self.own_at(q)).max(0.0);
+        (own + shared).min(alone)
+    }
+
+    /// What a worker's first step pays: its threads have not run, the machine has (execute mode
+    /// warms up just before the clock starts), so the charge after the shortest pause.
+    pub fn first_step(&self, machine_idle_ms: f64) -> f64 {
+        let shortest = self.by_pause.first().map_or(self.after_idle_ms, |&(pause, _)| pause);
+        self.extra_on_machine(shortest, machine_idle_ms)
+    }
+
+    /// The worker's own part after `idle_ms` (none before the threads sleep).
+    fn own_at(&self, idle_ms: f64) -> f64 {
+        if idle_ms < self.after_idle_ms {
+            return 0.0;
+        }
+        curve(&self.beside_by_pause, self.extra_ms, idle_ms).min(self.extra(idle_ms))
+    }
+}
+
+/// The linear interpolation of `points` at `idle_ms`: the first point's value below it, the
+/// last one's beyond it, `flat` when there are none.
+fn curve(points: &[(f64, f64)], flat: f64, idle_ms: f64) -> f64 {
+    match points.iter().position(|&(pause, _)| pause > idle_ms) {
+        _ if points.is_empty() => flat,
+        Some(0) => points[0].1,
+        None => points[points.len() - 1].1,
+        Some(i) => {
+            let ((p0, e0), (p1, e1)) = (points[i - 1], points[i]);
+            e0 + (e1 - e0) * (idle_ms - p0) / (p1 - p0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn curve_of(by_pause: Vec<(f64, f64)>) -> Wake {
+        Wake { by_pause, ..Wake::flat(100.0, 10.0) }
+    }
+
+    #[test]
+    fn a_wake_up_measured_after_several_pauses_is_interpolated_between_them() {
+        let w = curve_of(vec![(300.0, 10.0), (1000.0, 24.0), (3000.0, 64.0)]);
+        assert_eq!(w.extra(99.0), 0.0, "before the threads sleep");
+        assert_eq!(w.extra(100.0), 10.0, "the first pause's charge below it");
+        assert_eq!(w.extra(300.0), 10.0);
+        assert!((w.extra(650.0) - 17.0).abs() < 1e-12);
+        assert!((w.extra(2000.0) - 44.0).abs() < 1e-12);
+        assert_eq!(w.extra(3000.0), 64.0);
+        assert_eq!(w.extra(60_000.0), 64.0, "the last pause's charge beyond it");
+        assert_eq!(Wake::flat(100.0, 10.0).extra(60_000.0), 10.0);
+    }
+
+    #[test]
+    fn without_a_curve_beside_the_machine_does_not_matter() {
+        let w = curve_of(vec![(300.0, 10.0), (3000.0, 64.0)]);
+        for q in [0.0, 500.0, 3000.0] {
+            assert_eq!(w.extra_on_machine(3000.0, q), 64.0);
+        }
+    }
+
+    #[test]
+    fn another_worker_computing_through_the_pause_leaves_the_own_part() {
+        let w = Wake {
+            beside_by_pause: vec![(300.0, 2.0), (3000.0, 20.0)],
+            ..curve_of(vec![(300.0, 10.0), (3000.0, 64.0)])
+        };
+        // Something computed up to the step: only the worker's own part.
+        assert_eq!(w.extra_on_machine(3000.0, 0.0), 20.0);
+        // Nothing computed since the worker's own last step: the whole charge.
+        assert_eq!(w.extra_on_machine(3000.0, 3000.0), 64.0);
+        assert_eq!(w.extra_on_machine(3000.0, 1e9), 64.0, "the machine idles no longer than the worker");
+        // The machine idle 300 ms: own after 3 s, and the shared part after 300 ms (10 − 2).
+        assert_eq!(w.extra_on_machine(3000.0, 300.0), 28.0);
+        // Under `after_idle_ms` nothing is charged, whatever the machine did.
+        assert_eq!(w.extra_on_machine(99.0, 0.0), 0.0);
+        assert_eq!(w.extra_on_machine(99.0, 99.0), 0.0);
+    }
+
+    #[test]
+    fn the_own_part_never_exceeds_the_whole() {
+        // A noisy calibration can read more beside than alone: the charge stays the whole one.
+        let w = Wake { beside_by_pause: vec![(300.0, 30.0)], ..curve_of(vec![(300.0, 10.0), (3000.0, 64.0)]) };
+        assert_eq!(w.extra_on_machine(300.0, 0.0), 10.0);
+        assert_eq!(w.extra_on_machine(3000.0, 0.0), 30.0);
+        assert_eq!(w.extra_on_machine(3000.0, 3000.0), 64.0);
+    }
+}
