@@ -53,6 +53,9 @@ pub struct Merged {
     /// The same for the worker's own part (`wake.beside_by_pause`): the merge then charges the
     /// whole wake-up whatever other workers do.
     pub wake_beside_left_out: Vec<(PathBuf, Vec<f64>)>,
+    /// The same for the step sizes' charges (`wake.by_step_tokens`), with the token counts each
+    /// measured at: the merge then charges every step what the probe paid.
+    pub wake_tokens_left_out: Vec<(PathBuf, Vec<f64>)>,
 }
 
 /// The largest share of CPU time the hypervisor took while one of a calibration's thread counts
@@ -147,6 +150,7 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
     let mut without_jitter_shape: Vec<PathBuf> = Vec::new();
     let mut wake_curve_left_out = Vec::new();
     let mut wake_beside_left_out = Vec::new();
+    let mut wake_tokens_left_out = Vec::new();
     for t in threads(first) {
         let of_t: Vec<(&PathBuf, &FitFile)> = inputs
             .iter()
@@ -164,6 +168,9 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
         if wake_beside_left_out.is_empty() {
             wake_beside_left_out = dropped_curve(&fit.wake.beside_by_pause, &of_t, WakeFile::beside_pauses);
         }
+        if wake_tokens_left_out.is_empty() {
+            wake_tokens_left_out = dropped_curve(&fit.wake.by_step_tokens, &of_t, WakeFile::step_tokens);
+        }
         fits.push(fit);
         spreads.push((t, spread));
     }
@@ -178,7 +185,16 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
         fits,
     };
     let kept = inputs.iter().map(|(path, _)| path.clone()).collect();
-    Ok(Merged { profile, spreads, kept, left_out, without_jitter_shape, wake_curve_left_out, wake_beside_left_out })
+    Ok(Merged {
+        profile,
+        spreads,
+        kept,
+        left_out,
+        without_jitter_shape,
+        wake_curve_left_out,
+        wake_beside_left_out,
+        wake_tokens_left_out,
+    })
 }
 
 /// A figure every calibration must have measured (older profiles lack some).
@@ -276,12 +292,14 @@ fn merge_threads(
         fits.iter().map(|(p, f)| measured(p, threads, "wake", f.wake.as_ref())).collect::<Result<_, _>>()?;
     // The charge after longer pauses, point by point, when every calibration measured it after
     // the same pauses; the flat charge of the shortest pause otherwise.
-    // The worker's own part the same way, when every calibration measured it.
+    // The worker's own part and the step sizes' the same way, when every calibration measured
+    // them.
     let wake = Wake {
         after_idle_ms: median(wakes.iter().map(|w| w.after_idle_ms).collect()),
         extra_ms: median(wakes.iter().map(|w| w.extra_ms).collect()),
         by_pause: point_by_point(wakes.iter().map(|w| w.by_pause.as_slice()).collect()),
         beside_by_pause: point_by_point(wakes.iter().map(|w| w.beside_by_pause.as_slice()).collect()),
+        by_step_tokens: point_by_point(wakes.iter().map(|w| w.by_step_tokens.as_slice()).collect()),
     };
     let co: Vec<_> =
         fits.iter().map(|(p, f)| measured(p, threads, "co_run", f.co_run.as_ref())).collect::<Result<_, _>>()?;
@@ -349,7 +367,7 @@ fn merge_threads(
     Ok((fit, spread, shapeless))
 }
 
-/// Where a wake-up curve some calibrations measured did not survive the merge (`merged` is
+/// Where a wake-up curve (or the step sizes' charges) some calibrations measured did not survive the merge (`merged` is
 /// empty), each calibration with the pauses it measured it after; empty otherwise.
 fn dropped_curve(
     merged: &[(f64, f64)],
@@ -363,8 +381,8 @@ fn dropped_curve(
     }
 }
 
-/// Curves of `[pause, charge]` merged point by point, each charge the median of theirs, when
-/// they were all measured after the same pauses; none otherwise.
+/// Curves of `[pause or tokens, charge]` merged point by point, each charge the median of
+/// theirs, when they were all measured at the same points; none otherwise.
 fn point_by_point(curves: Vec<&[[f64; 2]]>) -> Vec<(f64, f64)> {
     let pauses: Vec<f64> = curves[0].iter().map(|p| p[0]).collect();
     if curves.iter().any(|c| c.iter().map(|p| p[0]).ne(pauses.iter().copied())) {
@@ -437,6 +455,30 @@ mod tests {
             ]
         );
         assert!(merge(&inputs, None).unwrap().wake_curve_left_out.is_empty(), "the same pauses");
+    }
+
+    #[test]
+    fn the_step_sizes_wake_up_is_merged_point_by_point_or_left_out_and_named() {
+        let with = |f: f64, sizes: Vec<[f64; 2]>| {
+            let (path, mut p) = scaled(f, 5.0, 0.1);
+            for x in &mut p.fit {
+                x.wake.as_mut().unwrap().by_step_tokens = sizes.clone();
+            }
+            (path, p)
+        };
+        let inputs = [
+            with(0.9, vec![[16.0, -7.0], [64.0, 0.0], [256.0, 5.0]]),
+            with(1.0, vec![[16.0, -1.0], [64.0, 0.0], [256.0, 3.0]]),
+            with(1.1, vec![[16.0, -4.0], [64.0, 0.0], [256.0, 9.0]]),
+        ];
+        let m = merge(&inputs, None).unwrap();
+        assert_eq!(m.profile.fits[0].wake.by_step_tokens, [(16.0, -4.0), (64.0, 0.0), (256.0, 5.0)]);
+        assert!(m.wake_tokens_left_out.is_empty());
+        let other = with(1.1, vec![[32.0, -4.0], [64.0, 0.0]]);
+        let m = merge(&[inputs[0].clone(), other], None).unwrap();
+        assert!(m.profile.fits[0].wake.by_step_tokens.is_empty());
+        let sizes: Vec<usize> = m.wake_tokens_left_out.iter().map(|(_, t)| t.len()).collect();
+        assert_eq!(sizes, [3, 2]);
     }
 
     #[test]

@@ -208,11 +208,14 @@ fn measure(
         let each: Vec<String> = curve.iter().map(|(p, e)| format!("{e:+.1} ms after {} s", p / 1e3)).collect();
         each.join(", ")
     };
+    let sizes: Vec<String> = wake.by_step_tokens.iter().map(|(t, ms)| format!("{ms:+.1} ms at {t} tokens")).collect();
     progress(&format!(
         "threads {threads}: a step after a pause takes longer than one right after another: {}; \
-         with another engine computing until the step: {}",
+         with another engine computing until the step: {}; against the {}-token probe after 0.3 s: {}",
         each(&wake.by_pause),
-        each(&wake.beside_by_pause)
+        each(&wake.beside_by_pause),
+        wake::WAKE_PROBE_TOKENS,
+        sizes.join(", ")
     ));
     Ok(Measured {
         prefill: fit(3, &prefill.iter().collect::<Vec<_>>())?,

@@ -158,6 +158,10 @@ pub struct WakeFile {
     /// do).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub beside_by_pause: Vec<[f64; 2]>,
+    /// `[tokens, ms]`: how much more than the probe a step of that many tokens pays after the
+    /// shortest pause, the probe's size at 0 (absent in older profiles: every step the probe's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_step_tokens: Vec<[f64; 2]>,
 }
 
 impl WakeFile {
@@ -167,6 +171,7 @@ impl WakeFile {
             extra_ms: w.extra_ms,
             by_pause: w.by_pause.iter().map(|&(p, e)| [p, e]).collect(),
             beside_by_pause: w.beside_by_pause.iter().map(|&(p, e)| [p, e]).collect(),
+            by_step_tokens: w.by_step_tokens.iter().map(|&(t, e)| [t, e]).collect(),
         }
     }
 
@@ -176,6 +181,7 @@ impl WakeFile {
             extra_ms: self.extra_ms,
             by_pause: self.by_pause.iter().map(|&[p, e]| (p, e)).collect(),
             beside_by_pause: self.beside_by_pause.iter().map(|&[p, e]| (p, e)).collect(),
+            by_step_tokens: self.by_step_tokens.iter().map(|&[t, e]| (t, e)).collect(),
         }
     }
 
@@ -189,6 +195,11 @@ impl WakeFile {
         self.beside_by_pause.iter().map(|p| p[0]).collect()
     }
 
+    /// The step sizes the charge was measured at (none in older profiles).
+    pub fn step_tokens(&self) -> Vec<f64> {
+        self.by_step_tokens.iter().map(|p| p[0]).collect()
+    }
+
     fn check(&self) -> Result<(), String> {
         let curves = self.by_pause.iter().chain(&self.beside_by_pause).flatten().copied();
         let values = [self.after_idle_ms, self.extra_ms].into_iter().chain(curves);
@@ -199,6 +210,14 @@ impl WakeFile {
             if curve.windows(2).any(|w| w[0][0] >= w[1][0]) {
                 return Err(format!("has a wake.{name} whose pauses do not increase"));
             }
+        }
+        // Its charges may be negative: a small step pays less than the probe.
+        let sizes = &self.by_step_tokens;
+        if !sizes.iter().all(|&[t, ms]| (1.0..=1e9).contains(&t) && ms.is_finite() && ms.abs() <= 1e9) {
+            return Err("has a wake.by_step_tokens outside 1 to 1e9 tokens or ±1e9 ms".into());
+        }
+        if sizes.windows(2).any(|w| w[0][0] >= w[1][0]) {
+            return Err("has a wake.by_step_tokens whose token counts do not increase".into());
         }
         Ok(())
     }
@@ -544,7 +563,7 @@ mod tests {
     }
 
     #[test]
-    fn the_workers_own_wake_up_is_read_and_bad_pauses_named() {
+    fn the_workers_own_wake_up_and_the_step_sizes_are_read_and_bad_ones_named() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/calibrated.toml");
         let text = std::fs::read_to_string(path).unwrap();
         let with = |beside: &str| text.replace("\nextra_ms = ", &format!("\nbeside_by_pause = {beside}\nextra_ms = "));
@@ -553,6 +572,14 @@ mod tests {
         assert_eq!(cost.wake.unwrap().beside_by_pause, [(300.0, 2.0), (4000.0, 9.0)]);
         let err = load_text(&with("[[4000.0, 2.0], [300.0, 9.0]]")).unwrap_err();
         assert!(err.contains("wake.beside_by_pause whose pauses do not increase"), "{err}");
+        let sized = with("[[300.0, 2.0]]")
+            .replace("\nextra_ms = ", "\nby_step_tokens = [[16.0, -5.0], [64.0, 0.0]]\nextra_ms = ");
+        let CostModel::Linear { cost, .. } = load_text(&sized).unwrap().for_threads(2).unwrap() else { panic!() };
+        assert_eq!(cost.wake.unwrap().by_step_tokens, [(16.0, -5.0), (64.0, 0.0)]);
+        let bad = with("[[300.0, 2.0]]")
+            .replace("\nextra_ms = ", "\nby_step_tokens = [[64.0, 0.0], [16.0, -5.0]]\nextra_ms = ");
+        let err = load_text(&bad).unwrap_err();
+        assert!(err.contains("wake.by_step_tokens whose token counts do not increase"), "{err}");
         // Older profiles do not have it: the whole charge, whatever other workers do.
         let CostModel::Linear { cost, .. } = load_text(&text).unwrap().for_threads(1).unwrap() else { panic!() };
         assert!(cost.wake.unwrap().beside_by_pause.is_empty());

@@ -1,7 +1,7 @@
 //! The wake-up `pdsim calibrate` measures: how much longer a step takes after its worker sat
 //! idle than right after another step, after pauses of 0.3 to 8 s, with the whole process idle
-//! and with another engine computing through the pause (the worker's own part: see
-//! [`crate::engine::sim::wake`]).
+//! and with another engine computing through the pause (the worker's own part), and for steps
+//! of several sizes (see [`crate::engine::sim::wake`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -37,7 +37,35 @@ pub(super) fn measure(model: &Arc<Model>, b: &mut Bench, opts: &Options) -> Resu
         }
     }
     neighbour.stop()?;
-    Ok(Wake { after_idle_ms: WAKE_AFTER_IDLE_MS, extra_ms: by_pause[0].1, by_pause, beside_by_pause })
+    let by_step_tokens = by_step_tokens(b, samples(WAKE_PAUSE_MS))?;
+    Ok(Wake { after_idle_ms: WAKE_AFTER_IDLE_MS, extra_ms: by_pause[0].1, by_pause, beside_by_pause, by_step_tokens })
+}
+
+/// How much more than the probe ([`WAKE_PROBE_TOKENS`]) a prefill of each of
+/// [`WAKE_STEP_TOKENS`] pays after the shortest pause: `samples` pairs of each, the sizes taking
+/// turns so that the machine's drift falls on all alike; `(tokens, ms)`, the probe's at 0.
+fn by_step_tokens(b: &mut Bench, samples: usize) -> Result<Vec<(f64, f64)>, EngineError> {
+    let mut extra = vec![Vec::new(); WAKE_STEP_TOKENS.len()];
+    for _ in 0..samples {
+        for (i, &tokens) in WAKE_STEP_TOKENS.iter().enumerate() {
+            std::thread::sleep(Duration::from_millis(WAKE_PAUSE_MS));
+            extra[i].push(pair(b, tokens)?);
+        }
+    }
+    let each: Vec<f64> = extra.into_iter().map(wake_estimate).collect();
+    let probe = WAKE_STEP_TOKENS.iter().position(|&t| t == WAKE_PROBE_TOKENS).expect("the probe's size is measured");
+    Ok(WAKE_STEP_TOKENS.iter().zip(&each).map(|(&t, &ms)| (t as f64, ms - each[probe])).collect())
+}
+
+/// A prefill of `tokens` right after the caller's pause, less one of the same right after it.
+fn pair(b: &mut Bench, tokens: usize) -> Result<f64, EngineError> {
+    let mut pair = [0.0; 2];
+    for ms in &mut pair {
+        let (t, ids) = b.prefill(&[tokens], 2)?;
+        b.finish(&ids);
+        *ms = t;
+    }
+    Ok(pair[0] - pair[1])
 }
 
 /// The pause before the wake-up measurement.
@@ -66,7 +94,15 @@ const WAKE_BESIDE_LONGER_PAUSES_MS: [u64; 3] = [1000, 2000, 4000];
 /// measured after 300 ms on the build machine, +2–8 ms for 16 tokens (a ~20 ms step), +12–14 ms
 /// for 40 and +14–19 ms for 64, and +19–29 ms for 256. A 16-token probe read 0–6 ms while runs'
 /// 16–64-token prefills after a pause took 1.2–1.6× the profile; 64 tokens is near the plateau.
-const WAKE_PROBE_TOKENS: usize = 64;
+pub(super) const WAKE_PROBE_TOKENS: usize = 64;
+
+/// The prompt sizes the wake-up is also timed at, after the shortest pause, the probe's among
+/// them. On the AMX Xeon in a calm hour (2026-11-30 22:35 UTC), after 1 s, a two-thread pool's
+/// 16-, 32-, 64-, 128-, 256- and 512-token prefills paid +0.2–1.7, +1.9–2.7, +8.0–9.5,
+/// +10.9–11.7, +12.9–13.6 and +13.9–16.8 ms (two passes), a one-thread pool's +1–3 ms at every
+/// size; the fused runs' prompts after a pause paid +2–5 ms at 16–32 tokens, +6–8 at 32–128 and
+/// +13–21 at 128–600, where one 64-token probe charged them all +9–11.
+const WAKE_STEP_TOKENS: [usize; 3] = [16, 64, 256];
 
 /// From how long a pause the wake-up is charged. On the build machine a two-thread pool's
 /// short prefill took no longer after 50 ms idle, ~10 ms longer after 100 ms and 10–17 ms
@@ -87,13 +123,7 @@ fn wake_ms(b: &mut Bench, pause_ms: u64, samples: usize, neighbour: Option<&Neig
         if let Some(n) = neighbour {
             n.hold()?;
         }
-        let mut pair = [0.0; 2];
-        for ms in &mut pair {
-            let (t, ids) = b.prefill(&[WAKE_PROBE_TOKENS], 2)?;
-            b.finish(&ids);
-            *ms = t;
-        }
-        extra.push(pair[0] - pair[1]);
+        extra.push(pair(b, WAKE_PROBE_TOKENS)?);
     }
     Ok(wake_estimate(extra))
 }

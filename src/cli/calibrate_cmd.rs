@@ -232,6 +232,21 @@ fn merge(paths: &[PathBuf], max_stolen: Option<f64>, out: &Path, json: bool) -> 
             l.join("; ")
         ),
     };
+    let sizes: Vec<String> = merged
+        .wake_tokens_left_out
+        .iter()
+        .map(|(p, tokens)| {
+            let t: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
+            format!("{} at {}", p.display(), if t.is_empty() { "none".into() } else { t.join(", ") + " tokens" })
+        })
+        .collect();
+    let curve = match sizes.as_slice() {
+        [] => curve,
+        l => format!(
+            "{curve} How the wake-up changes with the step's size (wake.by_step_tokens) is left out: the calibrations measured it at different sizes ({}), so the merged profile charges every step what the probe paid.",
+            l.join("; ")
+        ),
+    };
     let header = format!(
         "Merged by `pdsim calibrate --merge` from {} calibrations ({}): each step time is the median \
          of their fits at calibrate's grid points, fitted again; the wake-up, co-run and noise figures \

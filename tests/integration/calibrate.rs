@@ -70,6 +70,17 @@ fn calibrate_then_compare() {
     assert_eq!(beside, [300.0, 1000.0, 2000.0, 4000.0], "{fit}");
     assert!(std::fs::read_to_string(&profile).unwrap().contains("beside_by_pause = [[300.0, "));
     assert!(progress.contains("with another engine computing until the step: +"), "{progress}");
+    // And at three step sizes against the probe's, the probe's own at 0.
+    let sizes: Vec<(f64, f64)> = fit["wake"]["by_step_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
+        .collect();
+    assert_eq!(sizes.iter().map(|s| s.0).collect::<Vec<_>>(), [16.0, 64.0, 256.0], "{fit}");
+    assert_eq!(sizes[1].1, 0.0, "{fit}");
+    assert!(std::fs::read_to_string(&profile).unwrap().contains("by_step_tokens = [[16.0, "));
+    assert!(progress.contains("against the 64-token probe after 0.3 s: "), "{progress}");
     // And round by round: the warm-up and the one timed round.
     assert_eq!(progress.matches("of the CPU time during the round").count(), 2, "{progress}");
     // Back-to-back decode steps against the grid's fit: a check of the machine's pace.

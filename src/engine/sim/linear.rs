@@ -87,10 +87,11 @@ impl LinearCost {
             // warms up just before the clock starts): the charge after the shortest pause.
             Some(w) => {
                 let machine = s.machine_idle_ns.map_or(f64::INFINITY, |ns| ns as f64 / 1e6);
-                match s.idle_ns {
+                let charge = match s.idle_ns {
                     u64::MAX => w.first_step(machine),
                     ns => w.extra_on_machine(ns as f64 / 1e6, machine),
-                }
+                };
+                w.for_step(charge, s.tokens())
             }
             None => 0.0,
         };
