@@ -18,9 +18,9 @@
 # with a profile of that machine (--profile profiles/xeon-amx/merged.toml).
 # docs/runs/xeon-amx-2026-11-30-rev4.tar.gz holds three rounds there with engine revision 4
 # (2026-11-30 20:00-20:39 UTC; --profile profiles/xeon-amx/merged-rev4.toml), and
-# docs/runs/xeon-amx-2026-11-30-night.tar.gz three more in a calmer hour, each after a
-# calibration that also measured the worker's own wake-up (2026-11-30 21:42-22:18 UTC;
-# --profile profiles/xeon-amx/merged-rev4-night.toml).
+# docs/runs/xeon-amx-2026-11-30-night.tar.gz four more in a calmer hour, each after a
+# calibration that also measured the worker's own wake-up (2026-11-30 21:42-23:04 UTC;
+# --profile profiles/xeon-amx/2026-11-30-2251.toml, the one that measured the step's size too).
 #
 # The runs' CSVs are in docs/runs/xeon-2026-11-30.tar.gz (each run's requests, trace, iteration
 # rows, summary and the CPU share the hypervisor took); the comparisons go under --out (default:

@@ -13,8 +13,9 @@ use crate::engine::sim::linear::Wake;
 use crate::engine::step::DecodeSlot;
 use crate::engine::EngineError;
 
-/// The wake-up of `b`'s pool after each pause, alone and beside a neighbour: `4·reps + 3` pairs
-/// after the shortest pause, `reps + 2` after each longer one (one with `--quick`).
+/// The wake-up of `b`'s pool after each pause, alone and beside a neighbour, and by the step's
+/// size after the shortest pause: `4·reps + 3` pairs after the shortest pause (of each size),
+/// `reps + 2` after each longer one (one with `--quick`).
 pub(super) fn measure(model: &Arc<Model>, b: &mut Bench, opts: &Options) -> Result<Wake, EngineError> {
     let samples = |pause: u64| match pause {
         WAKE_PAUSE_MS => 4 * opts.reps + 3,

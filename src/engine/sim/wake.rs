@@ -96,16 +96,16 @@ impl Wake {
     }
 }
 
-/// The linear interpolation of `points` at `idle_ms`: the first point's value below it, the
-/// last one's beyond it, `flat` when there are none.
-fn curve(points: &[(f64, f64)], flat: f64, idle_ms: f64) -> f64 {
-    match points.iter().position(|&(pause, _)| pause > idle_ms) {
+/// The linear interpolation of `points` (by increasing first value) at `x`: the first point's
+/// value below it, the last one's beyond it, `flat` when there are none.
+fn curve(points: &[(f64, f64)], flat: f64, x: f64) -> f64 {
+    match points.iter().position(|&(at, _)| at > x) {
         _ if points.is_empty() => flat,
         Some(0) => points[0].1,
         None => points[points.len() - 1].1,
         Some(i) => {
-            let ((p0, e0), (p1, e1)) = (points[i - 1], points[i]);
-            e0 + (e1 - e0) * (idle_ms - p0) / (p1 - p0)
+            let ((x0, y0), (x1, y1)) = (points[i - 1], points[i]);
+            y0 + (y1 - y0) * (x - x0) / (x1 - x0)
         }
     }
 }
