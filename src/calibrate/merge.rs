@@ -422,15 +422,18 @@ mod tests {
         (PathBuf::from(format!("x{f}.toml")), p)
     }
 
+    /// [`scaled`]`(f, 5.0, 0.1)` with `set` applied to every fit's wake-up.
+    fn with_wake(f: f64, set: impl Fn(&mut WakeFile)) -> (PathBuf, ProfileFile) {
+        let (path, mut p) = scaled(f, 5.0, 0.1);
+        for x in &mut p.fit {
+            set(x.wake.as_mut().unwrap());
+        }
+        (path, p)
+    }
+
     #[test]
     fn the_wake_up_after_longer_pauses_is_merged_point_by_point_when_the_pauses_agree() {
-        let with = |f: f64, by_pause: Vec<[f64; 2]>| {
-            let (path, mut p) = scaled(f, 5.0, 0.1);
-            for x in &mut p.fit {
-                x.wake.as_mut().unwrap().by_pause = by_pause.clone();
-            }
-            (path, p)
-        };
+        let with = |f: f64, curve: Vec<[f64; 2]>| with_wake(f, |w| w.by_pause = curve.clone());
         let inputs = [
             with(0.9, vec![[300.0, 5.0], [4000.0, 30.0]]),
             with(1.0, vec![[300.0, 9.0], [4000.0, 10.0]]),
@@ -459,13 +462,7 @@ mod tests {
 
     #[test]
     fn the_step_sizes_wake_up_is_merged_point_by_point_or_left_out_and_named() {
-        let with = |f: f64, sizes: Vec<[f64; 2]>| {
-            let (path, mut p) = scaled(f, 5.0, 0.1);
-            for x in &mut p.fit {
-                x.wake.as_mut().unwrap().by_step_tokens = sizes.clone();
-            }
-            (path, p)
-        };
+        let with = |f: f64, curve: Vec<[f64; 2]>| with_wake(f, |w| w.by_step_tokens = curve.clone());
         let inputs = [
             with(0.9, vec![[16.0, -7.0], [64.0, 0.0], [256.0, 5.0]]),
             with(1.0, vec![[16.0, -1.0], [64.0, 0.0], [256.0, 3.0]]),
@@ -483,13 +480,7 @@ mod tests {
 
     #[test]
     fn the_workers_own_wake_up_is_merged_point_by_point_or_left_out_and_named() {
-        let with = |f: f64, beside: Vec<[f64; 2]>| {
-            let (path, mut p) = scaled(f, 5.0, 0.1);
-            for x in &mut p.fit {
-                x.wake.as_mut().unwrap().beside_by_pause = beside.clone();
-            }
-            (path, p)
-        };
+        let with = |f: f64, curve: Vec<[f64; 2]>| with_wake(f, |w| w.beside_by_pause = curve.clone());
         let inputs = [
             with(0.9, vec![[300.0, 1.0], [4000.0, 12.0]]),
             with(1.0, vec![[300.0, 3.0], [4000.0, 8.0]]),
