@@ -101,7 +101,7 @@ pub(super) const WAKE_PROBE_TOKENS: usize = 64;
 /// them. On the AMX Xeon in a calm hour (2026-11-30 22:35 UTC), after 1 s, a two-thread pool's
 /// 16-, 32-, 64-, 128-, 256- and 512-token prefills paid +0.2–1.7, +1.9–2.7, +8.0–9.5,
 /// +10.9–11.7, +12.9–13.6 and +13.9–16.8 ms (two passes), a one-thread pool's +1–3 ms at every
-/// size; the fused runs' prompts after a pause paid +2–5 ms at 16–32 tokens, +6–8 at 32–128 and
+/// size; the fused runs' prompts after a pause paid −1 to +5 ms at 16–32 tokens, +6–8 at 32–128 and
 /// +13–21 at 128–600, where one 64-token probe charged them all +9–11.
 const WAKE_STEP_TOKENS: [usize; 3] = [16, 64, 256];
 

@@ -32,7 +32,7 @@ use serde::Serialize;
 /// the probe's own size at 0: interpolated in log tokens, the ends' values beyond them, and
 /// added to the charge (never below 0). On the AMX Xeon in a calm hour a two-thread pool paid
 /// +0–3 ms after a pause for 16–32-token prompts, +8–10 for 64 and +13–17 for 256–512, the
-/// fused runs' prompts likewise (+2–5 ms, +6–8 and +13–21).
+/// fused runs' prompts likewise (−1 to +5 ms, +6–8 and +13–21).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Wake {
     pub after_idle_ms: f64,
