@@ -141,10 +141,7 @@ impl<E: Engine> DecodeWorker<E> {
         self.state.set.fill_plan(&mut self.plan);
         self.busy = true;
         self.stamp = self.env.stamp(&self.plan, self.state.kv().used(), self.state.waiting() as u64);
-        self.plan.idle_ns = self.stamp.idle_ns;
-        self.plan.machine_idle_ns = self.stamp.machine_idle_ns;
-        self.plan.co_running = self.stamp.co_running;
-        self.plan.beside_single_decode = self.stamp.beside_single_decode;
+        self.stamp.mark(&mut self.plan);
         let result = admit_and_step(&mut self.engine, &[], &self.plan).map(|out| {
             self.stopped = out.stopped;
             out.wait_ns

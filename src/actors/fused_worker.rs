@@ -85,10 +85,7 @@ impl<E: Engine> FusedWorker<E> {
         }
         self.busy = true;
         self.stamp = self.c.env.stamp(&self.plan, self.sched.kv().used(), self.sched.waiting() as u64);
-        self.plan.idle_ns = self.stamp.idle_ns;
-        self.plan.machine_idle_ns = self.stamp.machine_idle_ns;
-        self.plan.co_running = self.stamp.co_running;
-        self.plan.beside_single_decode = self.stamp.beside_single_decode;
+        self.stamp.mark(&mut self.plan);
         let specs = std::mem::take(&mut self.admitted);
         let result = admit_and_step(&mut self.engine, &specs, &self.plan).map(|out| {
             self.stopped = out.stopped;

@@ -93,10 +93,7 @@ impl<E: Engine> PrefillWorker<E> {
             self.in_flight.push(r);
         }
         self.stamp = self.c.env.stamp(&self.plan, self.kv.used(), self.queue.len() as u64);
-        self.plan.idle_ns = self.stamp.idle_ns;
-        self.plan.machine_idle_ns = self.stamp.machine_idle_ns;
-        self.plan.co_running = self.stamp.co_running;
-        self.plan.beside_single_decode = self.stamp.beside_single_decode;
+        self.stamp.mark(&mut self.plan);
         self.publish_load();
         let result = admit_and_step(&mut self.engine, &specs, &self.plan).map(|out| {
             self.stopped = out.stopped;

@@ -122,6 +122,17 @@ pub struct StepStamp {
     pub beside_single_decode: bool,
 }
 
+impl StepStamp {
+    /// Notes on `plan` what the cost model may charge for: the worker's idle time, the
+    /// machine's, and what the other workers were computing as the step started.
+    pub fn mark(&self, plan: &mut StepPlan) {
+        plan.idle_ns = self.idle_ns;
+        plan.machine_idle_ns = self.machine_idle_ns;
+        plan.co_running = self.co_running;
+        plan.beside_single_decode = self.beside_single_decode;
+    }
+}
+
 /// What the workers sharing one machine are computing right now.
 #[derive(Debug, Default)]
 pub struct MachineLoad {
