@@ -163,13 +163,13 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
             }
         }
         if wake_curve_left_out.is_empty() {
-            wake_curve_left_out = dropped_curve(&fit.wake.by_pause, &of_t, WakeFile::pauses);
+            wake_curve_left_out = dropped_curve(&fit.wake.by_pause, &of_t, |w| &w.by_pause);
         }
         if wake_beside_left_out.is_empty() {
-            wake_beside_left_out = dropped_curve(&fit.wake.beside_by_pause, &of_t, WakeFile::beside_pauses);
+            wake_beside_left_out = dropped_curve(&fit.wake.beside_by_pause, &of_t, |w| &w.beside_by_pause);
         }
         if wake_tokens_left_out.is_empty() {
-            wake_tokens_left_out = dropped_curve(&fit.wake.by_step_tokens, &of_t, WakeFile::step_tokens);
+            wake_tokens_left_out = dropped_curve(&fit.wake.by_step_tokens, &of_t, |w| &w.by_step_tokens);
         }
         fits.push(fit);
         spreads.push((t, spread));
@@ -367,14 +367,15 @@ fn merge_threads(
     Ok((fit, spread, shapeless))
 }
 
-/// Where a wake-up curve (or the step sizes' charges) some calibrations measured did not survive the merge (`merged` is
-/// empty), each calibration with the pauses it measured it after; empty otherwise.
+/// Where a wake-up curve (`curve` of each calibration's wake-up) some calibrations measured did
+/// not survive the merge (`merged` is empty), each calibration with the points (pauses or
+/// token counts) it measured it at; empty otherwise.
 fn dropped_curve(
     merged: &[(f64, f64)],
     of_t: &[(&PathBuf, &FitFile)],
-    pauses: fn(&WakeFile) -> Vec<f64>,
+    curve: fn(&WakeFile) -> &Vec<[f64; 2]>,
 ) -> Vec<(PathBuf, Vec<f64>)> {
-    let pauses = |f: &FitFile| f.wake.as_ref().map_or_else(Vec::new, pauses);
+    let pauses = |f: &FitFile| f.wake.as_ref().map_or_else(Vec::new, |w| curve(w).iter().map(|p| p[0]).collect());
     match merged.is_empty() && of_t.iter().any(|(_, f)| !pauses(f).is_empty()) {
         true => of_t.iter().map(|(path, f)| ((*path).clone(), pauses(f))).collect(),
         false => Vec::new(),

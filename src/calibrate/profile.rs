@@ -185,21 +185,6 @@ impl WakeFile {
         }
     }
 
-    /// The pauses the charge was measured after (none in older profiles).
-    pub fn pauses(&self) -> Vec<f64> {
-        self.by_pause.iter().map(|p| p[0]).collect()
-    }
-
-    /// The pauses the worker's own part was measured after (none in older profiles).
-    pub fn beside_pauses(&self) -> Vec<f64> {
-        self.beside_by_pause.iter().map(|p| p[0]).collect()
-    }
-
-    /// The step sizes the charge was measured at (none in older profiles).
-    pub fn step_tokens(&self) -> Vec<f64> {
-        self.by_step_tokens.iter().map(|p| p[0]).collect()
-    }
-
     fn check(&self) -> Result<(), String> {
         let curves = self.by_pause.iter().chain(&self.beside_by_pause).flatten().copied();
         let values = [self.after_idle_ms, self.extra_ms].into_iter().chain(curves);

@@ -218,35 +218,32 @@ fn merge(paths: &[PathBuf], max_stolen: Option<f64>, out: &Path, json: bool) -> 
             l.join(", ")
         ),
     };
-    let curve = match pauses_of(&merged.wake_curve_left_out).as_slice() {
-        [] => String::new(),
-        l => format!(
-            "The wake-up after longer pauses (wake.by_pause) is left out: the calibrations measured it after different pauses ({}), so the merged profile charges the wake-up of their shortest pause (extra_ms) after any pause.",
-            l.join("; ")
-        ),
+    // What the merge left out of the wake-up, one sentence each.
+    let seconds = |v: &[f64]| -> String {
+        let s: Vec<String> = v.iter().map(|ms| format!("{}", ms / 1e3)).collect();
+        format!("after {} s", s.join(", "))
     };
-    let curve = match pauses_of(&merged.wake_beside_left_out).as_slice() {
-        [] => curve,
-        l => format!(
-            "{curve} The worker's own part of the wake-up (wake.beside_by_pause) is left out: the calibrations measured it after different pauses ({}), so the merged profile charges the whole wake-up whatever other workers do.",
-            l.join("; ")
-        ),
+    let tokens = |v: &[f64]| -> String {
+        let t: Vec<String> = v.iter().map(|t| t.to_string()).collect();
+        format!("at {} tokens", t.join(", "))
     };
-    let sizes: Vec<String> = merged
-        .wake_tokens_left_out
-        .iter()
-        .map(|(p, tokens)| {
-            let t: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
-            format!("{} at {}", p.display(), if t.is_empty() { "none".into() } else { t.join(", ") + " tokens" })
-        })
-        .collect();
-    let curve = match sizes.as_slice() {
-        [] => curve,
-        l => format!(
-            "{curve} How the wake-up changes with the step's size (wake.by_step_tokens) is left out: the calibrations measured it at different sizes ({}), so the merged profile charges every step what the probe paid.",
-            l.join("; ")
-        ),
-    };
+    let mut curve = Vec::new();
+    if let Some(l) = each_at(&merged.wake_curve_left_out, "after none", seconds) {
+        curve.push(format!(
+            "The wake-up after longer pauses (wake.by_pause) is left out: the calibrations measured it after different pauses ({l}), so the merged profile charges the wake-up of their shortest pause (extra_ms) after any pause."
+        ));
+    }
+    if let Some(l) = each_at(&merged.wake_beside_left_out, "after none", seconds) {
+        curve.push(format!(
+            "The worker's own part of the wake-up (wake.beside_by_pause) is left out: the calibrations measured it after different pauses ({l}), so the merged profile charges the whole wake-up whatever other workers do."
+        ));
+    }
+    if let Some(l) = each_at(&merged.wake_tokens_left_out, "at none", tokens) {
+        curve.push(format!(
+            "How the wake-up changes with the step's size (wake.by_step_tokens) is left out: the calibrations measured it at different sizes ({l}), so the merged profile charges every step what the probe paid."
+        ));
+    }
+    let curve = curve.join(" ");
     let header = format!(
         "Merged by `pdsim calibrate --merge` from {} calibrations ({}): each step time is the median \
          of their fits at calibrate's grid points, fitted again; the wake-up, co-run and noise figures \
@@ -302,18 +299,19 @@ fn comment(text: &str) -> String {
     out
 }
 
-/// "PATH after 0.3, 1 s" for each calibration and the pauses it measured a wake-up curve after.
-fn pauses_of(calibrations: &[(std::path::PathBuf, Vec<f64>)]) -> Vec<String> {
-    calibrations
+/// "PATH after 0.3, 1 s; PATH at none" for each calibration and the points it measured a
+/// wake-up curve at (`points` says them, `none` stands for no points); `None` when there are
+/// no calibrations.
+fn each_at(
+    calibrations: &[(std::path::PathBuf, Vec<f64>)],
+    none: &str,
+    points: impl Fn(&[f64]) -> String,
+) -> Option<String> {
+    let each: Vec<String> = calibrations
         .iter()
-        .map(|(p, pauses)| match pauses.as_slice() {
-            [] => format!("{} after none", p.display()),
-            v => {
-                let s: Vec<String> = v.iter().map(|ms| format!("{}", ms / 1e3)).collect();
-                format!("{} after {} s", p.display(), s.join(", "))
-            }
-        })
-        .collect()
+        .map(|(p, v)| format!("{} {}", p.display(), if v.is_empty() { none.to_string() } else { points(v) }))
+        .collect();
+    (!each.is_empty()).then(|| each.join("; "))
 }
 
 #[cfg(test)]
