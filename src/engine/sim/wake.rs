@@ -83,8 +83,8 @@ impl Wake {
         if charge == 0.0 || self.by_step_tokens.is_empty() {
             return charge;
         }
-        let log: Vec<(f64, f64)> = self.by_step_tokens.iter().map(|&(t, ms)| (t.max(1.0).ln(), ms)).collect();
-        (charge + curve(&log, 0.0, (tokens.max(1) as f64).ln())).max(0.0)
+        let log = |t: f64| t.max(1.0).ln();
+        (charge + curve_by(&self.by_step_tokens, 0.0, log(tokens as f64), log)).max(0.0)
     }
 
     /// The worker's own part after `idle_ms` (none before the threads sleep).
@@ -99,12 +99,20 @@ impl Wake {
 /// The linear interpolation of `points` (by increasing first value) at `x`: the first point's
 /// value below it, the last one's beyond it, `flat` when there are none.
 fn curve(points: &[(f64, f64)], flat: f64, x: f64) -> f64 {
-    match points.iter().position(|&(at, _)| at > x) {
+    curve_by(points, flat, x, |at| at)
+}
+
+/// [`curve`] with the points' first values mapped by `key` (increasing) first, `x` already
+/// mapped: a step's charge by size interpolates in log tokens, without a copy of the points on
+/// every step.
+fn curve_by(points: &[(f64, f64)], flat: f64, x: f64, key: impl Fn(f64) -> f64) -> f64 {
+    match points.iter().position(|&(at, _)| key(at) > x) {
         _ if points.is_empty() => flat,
         Some(0) => points[0].1,
         None => points[points.len() - 1].1,
         Some(i) => {
             let ((x0, y0), (x1, y1)) = (points[i - 1], points[i]);
+            let (x0, x1) = (key(x0), key(x1));
             y0 + (y1 - y0) * (x - x0) / (x1 - x0)
         }
     }
