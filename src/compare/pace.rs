@@ -7,6 +7,7 @@
 //! (and with the run's own unsteadiness, read off its back-to-back batch-1 decode steps),
 //! separating the machine's drift from the simulator's error.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::Serialize;
@@ -87,6 +88,48 @@ fn read_steps(path: &Path) -> std::io::Result<Vec<Step>> {
     Ok(out)
 }
 
+/// What else the machine ran around a step, looked up by time: a run has thousands of steps,
+/// and scanning them all for each step made reading a long run's pace quadratic.
+struct Neighbours<'a> {
+    /// Each worker's steps by start (a worker runs one step at a time, so they do not overlap).
+    by_worker: HashMap<&'a str, Vec<&'a Step>>,
+    /// Every step's end, in order.
+    ends: Vec<f64>,
+}
+
+impl<'a> Neighbours<'a> {
+    fn new(steps: &'a [Step]) -> Self {
+        let mut by_worker: HashMap<&str, Vec<&Step>> = Default::default();
+        for s in steps {
+            by_worker.entry(&s.worker).or_default().push(s);
+        }
+        for v in by_worker.values_mut() {
+            v.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+        }
+        let mut ends: Vec<f64> = steps.iter().map(|s| s.end_s).collect();
+        ends.sort_by(f64::total_cmp);
+        Neighbours { by_worker, ends }
+    }
+
+    /// The other workers' steps under way when `s` starts (started at or before it, not ended).
+    fn beside(&self, s: &Step) -> Vec<&'a Step> {
+        let at = s.start_s;
+        let other = self.by_worker.iter().filter(|(w, _)| **w != s.worker.as_str());
+        other
+            .filter_map(|(_, v)| {
+                let started = v.partition_point(|o| o.start_s <= at);
+                started.checked_sub(1).map(|i| v[i]).filter(|o| at < o.end_s)
+            })
+            .collect()
+    }
+
+    /// The latest end of any step at or before `t`.
+    fn last_end_by(&self, t: f64) -> Option<f64> {
+        let n = self.ends.partition_point(|&e| e <= t);
+        n.checked_sub(1).map(|i| self.ends[i])
+    }
+}
+
 /// Executed ÷ predicted time of each step whose shape the iteration rows determine, by kind:
 /// what a pace is the median of, kept so that several runs can be pooled.
 #[derive(Debug, Clone, Default)]
@@ -129,10 +172,14 @@ impl Ratios {
 /// [`Ratios::pace`] is the run's pace.
 pub fn ratios(iterations: &Path, topology: &Topology, profile: &CostModel) -> std::io::Result<Ratios> {
     let steps = read_steps(iterations)?;
+    let neighbours = Neighbours::new(&steps);
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
     // Per worker: (start ms, log of executed ÷ predicted) of its back-to-back batch-1 decode steps.
-    let mut series: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
-    for (i, s) in steps.iter().enumerate() {
+    let mut series: BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
+    // Each worker's step before the one at hand, in the file's order.
+    let mut previous_of: HashMap<&str, &Step> = Default::default();
+    for s in &steps {
+        let previous = previous_of.insert(&s.worker, s);
         // Prefill steps of one prompt (a batch's Σ L² is not in the rows) and decode steps.
         let mut plan = match s.kind.as_str() {
             "prefill" if s.batch == 1 => StepPlan {
@@ -147,16 +194,14 @@ pub fn ratios(iterations: &Path, topology: &Topology, profile: &CostModel) -> st
             }
             _ => continue,
         };
-        let previous = steps[..i].iter().rev().find(|p| p.worker == s.worker);
         // As the workers count it: a worker's first step follows an unbounded pause.
         plan.idle_ns = previous.map_or(u64::MAX, |p| ((s.start_s - p.end_s).max(0.0) * 1e9) as u64);
-        let beside: Vec<&Step> =
-            steps.iter().filter(|o| o.worker != s.worker && o.start_s <= s.start_s && s.start_s < o.end_s).collect();
-        let last_end = steps.iter().map(|o| o.end_s).filter(|&end| end <= s.start_s).fold(f64::NEG_INFINITY, f64::max);
-        plan.machine_idle_ns = match beside.is_empty() {
-            false => Some(0),
-            true if last_end.is_finite() => Some(((s.start_s - last_end) * 1e9) as u64),
-            true => None,
+        let beside = neighbours.beside(s);
+        let last_end = neighbours.last_end_by(s.start_s);
+        plan.machine_idle_ns = match (beside.is_empty(), last_end) {
+            (false, _) => Some(0),
+            (true, Some(end)) => Some(((s.start_s - end) * 1e9) as u64),
+            (true, None) => None,
         };
         plan.co_running = beside.len() as u32;
         plan.beside_single_decode = beside.iter().any(|o| o.kind == "decode" && o.batch == 1);
@@ -273,5 +318,42 @@ mod tests {
         assert!((n.slow_sd - 0.06).abs() < 0.02, "{n:?}");
         // The run's own noise goes into the paced simulation.
         assert_eq!(profile.with_noise(Some(n)).for_threads(1).unwrap().noise(), Some(n));
+    }
+
+    #[test]
+    fn neighbours_are_the_other_workers_steps_under_way_and_the_last_end() {
+        let step = |worker: &str, kind: &str, start_s: f64, end_s: f64| Step {
+            worker: worker.into(),
+            kind: kind.into(),
+            batch: 1,
+            prefill_tokens: 0,
+            decode_tokens: 0,
+            context: 0,
+            start_s,
+            end_s,
+            ms: (end_s - start_s) * 1e3,
+        };
+        let steps = vec![
+            step("prefill-0", "prefill", 1.0, 2.0),
+            step("decode-0", "decode", 1.5, 1.6),
+            step("decode-0", "decode", 1.6, 1.7),
+            step("prefill-1", "prefill", 0.5, 1.5),
+            step("prefill-0", "prefill", 3.0, 3.5),
+        ];
+        let n = Neighbours::new(&steps);
+        let workers = |s: &Step| {
+            let mut w: Vec<String> = n.beside(s).iter().map(|o| format!("{}@{}", o.worker, o.start_s)).collect();
+            w.sort();
+            w
+        };
+        // decode-0's first step: prefill-0 computes through it; prefill-1 ended just as it began.
+        assert_eq!(workers(&steps[1]), ["prefill-0@1"]);
+        assert_eq!(workers(&steps[2]), ["prefill-0@1"]);
+        // prefill-0's first step began while prefill-1's was under way; its second, alone.
+        assert_eq!(workers(&steps[0]), ["prefill-1@0.5"]);
+        assert!(workers(&steps[4]).is_empty());
+        assert_eq!(n.last_end_by(3.0), Some(2.0));
+        assert_eq!(n.last_end_by(1.5), Some(1.5));
+        assert_eq!(n.last_end_by(1.4), None);
     }
 }
