@@ -56,6 +56,10 @@ pub struct Merged {
     /// The same for the step sizes' charges (`wake.by_step_tokens`), with the token counts each
     /// measured at: the merge then charges every step what the probe paid.
     pub wake_tokens_left_out: Vec<(PathBuf, Vec<f64>)>,
+    /// Where some measured the batch-1 decode curve (`decode_single_by_context`) but they share
+    /// no context (one measured none), every calibration merged with the contexts it measured
+    /// at: the merge's batch-1 steps then take its batch-1 line. Empty otherwise.
+    pub decode_single_left_out: Vec<(PathBuf, Vec<f64>)>,
 }
 
 /// The largest share of CPU time the hypervisor took while one of a calibration's thread counts
@@ -151,6 +155,7 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
     let mut wake_curve_left_out = Vec::new();
     let mut wake_beside_left_out = Vec::new();
     let mut wake_tokens_left_out = Vec::new();
+    let mut decode_single_left_out = Vec::new();
     for t in threads(first) {
         let of_t: Vec<(&PathBuf, &FitFile)> = inputs
             .iter()
@@ -163,13 +168,19 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
             }
         }
         if wake_curve_left_out.is_empty() {
-            wake_curve_left_out = dropped_curve(&fit.wake.by_pause, &of_t, |w| &w.by_pause);
+            wake_curve_left_out = dropped_curve(&fit.wake.by_pause, &of_t, |f| wake_curve(f, |w| &w.by_pause));
         }
         if wake_beside_left_out.is_empty() {
-            wake_beside_left_out = dropped_curve(&fit.wake.beside_by_pause, &of_t, |w| &w.beside_by_pause);
+            wake_beside_left_out =
+                dropped_curve(&fit.wake.beside_by_pause, &of_t, |f| wake_curve(f, |w| &w.beside_by_pause));
         }
         if wake_tokens_left_out.is_empty() {
-            wake_tokens_left_out = dropped_curve(&fit.wake.by_step_tokens, &of_t, |w| &w.by_step_tokens);
+            wake_tokens_left_out =
+                dropped_curve(&fit.wake.by_step_tokens, &of_t, |f| wake_curve(f, |w| &w.by_step_tokens));
+        }
+        if decode_single_left_out.is_empty() {
+            decode_single_left_out =
+                dropped_curve(&fit.decode_single_by_context, &of_t, |f| &f.decode_single_by_context);
         }
         fits.push(fit);
         spreads.push((t, spread));
@@ -194,6 +205,7 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
         wake_curve_left_out,
         wake_beside_left_out,
         wake_tokens_left_out,
+        decode_single_left_out,
     })
 }
 
@@ -363,23 +375,40 @@ fn merge_threads(
         noise: Some(noise),
         cpu_stolen: (!stolen.is_empty()).then(|| median(stolen)),
         back_to_back_decode: levelled.map(median),
+        decode_single_by_context: shared_points(
+            fits.iter().map(|(_, f)| f.decode_single_by_context.as_slice()).collect(),
+        ),
     };
     Ok((fit, spread, shapeless))
 }
 
-/// Where a wake-up curve (`curve` of each calibration's wake-up) some calibrations measured did
-/// not survive the merge (`merged` is empty), each calibration with the points (pauses or
-/// token counts) it measured it at; empty otherwise.
+/// Where a curve (`curve` of each calibration's fit: a wake-up curve, the batch-1 decode curve)
+/// some calibrations measured did not survive the merge (`merged` is empty), each calibration
+/// with the points (pauses, token counts or contexts) it measured it at; empty otherwise.
 fn dropped_curve(
     merged: &[(f64, f64)],
     of_t: &[(&PathBuf, &FitFile)],
-    curve: fn(&WakeFile) -> &Vec<[f64; 2]>,
+    curve: fn(&FitFile) -> &[[f64; 2]],
 ) -> Vec<(PathBuf, Vec<f64>)> {
-    let pauses = |f: &FitFile| f.wake.as_ref().map_or_else(Vec::new, |w| curve(w).iter().map(|p| p[0]).collect());
+    let pauses = |f: &FitFile| -> Vec<f64> { curve(f).iter().map(|p| p[0]).collect() };
     match merged.is_empty() && of_t.iter().any(|(_, f)| !pauses(f).is_empty()) {
         true => of_t.iter().map(|(path, f)| ((*path).clone(), pauses(f))).collect(),
         false => Vec::new(),
     }
+}
+
+/// Curves of `[context, ms]` merged at the contexts all of them have, each time the median of
+/// theirs: a calibration's batch-1 series reaches a bin more or fewer with the machine's pace,
+/// and the bins lie at the same contexts in every calibration.
+fn shared_points(curves: Vec<&[[f64; 2]]>) -> Vec<(f64, f64)> {
+    let at = |c: &[[f64; 2]], x: f64| c.iter().find(|p| p[0] == x).map(|p| p[1]);
+    let shared = curves[0].iter().map(|p| p[0]).filter(|&x| curves.iter().all(|c| at(c, x).is_some()));
+    shared.map(|x| (x, median(curves.iter().filter_map(|c| at(c, x)).collect()))).collect()
+}
+
+/// One of a fit's wake-up curves (none in a fit without a wake-up).
+fn wake_curve(f: &FitFile, curve: fn(&WakeFile) -> &Vec<[f64; 2]>) -> &[[f64; 2]] {
+    f.wake.as_ref().map_or(&[], |w| curve(w).as_slice())
 }
 
 /// Curves of `[pause or tokens, charge]` merged point by point, each charge the median of
@@ -500,6 +529,35 @@ mod tests {
         // None measured it: nothing to say.
         let none = [with(0.9, Vec::new()), with(1.0, Vec::new())];
         assert!(merge(&none, None).unwrap().wake_beside_left_out.is_empty());
+    }
+
+    #[test]
+    fn the_batch_1_decode_curve_is_merged_point_by_point_or_left_out_and_named() {
+        let with = |f: f64, curve: Vec<[f64; 2]>| {
+            let (path, mut p) = scaled(f, 5.0, 0.1);
+            p.fit.iter_mut().for_each(|x| x.decode_single_by_context = curve.clone());
+            (path, p)
+        };
+        let inputs = [
+            with(0.9, vec![[89.5, 7.0], [139.5, 7.5]]),
+            with(1.0, vec![[89.5, 6.0], [139.5, 8.0]]),
+            with(1.1, vec![[89.5, 6.5], [139.5, 9.0]]),
+        ];
+        let m = merge(&inputs, None).unwrap();
+        assert!(m.profile.fits.iter().all(|f| f.decode_single_by_context == [(89.5, 6.5), (139.5, 8.0)]));
+        assert!(m.decode_single_left_out.is_empty());
+        // One calibration reached a bin fewer: the bins all have.
+        let shorter = with(1.1, vec![[89.5, 6.5]]);
+        let m = merge(&[inputs[0].clone(), inputs[1].clone(), shorter.clone()], None).unwrap();
+        assert!(m.profile.fits.iter().all(|f| f.decode_single_by_context == [(89.5, 6.5)]));
+        assert!(m.decode_single_left_out.is_empty());
+        // One from before it was measured: the batch-1 line, and the merge says so.
+        let older = with(1.1, Vec::new());
+        let m = merge(&[inputs[0].clone(), shorter, older], None).unwrap();
+        assert!(m.profile.fits.iter().all(|f| f.decode_single_by_context.is_empty()));
+        let named: Vec<(String, usize)> =
+            m.decode_single_left_out.iter().map(|(p, v)| (p.display().to_string(), v.len())).collect();
+        assert_eq!(named, [("x0.9.toml".into(), 2), ("x1.1.toml".into(), 1), ("x1.1.toml".into(), 0)]);
     }
 
     #[test]

@@ -125,6 +125,8 @@ struct Measured {
     /// The back-to-back batch-1 decode steps' median over the grid's batch-1 fit: the decode
     /// fits above are the grid's times this much.
     back_to_back: f64,
+    /// The same steps' median per context bin: `[context, ms]`.
+    single_by_context: Vec<(f64, f64)>,
 }
 
 /// One thread count's engine, grids and unsteadiness series while the grids take turns.
@@ -198,6 +200,7 @@ fn measure(
     };
     let (single, _): (Vec<&Sample>, Vec<&Sample>) = decode.iter().partition(|p| p.x[2] == 1.0);
     let (noise, back_to_back) = series.noise(&fit(2, &single)?);
+    let single_by_context = series.by_context();
     let decode: Vec<Sample> = decode.iter().map(|p| Sample { ms: p.ms * back_to_back, ..*p }).collect();
     let (single, batched): (Vec<&Sample>, Vec<&Sample>) = decode.iter().partition(|p| p.x[2] == 1.0);
     let per_batch: Vec<(u64, f64, f64)> = decode.iter().map(|p| (p.x[2] as u64, p.x[1], p.ms)).collect();
@@ -225,6 +228,7 @@ fn measure(
         wake,
         noise,
         back_to_back,
+        single_by_context,
     })
 }
 
@@ -303,8 +307,16 @@ pub fn calibrate(
     let stolen = crate::run::steal::Meter::start();
     for timing in time_grids(&model, opts, &mut progress)? {
         let threads = timing.threads;
-        let Measured { prefill, decode_single, decode, decode_by_batch, wake, noise, back_to_back: typical } =
-            measure(&model, timing, opts, &mut progress)?;
+        let Measured {
+            prefill,
+            decode_single,
+            decode,
+            decode_by_batch,
+            wake,
+            noise,
+            back_to_back: typical,
+            single_by_context,
+        } = measure(&model, timing, opts, &mut progress)?;
         let co_run = co_run::measure(&model, threads)?;
         progress(&format!(
             "threads {threads}: beside another worker, prefill steps take {:+.0}% ({:+.0}% beside a \
@@ -321,6 +333,12 @@ pub fn calibrate(
             noise.corr_ms,
             noise.step_sd * 100.0,
             noise.decode_mean_factor()
+        ));
+        let by_context: Vec<String> = single_by_context.iter().map(|(c, ms)| format!("{ms:.2} ms at {c:.0}")).collect();
+        progress(&format!(
+            "threads {threads}: a batch-1 decode step back to back, by context (what the simulation's batch-1 \
+             steps take): {}",
+            by_context.join(", ")
         ));
         let cpu_stolen = stolen.share();
         if let Some(share) = cpu_stolen {
@@ -340,6 +358,7 @@ pub fn calibrate(
             noise: Some(noise),
             cpu_stolen,
             back_to_back_decode: Some(typical),
+            decode_single_by_context: single_by_context,
         });
     }
     let c = &model.llama.config;

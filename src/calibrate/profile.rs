@@ -39,6 +39,9 @@ pub struct ThreadsFit {
     /// are the grid's times scaled by it (far from 1, long stretches of steps ran otherwise than
     /// the grid's short ones).
     pub back_to_back_decode: Option<f64>,
+    /// Batch-1 decode steps back to back, the median per context bin (`[context, ms]`; empty
+    /// when not measured): what the simulator's batch-1 steps take.
+    pub decode_single_by_context: Vec<(f64, f64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -99,6 +102,11 @@ pub struct FitFile {
     /// profiles: `decode_single` and `decode` then).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decode_by_batch: Vec<BatchLineFile>,
+    /// Batch-1 decode steps run back to back, as runs decode: `[context, ms]`, the median per
+    /// 50-token bin. Batch-1 steps take it instead of their `decode_by_batch` line (absent in
+    /// older profiles: the line).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decode_single_by_context: Vec<[f64; 2]>,
     /// A step after the worker sat idle `after_idle_ms` or more takes `extra_ms` longer, or
     /// what `by_pause` gives for its pause (absent in profiles written before it was measured:
     /// no charge).
@@ -305,6 +313,11 @@ impl Profile {
                             per_ctx_token_ms: l.per_ctx_token_ms,
                         })
                         .collect(),
+                    decode_single_by_context: f
+                        .decode_single_by_context
+                        .iter()
+                        .map(|&(c, ms)| [c, four_decimals(ms)])
+                        .collect(),
                     wake: Some(WakeFile::of(&f.wake)),
                     co_run: Some(CoRunFile {
                         prefill: f.co_run.prefill,
@@ -346,7 +359,8 @@ impl Profile {
              # Step time fits, in DistServe's form: prefill = base + per_token·ΣL + per_token_sq·ΣL²,\n\
              # decode = base + per_ctx_token·Σctx + per_seq·B (ms), batch-1 decode fitted apart\n\
              # (decode_single). Simulated decode steps take decode_by_batch instead: a line in Σctx\n\
-             # per measured batch size, interpolated between sizes. Name this file in a scenario:\n\
+             # per measured batch size, interpolated between sizes, and batch-1 steps the curve\n\
+             # decode_single_by_context (steps run back to back). Name this file in a scenario:\n\
              #   [cost_model]\n#   kind = \"profile\"\n#   path = \"<this file>\"\n\n{body}",
             self.model,
             self.weights,
@@ -394,12 +408,15 @@ impl FitFile {
         };
         let decode_by_batch = match self.decode_by_batch.as_slice() {
             [] => None,
-            lines => Some(BatchLines::new(
-                lines
-                    .iter()
-                    .map(|l| BatchLine { batch: l.batch, base_ms: l.base_ms, per_ctx_token_ms: l.per_ctx_token_ms })
-                    .collect(),
-            )?),
+            lines => Some(
+                BatchLines::new(
+                    lines
+                        .iter()
+                        .map(|l| BatchLine { batch: l.batch, base_ms: l.base_ms, per_ctx_token_ms: l.per_ctx_token_ms })
+                        .collect(),
+                )?
+                .with_single(self.decode_single_by_context.iter().map(|&[c, ms]| (c, ms)).collect())?,
+            ),
         };
         Ok(LinearCost {
             prefill: PrefillCoeffs {
@@ -568,6 +585,25 @@ mod tests {
         // Older profiles do not have it: the whole charge, whatever other workers do.
         let CostModel::Linear { cost, .. } = load_text(&text).unwrap().for_threads(1).unwrap() else { panic!() };
         assert!(cost.wake.unwrap().beside_by_pause.is_empty());
+    }
+
+    #[test]
+    fn the_batch_1_decode_curve_is_read_and_a_bad_one_named() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/calibrated.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let with = |curve: &str| text.replace("[[fit]]\n", &format!("[[fit]]\ndecode_single_by_context = {curve}\n"));
+        let single = |text: &str, threads: usize| {
+            let CostModel::Linear { cost, .. } = load_text(text).unwrap().for_threads(threads).unwrap() else {
+                panic!()
+            };
+            cost.decode_by_batch.unwrap().single().to_vec()
+        };
+        let curved = with("[[89.5, 7.0], [139.5, 7.6]]");
+        assert_eq!(single(&curved, 1), [(89.5, 7.0), (139.5, 7.6)]);
+        let err = load_text(&with("[[139.5, 7.6], [89.5, 7.0]]")).unwrap_err();
+        assert!(err.contains("decode_single_by_context: the contexts do not increase"), "{err}");
+        // Older profiles do not have it: batch-1 steps take their line.
+        assert!(single(&text, 1).is_empty());
     }
 
     /// The committed profile with its noise's `step_quantiles` set to `step` (a TOML array), or

@@ -30,6 +30,12 @@ const BIN_MS: f64 = 100.0;
 const START_CONTEXT: usize = 64;
 const TOKENS_PER_SEQUENCE: usize = 400;
 
+/// The batch-1 curve's bins: contexts START_CONTEXT + 1 … + CONTEXT_BIN, and so on; a bin needs
+/// MIN_BIN_STEPS steps to count (a segment of a few seconds decodes each bin's 50 steps once or
+/// twice, and the median of three segments' counts).
+const CONTEXT_BIN: u64 = 50;
+const MIN_BIN_STEPS: usize = 20;
+
 /// Below this the autocorrelation of a series of a few hundred bins is mostly its own noise.
 const MIN_CORRELATION: f64 = 0.15;
 
@@ -100,6 +106,29 @@ impl Series {
         let typical = if all.is_empty() { 1.0 } else { median(all).exp() };
         let segments: Vec<&[(f64, f64)]> = logs.iter().map(Vec::as_slice).filter(|s| !s.is_empty()).collect();
         (estimate_segments(&segments), typical)
+    }
+}
+
+impl Series {
+    /// The batch-1 decode step back to back by context: the median of each bin's steps, at the
+    /// bin's middle (fixed points, so that calibrations merge point by point), for the bins with
+    /// enough steps. The simulator's batch-1 steps take it ([`crate::engine::sim::batch_lines`]).
+    pub(super) fn by_context(&self) -> Vec<(f64, f64)> {
+        let first = START_CONTEXT as u64 + 1;
+        let mut bins: Vec<Vec<f64>> = Vec::new();
+        for &(_, ctx, ms) in self.segments.iter().flatten() {
+            let Some(i) = ctx.checked_sub(first).map(|d| (d / CONTEXT_BIN) as usize) else { continue };
+            if bins.len() <= i {
+                bins.resize(i + 1, Vec::new());
+            }
+            bins[i].push(ms);
+        }
+        let middle = |i: usize| (first + i as u64 * CONTEXT_BIN) as f64 + (CONTEXT_BIN - 1) as f64 / 2.0;
+        bins.into_iter()
+            .enumerate()
+            .filter(|(_, v)| v.len() >= MIN_BIN_STEPS)
+            .map(|(i, v)| (middle(i), median(v)))
+            .collect()
     }
 }
 

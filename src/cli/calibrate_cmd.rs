@@ -243,6 +243,15 @@ fn merge(paths: &[PathBuf], max_stolen: Option<f64>, out: &Path, json: bool) -> 
             "How the wake-up changes with the step's size (wake.by_step_tokens) is left out: the calibrations measured it at different sizes ({l}), so the merged profile charges every step what the probe paid."
         ));
     }
+    let contexts = |v: &[f64]| -> String {
+        let c: Vec<String> = v.iter().map(|c| format!("{c:.0}")).collect();
+        format!("at contexts {}", c.join(", "))
+    };
+    if let Some(l) = each_at(&merged.decode_single_left_out, "at none", contexts) {
+        curve.push(format!(
+            "The batch-1 decode curve (decode_single_by_context) is left out: the calibrations share no context it was measured at ({l}), so the merged profile's batch-1 steps take its batch-1 line."
+        ));
+    }
     let curve = curve.join(" ");
     let header = format!(
         "Merged by `pdsim calibrate --merge` from {} calibrations ({}): each step time is the median \

@@ -86,6 +86,20 @@ fn calibrate_then_compare() {
     // Back-to-back decode steps against the grid's fit: a check of the machine's pace.
     assert!(fit["back_to_back_decode"].as_f64().is_some_and(|r| r > 0.2 && r < 5.0), "{fit}");
     assert!(std::fs::read_to_string(&profile).unwrap().contains("back_to_back_decode_ratio = "));
+    // The same steps by context, a point per 50-token bin from context 65 (the middle of each),
+    // which the simulator's batch-1 steps take: the 4 s series reaches a few bins at least.
+    let curve: Vec<(f64, f64)> = fit["decode_single_by_context"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
+        .collect();
+    assert!(curve.len() >= 2, "{fit}");
+    let middles: Vec<f64> = (0..curve.len()).map(|i| 89.5 + 50.0 * i as f64).collect();
+    assert_eq!(curve.iter().map(|p| p.0).collect::<Vec<_>>(), middles, "{fit}");
+    assert!(curve.iter().all(|p| p.1 > 0.5 && p.1 < 1000.0), "{fit}");
+    assert!(std::fs::read_to_string(&profile).unwrap().contains("decode_single_by_context = [[89.5, "));
+    assert!(progress.contains("threads 1: a batch-1 decode step back to back, by context"), "{progress}");
     // The decode fits take the back-to-back steps' level: the batch-1 line (through the quick
     // grid's two contexts) is the grid's times, as printed, × that ratio.
     assert!(std::fs::read_to_string(&profile).unwrap().contains("decode_level_from_back_to_back = true"));

@@ -12,6 +12,14 @@
 //! interpolation in B of their lines at the same mean context (each at Σctx = Bᵢ·m). Past the
 //! largest size it extrapolates along the last two; below the smallest it takes the smallest's
 //! line.
+//!
+//! A batch-1 step may take a curve in context instead of its line ([`BatchLines::with_single`]):
+//! `calibrate` times one sequence decoding back to back over contexts 65–464, as runs decode,
+//! and the median per 50-token bin is a point. Its grid cannot show the low end: the batch-1
+//! point of its shortest context decodes through every batch size's turn, so its steps span
+//! contexts 33–232. On the AMX Xeon a two-thread batch-1 step took 6.9 ms at context 75 and 8.4
+//! at 175, then rose 0.004–0.007 ms a token to 10.5 at 525 (back to back, in a run): the
+//! grid's line, 8.2 ms at 75, put the light scenarios' fused TPOTs 6–8% high.
 
 /// One measured batch size: decode step time = base_ms + per_ctx_token_ms · Σctx.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -27,9 +35,10 @@ impl BatchLine {
     }
 }
 
-/// Lines at distinct batch sizes, in increasing batch order.
+/// Lines at distinct batch sizes, in increasing batch order, and the batch-1 curve when
+/// measured: `[context, ms]` in increasing context.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BatchLines(Vec<BatchLine>);
+pub struct BatchLines(Vec<BatchLine>, Vec<(f64, f64)>);
 
 impl BatchLines {
     /// Sorts the lines by batch size; errors on none, a batch of 0, a repeated size or a
@@ -50,11 +59,30 @@ impl BatchLines {
         {
             return Err(format!("decode_by_batch: the line for batch {} has an invalid coefficient", l.batch));
         }
-        Ok(BatchLines(lines))
+        Ok(BatchLines(lines, Vec::new()))
+    }
+
+    /// Batch-1 steps take `points` (`[context, ms]`, in increasing context): interpolated
+    /// between them, the first point's time below the first (runs' steps are flat there), and
+    /// past the last its time plus the first line's slope. Errors on points out of order or out
+    /// of range.
+    pub fn with_single(self, points: Vec<(f64, f64)>) -> Result<BatchLines, String> {
+        if !points.iter().all(|&(c, ms)| (0.0..=1e9).contains(&c) && ms > 0.0 && ms <= 1e9) {
+            return Err("decode_single_by_context: contexts must lie in 0 to 1e9 and times in (0, 1e9] ms".into());
+        }
+        if points.windows(2).any(|w| w[1].0 <= w[0].0) {
+            return Err("decode_single_by_context: the contexts do not increase".into());
+        }
+        Ok(BatchLines(self.0, points))
     }
 
     pub fn lines(&self) -> &[BatchLine] {
         &self.0
+    }
+
+    /// The batch-1 curve (empty when not measured).
+    pub fn single(&self) -> &[(f64, f64)] {
+        &self.1
     }
 
     /// Every coefficient × `f`.
@@ -64,6 +92,7 @@ impl BatchLines {
                 .iter()
                 .map(|l| BatchLine { base_ms: l.base_ms * f, per_ctx_token_ms: l.per_ctx_token_ms * f, ..*l })
                 .collect(),
+            self.1.iter().map(|&(c, ms)| (c, ms * f)).collect(),
         )
     }
 
@@ -76,6 +105,11 @@ impl BatchLines {
         let lines = &self.0;
         let mean = ctx_sum as f64 / seqs as f64;
         let first = &lines[0];
+        if seqs == 1 && !self.1.is_empty() {
+            let total = self.single_at(ctx_sum as f64, first.per_ctx_token_ms);
+            let base = first.base_ms.clamp(0.0, total);
+            return (base, total - base);
+        }
         if lines.len() == 1 || seqs <= first.batch {
             // Below the grid (or a grid of one): the nearest line at this step's own Σctx.
             return (first.base_ms, first.per_ctx_token_ms * ctx_sum as f64);
@@ -90,6 +124,15 @@ impl BatchLines {
         // Extrapolation along two noisy lines can dip below zero at the far end; a step still
         // takes no less than nothing.
         (base.max(0.0), var.max(0.0))
+    }
+
+    /// The batch-1 curve at `ctx`; past its last point, along `slope` ms a token.
+    fn single_at(&self, ctx: f64, slope: f64) -> f64 {
+        let (last_ctx, last_ms) = self.1[self.1.len() - 1];
+        match ctx > last_ctx {
+            true => last_ms + slope.max(0.0) * (ctx - last_ctx),
+            false => super::wake::curve(&self.1, last_ms, ctx),
+        }
     }
 }
 
@@ -146,6 +189,32 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(falling.parts(5, 0), (0.0, 0.0));
+    }
+
+    #[test]
+    fn a_batch_1_curve_replaces_the_batch_1_line_and_only_it() {
+        let l = lines().with_single(vec![(100.0, 4.0), (200.0, 6.0), (400.0, 7.0)]).unwrap();
+        // Between points: interpolated; below the first: the first's time.
+        assert!((total(&l, 1, 150) - 5.0).abs() < 1e-12);
+        assert!((total(&l, 1, 300) - 6.5).abs() < 1e-12);
+        assert!((total(&l, 1, 20) - 4.0).abs() < 1e-12);
+        // Past the last: its time plus the batch-1 line's slope (0.01 ms a token).
+        assert!((total(&l, 1, 600) - 9.0).abs() < 1e-12);
+        // The fixed part stays the line's (a mixed step shares it), never above the total.
+        assert_eq!(l.parts(1, 100), (4.0, 0.0));
+        assert_eq!(l.parts(1, 200).0, 5.0);
+        // Other batch sizes keep their lines; a pace scales the curve too.
+        assert_eq!(l.parts(4, 400), (8.0, 0.8));
+        assert!((total(&l.scaled(2.0), 1, 150) - 10.0).abs() < 1e-12);
+        assert_eq!(l.single().len(), 3);
+        assert!(lines().single().is_empty());
+    }
+
+    #[test]
+    fn a_bad_batch_1_curve_is_refused() {
+        assert!(lines().with_single(vec![(200.0, 6.0), (100.0, 4.0)]).unwrap_err().contains("do not increase"));
+        assert!(lines().with_single(vec![(100.0, 0.0)]).unwrap_err().contains("times"));
+        assert!(lines().with_single(vec![(f64::NAN, 1.0)]).is_err());
     }
 
     #[test]

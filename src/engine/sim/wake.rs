@@ -98,7 +98,7 @@ impl Wake {
 
 /// The linear interpolation of `points` (by increasing first value) at `x`: the first point's
 /// value below it, the last one's beyond it, `flat` when there are none.
-fn curve(points: &[(f64, f64)], flat: f64, x: f64) -> f64 {
+pub(super) fn curve(points: &[(f64, f64)], flat: f64, x: f64) -> f64 {
     curve_by(points, flat, x, |at| at)
 }
 
