@@ -107,9 +107,7 @@ impl Series {
         let segments: Vec<&[(f64, f64)]> = logs.iter().map(Vec::as_slice).filter(|s| !s.is_empty()).collect();
         (estimate_segments(&segments), typical)
     }
-}
 
-impl Series {
     /// The batch-1 decode step back to back by context: the median of each bin's steps, at the
     /// bin's middle (fixed points, so that calibrations merge point by point), for the bins with
     /// enough steps. The simulator's batch-1 steps take it ([`crate::engine::sim::batch_lines`]).
@@ -124,12 +122,27 @@ impl Series {
             bins[i].push(ms);
         }
         let middle = |i: usize| (first + i as u64 * CONTEXT_BIN) as f64 + (CONTEXT_BIN - 1) as f64 / 2.0;
-        bins.into_iter()
+        let points: Vec<(f64, f64)> = bins
+            .into_iter()
             .enumerate()
             .filter(|(_, v)| v.len() >= MIN_BIN_STEPS)
             .map(|(i, v)| (middle(i), median(v)))
-            .collect()
+            .collect();
+        running_median(&points)
     }
+}
+
+/// Each inner point's time the median of its own and its neighbours' (the ends as measured).
+/// Each bin sits at the same second of every segment, and a slow spell can still fall on one:
+/// the 2026-12-01 00:49 calibration's one-thread bins read 13.31, 14.51 and 13.66 ms at contexts
+/// 340, 390 and 440. A step's time does not fall with its context, and a monotone stretch keeps
+/// its values.
+fn running_median(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut out = points.to_vec();
+    for i in 1..points.len().saturating_sub(1) {
+        out[i].1 = median(vec![points[i - 1].1, points[i].1, points[i + 1].1]);
+    }
+    out
 }
 
 /// 1.4826 × the median absolute deviation: the standard deviation of a normal sample, robust
@@ -268,6 +281,29 @@ mod tests {
         let mut p = Pace::new(noise, 11);
         let n = (secs * 1e3 / step_ms) as usize;
         (0..n).map(|i| (i as f64 * step_ms, p.factor(0, (step_ms * 1e6) as u64, true).ln())).collect()
+    }
+
+    #[test]
+    fn the_back_to_back_steps_by_context_are_bin_medians_with_a_lone_spike_smoothed() {
+        // Contexts 65–464 twice over: 1 ms per 100 context tokens over 7 ms, and the bin of
+        // 365–414 slowed by 2 ms in both segments (a spell at the same second of each).
+        let segment: Vec<(f64, u64, f64)> = (65..465u64)
+            .map(|ctx| {
+                let spell = if (365..415).contains(&ctx) { 2.0 } else { 0.0 };
+                (ctx as f64, ctx, 7.0 + ctx as f64 / 100.0 + spell)
+            })
+            .collect();
+        let s = Series { clock: Instant::now(), segments: vec![segment.clone(), segment[..120].to_vec()] };
+        let got = s.by_context();
+        let contexts: Vec<f64> = got.iter().map(|p| p.0).collect();
+        assert_eq!(contexts, [89.5, 139.5, 189.5, 239.5, 289.5, 339.5, 389.5, 439.5]);
+        // A bin's median step, at its middle (the first two bins' steps were timed twice).
+        assert!((got[0].1 - 7.895).abs() < 1e-9 && (got[4].1 - 9.895).abs() < 1e-9, "{got:?}");
+        // The spike takes the larger of its neighbours; the ends stay as measured.
+        assert!((got[6].1 - got[7].1).abs() < 1e-9 && (got[7].1 - 11.395).abs() < 1e-9, "{got:?}");
+        // A bin with too few steps counts for nothing.
+        let short = Series { clock: Instant::now(), segments: vec![segment[..60].to_vec()] };
+        assert_eq!(short.by_context().len(), 1);
     }
 
     #[test]
