@@ -532,7 +532,7 @@ mod tests {
     }
 
     #[test]
-    fn the_batch_1_decode_curve_is_merged_point_by_point_or_left_out_and_named() {
+    fn the_batch_1_decode_curve_is_merged_at_the_contexts_all_share_or_left_out_and_named() {
         let with = |f: f64, curve: Vec<[f64; 2]>| {
             let (path, mut p) = scaled(f, 5.0, 0.1);
             p.fit.iter_mut().for_each(|x| x.decode_single_by_context = curve.clone());

@@ -19,7 +19,7 @@
 //! point of its shortest context decodes through every batch size's turn, so its steps span
 //! contexts 33–232. On the AMX Xeon a two-thread batch-1 step took 6.9 ms at context 75 and 8.4
 //! at 175, then rose 0.004–0.007 ms a token to 10.5 at 525 (back to back, in a run): the
-//! grid's line, 8.2 ms at 75, put the light scenarios' fused TPOTs 6–8% high.
+//! grid's line, 8.2 ms at 75, put the light scenarios' fused TPOT p50s 6–13% high.
 
 /// One measured batch size: decode step time = base_ms + per_ctx_token_ms · Σctx.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
