@@ -164,10 +164,10 @@ pub struct RunPairs {
 
 /// Simulations of each execution when the profile says how unsteady the machine is: each draws
 /// the noise anew (seeded), and a simulated figure is the median of the draws' own (see
-/// [`percentiles`]), so that it is the model's rather than one draw's. With eight draws of a 12-request run, simulating the same
-/// executions again with other seeds moved single figures by up to 9 points (heavy_light's
-/// fused TPOT p50 at the run's pace from −0.9% to +8.2%); a draw of such a run simulates in
-/// about a millisecond, against tens of seconds to execute it.
+/// [`percentiles`]), so that it is the model's rather than one draw's. With eight draws of a
+/// 12-request run, simulating the same executions again with other seeds moved single figures
+/// by up to 9 points (heavy_light's fused TPOT p50 at the run's pace from −0.9% to +8.2%); a
+/// draw of such a run simulates in about a millisecond, against tens of seconds to execute it.
 pub const NOISE_DRAWS: usize = 64;
 
 /// A request's times from one run (ms).
