@@ -21,8 +21,8 @@
 # docs/runs/xeon-amx-2026-11-30-night.tar.gz four more in a calmer hour, each after a
 # calibration that also measured the worker's own wake-up (2026-11-30 21:42-23:04 UTC;
 # --profile profiles/xeon-amx/2026-11-30-2251.toml, the one that measured the step's size too).
-# docs/runs/xeon-amx-2026-12-01.tar.gz holds five rounds there, the last four after
-# calibrations that measured the batch-1 decode step by context (2026-12-01 00:15-01:46 UTC;
+# docs/runs/xeon-amx-2026-12-01.tar.gz holds six rounds there, the last five after
+# calibrations that measured the batch-1 decode step by context (2026-12-01 00:15-02:14 UTC;
 # --profile profiles/xeon-amx/merged-2026-12-01.toml).
 #
 # The runs' CSVs are in docs/runs/xeon-2026-11-30.tar.gz (each run's requests, trace, iteration
