@@ -30,9 +30,10 @@ const BIN_MS: f64 = 100.0;
 const START_CONTEXT: usize = 64;
 const TOKENS_PER_SEQUENCE: usize = 400;
 
-/// The batch-1 curve's bins: contexts START_CONTEXT + 1 … + CONTEXT_BIN, and so on; a bin needs
-/// MIN_BIN_STEPS steps to count (a segment of a few seconds decodes each bin's 50 steps once or
-/// twice, and the median of three segments' counts).
+/// The batch-1 curve's bins: contexts START_CONTEXT + 1 … + CONTEXT_BIN, and so on. A bin needs
+/// MIN_BIN_STEPS steps to count: each segment decodes a bin's 50 steps once or twice, so a bin
+/// that a slow calibration's segments barely reached is left out rather than read off a few
+/// steps.
 const CONTEXT_BIN: u64 = 50;
 const MIN_BIN_STEPS: usize = 20;
 
