@@ -117,10 +117,26 @@ impl Enqueuer {
     }
 }
 
+/// Lets this thread's sleeps end when asked: Linux lets a sleep overrun by the thread's timer
+/// slack, 50 µs by default, so that it can fold wake-ups together. With a slack of 1 ns the
+/// enqueuer's arrivals went from 0.096 ms late (median, p90 0.18) to 0.047 (p90 0.12) in a
+/// light_light run on a 2-vCPU Xeon (the rest is the thread waking); a worker's thread waking
+/// to the request takes another ~0.1 ms, which the simulation does not charge.
+fn precise_sleeps() {
+    // SAFETY: PR_SET_TIMERSLACK takes an integer and changes only the calling thread's slack.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+    }
+}
+
 impl Actor for Enqueuer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if !self.c.clock.is_simulated() {
+            precise_sleeps();
+        }
         self.pump(ctx);
     }
 }
