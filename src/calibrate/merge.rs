@@ -56,6 +56,9 @@ pub struct Merged {
     /// The same for the step sizes' charges (`wake.by_step_tokens`), with the token counts each
     /// measured at: the merge then charges every step what the probe paid.
     pub wake_tokens_left_out: Vec<(PathBuf, Vec<f64>)>,
+    /// The same for the decode steps just after a wake-up (`wake.decode_after`), with the steps
+    /// each measured: the merge's decode steps then run at their usual time after a pause.
+    pub wake_decode_after_left_out: Vec<(PathBuf, Vec<f64>)>,
     /// Where some measured the batch-1 decode curve (`decode_single_by_context`) but they share
     /// no context (one measured none), every calibration merged with the contexts it measured
     /// at: the merge's batch-1 steps then take its batch-1 line. Empty otherwise.
@@ -155,6 +158,7 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
     let mut wake_curve_left_out = Vec::new();
     let mut wake_beside_left_out = Vec::new();
     let mut wake_tokens_left_out = Vec::new();
+    let mut wake_decode_after_left_out = Vec::new();
     let mut decode_single_left_out = Vec::new();
     for t in threads(first) {
         let of_t: Vec<(&PathBuf, &FitFile)> = inputs
@@ -177,6 +181,10 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
         if wake_tokens_left_out.is_empty() {
             wake_tokens_left_out =
                 dropped_curve(&fit.wake.by_step_tokens, &of_t, |f| wake_curve(f, |w| &w.by_step_tokens));
+        }
+        if wake_decode_after_left_out.is_empty() {
+            wake_decode_after_left_out =
+                dropped_curve(&fit.wake.decode_after, &of_t, |f| wake_curve(f, |w| &w.decode_after));
         }
         if decode_single_left_out.is_empty() {
             decode_single_left_out =
@@ -205,6 +213,7 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
         wake_curve_left_out,
         wake_beside_left_out,
         wake_tokens_left_out,
+        wake_decode_after_left_out,
         decode_single_left_out,
     })
 }
@@ -312,6 +321,7 @@ fn merge_threads(
         by_pause: point_by_point(wakes.iter().map(|w| w.by_pause.as_slice()).collect()),
         beside_by_pause: point_by_point(wakes.iter().map(|w| w.beside_by_pause.as_slice()).collect()),
         by_step_tokens: point_by_point(wakes.iter().map(|w| w.by_step_tokens.as_slice()).collect()),
+        decode_after: point_by_point(wakes.iter().map(|w| w.decode_after.as_slice()).collect()),
     };
     let co: Vec<_> =
         fits.iter().map(|(p, f)| measured(p, threads, "co_run", f.co_run.as_ref())).collect::<Result<_, _>>()?;
@@ -506,6 +516,24 @@ mod tests {
         assert!(m.profile.fits[0].wake.by_step_tokens.is_empty());
         let sizes: Vec<usize> = m.wake_tokens_left_out.iter().map(|(_, t)| t.len()).collect();
         assert_eq!(sizes, [3, 2]);
+    }
+
+    #[test]
+    fn the_decode_steps_after_a_wake_up_are_merged_step_by_step_or_left_out_and_named() {
+        let with = |f: f64, curve: Vec<[f64; 2]>| with_wake(f, |w| w.decode_after = curve.clone());
+        let inputs = [
+            with(0.9, vec![[1.0, 0.20], [2.0, 0.10]]),
+            with(1.0, vec![[1.0, 0.10], [2.0, 0.04]]),
+            with(1.1, vec![[1.0, 0.15], [2.0, 0.02]]),
+        ];
+        let m = merge(&inputs, None).unwrap();
+        assert_eq!(m.profile.fits[0].wake.decode_after, [(1.0, 0.15), (2.0, 0.04)]);
+        assert!(m.wake_decode_after_left_out.is_empty());
+        // One measured before it was: none, and both named with the steps they measured.
+        let m = merge(&[inputs[0].clone(), with(1.0, Vec::new())], None).unwrap();
+        assert!(m.profile.fits[0].wake.decode_after.is_empty());
+        let steps: Vec<usize> = m.wake_decode_after_left_out.iter().map(|(_, k)| k.len()).collect();
+        assert_eq!(steps, [2, 0]);
     }
 
     #[test]

@@ -212,13 +212,16 @@ fn measure(
         each.join(", ")
     };
     let sizes: Vec<String> = wake.by_step_tokens.iter().map(|(t, ms)| format!("{ms:+.1} ms at {t} tokens")).collect();
+    let after: Vec<String> = wake.decode_after.iter().map(|(k, f)| format!("{:+.1}% at {k}", f * 100.0)).collect();
     progress(&format!(
         "threads {threads}: a step after a pause takes longer than one right after another: {}; \
-         with another engine computing until the step: {}; against the {}-token probe after 0.3 s: {}",
+         with another engine computing until the step: {}; against the {}-token probe after 0.3 s: {}; \
+         the decode steps after it, against steps well after it: {}",
         each(&wake.by_pause),
         each(&wake.beside_by_pause),
         wake::WAKE_PROBE_TOKENS,
-        sizes.join(", ")
+        sizes.join(", "),
+        after.join(", ")
     ));
     Ok(Measured {
         prefill: fit(3, &prefill.iter().collect::<Vec<_>>())?,

@@ -170,6 +170,10 @@ pub struct WakeFile {
     /// shortest pause, the probe's size at 0 (absent in older profiles: every step the probe's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub by_step_tokens: Vec<[f64; 2]>,
+    /// `[k, fraction]`: how much slower the k-th decode step after the step that paid the
+    /// charge runs than the steps well after it (absent in older profiles: no slower).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decode_after: Vec<[f64; 2]>,
 }
 
 impl WakeFile {
@@ -180,6 +184,7 @@ impl WakeFile {
             by_pause: w.by_pause.iter().map(|&(p, e)| [p, e]).collect(),
             beside_by_pause: w.beside_by_pause.iter().map(|&(p, e)| [p, e]).collect(),
             by_step_tokens: w.by_step_tokens.iter().map(|&(t, e)| [t, e]).collect(),
+            decode_after: w.decode_after.iter().map(|&(k, f)| [k, f]).collect(),
         }
     }
 
@@ -190,6 +195,7 @@ impl WakeFile {
             by_pause: self.by_pause.iter().map(|&[p, e]| (p, e)).collect(),
             beside_by_pause: self.beside_by_pause.iter().map(|&[p, e]| (p, e)).collect(),
             by_step_tokens: self.by_step_tokens.iter().map(|&[t, e]| (t, e)).collect(),
+            decode_after: self.decode_after.iter().map(|&[k, f]| (k, f)).collect(),
         }
     }
 
@@ -211,6 +217,15 @@ impl WakeFile {
         }
         if sizes.windows(2).any(|w| w[0][0] >= w[1][0]) {
             return Err("has a wake.by_step_tokens whose token counts do not increase".into());
+        }
+        // A fraction may be negative, a noisy calibration's step running faster; never −1 or
+        // below, a step of no time.
+        let after = &self.decode_after;
+        if !after.iter().all(|&[k, f]| (1.0..=1e6).contains(&k) && f.is_finite() && f > -1.0 && f <= 100.0) {
+            return Err("has a wake.decode_after outside steps 1 to 1e6 or fractions above -1 and up to 100".into());
+        }
+        if after.windows(2).any(|w| w[0][0] >= w[1][0]) {
+            return Err("has a wake.decode_after whose steps do not increase".into());
         }
         Ok(())
     }
@@ -585,6 +600,28 @@ mod tests {
         // Older profiles do not have it: the whole charge, whatever other workers do.
         let CostModel::Linear { cost, .. } = load_text(&text).unwrap().for_threads(1).unwrap() else { panic!() };
         assert!(cost.wake.unwrap().beside_by_pause.is_empty());
+    }
+
+    #[test]
+    fn the_decode_steps_after_a_wake_up_are_read_and_bad_ones_named() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/calibrated.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let with = |after: &str| text.replace("\nextra_ms = ", &format!("\ndecode_after = {after}\nextra_ms = "));
+        let CostModel::Linear { cost, .. } =
+            load_text(&with("[[1.0, 0.12], [2.0, -0.01]]")).unwrap().for_threads(2).unwrap()
+        else {
+            panic!("a profile's fit is linear")
+        };
+        assert_eq!(cost.wake.unwrap().decode_after, [(1.0, 0.12), (2.0, -0.01)]);
+        let err = load_text(&with("[[2.0, 0.1], [1.0, 0.2]]")).unwrap_err();
+        assert!(err.contains("wake.decode_after whose steps do not increase"), "{err}");
+        let err = load_text(&with("[[0.0, 0.1]]")).unwrap_err();
+        assert!(err.contains("wake.decode_after outside steps 1 to 1e6"), "{err}");
+        let err = load_text(&with("[[1.0, -1.0]]")).unwrap_err();
+        assert!(err.contains("fractions above -1"), "{err}");
+        // Older profiles do not have it: decode steps after a pause at their usual time.
+        let CostModel::Linear { cost, .. } = load_text(&text).unwrap().for_threads(1).unwrap() else { panic!() };
+        assert!(cost.wake.unwrap().decode_after.is_empty());
     }
 
     #[test]

@@ -243,6 +243,12 @@ fn merge(paths: &[PathBuf], max_stolen: Option<f64>, out: &Path, json: bool) -> 
             "How the wake-up changes with the step's size (wake.by_step_tokens) is left out: the calibrations measured it at different sizes ({l}), so the merged profile charges every step what the probe paid."
         ));
     }
+    let steps = |v: &[f64]| -> String { format!("steps {}–{}", v[0], v[v.len() - 1]) };
+    if let Some(l) = each_at(&merged.wake_decode_after_left_out, "no step", steps) {
+        curve.push(format!(
+            "The decode steps just after a wake-up (wake.decode_after) are left out: the calibrations measured different steps ({l}), so the merged profile's decode steps after a pause run at their usual time."
+        ));
+    }
     let contexts = |v: &[f64]| -> String {
         let c: Vec<String> = v.iter().map(|c| format!("{c:.0}")).collect();
         format!("at contexts {}", c.join(", "))

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::engine::sim::noise::Noise;
 use crate::engine::sim::quantiles::Quantiles;
+use crate::engine::sim::wake::SinceWake;
 use crate::engine::sim::CostModel;
 use crate::engine::step::{DecodeSlot, PromptChunk, StepPlan};
 use crate::scenario::Topology;
@@ -176,10 +177,21 @@ pub fn ratios(iterations: &Path, topology: &Topology, profile: &CostModel) -> st
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
     // Per worker: (start ms, log of executed ÷ predicted) of its back-to-back batch-1 decode steps.
     let mut series: BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
-    // Each worker's step before the one at hand, in the file's order.
+    // Each worker's step before the one at hand, in the file's order, and its steps since its
+    // last wake step.
     let mut previous_of: HashMap<&str, &Step> = Default::default();
+    let mut since_wake: HashMap<&str, SinceWake> = Default::default();
     for s in &steps {
         let previous = previous_of.insert(&s.worker, s);
+        // As the workers count it: a worker's first step follows an unbounded pause.
+        let idle_ns = previous.map_or(u64::MAX, |p| ((s.start_s - p.end_s).max(0.0) * 1e9) as u64);
+        let threads = if s.worker.starts_with("decode") { topology.threads.decode } else { topology.threads.prefill };
+        let Ok(cost) = profile.for_threads(threads) else { continue };
+        // Every step counts, those not compared too; mixed steps have a prompt in them.
+        let after_wake = match cost.wake() {
+            Some(w) => since_wake.entry(&s.worker).or_default().next(w, idle_ns, s.kind == "decode"),
+            None => 1.0,
+        };
         // Prefill steps of one prompt (a batch's Σ L² is not in the rows) and decode steps.
         let mut plan = match s.kind.as_str() {
             "prefill" if s.batch == 1 => StepPlan {
@@ -194,8 +206,7 @@ pub fn ratios(iterations: &Path, topology: &Topology, profile: &CostModel) -> st
             }
             _ => continue,
         };
-        // As the workers count it: a worker's first step follows an unbounded pause.
-        plan.idle_ns = previous.map_or(u64::MAX, |p| ((s.start_s - p.end_s).max(0.0) * 1e9) as u64);
+        plan.idle_ns = idle_ns;
         let beside = neighbours.beside(s);
         let last_end = neighbours.last_end_by(s.start_s);
         plan.machine_idle_ns = match (beside.is_empty(), last_end) {
@@ -205,9 +216,7 @@ pub fn ratios(iterations: &Path, topology: &Topology, profile: &CostModel) -> st
         };
         plan.co_running = beside.len() as u32;
         plan.beside_single_decode = beside.iter().any(|o| o.kind == "decode" && o.batch == 1);
-        let threads = if s.worker.starts_with("decode") { topology.threads.decode } else { topology.threads.prefill };
-        let Ok(cost) = profile.for_threads(threads) else { continue };
-        let predicted = cost.step_ns(&plan) as f64 / 1e6;
+        let predicted = cost.step_ns(&plan) as f64 / 1e6 * after_wake;
         if predicted > 0.0 && s.ms > 0.0 {
             if plan.prefill.is_empty() { &mut decode } else { &mut prefill }.push(s.ms / predicted);
             let back_to_back = previous.is_some_and(|p| p.kind == "decode" && s.start_s - p.end_s < BACK_TO_BACK_S);
@@ -293,6 +302,25 @@ mod tests {
         let paced = profile.paced(2.0, 2.0).for_threads(1).unwrap();
         let plan = StepPlan { decode: vec![DecodeSlot { request: 0, context_tokens: 50 }; 2], ..Default::default() };
         assert_eq!(paced.step_ns(&plan), 16_000_000);
+    }
+
+    #[test]
+    fn decode_steps_just_after_a_wake_up_are_read_against_what_they_pay() {
+        let decode = DecodeCoeffs { base_ms: 5.0, per_ctx_token_ms: 0.0, per_seq_ms: 5.0 };
+        let wake = Wake { decode_after: vec![(1.0, 0.5), (2.0, 0.25)], ..Wake::flat(100.0, 20.0) };
+        let profile = profile(decode, Some(wake));
+        // decode-0 wakes (10 + 20 ms), then runs its next two steps ×1.5 and ×1.25 and the third
+        // at 10 ms: every step at the pace of 1.
+        let csv = "worker,kind,batch_size,prefill_tokens,decode_tokens,context_tokens,kv_used_tokens,queued,start_s,end_s,duration_ms\n\
+                   decode-0,decode,1,0,1,100,100,0,1.0,1.03,30\n\
+                   decode-0,decode,1,0,1,101,100,0,1.03,1.045,15\n\
+                   decode-0,decode,1,0,1,102,100,0,1.045,1.0575,12.5\n\
+                   decode-0,decode,1,0,1,103,100,0,1.0575,1.0675,10\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("iterations.csv");
+        std::fs::write(&path, csv).unwrap();
+        let r = ratios(&path, &topology(), &profile).unwrap();
+        assert!(r.decode.iter().all(|x| (x - 1.0).abs() < 1e-9), "{:?}", r.decode);
     }
 
     #[test]

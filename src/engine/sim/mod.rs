@@ -17,6 +17,7 @@ use crate::workload::RequestSpec;
 use linear::LinearCost;
 use noise::{Noise, Pace};
 use roofline::Roofline;
+use wake::{SinceWake, Wake};
 
 /// How long a step takes on the modeled hardware.
 // A noise's measured jitter shape makes `Linear` a few hundred bytes; a run builds one model per
@@ -132,6 +133,15 @@ impl CostModel {
         }
     }
 
+    /// The wake-up charge, where the model measured one (a profile's fit).
+    pub fn wake(&self) -> Option<&Wake> {
+        match self {
+            CostModel::Linear { cost, .. } => cost.wake.as_ref(),
+            CostModel::Profile { fits, .. } => fits[0].1.wake.as_ref(),
+            CostModel::Roofline(_) => None,
+        }
+    }
+
     /// The in-process KV handoff time of a profile.
     pub fn handoff_ns(&self) -> Option<u64> {
         match self {
@@ -191,13 +201,16 @@ pub struct SimEngine {
     armed: Option<InjectedFault>,
     /// This worker's draw of the machine's unsteadiness, when the model has one.
     pace: Option<Pace>,
+    /// Steps since this worker's last wake step (its first, or one after a pause the model
+    /// charges for): the decode steps just after it run slower ([`Wake::decode_after`]).
+    since_wake: SinceWake,
 }
 
 impl SimEngine {
     /// `seed` draws the machine's unsteadiness (models that have one); give each worker its own.
     pub fn new(cost: Arc<CostModel>, seed: u64) -> SimEngine {
         let pace = cost.noise().map(|n| Pace::new(n, seed));
-        SimEngine { cost, armed: None, pace }
+        SimEngine { cost, armed: None, pace, since_wake: SinceWake::default() }
     }
 }
 
@@ -215,6 +228,12 @@ impl Engine for SimEngine {
             None => {}
         }
         let mut ns = self.cost.step_ns(plan);
+        if let Some(w) = self.cost.wake() {
+            let f = self.since_wake.next(w, plan.idle_ns, plan.prefill.is_empty());
+            if f != 1.0 {
+                ns = ((ns as f64 * f).round() as u64).max(1);
+            }
+        }
         if let Some(pace) = &mut self.pace {
             let f = pace.factor(plan.idle_ns, ns, plan.prefill.is_empty());
             ns = ((ns as f64 * f).round() as u64).max(1);
@@ -236,5 +255,42 @@ impl Engine for SimEngine {
 
     fn inject(&mut self, fault: InjectedFault) {
         self.armed = Some(fault);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::linear::{DecodeCoeffs, PrefillCoeffs};
+    use super::*;
+    use crate::engine::step::{DecodeSlot, PromptChunk};
+
+    #[test]
+    fn decode_steps_just_after_a_wake_up_run_slower_as_measured() {
+        let cost = LinearCost {
+            prefill: PrefillCoeffs { base_ms: 20.0, per_token_ms: 0.0, per_token_sq_ms: 0.0 },
+            decode: DecodeCoeffs { base_ms: 10.0, per_ctx_token_ms: 0.0, per_seq_ms: 0.0 },
+            large_batch_decode: None,
+            decode_by_batch: None,
+            wake: Some(Wake { decode_after: vec![(1.0, 0.2), (2.0, 0.1)], ..Wake::flat(100.0, 5.0) }),
+            co_run: None,
+            noise: None,
+        };
+        let model = CostModel::Linear { cost, kv_bytes_per_token: 1, source: "test".into() };
+        let mut engine = SimEngine::new(Arc::new(model), 1);
+        let decode = |idle_ns| StepPlan {
+            decode: vec![DecodeSlot { request: 1, context_tokens: 10 }],
+            idle_ns,
+            ..Default::default()
+        };
+        let prefill =
+            StepPlan { prefill: vec![PromptChunk { request: 2, offset: 0, tokens: 8 }], ..Default::default() };
+        let mut ms = |plan: &StepPlan| engine.step(plan).unwrap().wait_ns as f64 / 1e6;
+        assert_eq!(ms(&decode(u64::MAX)), 15.0, "the first step wakes: the charge, no more");
+        assert_eq!(ms(&decode(0)), 12.0, "the first decode step after it");
+        assert_eq!(ms(&prefill), 20.0, "prefill steps run at their time");
+        assert_eq!(ms(&decode(0)), 10.0, "the third step after it, beyond those measured");
+        assert_eq!(ms(&decode(200_000_000)), 15.0, "a pause wakes it again");
+        assert_eq!(ms(&decode(99_000_000)), 12.0, "a short one does not");
+        assert_eq!(ms(&decode(0)), 11.0);
     }
 }

@@ -33,6 +33,14 @@ use serde::Serialize;
 /// added to the charge (never below 0). On the AMX Xeon in a calm hour a two-thread pool paid
 /// +0–3 ms after a pause for 16–32-token prompts, +8–10 for 64 and +13–17 for 256–512, the
 /// fused runs' prompts likewise (−1 to +5 ms, +6–8 and +13–21).
+///
+/// `decode_after`, where measured, says how much slower the decode steps just after the wake
+/// step run than those well after it, `(k, fraction)` by increasing k for the k-th step after
+/// it: interpolated, the first point's fraction below it, nothing beyond the last. The machine
+/// does not come back at once: in the executed runs of 2026-12-01 00:34–03:18 UTC (seven
+/// rounds, 2-vCPU Xeon with AMX) the fused worker's batch-1 decode steps after a pause and a
+/// prefill ran +4–17% over the steps 50 and more after it at the first, +1–8% at the eighth
+/// and +0.5–3.5% at the 9th–19th; the split decode worker's +1–7% at the first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Wake {
     pub after_idle_ms: f64,
@@ -40,12 +48,35 @@ pub struct Wake {
     pub by_pause: Vec<(f64, f64)>,
     pub beside_by_pause: Vec<(f64, f64)>,
     pub by_step_tokens: Vec<(f64, f64)>,
+    pub decode_after: Vec<(f64, f64)>,
 }
 
 impl Wake {
     /// The charge at one pause, the same after any pause from `after_idle_ms` on.
     pub fn flat(after_idle_ms: f64, extra_ms: f64) -> Wake {
-        Wake { after_idle_ms, extra_ms, by_pause: Vec::new(), beside_by_pause: Vec::new(), by_step_tokens: Vec::new() }
+        Wake {
+            after_idle_ms,
+            extra_ms,
+            by_pause: Vec::new(),
+            beside_by_pause: Vec::new(),
+            by_step_tokens: Vec::new(),
+            decode_after: Vec::new(),
+        }
+    }
+
+    /// Whether a step after its worker sat idle `idle_ns` (`u64::MAX`: its first step) is a
+    /// wake step: one that pays the charge.
+    pub fn wakes(&self, idle_ns: u64) -> bool {
+        idle_ns as f64 >= self.after_idle_ms * 1e6
+    }
+
+    /// How much slower, as a fraction, a decode step `k` steps after its worker's wake step runs
+    /// (the wake step itself is 0; it pays [`Wake::extra_on_machine`]).
+    pub fn decode_after(&self, k: u64) -> f64 {
+        match self.decode_after.last() {
+            Some(&(last, _)) if k >= 1 && k as f64 <= last => curve(&self.decode_after, 0.0, k as f64),
+            _ => 0.0,
+        }
     }
 
     /// What a step pays after its worker sat idle `idle_ms` with the whole machine idle too.
@@ -93,6 +124,24 @@ impl Wake {
             return 0.0;
         }
         curve(&self.beside_by_pause, self.extra_ms, idle_ms).min(self.extra(idle_ms))
+    }
+}
+
+/// A worker's steps since its last wake step, for [`Wake::decode_after`]: the simulated engine
+/// and `compare`'s reading of a run's pace count them alike.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SinceWake(u64);
+
+impl SinceWake {
+    /// The factor on the worker's next step, which follows `idle_ns` of idle (`u64::MAX`: its
+    /// first); `decode`: a step with no prompt in it.
+    pub fn next(&mut self, w: &Wake, idle_ns: u64, decode: bool) -> f64 {
+        self.0 = if w.wakes(idle_ns) { 0 } else { self.0.saturating_add(1) };
+        if decode {
+            1.0 + w.decode_after(self.0)
+        } else {
+            1.0
+        }
     }
 }
 
@@ -186,5 +235,17 @@ mod tests {
         assert_eq!(w.extra_on_machine(300.0, 0.0), 10.0);
         assert_eq!(w.extra_on_machine(3000.0, 0.0), 30.0);
         assert_eq!(w.extra_on_machine(3000.0, 3000.0), 64.0);
+    }
+
+    #[test]
+    fn decode_steps_just_after_the_wake_step_run_slower() {
+        let w = Wake { decode_after: vec![(1.0, 0.2), (3.0, 0.1), (10.0, 0.02)], ..Wake::flat(100.0, 8.0) };
+        assert_eq!(w.decode_after(0), 0.0, "the wake step pays the charge instead");
+        assert_eq!(w.decode_after(1), 0.2);
+        assert!((w.decode_after(2) - 0.15).abs() < 1e-12);
+        assert_eq!(w.decode_after(10), 0.02);
+        assert_eq!(w.decode_after(11), 0.0, "beyond the last step measured");
+        assert_eq!(Wake::flat(100.0, 8.0).decode_after(1), 0.0, "not measured");
+        assert!(w.wakes(100_000_000) && w.wakes(u64::MAX) && !w.wakes(99_999_999));
     }
 }
