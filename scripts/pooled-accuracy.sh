@@ -23,7 +23,10 @@
 # --profile profiles/xeon-amx/2026-11-30-2251.toml, the one that measured the step's size too).
 # docs/runs/xeon-amx-2026-12-01.tar.gz holds six rounds there, the last five after
 # calibrations that measured the batch-1 decode step by context (2026-12-01 00:15-02:14 UTC;
-# --profile profiles/xeon-amx/merged-2026-12-01.toml).
+# --profile profiles/xeon-amx/merged-2026-12-01.toml). docs/runs/xeon-amx-2026-12-01-morning.tar.gz
+# holds six more, with requests arriving on time and, from the 03:48 round on, calibrations that
+# measured the decode steps after a wake-up (2026-12-01 02:59-04:29 UTC;
+# --profile profiles/xeon-amx/merged-2026-12-01-morning.toml).
 #
 # The runs' CSVs are in docs/runs/xeon-2026-11-30.tar.gz (each run's requests, trace, iteration
 # rows, summary and the CPU share the hypervisor took); the comparisons go under --out (default:
