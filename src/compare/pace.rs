@@ -278,6 +278,14 @@ mod tests {
         CostModel::Profile { fits: vec![(1, cost)], kv_bytes_per_token: 1, handoff_ns: 0, source: "t".into() }
     }
 
+    /// The ratios of a run whose `iterations.csv` reads `csv`, against `profile`.
+    fn ratios_of(csv: &str, profile: &CostModel) -> Ratios {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("iterations.csv");
+        std::fs::write(&path, csv).unwrap();
+        ratios(&path, &topology(), profile).unwrap()
+    }
+
     #[test]
     fn steps_twice_as_slow_as_the_profile_give_a_pace_of_two() {
         let decode = DecodeCoeffs { base_ms: 5.0, per_ctx_token_ms: 0.01, per_seq_ms: 1.0 };
@@ -290,10 +298,7 @@ mod tests {
                    prefill-0,prefill,2,60,0,0,60,0,1.2,1.3,100\n\
                    decode-0,decode,2,0,2,100,100,0,1.5,1.556,56\n\
                    decode-0,decode,2,0,2,100,100,0,1.556,1.572,16\n";
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("iterations.csv");
-        std::fs::write(&path, csv).unwrap();
-        let p = ratios(&path, &topology(), &profile).unwrap().pace();
+        let p = ratios_of(csv, &profile).pace();
         assert_eq!((p.prefill_steps, p.decode_steps), (1, 2));
         assert!(p.noise.is_none(), "two decode steps say nothing of the machine's unsteadiness");
         assert!((p.prefill.unwrap() - 2.0).abs() < 1e-9, "{p:?}");
@@ -316,10 +321,7 @@ mod tests {
                    decode-0,decode,1,0,1,101,100,0,1.03,1.045,15\n\
                    decode-0,decode,1,0,1,102,100,0,1.045,1.0575,12.5\n\
                    decode-0,decode,1,0,1,103,100,0,1.0575,1.0675,10\n";
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("iterations.csv");
-        std::fs::write(&path, csv).unwrap();
-        let r = ratios(&path, &topology(), &profile).unwrap();
+        let r = ratios_of(csv, &profile);
         assert!(r.decode.iter().all(|x| (x - 1.0).abs() < 1e-9), "{:?}", r.decode);
     }
 
@@ -338,10 +340,7 @@ mod tests {
             csv += &format!("decode-0,decode,1,0,1,100,100,0,{at},{},{ms}\n", at + ms / 1e3);
             at += ms / 1e3;
         }
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("iterations.csv");
-        std::fs::write(&path, csv).unwrap();
-        let n = ratios(&path, &topology(), &profile).unwrap().pace().noise.expect("enough steps");
+        let n = ratios_of(&csv, &profile).pace().noise.expect("enough steps");
         assert!((n.step_sd - 0.03).abs() < 0.006, "{n:?}");
         assert!((n.slow_sd - 0.06).abs() < 0.02, "{n:?}");
         // The run's own noise goes into the paced simulation.
