@@ -181,12 +181,15 @@ pub fn ratios(iterations: &Path, topology: &Topology, profile: &CostModel) -> st
     // last wake step.
     let mut previous_of: HashMap<&str, &Step> = Default::default();
     let mut since_wake: HashMap<&str, SinceWake> = Default::default();
+    // Each phase's fit, once (a run has thousands of steps).
+    let prefill_cost = profile.for_threads(topology.threads.prefill).ok();
+    let decode_cost = profile.for_threads(topology.threads.decode).ok();
     for s in &steps {
         let previous = previous_of.insert(&s.worker, s);
         // As the workers count it: a worker's first step follows an unbounded pause.
         let idle_ns = previous.map_or(u64::MAX, |p| ((s.start_s - p.end_s).max(0.0) * 1e9) as u64);
-        let threads = if s.worker.starts_with("decode") { topology.threads.decode } else { topology.threads.prefill };
-        let Ok(cost) = profile.for_threads(threads) else { continue };
+        let cost = if s.worker.starts_with("decode") { &decode_cost } else { &prefill_cost };
+        let Some(cost) = cost else { continue };
         // Every step counts, those not compared too; mixed steps have a prompt in them.
         let after_wake = match cost.wake() {
             Some(w) => since_wake.entry(&s.worker).or_default().next(w, idle_ns, s.kind == "decode"),
