@@ -67,7 +67,7 @@ pub fn run(args: RunArgs) -> ExitCode {
     }
     let run_dir = match args.folder.create(&scenario, &scenario.name) {
         Ok(d) => d,
-        Err(e @ (OutputError::Exists(_) | OutputError::BadName(_))) => {
+        Err(e @ (OutputError::Exists(_) | OutputError::BadName(_) | OutputError::Reserved(_))) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_BAD_INPUT);
         }

@@ -15,9 +15,19 @@ pub enum OutputError {
     Exists(PathBuf),
     #[error("--run-name {0:?}: use letters, digits, '-', '_' and '.' only (it names a folder)")]
     BadName(String),
+    #[error(
+        "--run-name {0:?}: pdsim keeps its own folder of that name beside the runs ({names}); choose another name",
+        names = RESERVED_NAMES.join(", ")
+    )]
+    Reserved(String),
     #[error("cannot prepare the output folder {}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
 }
+
+/// Folders pdsim itself keeps beside a scenario's runs: the newest run's link, and the folders
+/// of `compare`, `search` and `sweep`. A run named like one would land in it, and with `--force`
+/// remove what it holds.
+pub const RESERVED_NAMES: [&str; 4] = ["latest", "compare", "search", "sweep"];
 
 /// Creates the run's folder under `root/scenario/` and returns it.
 pub fn new_run_dir(root: &Path, scenario: &str, name: Option<&str>, force: bool) -> Result<PathBuf, OutputError> {
@@ -28,8 +38,10 @@ pub fn new_run_dir(root: &Path, scenario: &str, name: Option<&str>, force: bool)
     };
     let dir = match name {
         Some(n) => {
+            if RESERVED_NAMES.contains(&n) {
+                return Err(OutputError::Reserved(n.to_owned()));
+            }
             let ok = !n.is_empty()
-                && n != "latest"
                 && !n.starts_with('.')
                 && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
             if !ok {
@@ -124,6 +136,15 @@ mod tests {
         let again = new_run_dir(root.path(), "s", Some("baseline"), true).unwrap();
         assert!(!again.join("summary.csv").exists(), "--force starts the folder afresh");
         assert!(matches!(new_run_dir(root.path(), "s", Some("../x"), false), Err(OutputError::BadName(_))));
+        // A sweep's folder beside the runs is not a run's to replace, even with --force.
+        let sweeps = root.path().join("s/sweep/2026-12-01T05-00-00");
+        std::fs::create_dir_all(&sweeps).unwrap();
+        std::fs::write(sweeps.join("sweep.csv"), "x").unwrap();
+        for name in RESERVED_NAMES {
+            let refused = new_run_dir(root.path(), "s", Some(name), true);
+            assert!(matches!(&refused, Err(OutputError::Reserved(n)) if n == name), "{name}: {refused:?}");
+        }
+        assert!(sweeps.join("sweep.csv").exists(), "the sweep's results are kept");
         mark_latest(&a);
         mark_latest(&b);
         assert_eq!(std::fs::read_link(root.path().join("s/latest")).unwrap(), b.file_name().unwrap());
