@@ -100,12 +100,12 @@ pub fn locate_key(text: &str, key: &str) -> usize {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Seg<'a> {
+pub(super) enum Seg<'a> {
     Key(&'a str),
     Index(usize),
 }
 
-fn split_key(key: &str) -> Vec<Seg<'_>> {
+pub(super) fn split_key(key: &str) -> Vec<Seg<'_>> {
     let mut out = Vec::new();
     for part in key.split('.').filter(|p| !p.is_empty()) {
         let (name, rest) = part.split_once('[').unwrap_or((part, ""));

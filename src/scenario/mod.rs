@@ -4,6 +4,7 @@
 //! [`load`] reads a file; every error names the file, line and column of the bad key and says
 //! what was expected ([`error`]).
 
+mod blame;
 pub mod error;
 pub mod raw;
 mod validate;

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::blame;
 use super::error::{invalid, line_col, locate_key, Invalid, Located, ScenarioError};
 use super::raw::*;
 use super::{
@@ -42,12 +43,23 @@ pub fn deserialize(path: &Path, text: &str) -> Result<RawScenario, ScenarioError
         let key = if key == "." || key == "?" { String::new() } else { key };
         let inner = e.into_inner();
         let message = inner.message().trim().to_owned();
-        // Inside tagged tables toml points at the table; find the offending key itself.
+        // Inside tagged tables serde names, and toml points at, the table; find the key itself.
+        let deeper = blame::deeper_key(text, &key, &message, error_of);
         let unknown = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next());
-        let offset = match (unknown, inner.span()) {
-            (Some(field), _) => locate_key(text, &format!("{key}.{field}")),
-            (None, Some(span)) => span.start,
-            (None, None) => locate_key(text, &key),
+        let (key, offset) = match (deeper, unknown, inner.span()) {
+            (Some(deeper), _, _) => {
+                let offset = locate_key(text, &deeper);
+                (deeper, offset)
+            }
+            (None, Some(field), _) => {
+                let offset = locate_key(text, &format!("{key}.{field}"));
+                (key, offset)
+            }
+            (None, None, Some(span)) => (key, span.start),
+            (None, None, None) => {
+                let offset = locate_key(text, &key);
+                (key, offset)
+            }
         };
         let (line, column) = line_col(text, offset);
         // toml says nothing for some bad characters (e.g. a control character in a comment).
@@ -61,6 +73,12 @@ pub fn deserialize(path: &Path, text: &str) -> Result<RawScenario, ScenarioError
         };
         ScenarioError::Invalid(Located { path: path.to_owned(), line, column, key, message })
     })
+}
+
+/// The key path and message of what is wrong with scenario `text`, if anything.
+fn error_of(text: &str) -> Option<(String, String)> {
+    let e = serde_path_to_error::deserialize::<_, RawScenario>(toml::Deserializer::new(text)).err()?;
+    Some((e.path().to_string(), e.into_inner().message().trim().to_owned()))
 }
 
 pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
@@ -347,8 +365,8 @@ fn within(key: &str, v: f64, lo: f64, hi: f64) -> V<f64> {
     if (lo..=hi).contains(&v) {
         Ok(v)
     } else {
-        let show = |x: f64| if x == 0.0 || (1e-3..1e6).contains(&x) { format!("{x}") } else { format!("{x:e}") };
-        Err(invalid(key, format!("must be a number from {} to {}, got {v}", show(lo), show(hi))))
+        let show = |x: f64| if x == 0.0 || (1e-3..1e6).contains(&x.abs()) { format!("{x}") } else { format!("{x:e}") };
+        Err(invalid(key, format!("must be a number from {} to {}, got {}", show(lo), show(hi), show(v))))
     }
 }
 
@@ -784,4 +802,33 @@ fn check_fits(w: &Workload, t: &Topology, i: usize) -> V<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str =
+        "requests = 10\n[cost_model]\nkind = \"roofline\"\nhardware = \"a100-80gb\"\nmodel = \"llama-2-7b\"\n\
+        [[workload.classes]]\nname = \"a\"\nprompt_tokens = 100\noutput_tokens = 10\n\
+        [workload.arrival]\nkind = \"poisson\"\nrate_per_s = 2.0\n\
+        [[topology]]\nkind = \"fused\"\nworkers = 1\n\
+        [[topology]]\nkind = \"split\"\nprefill_workers = 1\ndecode_workers = 1\n";
+
+    /// The located error of `text`: (line, key, message).
+    fn error(text: &str) -> (usize, String, String) {
+        match deserialize(Path::new("s.toml"), text) {
+            Err(ScenarioError::Invalid(l)) => (l.line, l.key, l.message),
+            other => panic!("not a located error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_error_inside_a_tagged_table_names_the_key_and_its_line() {
+        assert!(deserialize(Path::new("s.toml"), BASE).is_ok());
+        let text = BASE.replace("prefill_workers = 1", "prefill_workers = \"one\"");
+        let (line, key, message) = error(&text);
+        assert_eq!((line, key.as_str()), (18, "topology[1].prefill_workers"), "{message}");
+        assert!(message.contains("expected u32"), "{message}");
+    }
 }

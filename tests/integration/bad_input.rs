@@ -67,6 +67,37 @@ fn wrong_type() {
     rejects(&GOOD.replace("requests = 10", "requests = \"ten\""), 2, &["requests", "u64"]);
 }
 
+/// serde reads a table with a `kind` tag whole and names only the table; the error still points
+/// at the key's own line and names it.
+#[test]
+fn errors_inside_tagged_tables_name_the_key() {
+    let split = "[[topology]]\nkind = \"split\"\nprefill_workers = 1\ndecode_workers = 1";
+    let two = format!("{GOOD}\n{split}\n");
+    rejects(
+        &two.replace("prefill_workers = 1", "prefill_workers = \"one\""),
+        28,
+        &["`topology[1].prefill_workers`", "u32"],
+    );
+    rejects(&format!("{two}router = \"random\"\n"), 30, &["`topology[1].router`", "round_robin"]);
+    rejects(&format!("{two}link = {{ bandwidth = 200 }}\n"), 30, &["`topology[1].link.bandwidth`", "bandwidth_gbps"]);
+    rejects(&GOOD.replace("rate_per_s = 2.0", "rate_per_s = \"fast\""), 16, &["`workload.arrival.rate_per_s`", "f64"]);
+    rejects(
+        &GOOD.replace("model = \"llama-2-7b\"", "model = \"llama-2-7b\"\ntp = \"1\""),
+        8,
+        &["`cost_model.tp`", "u32"],
+    );
+    rejects(
+        &GOOD.replace("prompt_tokens = 100", "prompt_tokens = { kind = \"uniform\", min = 1, max = \"9\" }"),
+        11,
+        &["`workload.classes[0].prompt_tokens.max`", "u64"],
+    );
+    rejects(
+        &GOOD.replace("kind = \"fused\"", "kind = \"fuse\""),
+        23,
+        &["`topology[0].kind`", "unknown variant `fuse`"],
+    );
+}
+
 #[test]
 fn negative_rate() {
     rejects(
@@ -127,6 +158,9 @@ fn other_bad_values() {
     rejects(&GOOD.replace("kind = \"fused\"", "kind = \"fused\"\npolicy = \"chunked\""), 22, &["chunk_tokens"]);
     rejects(&GOOD.replace("seed = 1", "seed = 1\nmode = \"warp\""), 2, &["mode", "simulate"]);
     rejects("this is not toml", 1, &["bad.toml"]);
+    // Out of range: the value as written short, not three hundred digits.
+    let (_, err, _) = validate(&GOOD.replace("rate_per_s = 2.0", "rate_per_s = 1e300"));
+    assert!(err.contains("got 1e300") && err.len() < 200, "{err}");
 }
 
 #[test]
