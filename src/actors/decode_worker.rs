@@ -238,7 +238,7 @@ impl<E: Engine> Handler<KvHandoff<E>> for DecodeWorker<E> {
         let inbound = Inbound { record: msg.record, kv: Some(msg.kv), from: msg.from, from_generation: msg.generation };
         if !self.env.gauge.is_up() {
             inbound.release(inbound.record.spec.prompt_tokens);
-            return self.env.lost([inbound.record], "worker is down");
+            return self.env.unserved([inbound.record], "worker is down");
         }
         let lens = SeqLens {
             prompt_tokens: inbound.record.spec.prompt_tokens,

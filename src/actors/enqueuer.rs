@@ -100,7 +100,8 @@ impl Enqueuer {
     }
 
     fn drop(&self, record: Box<RequestRecord>, reason: DropReason, detail: String) {
-        self.c.collector.do_send(RequestDropped { record, reason, detail });
+        let at_ns = self.c.clock.now_ns();
+        self.c.collector.do_send(RequestDropped { record, reason, detail, at_ns });
     }
 
     fn check(&self, s: &RequestSpec) -> Result<(), String> {
@@ -148,7 +149,7 @@ impl Handler<RequestLost> for Enqueuer {
         let mut record = msg.record;
         if record.retries >= self.c.max_retries {
             let detail = format!("{} (after {} retries)", msg.detail, record.retries);
-            return self.drop(record, DropReason::WorkerFailed, detail);
+            return self.drop(record, msg.reason, detail);
         }
         record.restart();
         self.route(record);

@@ -175,7 +175,7 @@ impl<E: Engine> Handler<Submit> for FusedWorker<E> {
 
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
         if !self.c.env.gauge.is_up() {
-            return self.c.env.lost([msg.record], "worker is down");
+            return self.c.env.unserved([msg.record], "worker is down");
         }
         if let Some(limit) = self.c.max_queued.filter(|&l| self.sched.waiting() as u64 >= l) {
             let detail = format!("{}: {limit} requests already waiting for prefill", self.c.env.name);

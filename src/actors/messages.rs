@@ -54,6 +54,8 @@ pub struct RequestDropped {
     pub reason: DropReason,
     /// The particulars, for people: which worker, what limit.
     pub detail: String,
+    /// When it was given up (run clock): the run lasts at least until then.
+    pub at_ns: u64,
 }
 
 /// Worker → Enqueuer: a worker failed while holding this request; start it again elsewhere
@@ -62,6 +64,9 @@ pub struct RequestDropped {
 #[rtype(result = "()")]
 pub struct RequestLost {
     pub record: Box<RequestRecord>,
+    /// What it is reported as when no retry is left: `WorkerFailed` (lost in a failure) or
+    /// `NoLiveWorker` (no worker was up to take it).
+    pub reason: DropReason,
     pub detail: String,
 }
 

@@ -180,7 +180,7 @@ impl Handler<RequestDropped> for MetricsCollector {
             t.push((r.spec.arrival_ns, r.spec.id, r.spec.prompt_tokens, r.spec.output_tokens, r.spec.class));
         }
         if let Some(acc) = self.acc.as_mut() {
-            acc.add_dropped(r, msg.reason);
+            acc.add_dropped(r, msg.reason, msg.at_ns);
         }
         self.progress.inc(1);
         self.finish_if_done(ctx);

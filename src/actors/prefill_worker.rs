@@ -119,7 +119,7 @@ impl<E: Engine> PrefillWorker<E> {
             let Some(d) = self.c.router.pick(|i| gauges[i].read()) else {
                 self.engine.finish(r.spec.id);
                 self.kv.release(r.spec.prompt_tokens);
-                self.c.env.lost([r], "no decode worker is up");
+                self.c.env.unserved([r], "no decode worker is up");
                 continue;
             };
             let kv = self.engine.take_kv(r.spec.id, r.spec.prompt_tokens);
@@ -206,7 +206,7 @@ impl<E: Engine> Handler<Submit> for PrefillWorker<E> {
 
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
         if !self.c.env.gauge.is_up() {
-            return self.c.env.lost([msg.record], "worker is down");
+            return self.c.env.unserved([msg.record], "worker is down");
         }
         if let Some(limit) = self.c.max_queued.filter(|&l| self.queue.len() as u64 >= l) {
             let detail = format!("{}: {limit} requests already waiting for prefill", self.c.env.name);

@@ -176,13 +176,23 @@ impl WorkerEnv {
 
     /// A request this worker cannot serve ends here, rejected or failed.
     pub fn dropped(&self, record: Box<RequestRecord>, reason: DropReason, detail: String) {
-        self.collector.do_send(RequestDropped { record, reason, detail });
+        self.collector.do_send(RequestDropped { record, reason, detail, at_ns: self.now() });
     }
 
     /// Requests this worker lost to a failure go back to the enqueuer for a retry.
     pub fn lost(&self, records: impl IntoIterator<Item = Box<RequestRecord>>, detail: &str) {
+        self.lost_for(records, DropReason::WorkerFailed, detail);
+    }
+
+    /// Requests this worker could not serve (it is down, or no decode worker is up to take them
+    /// on) go back to the enqueuer for a retry; with none left they count as `NoLiveWorker`.
+    pub fn unserved(&self, records: impl IntoIterator<Item = Box<RequestRecord>>, detail: &str) {
+        self.lost_for(records, DropReason::NoLiveWorker, detail);
+    }
+
+    fn lost_for(&self, records: impl IntoIterator<Item = Box<RequestRecord>>, reason: DropReason, detail: &str) {
         for record in records {
-            self.enqueuer.do_send(RequestLost { record, detail: format!("{}: {detail}", self.name) });
+            self.enqueuer.do_send(RequestLost { record, reason, detail: format!("{}: {detail}", self.name) });
         }
     }
 

@@ -103,9 +103,10 @@ impl Accumulator {
         self.met_both += (a && b) as u64;
     }
 
-    /// A request that was rejected or failed. It counts against SLO attainment (it met no
-    /// objective) but has no latencies.
-    pub fn add_dropped(&mut self, r: &RequestRecord, reason: DropReason) {
+    /// A request that was rejected or failed at `at_ns`. It counts against SLO attainment (it
+    /// met no objective) but has no latencies; the makespan runs until it was given up, so that
+    /// a topology whose workers died does not show the throughput of its first seconds.
+    pub fn add_dropped(&mut self, r: &RequestRecord, reason: DropReason, at_ns: u64) {
         if reason.is_rejection() {
             self.rejected += 1;
         } else {
@@ -114,6 +115,7 @@ impl Accumulator {
         self.retries += u64::from(r.retries);
         *self.dropped.entry(reason).or_default() += 1;
         self.first_arrival_ns = self.first_arrival_ns.min(r.enqueue_ns());
+        self.last_end_ns = self.last_end_ns.max(at_ns);
     }
 
     /// A worker crashed or its engine failed.
@@ -351,13 +353,23 @@ mod tests {
         // A rejection counts as an arrival that met no objective.
         let mut a = Accumulator::new(slo);
         a.add(&rec(0, 0, 500_000, 2_500_000, 3));
-        a.add_dropped(&rec(1, 0, 0, 0, 3), DropReason::QueueFull);
+        a.add_dropped(&rec(1, 0, 0, 0, 3), DropReason::QueueFull, 1_000_000);
         assert_eq!(a.settled(), 2);
         let info = s.topology.clone();
-        let s = a.finish(info);
+        let s = a.finish(info.clone());
         assert_eq!((s.arrived, s.completed, s.rejected, s.failed), (2, 1, 1, 0));
+        assert_eq!(s.makespan_ns, 2_500_000, "a request given up before the last completion");
         assert_eq!(s.slo_attainment, 0.5);
         assert_eq!(s.dropped.get("queue_full"), Some(&1));
         assert_eq!(Summary::csv_header().split(',').count(), s.csv_row().split(',').count());
+
+        // Requests given up after the last completion (every worker down) lengthen the run: its
+        // throughput is what it served over the time it was asked to serve.
+        let mut a = Accumulator::new(slo);
+        a.add(&rec(0, 0, 500_000, 2_500_000, 3));
+        a.add_dropped(&rec(1, 0, 0, 0, 3), DropReason::NoLiveWorker, 10_000_000);
+        let s = a.finish(info);
+        assert_eq!(s.makespan_ns, 10_000_000);
+        assert!((s.throughput_req_per_s - 100.0).abs() < 1e-9);
     }
 }

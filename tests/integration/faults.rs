@@ -104,6 +104,38 @@ fn with_every_worker_down_the_rest_fail_with_a_reason_and_the_run_ends() {
         let want = if arrived_after { "no_live_worker" } else { "worker_failed" };
         assert_eq!(q.s("reason"), want, "request {} arrived at {}", q.s("request_id"), q.s("enqueue_s"));
     }
+    served_over_the_whole_run(&r);
+}
+
+/// With both decode workers down, prompts are still prefilled, but nothing can decode them:
+/// they fail as having no live worker, not as lost in a failure.
+#[test]
+fn with_the_decode_workers_down_prompts_fail_for_want_of_a_live_worker() {
+    let crash = |w: &str| format!("[[topology.faults]]\nworker = \"{w}\"\nat_s = 30\nkind = \"crash\"\n");
+    let s = with_faults(&(crash("decode-0") + &crash("decode-1")), "", 1);
+    let r = run(&s, "split");
+    accounted(&r);
+    let late: Vec<_> = r.requests.iter().filter(|q| q.f("enqueue_s") > 31.0).collect();
+    assert!(late.len() > 200, "{} arrived after the crash", late.len());
+    for q in late {
+        assert_eq!((q.s("outcome"), q.s("reason")), ("failed", "no_live_worker"), "request {}", q.s("request_id"));
+        assert!(q.s("detail").contains("no decode worker is up"), "{}", q.s("detail"));
+    }
+    served_over_the_whole_run(&r);
+}
+
+/// The run lasts until its last request is settled, failed ones too: a topology whose workers
+/// died does not show the throughput of the seconds before.
+fn served_over_the_whole_run(r: &Ran) {
+    let last_arrival = r.requests.iter().map(|q| q.f("enqueue_s")).fold(0.0, f64::max);
+    let s = &r.summary;
+    assert!(
+        s.makespan_ns as f64 / 1e9 >= last_arrival,
+        "makespan {} s, last arrival {last_arrival} s",
+        s.makespan_ns as f64 / 1e9
+    );
+    let rate = s.completed as f64 / (s.makespan_ns as f64 / 1e9);
+    assert!((s.throughput_req_per_s - rate).abs() < 1e-9 * rate.max(1.0));
 }
 
 #[test]
