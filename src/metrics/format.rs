@@ -30,13 +30,32 @@ pub fn opt<T>(x: Option<T>, f: impl Fn(T) -> String) -> String {
     x.map(f).unwrap_or_default()
 }
 
-/// Quotes a CSV field when it needs it.
+/// Quotes a CSV field when it needs it, and writes pdsim's own typographic signs in ASCII
+/// (`2 x tp2`, `10.0 us`): a spreadsheet opens a UTF-8 file without a byte-order mark as its
+/// local code page, and `×` became `Ã—`. Other text (a file path, a user's name) is kept.
 pub fn csv_field(s: &str) -> String {
+    let s = ascii_signs(s);
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        s
     }
+}
+
+fn ascii_signs(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '×' => out.push('x'),
+            'µ' | 'μ' => out.push('u'),
+            '−' | '–' | '—' => out.push('-'),
+            '≤' => out.push_str("<="),
+            '≥' => out.push_str(">="),
+            '÷' => out.push('/'),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -51,5 +70,10 @@ mod tests {
         assert_eq!(ms_f(2_500.4), "0.002500");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(
+            csv_field("2 × tp2 fused, in-process handoff 10.0 µs"),
+            "\"2 x tp2 fused, in-process handoff 10.0 us\""
+        );
+        assert_eq!(csv_field("/home/zoë/trace.csv"), "/home/zoë/trace.csv", "other text is kept");
     }
 }

@@ -79,6 +79,10 @@ pub fn write(
         html.push_str(&format!("<h2>Goodput: highest rate with attainment ≥ {target}</h2>\n"));
         html.push_str(&html_table(&rows));
     }
-    html.push_str("<p>Every point: <a href=\"sweep.csv\">sweep.csv</a>.</p>\n</body></html>\n");
+    html.push_str("<p>Every point: <a href=\"sweep.csv\">sweep.csv</a>");
+    if !goodput.is_empty() {
+        html.push_str("; every goodput: <a href=\"goodput.csv\">goodput.csv</a>");
+    }
+    html.push_str(".</p>\n</body></html>\n");
     std::fs::write(dir.join("index.html"), html)
 }

@@ -50,4 +50,5 @@ fn sweep_command_writes_points_and_goodput() {
     assert_eq!(svg.matches("<path").count(), 4, "one attainment line per topology and cv");
     let html = std::fs::read_to_string(d.path().join("heavy_light/sweep/latest/index.html")).unwrap();
     assert!(html.contains("attainment.svg") && html.contains("Goodput"));
+    assert!(html.contains("href=\"goodput.csv\""), "the page links every file it sums up");
 }
