@@ -1,7 +1,7 @@
 //! `pdsim bench-device`: the tensor model's throughput on a GPU (or the CPU) against the
 //! device's rooflines.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -66,7 +66,7 @@ fn bench(args: BenchDeviceArgs) -> Result<ExitCode, String> {
     }
     let net = match &args.model {
         Some(path) => {
-            let path = resolve_model(Some(path), Path::new("models")).map_err(|e| e.to_string())?;
+            let path = resolve_model(Some(path)).map_err(|e| e.to_string())?;
             DeviceNet::from_file(&path, dtype, device).map_err(|e| e.to_string())
         }
         None => {

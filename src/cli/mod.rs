@@ -113,6 +113,7 @@ enum Command {
     Search(search_cmd::SearchArgs),
     /// Check scenario files without running them.
     Validate {
+        /// Scenario files (TOML): each is checked, errors name the file, line, column and key.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -128,11 +129,12 @@ enum Command {
     Calibrate(calibrate_cmd::CalibrateArgs),
     /// Execute a scenario and simulate it with a calibration profile; compare request by request.
     Compare(compare_cmd::CompareArgs),
-    /// Download the default model into models/ (done on first use anyway).
+    /// Download the default model into models/ or $PDSIM_MODELS (done on first use anyway).
     FetchModel {
-        /// Folder for the model file.
-        #[arg(long, default_value = "models")]
-        models_dir: PathBuf,
+        /// Folder for the model file [default: $PDSIM_MODELS, or models/ here]. Other commands
+        /// look for it in the default folder.
+        #[arg(long)]
+        models_dir: Option<PathBuf>,
     },
 }
 
@@ -149,7 +151,9 @@ pub fn main() -> ExitCode {
         Some(Command::BenchDevice(args)) => device_cmd::run(args),
         Some(Command::Calibrate(args)) => calibrate_cmd::run(args),
         Some(Command::Compare(args)) => compare_cmd::run(args),
-        Some(Command::FetchModel { models_dir }) => model_cmds::fetch(&models_dir),
+        Some(Command::FetchModel { models_dir }) => {
+            model_cmds::fetch(&models_dir.unwrap_or_else(crate::engine::candle::fetch::models_dir))
+        }
         None if cli.run.scenario.is_some() => run_cmd::run(cli.run),
         None => {
             eprintln!("usage: pdsim SCENARIO.toml [--out DIR] [--json]   (pdsim --help for more)");

@@ -98,7 +98,7 @@ pub fn bench(args: BenchArgs) -> ExitCode {
 pub(super) fn load(args: &ModelArgs) -> Result<Model, String> {
     let format = WeightFormat::parse(&args.weights)
         .ok_or_else(|| format!("--weights {}: expected {}", args.weights, WeightFormat::expected()))?;
-    let path = resolve_model(args.model.as_deref(), Path::new("models")).map_err(|e| e.to_string())?;
+    let path = resolve_model(args.model.as_deref()).map_err(|e| e.to_string())?;
     Model::load(&path, format).map_err(|e| e.to_string())
 }
 

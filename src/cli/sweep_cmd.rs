@@ -12,6 +12,7 @@ use crate::sweep::{base_cv, base_rate, bisect_rate, rescaled, run_point, Point, 
 
 #[derive(clap::Args)]
 pub struct SweepArgs {
+    /// Scenario file (TOML): its topologies are run at each rate with its workload and SLOs.
     scenario: PathBuf,
     /// Arrival rates to run, req/s, comma-separated [default: the scenario's rate × 0.25, 0.5,
     /// 0.75, 1, 1.5, 2, 3].

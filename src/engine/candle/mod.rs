@@ -99,10 +99,10 @@ impl Model {
     }
 }
 
-/// `path`, or the default model under `models_dir` (downloaded on first use) when `None`.
-pub fn resolve_model(path: Option<&Path>, models_dir: &Path) -> Result<PathBuf, LoadError> {
+/// `path`, or the default model in [`fetch::models_dir`] (downloaded on first use) when `None`.
+pub fn resolve_model(path: Option<&Path>) -> Result<PathBuf, LoadError> {
     match path {
         Some(p) => Ok(p.to_owned()),
-        None => Ok(fetch::default_model(models_dir)?),
+        None => Ok(fetch::default_model(&fetch::models_dir())?),
     }
 }
