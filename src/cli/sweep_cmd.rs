@@ -18,8 +18,9 @@ pub struct SweepArgs {
     /// 0.75, 1, 1.5, 2, 3].
     #[arg(long, value_delimiter = ',')]
     rates: Vec<f64>,
-    /// Burstiness as a second axis: gamma arrivals with these coefficients of variation
-    /// (1 is Poisson) [default: the scenario's own pattern].
+    /// Burstiness as a second axis: gamma arrivals with these coefficients of variation of the
+    /// gaps between arrivals (1 is Poisson) [default: the scenario's own pattern, whose cv the
+    /// output gives: 1 for Poisson, 0 for constant, √(n − 1) for bursts of n].
     #[arg(long, value_delimiter = ',')]
     cv: Vec<f64>,
     /// Also find each topology's goodput: the highest rate with attainment ≥ the SLO target.
@@ -82,7 +83,8 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
     let mut goodputs: Vec<(String, f64, Estimate, f64)> = Vec::new();
     let result = (|| -> Result<(), Box<dyn std::error::Error>> {
         for cv in &cvs {
-            let cv_value = cv.unwrap_or_else(|| base_cv(&sc));
+            // (A trace has no cv, and `rescaled` refuses it below.)
+            let cv_value = cv.or_else(|| base_cv(&sc)).unwrap_or(0.0);
             for &rate in &rates {
                 let s = rescaled(&sc, rate, *cv)?;
                 for t in &s.topologies {

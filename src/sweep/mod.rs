@@ -62,7 +62,7 @@ pub enum SweepError {
 }
 
 /// The scenario's arrival pattern at another rate and, when given, another burstiness
-/// (gamma with that cv; cv = 1 is Poisson).
+/// (gamma with that cv; cv = 1 is Poisson itself, the same arrivals a Poisson scenario draws).
 pub fn rescaled(scenario: &Scenario, rate_per_s: f64, cv: Option<f64>) -> Result<Scenario, SweepError> {
     let mut s = scenario.clone();
     let Source::Synthetic { arrival, .. } = &mut s.workload.source else {
@@ -71,6 +71,7 @@ pub fn rescaled(scenario: &Scenario, rate_per_s: f64, cv: Option<f64>) -> Result
         ));
     };
     *arrival = match (arrival.clone(), cv) {
+        (_, Some(cv)) if cv == 1.0 => ArrivalPattern::Poisson { rate_per_s },
         (_, Some(cv)) => ArrivalPattern::Gamma { rate_per_s, cv },
         (ArrivalPattern::Poisson { .. }, None) => ArrivalPattern::Poisson { rate_per_s },
         (ArrivalPattern::Gamma { cv, .. }, None) => ArrivalPattern::Gamma { rate_per_s, cv },
@@ -84,12 +85,19 @@ pub fn rescaled(scenario: &Scenario, rate_per_s: f64, cv: Option<f64>) -> Result
     Ok(s)
 }
 
-/// The burstiness of the scenario's own arrival pattern.
-pub fn base_cv(scenario: &Scenario) -> f64 {
+/// The burstiness of the scenario's own arrival pattern: the coefficient of variation of its
+/// gaps between arrivals (1 for Poisson, 0 for constant; bursts of n, n − 1 gaps of nothing and
+/// one long one, √(n − 1)); `None` for a trace.
+pub fn base_cv(scenario: &Scenario) -> Option<f64> {
     match &scenario.workload.source {
-        Source::Synthetic { arrival: ArrivalPattern::Gamma { cv, .. }, .. } => *cv,
-        Source::Synthetic { arrival: ArrivalPattern::Poisson { .. }, .. } => 1.0,
-        _ => 0.0,
+        Source::Synthetic { arrival, .. } => Some(match arrival {
+            ArrivalPattern::Gamma { cv, .. } => *cv,
+            ArrivalPattern::Poisson { .. } => 1.0,
+            ArrivalPattern::Constant { .. } => 0.0,
+            // Four decimals: a label, not a measurement.
+            ArrivalPattern::Bursts { size, .. } => (f64::from(size.saturating_sub(1)).sqrt() * 1e4).round() / 1e4,
+        }),
+        Source::Trace { .. } => None,
     }
 }
 
@@ -188,4 +196,38 @@ mod tests {
         assert!(g <= cap && g > cap * 0.98, "{g}");
         assert_eq!(bisect_rate(1.0, 0.01, |_| Ok(false)).unwrap(), 0.0);
     }
+
+    #[test]
+    fn burstiness_is_the_cv_of_the_gaps_and_cv_1_is_poisson() {
+        let gaps = |a: &ArrivalPattern| {
+            let mut g = a.gaps();
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+            (0..200_000).map(|_| g.next_gap_ns(&mut rng) as f64).collect::<Vec<_>>()
+        };
+        let cv_of = |x: Vec<f64>| {
+            let m = x.iter().sum::<f64>() / x.len() as f64;
+            (x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / x.len() as f64).sqrt() / m
+        };
+        let bursts = ArrivalPattern::Bursts { size: 10, every_ns: 1_000_000 };
+        assert!((cv_of(gaps(&bursts)) - 3.0).abs() < 0.01);
+        let sc = |arrival: ArrivalPattern| {
+            let mut s = crate::scenario::parse(std::path::Path::new("s.toml"), SCENARIO).unwrap();
+            let Source::Synthetic { arrival: a, .. } = &mut s.workload.source else { unreachable!() };
+            *a = arrival;
+            s
+        };
+        assert_eq!(base_cv(&sc(bursts)), Some(3.0));
+        assert_eq!(base_cv(&sc(ArrivalPattern::Constant { interval_ns: 5 })), Some(0.0));
+        let poisson = sc(ArrivalPattern::Poisson { rate_per_s: 2.0 });
+        assert_eq!(base_cv(&poisson), Some(1.0));
+        let as_gamma_1 = rescaled(&poisson, 4.0, Some(1.0)).unwrap();
+        let Source::Synthetic { arrival, .. } = &as_gamma_1.workload.source else { unreachable!() };
+        assert_eq!(*arrival, ArrivalPattern::Poisson { rate_per_s: 4.0 }, "the same arrivals as the scenario's own");
+    }
+
+    const SCENARIO: &str =
+        "requests = 10\n[cost_model]\nkind = \"roofline\"\nhardware = \"a100-80gb\"\nmodel = \"llama-2-7b\"\n\
+        [[workload.classes]]\nname = \"a\"\nprompt_tokens = 100\noutput_tokens = 10\n\
+        [workload.arrival]\nkind = \"poisson\"\nrate_per_s = 2.0\n[slo]\nttft_ms = 100\ntpot_ms = 10\n\
+        [[topology]]\nkind = \"fused\"\nworkers = 1\n";
 }
