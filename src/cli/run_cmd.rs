@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use super::EXIT_BAD_INPUT;
+use crate::engine::candle::device::CUDA_BUILT;
 use crate::metrics::sink::CsvFile;
 use crate::metrics::summary::Summary;
 use crate::report::{comparison_rows, comparison_table};
@@ -29,13 +30,17 @@ pub struct RunArgs {
 pub fn validate(files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
     for f in files {
-        match scenario::load(f) {
-            Ok(s) => println!(
-                "{}: ok ({} topologies: {})",
-                f.display(),
-                s.topologies.len(),
-                s.topologies.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
+        match scenario::load_for(f, scenario::Build::Any) {
+            Ok(s) => {
+                let cuda = s.topologies.iter().any(|t| t.devices.any_cuda());
+                println!(
+                    "{}: ok ({} topologies: {}){}",
+                    f.display(),
+                    s.topologies.len(),
+                    s.topologies.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "),
+                    if cuda && !CUDA_BUILT { "; it runs on a CUDA build only (scripts/cuda-build.sh)" } else { "" }
+                )
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 ok = false;

@@ -252,14 +252,32 @@ impl Topology {
     }
 }
 
-/// Reads, parses and validates a scenario file.
+/// Reads, parses and validates a scenario file to run with this build.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.to_owned(), source })?;
-    parse(path, &text)
+    load_for(path, Build::This)
 }
 
-/// Parses and validates scenario text; `path` names it in errors and anchors relative paths.
+/// Reads, parses and validates a scenario file, for this build or any.
+pub fn load_for(path: &Path, build: Build) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.to_owned(), source })?;
+    parse_for(path, &text, build)
+}
+
+/// Parses and validates scenario text to run with this build; `path` names it in errors and
+/// anchors relative paths.
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    parse_for(path, text, Build::This)
+}
+
+pub fn parse_for(path: &Path, text: &str, build: Build) -> Result<Scenario, ScenarioError> {
     let raw = validate::deserialize(path, text)?;
-    validate::resolve(raw, path).map_err(|e| error::locate(path, text, e))
+    validate::resolve(raw, path, build).map_err(|e| error::locate(path, text, e))
+}
+
+/// Which build a scenario must run on: a scenario with CUDA devices is valid, but only a CUDA
+/// build runs it (`pdsim validate` checks the file for any build and says so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    This,
+    Any,
 }

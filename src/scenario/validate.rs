@@ -7,7 +7,7 @@ use super::blame;
 use super::error::{invalid, line_col, locate_key, Invalid, Located, ScenarioError};
 use super::raw::*;
 use super::{
-    Batching, Devices, FaultKind, FaultSpec, Mode, ModelSource, ModelSpec, PhaseTp, Scenario, Threads, Topology,
+    Batching, Build, Devices, FaultKind, FaultSpec, Mode, ModelSource, ModelSpec, PhaseTp, Scenario, Threads, Topology,
     TopologyKind,
 };
 use super::{
@@ -81,7 +81,7 @@ fn error_of(text: &str) -> Option<(String, String)> {
     Some((e.path().to_string(), e.into_inner().message().trim().to_owned()))
 }
 
-pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
+pub fn resolve(raw: RawScenario, path: &Path, build: Build) -> V<Scenario> {
     let name = match raw.name {
         Some(n) => safe_name("name", n)?,
         None => path.file_stem().and_then(|s| s.to_str()).unwrap_or("scenario").to_owned(),
@@ -118,7 +118,7 @@ pub fn resolve(raw: RawScenario, path: &Path) -> V<Scenario> {
     let global = raw.batching.unwrap_or_default();
     let mut topologies: Vec<Topology> = Vec::new();
     for (i, t) in raw.topology.into_iter().enumerate() {
-        let topo = resolve_topology(i, t, &global, mode, cost.as_ref())?;
+        let topo = resolve_topology(i, t, &global, mode, cost.as_ref(), build)?;
         check_fits(&workload, &topo, i)?;
         if topologies.iter().any(|o| o.name == topo.name) {
             return Err(invalid(
@@ -602,6 +602,7 @@ fn resolve_topology(
     global: &RawBatching,
     mode: Mode,
     cost: Option<&CostModel>,
+    build: Build,
 ) -> V<Topology> {
     let key = format!("topology[{i}]");
     let router = |r: Option<RawRouter>| match r.unwrap_or(RawRouter::RoundRobin) {
@@ -622,7 +623,7 @@ fn resolve_topology(
             faults,
         } => {
             let threads = at_least_one(&format!("{key}.threads"), threads.unwrap_or(1))?;
-            let device = resolve_device(&format!("{key}.device"), device, mode)?;
+            let device = resolve_device(&format!("{key}.device"), device, mode, build)?;
             let workers = at_least_one(&format!("{key}.workers"), workers)?;
             let policy = match (policy.unwrap_or(RawFusedPolicy::PrefillFirst), chunk_tokens) {
                 (RawFusedPolicy::Chunked, Some(c)) => {
@@ -678,12 +679,12 @@ fn resolve_topology(
                     ))
                 }
                 (Some(d), None, None) => {
-                    let d = resolve_device(&format!("{key}.device"), Some(d), mode)?;
+                    let d = resolve_device(&format!("{key}.device"), Some(d), mode, build)?;
                     Devices { prefill: d, decode: d }
                 }
                 (None, p, d) => Devices {
-                    prefill: resolve_device(&format!("{key}.prefill_device"), p, mode)?,
-                    decode: resolve_device(&format!("{key}.decode_device"), d, mode)?,
+                    prefill: resolve_device(&format!("{key}.prefill_device"), p, mode, build)?,
+                    decode: resolve_device(&format!("{key}.decode_device"), d, mode, build)?,
                 },
             };
             let threads = Threads {
@@ -723,8 +724,9 @@ fn resolve_topology(
     }
 }
 
-/// A worker device: `cpu` (default) or `cuda:N`, in execute mode, and CUDA only in a CUDA build.
-fn resolve_device(key: &str, raw: Option<String>, mode: Mode) -> V<DeviceSpec> {
+/// A worker device: `cpu` (default) or `cuda:N`, in execute mode, and CUDA only in a CUDA build
+/// (or for any build).
+fn resolve_device(key: &str, raw: Option<String>, mode: Mode, build: Build) -> V<DeviceSpec> {
     let Some(raw) = raw else { return Ok(DeviceSpec::Cpu) };
     if mode == Mode::Simulate {
         return Err(invalid(
@@ -733,7 +735,7 @@ fn resolve_device(key: &str, raw: Option<String>, mode: Mode) -> V<DeviceSpec> {
         ));
     }
     let d = DeviceSpec::parse(&raw).map_err(|m| invalid(key, m))?;
-    if d.is_cuda() && !CUDA_BUILT {
+    if d.is_cuda() && !CUDA_BUILT && build == Build::This {
         return Err(invalid(key, NO_CUDA));
     }
     Ok(d)

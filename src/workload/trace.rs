@@ -175,7 +175,12 @@ fn parse_mooncake(text: &str) -> RowResult {
             bad(
                 line,
                 e.column().max(1) as u64,
-                format!("{e} (expected {{\"timestamp\": ms, \"input_length\": n, \"output_length\": m}})"),
+                // serde_json ends its message with its own "at line 1 column C", of this line
+                // alone; the place is already in front.
+                format!(
+                    "{} (expected {{\"timestamp\": ms, \"input_length\": n, \"output_length\": m}})",
+                    without_position(&e.to_string())
+                ),
             )
         })?;
         // Semantic errors point at the key.
@@ -201,6 +206,14 @@ fn parse_mooncake(text: &str) -> RowResult {
         rows.push(TraceRow { arrival_ns, prompt_tokens: r.input_length, output_tokens: r.output_length, class: None });
     }
     Ok(rows)
+}
+
+/// A serde_json message without its trailing " at line L column C".
+fn without_position(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(i) if message[i..].contains(" column ") => &message[..i],
+        _ => message,
+    }
 }
 
 #[cfg(test)]

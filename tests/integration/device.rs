@@ -73,11 +73,21 @@ fn a_cpu_build_rejects_cuda_devices_and_says_how_to_build_one() {
     let path = dir.path().join("gpu.toml");
     let text = SYNTHETIC.replace("workers = 1\n[[topology]]", "workers = 1\ndevice = \"cuda:0\"\n[[topology]]");
     std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pdsim")).arg("validate").arg(&path).output().unwrap();
+    let pdsim = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pdsim")).args(args).output().unwrap()
+    };
+    // Running it: refused before anything runs, at the device's line.
+    let out = pdsim(&[path.as_os_str(), "--out".as_ref(), dir.path().as_os_str()]);
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("gpu.toml:22:1: `topology[0].device`"), "{err}");
     assert!(err.contains("scripts/cuda-build.sh"), "{err}");
+    assert!(!dir.path().join("gpu").exists(), "nothing written");
+    // Validating it: the file is right; it says which build runs it.
+    let out = pdsim(&["validate".as_ref(), path.as_os_str()]);
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("ok (") && said.contains("runs on a CUDA build only (scripts/cuda-build.sh)"), "{said}");
 }
 
 /// The GPU scenarios are well-formed: on a CPU build the only complaint is the CUDA device,
@@ -91,6 +101,8 @@ fn the_gpu_scenarios_validate_but_for_their_devices() {
         let text = std::fs::read_to_string(&path).unwrap();
         let err = pdsim::scenario::parse(&path, &text).unwrap_err().to_string();
         assert!(err.contains("device`: this pdsim was built without CUDA"), "{}: {err}", path.display());
+        let any = pdsim::scenario::Build::Any;
+        pdsim::scenario::parse_for(&path, &text, any).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let on_cpu = text.replace("\"cuda:0\"", "\"cpu\"").replace("\"bf16\"", "\"f32\"");
         pdsim::scenario::parse(&path, &on_cpu).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
