@@ -9,7 +9,7 @@ use crate::run::output::{mark_latest, new_run_dir};
 use crate::run::prepare;
 use crate::scenario::{self, Mode, TopologyKind};
 use crate::sched::fused::FusedPolicy;
-use crate::search::{candidates, search, Ranked, Space};
+use crate::search::{candidates, count, search, Ranked, Space};
 
 #[derive(clap::Args)]
 pub struct SearchArgs {
@@ -28,8 +28,12 @@ pub struct SearchArgs {
     #[arg(long, default_value_t = 1000)]
     requests: u64,
     /// How many placements to print.
-    #[arg(long, default_value_t = 10)]
-    top: usize,
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    top: u64,
+    /// Refuse to search more placements than this (each is a goodput bisection of several
+    /// simulations; about 0.1–1 s each here).
+    #[arg(long, default_value_t = 5000)]
+    max_candidates: usize,
     /// Write under DIR instead of the scenario's output_dir.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -56,8 +60,8 @@ pub fn run(args: SearchArgs) -> ExitCode {
     if let Some(e) = tps.iter().find_map(|&t| cost.with_tp(t).err()).filter(|_| fits.is_empty()) {
         return bad(format!("no tensor-parallel degree in --tp fits: {e}"));
     }
-    if !skipped.is_empty() {
-        eprintln!("note: tp {skipped:?} skipped: the model's weights do not fit");
+    for t in skipped {
+        eprintln!("note: tp {t} skipped: {}", cost.with_tp(t).err().unwrap_or_default());
     }
     sc.workload.stop = crate::workload::StopAfter::Requests(args.requests);
     // Split candidates take the router and link of the scenario's first split topology;
@@ -84,10 +88,31 @@ pub fn run(args: SearchArgs) -> ExitCode {
         use_all: !args.partial,
         batching: sc.topologies[0].batching,
     };
-    let cands = candidates(&space);
-    if cands.is_empty() {
-        return bad("no placement fits that budget".into());
+    if split.is_none() {
+        eprintln!(
+            "note: the scenario has no split topology, so split placements hand their KV cache over \
+             with no link model (at no cost), which favours them; add a split topology with a `link` to \
+             charge the transfer"
+        );
     }
+    let n = count(&space);
+    if n == 0 {
+        let idle = if args.partial { "" } else { ", or --partial to let placements leave GPUs idle" };
+        return bad(format!(
+            "no placement of {} GPUs uses every one of them with tensor-parallel degrees {:?}; try other --tp values{idle}",
+            args.gpus, space.tps
+        ));
+    }
+    if n > args.max_candidates as u64 {
+        return bad(format!(
+            "{n} placements of {} GPUs (tp {:?}) is more than --max-candidates {}; each is a goodput bisection of several \
+             simulations, hours in all: narrow --tp or the budget, or raise --max-candidates",
+            args.gpus,
+            space.tps,
+            args.max_candidates
+        ));
+    }
+    let cands = candidates(&space);
     let backend = match prepare(&mut sc) {
         Ok(b) => b,
         Err(e) => return bad(e.to_string()),
@@ -139,7 +164,7 @@ pub fn run(args: SearchArgs) -> ExitCode {
             "\n{:<4} {:<24} {:>5} {:>16} {:>16}  layout",
             "rank", "placement", "GPUs", "goodput req/s", "per GPU req/s"
         );
-        for (i, r) in ranked.iter().take(args.top).enumerate() {
+        for (i, r) in ranked.iter().take(args.top as usize).enumerate() {
             println!(
                 "{:<4} {:<24} {:>5} {:>16.3} {:>16.3}  {}",
                 i + 1,

@@ -439,6 +439,7 @@ fn resolve_cost(raw: RawCostModel, base: &Path) -> V<CostModel> {
                     step_overhead_ms.unwrap_or(roofline::DEFAULT_STEP_OVERHEAD_MS),
                 )?,
             };
+            r.check_split().map_err(|e| invalid(format!("{K}.tp"), e))?;
             if r.kv_capacity_tokens().is_none() {
                 return Err(invalid(
                     format!("{K}.tp"),

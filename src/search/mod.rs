@@ -56,7 +56,7 @@ pub fn candidates(space: &Space) -> Vec<Topology> {
     for &tp_p in &space.tps {
         for &tp_d in &space.tps {
             for p in 1..=n / tp_p {
-                for d in 1..=(n.saturating_sub(p * tp_p)) / tp_d {
+                for d in decode_counts(space, p * tp_p, tp_d) {
                     if fits(p * tp_p + d * tp_d) {
                         out.push(topology(
                             format!("split-{p}x{tp_p}p-{d}x{tp_d}d"),
@@ -75,6 +75,38 @@ pub fn candidates(space: &Space) -> Vec<Topology> {
         }
     }
     out
+}
+
+/// How many placements [`candidates`] gives, without making them: a budget of thousands of GPUs
+/// has millions.
+pub fn count(space: &Space) -> u64 {
+    let n = space.gpus;
+    let fused: u64 =
+        space.tps.iter().map(|&tp| if space.use_all { u64::from(n % tp == 0) } else { u64::from(n / tp) }).sum();
+    let mut split = 0u64;
+    for &tp_p in &space.tps {
+        for &tp_d in &space.tps {
+            for p in 1..=n / tp_p {
+                let d = decode_counts(space, p * tp_p, tp_d);
+                if !d.is_empty() {
+                    split += u64::from(d.end() - d.start() + 1);
+                }
+            }
+        }
+    }
+    fused + split
+}
+
+/// The decode worker counts of `tp_d` GPUs each beside prefill workers taking `used` GPUs: the
+/// one that fills the budget, or with idle GPUs allowed every count that fits.
+fn decode_counts(space: &Space, used: u32, tp_d: u32) -> std::ops::RangeInclusive<u32> {
+    let left = space.gpus.saturating_sub(used);
+    match (space.use_all, left % tp_d == 0) {
+        (false, _) => 1..=left / tp_d,
+        (true, true) if left > 0 => left / tp_d..=left / tp_d,
+        #[allow(clippy::reversed_empty_ranges)]
+        (true, _) => 1..=0,
+    }
 }
 
 fn topology(name: String, kind: TopologyKind, tp: PhaseTp, batching: Batching) -> Topology {
@@ -206,5 +238,19 @@ mod tests {
         assert!(all.iter().all(|t| gpus_of(t) == 4));
         // Up to the budget instead of exactly: many more.
         assert!(candidates(&space(8, &[1, 2, 4, 8], false)).len() > 50);
+    }
+
+    #[test]
+    fn the_count_is_the_candidates_without_making_them() {
+        for gpus in [1, 3, 4, 7, 16] {
+            for use_all in [true, false] {
+                for tps in [&[1u32][..], &[1, 2, 4, 8], &[2, 3]] {
+                    let s = space(gpus, tps, use_all);
+                    assert_eq!(count(&s), candidates(&s).len() as u64, "{gpus} GPUs, tp {tps:?}, all {use_all}");
+                }
+            }
+        }
+        // A budget of a hundred thousand GPUs is counted at once, not enumerated.
+        assert_eq!(count(&space(100_000, &[1, 2, 4, 8], true)), 462_488);
     }
 }

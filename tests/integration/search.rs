@@ -51,3 +51,29 @@ fn search_ranks_placements_and_the_winner_holds_up() {
     assert!(at(g) >= s.slo.attainment, "at its goodput {g}");
     assert!(at(g * 1.25) < s.slo.attainment, "25% above its goodput {g}");
 }
+
+/// A search that cannot be run, or would run for hours, says why before it starts, and writes
+/// nothing.
+#[test]
+fn impossible_or_endless_searches_are_refused_up_front() {
+    let d = tempfile::tempdir().unwrap();
+    let search = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pdsim"))
+            .args(["search", "scenarios/sim/heavy_light.toml", "--out"])
+            .arg(d.path())
+            .args(extra)
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let err = search(&["--gpus", "4", "--tp", "3"]);
+    assert!(err.contains("32 attention heads") && err.contains("1, 2, 4, 8, 16, 32"), "{err}");
+    let err = search(&["--gpus", "3", "--tp", "2"]);
+    assert!(err.contains("no placement of 3 GPUs") && err.contains("--partial"), "{err}");
+    let err = search(&["--gpus", "100000"]);
+    assert!(err.contains("more than --max-candidates 5000"), "{err}");
+    search(&["--gpus", "4", "--top", "0"]);
+    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "nothing written");
+}

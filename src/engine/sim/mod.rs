@@ -62,6 +62,7 @@ impl CostModel {
             CostModel::Roofline(r) => {
                 let mut r = r.clone();
                 r.tp = tp;
+                r.check_split()?;
                 match r.kv_capacity_tokens() {
                     Some(_) => Ok(CostModel::Roofline(r)),
                     None => Err(format!(

@@ -59,6 +59,27 @@ impl Roofline {
         (compute_s.max(memory_s) + comm_s) * 1e3 + self.step_overhead_ms
     }
 
+    /// Whether `tp` devices can split the model's attention: each takes whole query heads, and
+    /// whole KV heads or copies of one (as vLLM does when tp exceeds the KV heads).
+    pub fn check_split(&self) -> Result<(), String> {
+        let (m, tp) = (self.model, u64::from(self.tp));
+        if m.heads % tp == 0 && (m.kv_heads % tp == 0 || tp % m.kv_heads == 0) {
+            return Ok(());
+        }
+        let even: Vec<String> = (1..=m.heads)
+            .filter(|&t| m.heads % t == 0 && (m.kv_heads % t == 0 || t % m.kv_heads == 0))
+            .map(|t| t.to_string())
+            .collect();
+        Err(format!(
+            "{} has {} attention heads ({} KV heads), which {tp} devices cannot split evenly; use a \
+             tensor-parallel degree of {}",
+            m.name,
+            m.heads,
+            m.kv_heads,
+            even.join(", ")
+        ))
+    }
+
     /// KV tokens that fit beside the weights on `tp` devices, or `None` when the weights alone
     /// do not fit.
     pub fn kv_capacity_tokens(&self) -> Option<u64> {
