@@ -59,6 +59,11 @@ impl Narrow {
         match self.requests {
             Some(0) => Err("--requests must be at least 1".into()),
             Some(n) => {
+                if let crate::workload::Source::Trace { rows } = &scenario.workload.source {
+                    if n > rows.len() as u64 {
+                        eprintln!("note: --requests {n}: the trace has {} requests; all of them run", rows.len());
+                    }
+                }
                 scenario.workload.stop = crate::workload::StopAfter::Requests(n);
                 Ok(())
             }

@@ -121,6 +121,54 @@ pub(super) fn split_key(key: &str) -> Vec<Seg<'_>> {
     out
 }
 
+/// The dotted key written on the line of byte `offset`, under the table header above it
+/// (`topology[1].workers`), or nothing: for errors toml reports without a key, such as a number
+/// too large for any integer.
+pub fn key_on_line(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let mut table = String::new();
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for line in text[..start].lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.split("]]").next()) {
+            let name = name.trim().to_owned();
+            let n = match seen.iter_mut().find(|(s, _)| *s == name) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    seen.push((name.clone(), 0));
+                    0
+                }
+            };
+            table = format!("{name}[{n}]");
+        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            table = name.trim().to_owned();
+        }
+    }
+    let line = text[start..].lines().next().unwrap_or("");
+    // Only an error in the value: one in a comment after it is not about the key.
+    let before = line.get(..offset - start).unwrap_or(line);
+    let Some((key, value)) = before.split_once('=') else {
+        return String::new();
+    };
+    if value.contains('#') {
+        return String::new();
+    }
+    // Bare dotted keys only: on a line toml could not read, what is left of `=` is no key.
+    let key = key.trim();
+    let bare = |c: char| c.is_ascii_alphanumeric() || "_-.".contains(c);
+    if key.is_empty() || !key.chars().all(bare) {
+        return String::new();
+    }
+    if table.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{table}.{key}")
+    }
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -149,6 +197,17 @@ mod tests {
         assert_eq!(line_col(TEXT, locate_key(TEXT, "seed")), (1, 1));
         // Missing key: its parent.
         assert_eq!(line_col(TEXT, locate_key(TEXT, "workload.arrival.rate_per_s")).0, 8);
+    }
+
+    #[test]
+    fn names_the_key_on_a_line() {
+        let at = |needle: &str| key_on_line(TEXT, TEXT.find(needle).unwrap() + needle.len() - 1);
+        assert_eq!(at("weight = -1"), "workload.classes[1].weight");
+        assert_eq!(at("seed = 1"), "seed");
+        assert_eq!(at("kind = \"poisson\""), "workload.arrival.kind");
+        assert_eq!(at("[workload.arrival]"), "", "a header is no key");
+        assert_eq!(key_on_line("this is = broken", 6), "", "nor is what a broken line holds");
+        assert_eq!(key_on_line("n = 1 # \u{7}", 8), "", "an error in the comment is not the key's");
     }
 
     #[test]

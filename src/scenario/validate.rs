@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::blame;
-use super::error::{invalid, line_col, locate_key, Invalid, Located, ScenarioError};
+use super::error::{invalid, key_on_line, line_col, locate_key, Invalid, Located, ScenarioError};
 use super::raw::*;
 use super::{
     Batching, Build, Devices, FaultKind, FaultSpec, Mode, ModelSource, ModelSpec, PhaseTp, Scenario, Threads, Topology,
@@ -55,6 +55,8 @@ pub fn deserialize(path: &Path, text: &str) -> Result<RawScenario, ScenarioError
                 let offset = locate_key(text, &format!("{key}.{field}"));
                 (key, offset)
             }
+            // toml reports some bad values (an integer past i64) without the key.
+            (None, None, Some(span)) if key.is_empty() => (key_on_line(text, span.start), span.start),
             (None, None, Some(span)) => (key, span.start),
             (None, None, None) => {
                 let offset = locate_key(text, &key);

@@ -158,6 +158,8 @@ fn other_bad_values() {
     rejects(&GOOD.replace("kind = \"fused\"", "kind = \"fused\"\npolicy = \"chunked\""), 22, &["chunk_tokens"]);
     rejects(&GOOD.replace("seed = 1", "seed = 1\nmode = \"warp\""), 2, &["mode", "simulate"]);
     rejects("this is not toml", 1, &["bad.toml"]);
+    // toml's own errors without a key still name the key of the line.
+    rejects(&GOOD.replace("requests = 10", "requests = 18446744073709551615"), 2, &["`requests`", "too large"]);
     // Out of range: the value as written short, not three hundred digits.
     let (_, err, _) = validate(&GOOD.replace("rate_per_s = 2.0", "rate_per_s = 1e300"));
     assert!(err.contains("got 1e300") && err.len() < 200, "{err}");
