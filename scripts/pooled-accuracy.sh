@@ -2,7 +2,7 @@
 # Judges a calibration profile, or a change to the simulator, on the executed runs of twelve
 # rounds of `pdsim compare --repeat` on the shipped scenarios (the 2-vCPU Intel Xeon,
 # 2026-11-29 19:47 to 2026-11-30 06:42 UTC, engine revision 3; 43 runs per topology), pooled in
-# one comparison per scenario: the table in the README's "Accuracy on this machine". Nothing
+# one comparison per scenario: the table in docs/accuracy.md's "The Ice Lake Xeon". Nothing
 # executes, so it takes a few minutes on any machine and gives the same figures for the same
 # build and profile.
 #
