@@ -81,8 +81,11 @@ pub fn candidates(space: &Space) -> Vec<Topology> {
 /// has millions.
 pub fn count(space: &Space) -> u64 {
     let n = space.gpus;
-    let fused: u64 =
-        space.tps.iter().map(|&tp| if space.use_all { u64::from(n % tp == 0) } else { u64::from(n / tp) }).sum();
+    let fused: u64 = space
+        .tps
+        .iter()
+        .map(|&tp| if space.use_all { u64::from(n.is_multiple_of(tp)) } else { u64::from(n / tp) })
+        .sum();
     let mut split = 0u64;
     for &tp_p in &space.tps {
         for &tp_d in &space.tps {
@@ -101,7 +104,7 @@ pub fn count(space: &Space) -> u64 {
 /// one that fills the budget, or with idle GPUs allowed every count that fits.
 fn decode_counts(space: &Space, used: u32, tp_d: u32) -> std::ops::RangeInclusive<u32> {
     let left = space.gpus.saturating_sub(used);
-    match (space.use_all, left % tp_d == 0) {
+    match (space.use_all, left.is_multiple_of(tp_d)) {
         (false, _) => 1..=left / tp_d,
         (true, true) if left > 0 => left / tp_d..=left / tp_d,
         #[allow(clippy::reversed_empty_ranges)]

@@ -71,7 +71,7 @@ pub fn rescaled(scenario: &Scenario, rate_per_s: f64, cv: Option<f64>) -> Result
         ));
     };
     *arrival = match (arrival.clone(), cv) {
-        (_, Some(cv)) if cv == 1.0 => ArrivalPattern::Poisson { rate_per_s },
+        (_, Some(1.0)) => ArrivalPattern::Poisson { rate_per_s },
         (_, Some(cv)) => ArrivalPattern::Gamma { rate_per_s, cv },
         (ArrivalPattern::Poisson { .. }, None) => ArrivalPattern::Poisson { rate_per_s },
         (ArrivalPattern::Gamma { cv, .. }, None) => ArrivalPattern::Gamma { rate_per_s, cv },
