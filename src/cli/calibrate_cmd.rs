@@ -55,6 +55,13 @@ const DRIFTED_DECODE: f64 = 0.10;
 
 pub fn run(args: CalibrateArgs) -> ExitCode {
     if !args.merge.is_empty() {
+        // A merge times nothing: the model and its weights are the calibrations' own.
+        if args.model.model.is_some() || args.model.weights != "mixed" {
+            return super::bad_input(
+                "--merge times nothing: the calibrations' model and weights are merged as they are (drop --model and --weights)"
+                    .into(),
+            );
+        }
         return merge(&args.merge, args.max_stolen, &args.out, args.model.json);
     }
     if args.threads.is_empty() || args.threads.contains(&0) || args.reps == 0 {
@@ -63,10 +70,7 @@ pub fn run(args: CalibrateArgs) -> ExitCode {
     }
     let model = match load(&args.model) {
         Ok(m) => Arc::new(m),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return e.exit(),
     };
     let name = args
         .model
@@ -193,6 +197,16 @@ fn merge(paths: &[PathBuf], max_stolen: Option<f64>, out: &Path, json: bool) -> 
         return bad(format!(
             "--out {} is one of the calibrations to merge: write the merge to another file (--out PATH)",
             p.display()
+        ));
+    }
+    // Named twice, a calibration would count twice in every median.
+    let canonical: Vec<PathBuf> = paths.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect();
+    if let Some((i, p)) = canonical.iter().enumerate().find(|(i, p)| canonical[..*i].contains(p)) {
+        return bad(format!(
+            "--merge names {} twice (as {} and {})",
+            p.display(),
+            paths[canonical.iter().position(|q| q == p).unwrap_or(0)].display(),
+            paths[i].display()
         ));
     }
     let inputs = match paths.iter().map(|p| profile::read(p).map(|f| (p.clone(), f))).collect::<Result<Vec<_>, _>>() {

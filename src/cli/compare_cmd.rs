@@ -66,9 +66,11 @@ pub fn run(args: CompareArgs) -> ExitCode {
     }
     let profile = match scenario::load_profile(&args.profile) {
         Ok(p) => Arc::new(p),
-        Err(e) => {
+        // Only a missing profile is one to make: a file that is no profile is the user's own.
+        Err(e) if !args.profile.exists() => {
             return bad(format!("{e}\n(make one with: pdsim calibrate --out {})", args.profile.display()));
         }
+        Err(e) => return bad(e.to_string()),
     };
     if let Err(e) = args.narrow.apply(&mut sc, &args.scenario) {
         return bad(e);

@@ -27,6 +27,7 @@ pub struct ModelArgs {
 
 #[derive(clap::Args)]
 pub struct TokenizeArgs {
+    /// The text to tokenize.
     text: String,
     #[command(flatten)]
     model: ModelArgs,
@@ -34,14 +35,19 @@ pub struct TokenizeArgs {
 
 #[derive(clap::Args)]
 pub struct GenerateArgs {
+    /// The prompt (with --chat, the user's turn).
     prompt: String,
-    #[arg(long, default_value_t = 32)]
-    max_tokens: usize,
+    /// The most tokens to generate (fewer when the model ends its answer first).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    max_tokens: u64,
     /// Sampling temperature; 0 (the default) is greedy.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     temperature: f32,
-    #[arg(long, default_value_t = 0.9)]
+    /// Nucleus sampling: draw from the smallest set of tokens holding this share of the
+    /// probability, in (0, 1] (with a temperature above 0).
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
     top_p: f32,
+    /// Seed of the sampler (with a temperature above 0): the same seed, the same text.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Keep generating past the end-of-sequence token (fixed-length runs).
@@ -57,11 +63,11 @@ pub struct GenerateArgs {
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Compute threads.
-    #[arg(long, default_value_t = 2)]
-    threads: usize,
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    threads: u64,
     /// Timed repeats per measurement (after one warm-up); the median is reported.
-    #[arg(long, default_value_t = 5)]
-    reps: usize,
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    reps: u64,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -69,7 +75,7 @@ pub struct BenchArgs {
 pub fn bench(args: BenchArgs) -> ExitCode {
     let model = match load(&args.model) {
         Ok(m) => std::sync::Arc::new(m),
-        Err(e) => return fail(e),
+        Err(e) => return e.exit(),
     };
     let json = args.model.json;
     eprintln!(
@@ -78,7 +84,7 @@ pub fn bench(args: BenchArgs) -> ExitCode {
         model.llama.format.label(),
         args.reps
     );
-    let report = crate::bench::run(model, args.threads.max(1), args.reps.max(1), |line| eprintln!("  {line}"));
+    let report = crate::bench::run(model, args.threads as usize, args.reps as usize, |line| eprintln!("  {line}"));
     match report {
         Ok(r) if json => {
             println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
@@ -95,11 +101,36 @@ pub fn bench(args: BenchArgs) -> ExitCode {
     }
 }
 
-pub(super) fn load(args: &ModelArgs) -> Result<Model, String> {
-    let format = WeightFormat::parse(&args.weights)
-        .ok_or_else(|| format!("--weights {}: expected {}", args.weights, WeightFormat::expected()))?;
-    let path = resolve_model(args.model.as_deref()).map_err(|e| e.to_string())?;
-    Model::load(&path, format).map_err(|e| e.to_string())
+/// Why the model could not be had: the user's input (a bad `--weights`, a `--model` file that
+/// is missing or no model), or the machine's (the default model could not be downloaded).
+pub(super) enum LoadFail {
+    BadInput(String),
+    Failed(String),
+}
+
+impl LoadFail {
+    pub(super) fn exit(self) -> ExitCode {
+        match self {
+            LoadFail::BadInput(e) => super::bad_input(e),
+            LoadFail::Failed(e) => fail(e),
+        }
+    }
+}
+
+pub(super) fn load(args: &ModelArgs) -> Result<Model, LoadFail> {
+    let format = WeightFormat::parse(&args.weights).ok_or_else(|| {
+        LoadFail::BadInput(format!("--weights {}: expected {}", args.weights, WeightFormat::expected()))
+    })?;
+    if let Some(p) = &args.model {
+        if !p.is_file() {
+            return Err(LoadFail::BadInput(format!("--model {}: no such file", p.display())));
+        }
+    }
+    let path = resolve_model(args.model.as_deref()).map_err(|e| LoadFail::Failed(e.to_string()))?;
+    Model::load(&path, format).map_err(|e| match args.model {
+        Some(_) => LoadFail::BadInput(format!("--model {}: {e}", path.display())),
+        None => LoadFail::Failed(e.to_string()),
+    })
 }
 
 fn fail(e: String) -> ExitCode {
@@ -110,7 +141,7 @@ fn fail(e: String) -> ExitCode {
 pub fn tokenize(args: TokenizeArgs) -> ExitCode {
     let model = match load(&args.model) {
         Ok(m) => m,
-        Err(e) => return fail(e),
+        Err(e) => return e.exit(),
     };
     let ids = match model.encode(&args.text) {
         Ok(ids) => ids,
@@ -126,9 +157,15 @@ pub fn tokenize(args: TokenizeArgs) -> ExitCode {
 }
 
 pub fn generate(args: GenerateArgs) -> ExitCode {
+    if !(args.temperature.is_finite() && args.temperature >= 0.0) {
+        return super::bad_input(format!("--temperature {}: must be 0 (greedy) or more", args.temperature));
+    }
+    if !(args.top_p > 0.0 && args.top_p <= 1.0) {
+        return super::bad_input(format!("--top-p {}: must be in (0, 1]", args.top_p));
+    }
     let model = match load(&args.model) {
         Ok(m) => m,
-        Err(e) => return fail(e),
+        Err(e) => return e.exit(),
     };
     let text = if args.chat {
         format!("<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", args.prompt)
@@ -137,19 +174,32 @@ pub fn generate(args: GenerateArgs) -> ExitCode {
     };
     let prompt = match model.encode(&text) {
         Ok(p) if !p.is_empty() => p,
-        Ok(_) => return fail("the prompt has no tokens".into()),
+        Ok(_) => return super::bad_input("the prompt has no tokens".into()),
         Err(e) => return fail(e.to_string()),
     };
+    let context = model.llama.config.context;
+    if prompt.len() as u64 + args.max_tokens > context as u64 {
+        return super::bad_input(format!(
+            "{} prompt tokens + --max-tokens {} is more than the model's context of {context} tokens",
+            prompt.len(),
+            args.max_tokens
+        ));
+    }
     let sampling = if args.temperature > 0.0 {
         Sampling::TopP { temperature: args.temperature, top_p: args.top_p, seed: args.seed }
     } else {
         Sampling::Greedy
     };
-    let g = match run_generation(&model, &prompt, args.max_tokens, sampling, args.ignore_eos, false) {
+    let g = match run_generation(&model, &prompt, args.max_tokens as usize, sampling, args.ignore_eos, false) {
         Ok(g) => g,
         Err(e) => return fail(e.to_string()),
     };
-    let text = model.decode(&g.ids).unwrap_or_default();
+    // The end-of-sequence token ends the answer; it is not part of its text (`ids` keeps it).
+    let answer = match g.ids.split_last() {
+        Some((&last, rest)) if !args.ignore_eos && model.llama.config.eos == Some(last) => rest,
+        _ => &g.ids[..],
+    };
+    let text = model.decode(answer).unwrap_or_default();
     let prefill_tps = prompt.len() as f64 / g.prefill.as_secs_f64();
     let decode_tps = (g.ids.len().saturating_sub(1)) as f64 / g.decode.as_secs_f64().max(1e-9);
     if args.model.json {

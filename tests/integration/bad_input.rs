@@ -180,6 +180,25 @@ fn a_bad_trace_row_names_the_trace_line() {
     assert!(err.contains("t.csv:3:") && err.contains("prompt_tokens"), "{err}");
 }
 
+/// A profile that is missing is one to make; a file that is no profile is the user's own, and
+/// no advice to overwrite it with a calibration is given.
+#[test]
+fn compare_says_make_a_profile_only_when_there_is_none() {
+    let compare = |profile: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pdsim"))
+            .args(["compare", "scenarios/light_light.toml", "--profile", profile])
+            .current_dir(crate::common::repo())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let err = compare("scenarios/sim/light_light.toml");
+    assert!(!err.contains("pdsim calibrate --out"), "{err}");
+    let err = compare("no/such/profile.toml");
+    assert!(err.contains("make one with: pdsim calibrate --out no/such/profile.toml"), "{err}");
+}
+
 #[test]
 fn missing_scenario_file() {
     let out = Command::new(env!("CARGO_BIN_EXE_pdsim")).arg("no/such/file.toml").output().unwrap();

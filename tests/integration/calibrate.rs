@@ -459,4 +459,9 @@ fn calibrations_merge_into_their_median() {
     // One profile is not a merge; nor is a merge timed.
     bad_input_error(&["calibrate", "--merge", &paths[0], "--out", out]);
     bad_input_error(&["calibrate", "--merge", &paths[0], &paths[1], "--reps", "5"]);
+    let stderr = bad_input_error(&["calibrate", "--merge", &paths[0], &paths[1], "--weights", "bf16", "--out", out]);
+    assert!(stderr.contains("--merge times nothing"), "{stderr}");
+    // A calibration named twice would count twice in every median.
+    let stderr = bad_input_error(&["calibrate", "--merge", &paths[0], &paths[1], &paths[0], "--out", out]);
+    assert!(stderr.contains("twice"), "{stderr}");
 }

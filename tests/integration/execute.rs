@@ -47,6 +47,49 @@ fn tokenize_and_generate_from_the_shell() {
     assert!(g["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
 }
 
+/// The answer ends at the end-of-sequence token, which is not part of its text.
+#[test]
+fn generate_leaves_the_end_of_sequence_token_out_of_the_text() {
+    let g = pdsim(&["generate", "What is 2+2?", "--chat", "--max-tokens", "24", "--json"]);
+    let ids = g["ids"].as_array().unwrap();
+    assert_eq!(ids.last().unwrap(), 2, "the model ends its answer: {g}");
+    let text = g["text"].as_str().unwrap();
+    assert!(!text.is_empty() && !text.contains("<|im_end|>"), "{text:?}");
+}
+
+/// Bad model arguments are bad input (exit 2) with a message, before anything is generated.
+#[test]
+fn bad_model_arguments_are_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.gguf");
+    std::fs::write(&text, "root:x:0:0\n").unwrap();
+    let empty = dir.path().join("empty.gguf");
+    std::fs::write(&empty, "").unwrap();
+    let (text, empty) = (text.to_str().unwrap(), empty.to_str().unwrap());
+    let cases: [(&[&str], &str); 9] = [
+        (&["tokenize", "hi", "--model", text], "not a GGUF model file (it starts with \"root\")"),
+        (&["tokenize", "hi", "--model", empty], "not a GGUF model file (an empty file)"),
+        (&["tokenize", "hi", "--model", "/nonexistent/m.gguf"], "no such file"),
+        (&["tokenize", "hi", "--weights", "foo"], "--weights foo: expected"),
+        (&["generate", "hi", "--temperature", "-1"], "must be 0 (greedy) or more"),
+        (&["generate", "hi", "--top-p", "2"], "must be in (0, 1]"),
+        (&["generate", "hi", "--max-tokens", "0"], "--max-tokens"),
+        (&["generate", "hi", "--max-tokens", "1000000000000"], "more than the model's context of 8192 tokens"),
+        (&["bench", "--threads", "0"], "--threads"),
+    ];
+    for (args, says) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_pdsim"))
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says) && !err.contains("backtrace"), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn outputs_hold_the_generated_text() {
     let dir = tempfile::tempdir().unwrap();

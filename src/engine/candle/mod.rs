@@ -37,6 +37,8 @@ pub enum LoadError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("bad GGUF file: {0}")]
     Gguf(String),
+    #[error("not a GGUF model file ({0}); pdsim reads llama-family GGUF files")]
+    NotGguf(String),
     #[error("GGUF metadata: {0}")]
     Metadata(String),
     #[error("unsupported model: {0}")]

@@ -204,11 +204,38 @@ pub struct SeqInput<'a> {
     pub kv: &'a mut KvCache,
 }
 
+/// A GGUF file starts with the bytes `GGUF`; anything else (an empty file, a text file) is said
+/// to be no model before candle reads it as one ("unknown magic 0x746f6f72").
+fn check_magic(file: &mut std::fs::File) -> std::result::Result<(), LoadError> {
+    use std::io::{Read, Seek};
+    let mut magic = [0u8; 4];
+    let read = file.read(&mut magic).unwrap_or(0);
+    if read < 4 || &magic != b"GGUF" {
+        let what = if read == 0 {
+            "an empty file".to_owned()
+        } else {
+            format!("it starts with {:?}", String::from_utf8_lossy(&magic[..read]))
+        };
+        return Err(LoadError::NotGguf(what));
+    }
+    file.rewind().map_err(|e| LoadError::Gguf(e.to_string()))
+}
+
+/// A candle error's message without the backtrace it carries when RUST_BACKTRACE is set.
+fn message_of(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => message_of(inner),
+        e => e.to_string(),
+    }
+}
+
 impl Llama {
     /// Loads a llama-family GGUF file; the metadata gives the hyper-parameters.
     pub fn load(path: &Path, format: WeightFormat) -> std::result::Result<(Llama, gguf_file::Content), LoadError> {
         let mut file = std::fs::File::open(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
-        let content = gguf_file::Content::read(&mut file).map_err(|e| LoadError::Gguf(e.to_string()))?;
+        check_magic(&mut file)?;
+        // Only the message: candle's error also carries a backtrace when RUST_BACKTRACE is set.
+        let content = gguf_file::Content::read(&mut file).map_err(|e| LoadError::Gguf(message_of(&e)))?;
         let config = LlamaConfig::from_metadata(&content.metadata)?;
         let device = Device::Cpu;
         let mut tensor = |name: &str| -> std::result::Result<QTensor, LoadError> {

@@ -221,7 +221,11 @@ fn check_host_memory(spec: &SyntheticSpec, dtype: DType) -> Result<()> {
     }
     let fits = spec.layers_fitting(available.saturating_sub(largest), dtype.size_in_bytes());
     let gb = |b: u64| b as f64 / 1e9;
-    let hint = if fits > 0 { format!("keep at most {fits} layers (`layers`), ") } else { String::new() };
+    let hint = if fits > 0 {
+        format!("keep at most {fits} layers (`layers` in a scenario's [model], `--layers` on the command line), ")
+    } else {
+        String::new()
+    };
     candle_core::bail!(
         "{} needs {:.1} GB of memory on the CPU and {:.1} GB are available: {hint}use a smaller shape, or a GPU",
         spec.describe(),
