@@ -157,6 +157,7 @@ fn run_all(scenario: &mut Scenario, run_dir: &std::path::Path, json: bool) -> Re
     if json {
         let doc = serde_json::json!({
             "scenario": scenario.name,
+            "results_dir": run_dir,
             "topologies": summaries,
             "peak_rss_mb": crate::bench::peak_rss_mb(),
         });

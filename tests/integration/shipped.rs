@@ -99,6 +99,9 @@ fn cli_prints_a_comparison_and_json() {
     assert_eq!(tops.len(), 2);
     assert_eq!(tops[0]["completed"], 10);
     assert!(tops[1]["tpot_ms"]["p90"].as_f64().unwrap() > 0.0);
+    // A script finds the run's folder in the JSON (the table's last line says it otherwise).
+    let dir = std::path::PathBuf::from(v["results_dir"].as_str().unwrap());
+    assert!(dir.join("summary.csv").exists() && dir.starts_with(d.path()), "{dir:?}");
     let all = std::fs::read_to_string(d.path().join("mixed/latest/summary.csv")).unwrap();
     assert_eq!(all.lines().count(), 3, "header and one row per topology");
 }
