@@ -78,7 +78,9 @@ pub trait Recover: Scheduling {
             Some(d) => format!("back in {:.3} s", d as f64 / 1e9),
             None => "down for the rest of the run".into(),
         };
-        self.env().event("crashed", format!("{} requests lost; {back}", lost.len()));
+        let detail = format!("{} requests it held go back to be retried; {back}", lost.len());
+        eprintln!("pdsim: {}: crashed (scenario fault); {detail}", self.env().name);
+        self.env().event("crashed", detail);
         self.env().lost(lost, "worker crashed");
         self.env().set_load(0);
         if let Some(d) = down_ns {
@@ -94,7 +96,7 @@ pub trait Recover: Scheduling {
     fn engine_failed(&mut self, ctx: &mut Context<Self>, error: EngineError) {
         let lost = self.drain_started();
         self.reset(false);
-        let detail = format!("{error}; engine replaced, {} requests lost", lost.len());
+        let detail = format!("{error}; engine replaced, {} requests it held go back to be retried", lost.len());
         eprintln!("pdsim: {}: {detail}", self.env().name);
         self.env().event("engine_failed", detail);
         self.env().lost(lost, &error.to_string());
