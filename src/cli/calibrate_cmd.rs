@@ -188,26 +188,27 @@ fn merge(paths: &[PathBuf], max_stolen: Option<f64>, out: &Path, json: bool) -> 
         Ok(share) => share,
         Err(e) => return bad(e),
     };
+    // Each calibration by its canonical path, for the two checks below (as named where it has none).
+    let canonical: Vec<PathBuf> = paths.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect();
     // The merge replaces --out whole: never one of the calibrations it is made of.
-    let same = |p: &Path| match (p.canonicalize(), out.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if let Some(p) = paths.iter().find(|p| same(p)) {
-        return bad(format!(
-            "--out {} is one of the calibrations to merge: write the merge to another file (--out PATH)",
-            p.display()
-        ));
+    if let Ok(out) = out.canonicalize() {
+        if let Some(i) = canonical.iter().position(|c| *c == out) {
+            return bad(format!(
+                "--out {} is one of the calibrations to merge: write the merge to another file (--out PATH)",
+                paths[i].display()
+            ));
+        }
     }
     // Named twice, a calibration would count twice in every median.
-    let canonical: Vec<PathBuf> = paths.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect();
-    if let Some((i, p)) = canonical.iter().enumerate().find(|(i, p)| canonical[..*i].contains(p)) {
-        return bad(format!(
-            "--merge names {} twice (as {} and {})",
-            p.display(),
-            paths[canonical.iter().position(|q| q == p).unwrap_or(0)].display(),
-            paths[i].display()
-        ));
+    for (i, c) in canonical.iter().enumerate() {
+        if let Some(first) = canonical[..i].iter().position(|earlier| earlier == c) {
+            return bad(format!(
+                "--merge names {} twice (as {} and {})",
+                c.display(),
+                paths[first].display(),
+                paths[i].display()
+            ));
+        }
     }
     let inputs = match paths.iter().map(|p| profile::read(p).map(|f| (p.clone(), f))).collect::<Result<Vec<_>, _>>() {
         Ok(v) => v,
