@@ -161,20 +161,23 @@ pub fn run(args: SearchArgs) -> ExitCode {
         println!("{doc}");
     } else {
         println!(
-            "\n{:<4} {:<24} {:>5} {:>16} {:>16}  layout",
-            "rank", "placement", "GPUs", "goodput req/s", "per GPU req/s"
+            "\n{:<4} {:<24} {:>5} {:>14} {:>14} {:>14} {:>10}  layout",
+            "rank", "placement", "GPUs", "goodput req/s", "per GPU req/s", "capacity req/s", "limited by"
         );
         for (i, r) in ranked.iter().take(args.top as usize).enumerate() {
             println!(
-                "{:<4} {:<24} {:>5} {:>16.3} {:>16.3}  {}",
+                "{:<4} {:<24} {:>5} {:>14.3} {:>14.3} {:>14.3} {:>10}  {}",
                 i + 1,
                 r.name,
                 r.gpus,
                 r.goodput_req_per_s,
                 r.goodput_per_gpu,
+                r.capacity_req_per_s,
+                r.limit.label(),
                 r.layout
             );
         }
+        println!("{}", crate::sweep::goodput::LIMITS);
         println!("\nall {} placements: {}/search.csv", ranked.len(), dir.display());
     }
     ExitCode::SUCCESS
@@ -183,11 +186,11 @@ pub fn run(args: SearchArgs) -> ExitCode {
 fn write_csv(dir: &std::path::Path, ranked: &[Ranked]) -> std::io::Result<()> {
     let mut f = CsvFile::create(
         &dir.join("search.csv"),
-        "rank,placement,gpus,prefill_tp,decode_tp,goodput_req_per_s,goodput_per_gpu_req_per_s,simulations,layout",
+        "rank,placement,gpus,prefill_tp,decode_tp,goodput_req_per_s,goodput_per_gpu_req_per_s,capacity_req_per_s,limited_by,simulations,layout",
     )?;
     for (i, r) in ranked.iter().enumerate() {
         f.line(&format!(
-            "{},{},{},{},{},{:.6},{:.6},{},{}",
+            "{},{},{},{},{},{:.6},{:.6},{:.6},{},{},{}",
             i + 1,
             r.name,
             r.gpus,
@@ -195,6 +198,8 @@ fn write_csv(dir: &std::path::Path, ranked: &[Ranked]) -> std::io::Result<()> {
             r.decode_tp,
             r.goodput_req_per_s,
             r.goodput_per_gpu,
+            r.capacity_req_per_s,
+            r.limit.label(),
             r.runs,
             crate::metrics::format::csv_field(&r.layout)
         ))?;

@@ -3,12 +3,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::engine::sim::CostModel;
 use crate::metrics::sink::CsvFile;
 use crate::run::output::mark_latest;
 use crate::run::prepare;
 use crate::scenario::{self, Mode};
-use crate::sweep::stats::{estimate, Estimate};
-use crate::sweep::{base_cv, base_rate, bisect_rate, rescaled, run_point, Point, POINT_HEADER};
+use crate::sweep::goodput::{goodput, OverSeeds, LIMITS};
+use crate::sweep::stats::estimate;
+use crate::sweep::{base_cv, base_rate, rescaled, run_point, Point, POINT_HEADER};
 
 #[derive(clap::Args)]
 pub struct SweepArgs {
@@ -80,7 +82,10 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
     let target = sc.slo.attainment;
 
     let mut points: Vec<Point> = Vec::new();
-    let mut goodputs: Vec<(String, f64, Estimate, f64)> = Vec::new();
+    // Goodput per GPU where the cost model simulates GPUs (a worker of tensor-parallel degree k
+    // is k of them), per worker on CPUs.
+    let gpus = sc.mode == Mode::Simulate && !matches!(sc.cost.as_deref(), Some(CostModel::Profile { .. }));
+    let mut goodputs: Vec<OverSeeds> = Vec::new();
     let result = (|| -> Result<(), Box<dyn std::error::Error>> {
         for cv in &cvs {
             // (A trace has no cv, and `rescaled` refuses it below.)
@@ -102,15 +107,18 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
                 for t in &sc.topologies {
                     let mut per_seed = Vec::new();
                     for &seed in &seeds {
-                        let g = bisect_rate(rate0, 0.02, |r| {
-                            let s = rescaled(&sc, r, *cv)?;
-                            Ok(run_point(&s, &backend, t, seed, cv_value, &scratch)?.slo_attainment >= target)
-                        })?;
-                        per_seed.push(g);
+                        per_seed.push(goodput(&sc, &backend, t, seed, *cv, rate0, target, &scratch)?);
                     }
-                    let e = estimate(&per_seed);
-                    eprintln!("  cv {cv_value:<4} goodput {:<14} {:.3} ± {:.3} req/s", t.name, e.mean, e.ci95);
-                    goodputs.push((t.name.clone(), cv_value, e, e.mean / t.workers() as f64));
+                    let g = OverSeeds::new(t, cv_value, &per_seed, gpus);
+                    eprintln!(
+                        "  cv {cv_value:<4} goodput {:<14} {:.3} {} req/s, capacity {:.3}, limited by {}",
+                        t.name,
+                        g.goodput_req_per_s.mean,
+                        g.goodput_req_per_s.interval(3),
+                        g.capacity_req_per_s.mean,
+                        g.limit_label()
+                    );
+                    goodputs.push(g);
                 }
             }
         }
@@ -122,10 +130,22 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
         if args.goodput {
             let mut f = CsvFile::create(
                 &dir.join("goodput.csv"),
-                "topology,cv,goodput_req_per_s,ci95_req_per_s,seeds,goodput_per_worker_req_per_s,slo_target",
+                "topology,cv,goodput_req_per_s,ci95_req_per_s,seeds,goodput_per_unit_req_per_s,unit,capacity_req_per_s,limited_by,slo_target",
             )?;
-            for (t, cv, e, per_worker) in &goodputs {
-                f.line(&format!("{t},{cv},{:.6},{:.6},{},{per_worker:.6},{target}", e.mean, e.ci95, e.n))?;
+            for g in &goodputs {
+                let e = g.goodput_req_per_s;
+                f.line(&format!(
+                    "{},{},{:.6},{},{},{:.6},{},{:.6},{},{target}",
+                    crate::metrics::format::csv_field(&g.topology),
+                    g.cv,
+                    e.mean,
+                    e.ci95.map_or(String::new(), |c| format!("{c:.6}")),
+                    e.n,
+                    g.goodput_per_unit_req_per_s,
+                    g.unit,
+                    g.capacity_req_per_s.mean,
+                    g.limit_label()
+                ))?;
             }
             f.finish()?;
         }
@@ -140,21 +160,27 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
     }
     mark_latest(&dir);
     if args.json {
-        let g: Vec<_> = goodputs
-            .iter()
-            .map(|(t, cv, e, pw)| serde_json::json!({"topology": t, "cv": cv, "goodput_req_per_s": e, "goodput_per_worker_req_per_s": pw}))
-            .collect();
         println!(
             "{}",
-            serde_json::json!({ "scenario": sc.name, "points": points, "goodput": g, "slo_target": target })
+            serde_json::json!({ "scenario": sc.name, "points": points, "goodput": goodputs, "slo_target": target })
         );
     } else {
         print_table(&points, &sc.topologies.iter().map(|t| t.name.clone()).collect::<Vec<_>>(), target);
-        for (t, cv, e, pw) in &goodputs {
+        for g in &goodputs {
             println!(
-                "goodput {t} (cv {cv}): {:.3} ± {:.3} req/s ({pw:.3} per worker), attainment ≥ {target}",
-                e.mean, e.ci95
+                "goodput {} (cv {}): {:.3} {} req/s ({:.3} per {}), attainment ≥ {target}; capacity {:.3} req/s, limited by {}",
+                g.topology,
+                g.cv,
+                g.goodput_req_per_s.mean,
+                g.goodput_req_per_s.interval(3),
+                g.goodput_per_unit_req_per_s,
+                g.unit,
+                g.capacity_req_per_s.mean,
+                g.limit_label()
             );
+        }
+        if !goodputs.is_empty() {
+            println!("{LIMITS}");
         }
         println!(
             "\nresults: {}/ (index.html, attainment.svg, sweep.csv{})",

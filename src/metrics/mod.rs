@@ -8,4 +8,5 @@ pub mod percentile;
 pub mod record;
 pub mod requests_csv;
 pub mod sink;
+pub mod steady;
 pub mod summary;

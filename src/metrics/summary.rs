@@ -8,6 +8,7 @@ use super::format::{csv_field, f3, share};
 use super::outcome::DropReason;
 use super::percentile::Spread;
 use super::record::RequestRecord;
+use super::steady::Steady;
 
 /// Service-level objectives a request is judged against.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -52,6 +53,7 @@ pub struct Accumulator {
     met_ttft: u64,
     met_tpot: u64,
     met_both: u64,
+    steady: Steady,
 }
 
 impl Accumulator {
@@ -77,6 +79,7 @@ impl Accumulator {
             met_ttft: 0,
             met_tpot: 0,
             met_both: 0,
+            steady: Steady::default(),
         }
     }
 
@@ -101,6 +104,7 @@ impl Accumulator {
         self.met_ttft += a as u64;
         self.met_tpot += b as u64;
         self.met_both += (a && b) as u64;
+        self.steady.completed(r.enqueue_ns(), r.end_ns, a && b);
     }
 
     /// A request that was rejected or failed at `at_ns`. It counts against SLO attainment (it
@@ -114,6 +118,7 @@ impl Accumulator {
         }
         self.retries += u64::from(r.retries);
         *self.dropped.entry(reason).or_default() += 1;
+        self.steady.dropped(r.enqueue_ns());
         self.first_arrival_ns = self.first_arrival_ns.min(r.enqueue_ns());
         self.last_end_ns = self.last_end_ns.max(at_ns);
     }
@@ -176,6 +181,8 @@ impl Accumulator {
             slo_attainment: attainment,
             slo_passed: attainment >= self.slo.attainment,
             slo_met_req_per_s: per_s(self.met_both),
+            slo_attainment_late: self.steady.late_attainment(),
+            steady_req_per_s: self.steady.steady_rate(),
         }
     }
 }
@@ -225,6 +232,14 @@ pub struct Summary {
     pub slo_attainment: f64,
     pub slo_passed: bool,
     pub slo_met_req_per_s: f64,
+    /// Attainment over the last quarter of arrivals ([`Steady::late_attainment`]): for goodput,
+    /// not written to the CSVs.
+    #[serde(skip)]
+    pub slo_attainment_late: f64,
+    /// Completions per second in the middle half of the run ([`Steady::steady_rate`]): for a
+    /// topology's capacity, not written to the CSVs.
+    #[serde(skip)]
+    pub steady_req_per_s: Option<f64>,
 }
 
 const SPREADS: [&str; 5] = ["ttft_ms", "tpot_ms", "e2e_ms", "queue_ms", "kv_transfer_ms"];

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::run_report::{esc, html_table, page_head};
 use super::svg::{LineChart, Series};
-use crate::sweep::stats::Estimate;
+use crate::sweep::goodput::{OverSeeds, LIMITS};
 use crate::sweep::Point;
 
 /// Mean attainment over seeds per (topology, cv, rate), in the order first seen.
@@ -40,15 +40,8 @@ fn curves(points: &[Point]) -> Vec<Series> {
         .collect()
 }
 
-/// Writes `attainment.svg` and `index.html` into the sweep's folder. `goodput`: topology, cv,
-/// estimate over seeds, per worker.
-pub fn write(
-    dir: &Path,
-    scenario: &str,
-    points: &[Point],
-    goodput: &[(String, f64, Estimate, f64)],
-    target: f64,
-) -> std::io::Result<()> {
+/// Writes `attainment.svg` and `index.html` into the sweep's folder.
+pub fn write(dir: &Path, scenario: &str, points: &[Point], goodput: &[OverSeeds], target: f64) -> std::io::Result<()> {
     let chart = LineChart {
         title: "SLO attainment against arrival rate (mean over seeds)",
         x_label: "arrival rate (requests/s)",
@@ -62,22 +55,36 @@ pub fn write(
     std::fs::write(dir.join("attainment.svg"), chart.render())?;
     let mut html = page_head(&format!("pdsim sweep: {scenario}"));
     html.push_str(&format!("<h1>Sweep: {}</h1>\n<img src=\"attainment.svg\">\n", esc(scenario)));
-    if !goodput.is_empty() {
-        let mut rows = vec![["topology", "cv", "goodput (req/s)", "± 95% CI", "seeds", "per worker (req/s)"]
-            .map(String::from)
-            .to_vec()];
-        for (t, cv, e, per_worker) in goodput {
+    if let Some(first) = goodput.first() {
+        let per = format!("per {} (req/s)", first.unit);
+        let mut rows = vec![[
+            "topology",
+            "cv",
+            "goodput (req/s)",
+            "± 95% CI",
+            "seeds",
+            per.as_str(),
+            "capacity (req/s)",
+            "limited by",
+        ]
+        .map(String::from)
+        .to_vec()];
+        for g in goodput {
+            let e = g.goodput_req_per_s;
             rows.push(vec![
-                t.clone(),
-                cv.to_string(),
+                g.topology.clone(),
+                g.cv.to_string(),
                 format!("{:.3}", e.mean),
-                format!("{:.3}", e.ci95),
+                e.ci95.map_or("(one seed)".into(), |c| format!("{c:.3}")),
                 e.n.to_string(),
-                format!("{per_worker:.3}"),
+                format!("{:.3}", g.goodput_per_unit_req_per_s),
+                format!("{:.3}", g.capacity_req_per_s.mean),
+                g.limit_label().into(),
             ]);
         }
         html.push_str(&format!("<h2>Goodput: highest rate with attainment ≥ {target}</h2>\n"));
         html.push_str(&html_table(&rows));
+        html.push_str(&format!("<p>{}</p>\n", esc(LIMITS)));
     }
     html.push_str("<p>Every point: <a href=\"sweep.csv\">sweep.csv</a>");
     if !goodput.is_empty() {

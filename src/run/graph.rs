@@ -5,18 +5,16 @@
 //! [`CandleEngine`] (and its own compute pool), so prefill and decode really overlap.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use indicatif::ProgressBar;
 use tokio::sync::oneshot;
 
 use crate::actors::decode_worker::{DecodeWorker, DecodeWorkerConfig};
 use crate::actors::enqueuer::{Enqueuer, EnqueuerConfig, RequestLimits};
 use crate::actors::fused_worker::{FusedWorker, FusedWorkerConfig};
 use crate::actors::messages::Submit;
-use crate::actors::metrics_collector::{MetricsCollector, RunResult};
+use crate::actors::metrics_collector::{MetricsCollector, Results, RunResult};
 use crate::actors::prefill_worker::{PrefillWorker, PrefillWorkerConfig};
 use crate::actors::worker_env::{Gauge, LoadGauge, MakeEngine, WorkerEnv};
 use crate::clock::RunClock;
@@ -52,8 +50,7 @@ pub type EngineFactory<E> = Arc<dyn Fn(Role, u32) -> E + Send + Sync>;
 pub async fn drive_simulated(
     scenario: &Scenario,
     topology: &Topology,
-    dir: PathBuf,
-    bar: ProgressBar,
+    out: Results,
     cost: Arc<CostModel>,
 ) -> RunResult {
     // Each phase's cost model at its own tensor-parallel degree (validated to fit), and its KV
@@ -88,14 +85,13 @@ pub async fn drive_simulated(
         SimEngine::new(if role == Role::Decode { decode_cost.clone() } else { prefill_cost.clone() }, noise_seed)
     });
     let kv = KvCapacity { prefill: prefill_kv, decode: decode_kv };
-    drive(scenario, topology, dir, bar, RunClock::simulated(), factory, kv).await
+    drive(scenario, topology, out, RunClock::simulated(), factory, kv).await
 }
 
 pub async fn drive_executed(
     scenario: &Scenario,
     topology: &Topology,
-    dir: PathBuf,
-    bar: ProgressBar,
+    out: Results,
     model: Arc<Model>,
     prompts: Arc<PromptSource>,
 ) -> RunResult {
@@ -104,7 +100,7 @@ pub async fn drive_executed(
     let factory: EngineFactory<CandleEngine> =
         Arc::new(move |role, _| CandleEngine::new(model.clone(), threads.of(role), prompts.clone(), generation));
     let kv = topology.batching.kv_capacity_tokens;
-    drive(scenario, topology, dir, bar, RunClock::wall(), factory, KvCapacity { prefill: kv, decode: kv }).await
+    drive(scenario, topology, out, RunClock::wall(), factory, KvCapacity { prefill: kv, decode: kv }).await
 }
 
 /// Execute mode through the tensor model: each worker on its device with a stream of its own
@@ -112,8 +108,7 @@ pub async fn drive_executed(
 pub async fn drive_device(
     scenario: &Scenario,
     topology: &Topology,
-    dir: PathBuf,
-    bar: ProgressBar,
+    out: Results,
     nets: &HashMap<DeviceSpec, Arc<DeviceNet>>,
     prompts: Arc<PromptSource>,
 ) -> RunResult {
@@ -133,7 +128,7 @@ pub async fn drive_device(
         CandleEngine::with_net(net, threads.of(role), prompts.clone(), generation)
     });
     let kv = topology.batching.kv_capacity_tokens;
-    drive(scenario, topology, dir, bar, RunClock::wall(), factory, KvCapacity { prefill: kv, decode: kv }).await
+    drive(scenario, topology, out, RunClock::wall(), factory, KvCapacity { prefill: kv, decode: kv }).await
 }
 
 /// KV tokens per worker of each pool (fused workers use `prefill`).
@@ -173,8 +168,7 @@ impl Spawner {
 async fn drive<E: Engine>(
     scenario: &Scenario,
     topology: &Topology,
-    dir: PathBuf,
-    bar: ProgressBar,
+    out: Results,
     clock: RunClock,
     factory: EngineFactory<E>,
     kv: KvCapacity,
@@ -190,7 +184,7 @@ async fn drive<E: Engine>(
     // Execute-mode runs also leave a trace of what ran, for the simulator to replay.
     let record_trace = !clock.is_simulated();
     let collector =
-        MetricsCollector::new(dir, info, scenario.workload.class_names.clone(), scenario.slo, bar, tx, record_trace)
+        MetricsCollector::new(out, info, scenario.workload.class_names.clone(), scenario.slo, tx, record_trace)
             .map_err(|e| format!("cannot create result files: {e}"))?
             .start();
     // The enqueuer's address exists before it starts: workers send it the requests they lose.

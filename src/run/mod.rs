@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::actors::metrics_collector::Results;
 use crate::engine::sim::CostModel;
 use crate::metrics::summary::Summary;
 use crate::scenario::{Mode, Scenario, Topology};
@@ -71,9 +72,32 @@ pub fn run_topology(
     run_dir: &Path,
     progress: bool,
 ) -> Result<Summary, RunError> {
+    run(scenario, backend, topology, run_dir, progress, true)
+}
+
+/// [`run_topology`] without its per-request and per-step rows (`summary.csv` only), quietly: a
+/// point of a sweep or a placement search.
+pub fn summarize_topology(
+    scenario: &Scenario,
+    backend: &Backend,
+    topology: &Topology,
+    run_dir: &Path,
+) -> Result<Summary, RunError> {
+    run(scenario, backend, topology, run_dir, false, false)
+}
+
+fn run(
+    scenario: &Scenario,
+    backend: &Backend,
+    topology: &Topology,
+    run_dir: &Path,
+    progress: bool,
+    rows: bool,
+) -> Result<Summary, RunError> {
     let dir = topology_dir(run_dir, topology);
     std::fs::create_dir_all(&dir).map_err(|source| RunError::Output { path: dir.clone(), source })?;
     let bar = progress_bar(progress, scenario.workload.expected_requests(), &topology.name);
+    let out = |dir: PathBuf| Results { dir, progress: bar.clone(), rows };
     let result = match backend {
         Backend::Simulate(cost) => {
             let system = actix_rt::System::with_tokio_rt(|| {
@@ -83,7 +107,7 @@ pub fn run_topology(
                     .build()
                     .expect("a current-thread runtime builds")
             });
-            system.block_on(graph::drive_simulated(scenario, topology, dir, bar, cost.clone()))
+            system.block_on(graph::drive_simulated(scenario, topology, out(dir), cost.clone()))
         }
         Backend::Execute(ex) => {
             let system = actix_rt::System::new();
@@ -91,10 +115,10 @@ pub fn run_topology(
             let stolen = steal::Meter::start();
             let summary = match (&ex.host, execute::uses_device_path(&scenario.model, topology)) {
                 (_, true) => {
-                    system.block_on(graph::drive_device(scenario, topology, dir.clone(), bar, &ex.devices, prompts))
+                    system.block_on(graph::drive_device(scenario, topology, out(dir.clone()), &ex.devices, prompts))
                 }
                 (Some(model), false) => {
-                    system.block_on(graph::drive_executed(scenario, topology, dir.clone(), bar, model.clone(), prompts))
+                    system.block_on(graph::drive_executed(scenario, topology, out(dir.clone()), model.clone(), prompts))
                 }
                 (None, false) => Err("the CPU model was not prepared".into()),
             };

@@ -17,7 +17,8 @@ use crate::scenario::{Batching, PhaseTp, Scenario, Topology, TopologyKind};
 use crate::sched::fused::FusedPolicy;
 use crate::sched::link::Link;
 use crate::sched::router::RouterKind;
-use crate::sweep::{base_rate, bisect_rate, rescaled, run_point, SweepError};
+use crate::sweep::goodput::{goodput, Limit};
+use crate::sweep::{base_rate, SweepError};
 
 /// What to search over.
 #[derive(Debug, Clone)]
@@ -135,7 +136,11 @@ pub struct Ranked {
     /// Requests/s at which SLO attainment stays at the target (0: not even at a trickle).
     pub goodput_req_per_s: f64,
     pub goodput_per_gpu: f64,
-    /// Simulations the bisection ran.
+    /// The rate it completes requests at with all of them waiting: no goodput is above it.
+    pub capacity_req_per_s: f64,
+    /// What keeps it from a higher rate.
+    pub limit: Limit,
+    /// Simulations run (the capacity's and the bisection's).
     pub runs: usize,
 }
 
@@ -168,17 +173,12 @@ pub fn search(
         .map(|(i, t)| {
             let first = &base.topologies[0];
             let dir = scratch.join(format!("c{i}"));
-            let mut runs = 0;
             let gpus = gpus_of(&t);
             // Start near where a placement of this size should saturate: the scenario's rate
-            // scaled by its share of GPUs.
+            // scaled by its share of GPUs (or its capacity, if lower).
             let base_gpus = gpus_of(first).max(1);
             let from = start * gpus as f64 / base_gpus as f64;
-            let goodput = bisect_rate(from, 0.02, |r| {
-                runs += 1;
-                let s = rescaled(base, r, None)?;
-                Ok(run_point(&s, backend, &t, base.seed, 1.0, &dir)?.slo_attainment >= target)
-            })?;
+            let g = goodput(base, backend, &t, base.seed, None, from, target, &dir)?;
             let _ = std::fs::remove_dir_all(&dir);
             progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
             Ok(Ranked {
@@ -187,9 +187,11 @@ pub fn search(
                 gpus,
                 prefill_tp: t.tp.prefill.unwrap_or(1),
                 decode_tp: t.tp.decode.unwrap_or(1),
-                goodput_req_per_s: goodput,
-                goodput_per_gpu: goodput / gpus as f64,
-                runs,
+                goodput_req_per_s: g.req_per_s,
+                goodput_per_gpu: g.req_per_s / gpus as f64,
+                capacity_req_per_s: g.capacity_req_per_s,
+                limit: g.limit,
+                runs: g.runs,
             })
         })
         .collect::<Result<Vec<_>, SweepError>>()?;

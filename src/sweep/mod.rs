@@ -2,6 +2,7 @@
 //! and the highest rate each topology sustains with attainment at or above the target, found by
 //! bisection (DistServe's definition of goodput), over several seeds with a confidence interval.
 
+pub mod goodput;
 pub mod stats;
 
 use std::path::Path;
@@ -9,7 +10,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::metrics::summary::Summary;
-use crate::run::{run_topology, Backend, RunError};
+use crate::run::{summarize_topology, Backend, RunError};
 use crate::scenario::{Scenario, Topology};
 use crate::workload::arrival::ArrivalPattern;
 use crate::workload::Source;
@@ -25,18 +26,20 @@ pub struct Point {
     pub slo_attainment: f64,
     pub slo_ttft_attainment: f64,
     pub slo_tpot_attainment: f64,
+    /// Over the last quarter of arrivals (see [`goodput`]).
+    pub slo_attainment_late: f64,
     pub ttft_p90_ms: Option<f64>,
     pub tpot_p90_ms: Option<f64>,
     pub throughput_req_per_s: f64,
 }
 
-pub const POINT_HEADER: &str = "topology,cv,rate_per_s,seed,completed,slo_attainment,slo_ttft_attainment,slo_tpot_attainment,ttft_p90_ms,tpot_p90_ms,throughput_req_per_s";
+pub const POINT_HEADER: &str = "topology,cv,rate_per_s,seed,completed,slo_attainment,slo_ttft_attainment,slo_tpot_attainment,slo_attainment_late,ttft_p90_ms,tpot_p90_ms,throughput_req_per_s";
 
 impl Point {
     pub fn csv_row(&self) -> String {
         let opt = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.6}"));
         format!(
-            "{},{},{:.6},{},{},{:.4},{:.4},{:.4},{},{},{:.3}",
+            "{},{},{:.6},{},{},{:.4},{:.4},{:.4},{:.4},{},{},{:.3}",
             crate::metrics::format::csv_field(&self.topology),
             self.cv,
             self.rate_per_s,
@@ -45,6 +48,7 @@ impl Point {
             self.slo_attainment,
             self.slo_ttft_attainment,
             self.slo_tpot_attainment,
+            self.slo_attainment_late,
             opt(self.ttft_p90_ms),
             opt(self.tpot_p90_ms),
             self.throughput_req_per_s
@@ -122,7 +126,7 @@ pub fn run_point(
     s.seed = seed;
     s.workload.seed = seed;
     let rate = base_rate(&s).unwrap_or(0.0);
-    let sum: Summary = run_topology(&s, backend, topology, scratch, false)?;
+    let sum: Summary = summarize_topology(&s, backend, topology, scratch)?;
     Ok(Point {
         topology: topology.name.clone(),
         cv,
@@ -132,6 +136,7 @@ pub fn run_point(
         slo_attainment: sum.slo_attainment,
         slo_ttft_attainment: sum.slo_ttft_attainment,
         slo_tpot_attainment: sum.slo_tpot_attainment,
+        slo_attainment_late: sum.slo_attainment_late,
         ttft_p90_ms: sum.ttft_ms.map(|x| x.p90),
         tpot_p90_ms: sum.tpot_ms.map(|x| x.p90),
         throughput_req_per_s: sum.throughput_req_per_s,
@@ -139,13 +144,14 @@ pub fn run_point(
 }
 
 /// The highest rate at which `meets(rate)` holds, by doubling or halving from `start` to bracket
-/// it and then bisecting until the bracket is within `rel_tol` of its top. Returns 0 when even
-/// `start / 2^20` fails. Assumes attainment falls as the rate rises.
+/// it and then bisecting until the bracket is within `rel_tol` of its top: `(highest rate that
+/// met, lowest that failed)`. The first is 0 when even `start / 2^20` fails; the second `None`
+/// when `start · 2^20` still met. Assumes attainment falls as the rate rises.
 pub fn bisect_rate(
     start: f64,
     rel_tol: f64,
     mut meets: impl FnMut(f64) -> Result<bool, SweepError>,
-) -> Result<f64, SweepError> {
+) -> Result<(f64, Option<f64>), SweepError> {
     let (mut lo, mut hi);
     if meets(start)? {
         lo = start;
@@ -156,7 +162,7 @@ pub fn bisect_rate(
             hi *= 2.0;
             n += 1;
             if n >= 20 {
-                return Ok(lo);
+                return Ok((lo, None));
             }
         }
     } else {
@@ -168,7 +174,7 @@ pub fn bisect_rate(
             lo /= 2.0;
             n += 1;
             if n >= 20 {
-                return Ok(0.0);
+                return Ok((0.0, Some(hi)));
             }
         }
     }
@@ -180,7 +186,7 @@ pub fn bisect_rate(
             hi = mid;
         }
     }
-    Ok(lo)
+    Ok((lo, Some(hi)))
 }
 
 #[cfg(test)]
@@ -190,11 +196,13 @@ mod tests {
     #[test]
     fn bisection_brackets_and_converges() {
         let cap = 13.7;
-        let g = bisect_rate(1.0, 0.01, |r| Ok(r <= cap)).unwrap();
-        assert!(g <= cap && g > cap * 0.98, "{g}");
-        let g = bisect_rate(100.0, 0.01, |r| Ok(r <= cap)).unwrap();
-        assert!(g <= cap && g > cap * 0.98, "{g}");
-        assert_eq!(bisect_rate(1.0, 0.01, |_| Ok(false)).unwrap(), 0.0);
+        for start in [1.0, 100.0] {
+            let (g, hi) = bisect_rate(start, 0.01, |r| Ok(r <= cap)).unwrap();
+            let hi = hi.unwrap();
+            assert!(g <= cap && g > cap * 0.98 && hi > cap && hi - g <= 0.01 * hi, "{g} {hi}");
+        }
+        assert_eq!(bisect_rate(1.0, 0.01, |_| Ok(false)).unwrap(), (0.0, Some(1.0 / 2f64.powi(20))));
+        assert_eq!(bisect_rate(1.0, 0.01, |_| Ok(true)).unwrap(), (2f64.powi(20), None), "never bracketed");
     }
 
     #[test]
