@@ -21,6 +21,8 @@ pub struct RequestLimits {
     pub max_prompt_tokens: u64,
     /// Prompt + output tokens a decode (or fused) worker can hold.
     pub max_total_tokens: u64,
+    /// The model's context (execute mode): no request runs longer.
+    pub context_tokens: Option<u64>,
 }
 
 /// How an Enqueuer is set up.
@@ -86,7 +88,7 @@ impl Enqueuer {
             let record = Box::new(RequestRecord::new(spec));
             match self.check(&spec) {
                 Ok(()) => self.route(record),
-                Err(detail) => self.drop(record, DropReason::ExceedsKvCapacity, detail),
+                Err((reason, detail)) => self.drop(record, reason, detail),
             }
         }
     }
@@ -104,14 +106,26 @@ impl Enqueuer {
         self.c.collector.do_send(RequestDropped { record, reason, detail, at_ns });
     }
 
-    fn check(&self, s: &RequestSpec) -> Result<(), String> {
+    fn check(&self, s: &RequestSpec) -> Result<(), (DropReason, String)> {
         let l = self.c.limits;
+        if let Some(c) = l.context_tokens.filter(|&c| s.prompt_tokens + s.output_tokens > c) {
+            return Err((
+                DropReason::ExceedsContext,
+                format!(
+                    "{} prompt + {} output tokens are more than the model's context of {c} tokens",
+                    s.prompt_tokens, s.output_tokens
+                ),
+            ));
+        }
         if s.prompt_tokens > l.max_prompt_tokens || s.prompt_tokens + s.output_tokens > l.max_total_tokens {
-            return Err(format!(
-                "{} prompt + {} output tokens can never fit a worker's KV capacity ({} prompt tokens on \
+            return Err((
+                DropReason::ExceedsKvCapacity,
+                format!(
+                    "{} prompt + {} output tokens can never fit a worker's KV capacity ({} prompt tokens on \
                  prefill, {} tokens in all on decode); raise batching.kv_capacity_tokens or bound the \
                  length distributions with `max`",
-                s.prompt_tokens, s.output_tokens, l.max_prompt_tokens, l.max_total_tokens
+                    s.prompt_tokens, s.output_tokens, l.max_prompt_tokens, l.max_total_tokens
+                ),
             ));
         }
         Ok(())

@@ -11,7 +11,7 @@ use crate::metrics::sink::CsvFile;
 use crate::metrics::summary::Summary;
 use crate::report::{comparison_rows, comparison_table};
 use crate::run::output::{mark_latest, OutputError};
-use crate::run::{prepare, run_topology};
+use crate::run::{prepare, run_topology, RunError};
 use crate::scenario::{self, Mode, Scenario};
 
 #[derive(clap::Args)]
@@ -81,8 +81,21 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match run_all(&mut scenario, &run_dir, args.json) {
+    let result = run_all(&mut scenario, &run_dir, args.json);
+    if result.is_err() {
+        // A run that failed before writing anything leaves no empty folder (remove_dir only
+        // removes an empty one).
+        let _ = std::fs::remove_dir(&run_dir);
+        if let Some(parent) = run_dir.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if matches!(e.downcast_ref::<RunError>(), Some(RunError::Unfit(_))) => {
+            eprintln!("error: {}: {e}", path.display());
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -96,7 +109,9 @@ fn not_served(s: &Summary) -> String {
     let reasons = |rejection: bool| {
         s.dropped
             .iter()
-            .filter(|(code, _)| matches!(code.as_str(), "exceeds_kv_capacity" | "queue_full") == rejection)
+            .filter(|(code, _)| {
+                matches!(code.as_str(), "exceeds_kv_capacity" | "exceeds_context" | "queue_full") == rejection
+            })
             .map(|(code, n)| format!("{code} {n}"))
             .collect::<Vec<_>>()
             .join(", ")

@@ -11,6 +11,8 @@ use serde::Serialize;
 pub enum DropReason {
     /// Rejected: its prompt plus output can never fit a worker's KV capacity.
     ExceedsKvCapacity,
+    /// Rejected: its prompt plus output is longer than the model's context (execute mode).
+    ExceedsContext,
     /// Rejected: the worker it was routed to had `max_queued_requests` waiting.
     QueueFull,
     /// Failed: every worker that could serve it was down.
@@ -23,6 +25,7 @@ impl DropReason {
     pub fn code(self) -> &'static str {
         match self {
             DropReason::ExceedsKvCapacity => "exceeds_kv_capacity",
+            DropReason::ExceedsContext => "exceeds_context",
             DropReason::QueueFull => "queue_full",
             DropReason::NoLiveWorker => "no_live_worker",
             DropReason::WorkerFailed => "worker_failed",
@@ -31,7 +34,7 @@ impl DropReason {
 
     /// Rejections never started; failures did.
     pub fn is_rejection(self) -> bool {
-        matches!(self, DropReason::ExceedsKvCapacity | DropReason::QueueFull)
+        matches!(self, DropReason::ExceedsKvCapacity | DropReason::ExceedsContext | DropReason::QueueFull)
     }
 
     pub fn outcome(self) -> &'static str {

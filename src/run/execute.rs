@@ -126,6 +126,13 @@ impl Executors {
             }
             per_class.push(ids);
         }
+        // Before the warm-up: a scenario the model cannot run is refused at once.
+        let context = match (&host, devices.values().map(|n| n.llama.config.context).min()) {
+            (Some(m), _) => m.llama.config.context,
+            (None, Some(c)) => c,
+            (None, None) => usize::MAX,
+        } as u64;
+        fits_context(scenario, context).map_err(RunError::Unfit)?;
         if let Some(m) = &host {
             // On every thread count the CPU workers will use (see Model::warm_up).
             let mut counts: Vec<usize> = scenario
@@ -159,6 +166,26 @@ fn warm_up(net: &Arc<DeviceNet>, d: DeviceSpec) -> candle_core::Result<()> {
     w.forward(&mut [(&prompt[..8], &mut b)])?;
     for t in 0..4u32 {
         w.forward(&mut [(&[200 + t], &mut a), (&[300 + t], &mut b)])?;
+    }
+    Ok(())
+}
+
+/// Every request a synthetic class can make fits the model's context (a trace's requests that
+/// do not are rejected as they arrive, `exceeds_context`).
+fn fits_context(scenario: &Scenario, context: u64) -> Result<(), String> {
+    let Source::Synthetic { classes, .. } = &scenario.workload.source else {
+        return Ok(());
+    };
+    for c in classes {
+        if let (Some(p), Some(o)) = (c.prompt.max_tokens(), c.output_tokens.max_tokens()) {
+            if p + o > context {
+                return Err(format!(
+                    "class `{}` can reach {p} prompt + {o} output tokens, more than the model's context of \
+                     {context} tokens; shorten the class's prompts or outputs",
+                    c.name
+                ));
+            }
+        }
     }
     Ok(())
 }

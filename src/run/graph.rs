@@ -84,7 +84,7 @@ pub async fn drive_simulated(
         let noise_seed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((role as u64) << 32 | index as u64) ^ NOISE_SALT;
         SimEngine::new(if role == Role::Decode { decode_cost.clone() } else { prefill_cost.clone() }, noise_seed)
     });
-    let kv = KvCapacity { prefill: prefill_kv, decode: decode_kv };
+    let kv = KvCapacity { prefill: prefill_kv, decode: decode_kv, context: None };
     drive(scenario, topology, out, RunClock::simulated(), factory, kv).await
 }
 
@@ -97,10 +97,11 @@ pub async fn drive_executed(
 ) -> RunResult {
     let threads = topology.threads;
     let generation = scenario.model.generation;
+    let context = Some(model.llama.config.context as u64);
     let factory: EngineFactory<CandleEngine> =
         Arc::new(move |role, _| CandleEngine::new(model.clone(), threads.of(role), prompts.clone(), generation));
     let kv = topology.batching.kv_capacity_tokens;
-    drive(scenario, topology, out, RunClock::wall(), factory, KvCapacity { prefill: kv, decode: kv }).await
+    drive(scenario, topology, out, RunClock::wall(), factory, KvCapacity { prefill: kv, decode: kv, context }).await
 }
 
 /// Execute mode through the tensor model: each worker on its device with a stream of its own
@@ -121,6 +122,7 @@ pub async fn drive_device(
         (0..n).map(|_| WorkerNet::open(net.clone(), spec).map_err(|e| format!("opening {spec}: {e}"))).collect()
     };
     let pools = [open(topology.devices.prefill, prefill_n)?, open(topology.devices.decode, decode_n)?];
+    let context = nets.values().map(|n| n.llama.config.context as u64).min();
     let threads = topology.threads;
     let generation = scenario.model.generation;
     let factory: EngineFactory<CandleEngine<WorkerNet>> = Arc::new(move |role, index| {
@@ -128,14 +130,16 @@ pub async fn drive_device(
         CandleEngine::with_net(net, threads.of(role), prompts.clone(), generation)
     });
     let kv = topology.batching.kv_capacity_tokens;
-    drive(scenario, topology, out, RunClock::wall(), factory, KvCapacity { prefill: kv, decode: kv }).await
+    drive(scenario, topology, out, RunClock::wall(), factory, KvCapacity { prefill: kv, decode: kv, context }).await
 }
 
-/// KV tokens per worker of each pool (fused workers use `prefill`).
+/// KV tokens per worker of each pool (fused workers use `prefill`), and the model's context
+/// (execute mode), past which no request runs.
 #[derive(Debug, Clone, Copy)]
 struct KvCapacity {
     prefill: u64,
     decode: u64,
+    context: Option<u64>,
 }
 
 /// Starts actors: on the current thread (virtual clock), or each on a new arbiter thread.
@@ -277,8 +281,12 @@ async fn drive<E: Engine>(
         }
     };
     let limits = match topology.kind {
-        TopologyKind::Fused { .. } => RequestLimits { max_prompt_tokens: kv.prefill, max_total_tokens: kv.prefill },
-        TopologyKind::Split { .. } => RequestLimits { max_prompt_tokens: kv.prefill, max_total_tokens: kv.decode },
+        TopologyKind::Fused { .. } => {
+            RequestLimits { max_prompt_tokens: kv.prefill, max_total_tokens: kv.prefill, context_tokens: kv.context }
+        }
+        TopologyKind::Split { .. } => {
+            RequestLimits { max_prompt_tokens: kv.prefill, max_total_tokens: kv.decode, context_tokens: kv.context }
+        }
     };
     enqueuer_ctx.run(Enqueuer::new(EnqueuerConfig {
         stream: scenario.workload.stream(),

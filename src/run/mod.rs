@@ -25,6 +25,9 @@ pub enum RunError {
     Output { path: PathBuf, source: std::io::Error },
     #[error("cannot load the model: {0}")]
     Model(String),
+    /// The scenario asks what the model cannot do (bad input, found once the model is loaded).
+    #[error("{0}")]
+    Unfit(String),
     #[error("topology `{topology}`: {reason}")]
     Aborted { topology: String, reason: String },
 }

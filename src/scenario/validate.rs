@@ -799,7 +799,7 @@ fn check_fits(w: &Workload, t: &Topology, i: usize) -> V<()> {
                     format!("topology[{i}]"),
                     format!(
                         "class `{}` can reach {p} prompt + {o} output tokens, more than the KV capacity of {cap} tokens per worker; \
-                         raise batching.kv_capacity_tokens or lower the class's `max`",
+                         raise batching.kv_capacity_tokens or shorten the class's prompts or outputs",
                         c.name
                     ),
                 ));

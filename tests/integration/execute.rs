@@ -139,3 +139,48 @@ fn an_execute_run_replays_in_the_simulator() {
         assert!((r.f("enqueue_s") - e.f("enqueue_s")).abs() < 1e-6);
     }
 }
+
+/// Requests longer than the model's context (8192 tokens): a class that can make one is refused
+/// before anything runs (exit 2, no folder left), a trace's are rejected as they arrive
+/// (`exceeds_context`) while the rest run. Both used to fail every such request as a worker
+/// failure, the engine replaced each time.
+#[test]
+fn requests_past_the_models_context_are_refused_or_rejected() {
+    let d = tempfile::tempdir().unwrap();
+    let run_text = |name: &str, text: &str| {
+        let path = d.path().join(format!("{name}.toml"));
+        std::fs::write(&path, format!("mode = \"execute\"\nname = \"{name}\"\n{text}\n[slo]\nttft_ms = 100\ntpot_ms = 10\n[[topology]]\nkind = \"fused\"\nworkers = 1\n")).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_pdsim"))
+            .arg(&path)
+            .arg("--out")
+            .arg(d.path().join("out"))
+            .current_dir(repo())
+            .output()
+            .unwrap()
+    };
+    let out = run_text(
+        "long_class",
+        "requests = 2\n[[workload.classes]]\nname = \"long\"\nprompt_tokens = 9000\noutput_tokens = 4\n\
+         [workload.arrival]\nkind = \"poisson\"\nrate_per_s = 1.0",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("long_class.toml: class `long` can reach 9000 prompt + 4 output tokens, more than the model's context of 8192"), "{err}");
+    assert!(!d.path().join("out/long_class").exists(), "no folder left by a run that never started");
+
+    let trace = d.path().join("t.csv");
+    std::fs::write(&trace, "arrival_s,prompt_tokens,output_tokens\n0.0,9000,4\n0.01,16,2\n").unwrap();
+    let out = run_text(
+        "long_trace",
+        &format!("[workload.arrival]\nkind = \"trace\"\npath = {:?}", trace.display().to_string()),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = crate::common::read_csv(&d.path().join("out/long_trace/latest/fused/requests.csv"));
+    let outcome = |tokens: f64| {
+        rows.iter()
+            .find(|r| r.f("prompt_tokens") == tokens)
+            .map(|r| (r.s("outcome").to_owned(), r.s("reason").to_owned()))
+    };
+    assert_eq!(outcome(9000.0), Some(("rejected".into(), "exceeds_context".into())));
+    assert_eq!(outcome(16.0), Some(("completed".into(), String::new())));
+}
