@@ -78,7 +78,7 @@ pub trait Recover: Scheduling {
             Some(d) => format!("back in {:.3} s", d as f64 / 1e9),
             None => "down for the rest of the run".into(),
         };
-        let detail = format!("{} requests it held go back to be retried; {back}", lost.len());
+        let detail = format!("{}; {back}", held(lost.len()));
         eprintln!("pdsim: {}: crashed (scenario fault); {detail}", self.env().name);
         self.env().event("crashed", detail);
         self.env().lost(lost, "worker crashed");
@@ -96,7 +96,7 @@ pub trait Recover: Scheduling {
     fn engine_failed(&mut self, ctx: &mut Context<Self>, error: EngineError) {
         let lost = self.drain_started();
         self.reset(false);
-        let detail = format!("{error}; engine replaced, {} requests it held go back to be retried", lost.len());
+        let detail = format!("{error}; engine replaced, {}", held(lost.len()));
         eprintln!("pdsim: {}: {detail}", self.env().name);
         self.env().event("engine_failed", detail);
         self.env().lost(lost, &error.to_string());
@@ -123,5 +123,14 @@ pub trait Recover: Scheduling {
             }
             Err(e) => self.engine_failed(ctx, e),
         }
+    }
+}
+
+/// What becomes of the requests a failed worker held.
+fn held(n: usize) -> String {
+    match n {
+        0 => "it held no requests".into(),
+        1 => "the request it held goes back to be retried".into(),
+        n => format!("the {n} requests it held go back to be retried"),
     }
 }

@@ -144,6 +144,7 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
+    crate::engine::quiet_handled_panics();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Validate { files }) => run_cmd::validate(&files),

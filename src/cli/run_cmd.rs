@@ -13,6 +13,7 @@ use crate::report::{comparison_rows, comparison_table};
 use crate::run::output::{mark_latest, OutputError};
 use crate::run::{prepare, run_topology, RunError};
 use crate::scenario::{self, Mode, Scenario};
+use crate::workload::StopAfter;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -123,7 +124,12 @@ fn not_served(s: &Summary) -> String {
         parts.push(format!("{} failed ({})", s.failed, reasons(false)));
     }
     if s.worker_failures > 0 {
-        parts.push(format!("{} worker failures, {} retries (see events.csv)", s.worker_failures, s.retries));
+        let n = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        parts.push(format!(
+            "{}, {} (see events.csv)",
+            n(s.worker_failures, "worker failure", "worker failures"),
+            n(s.retries, "retry", "retries")
+        ));
     }
     if parts.is_empty() {
         String::new()
@@ -136,9 +142,13 @@ fn run_all(scenario: &mut Scenario, run_dir: &std::path::Path, json: bool) -> Re
     let progress = std::io::stderr().is_terminal();
     let backend = prepare(scenario)?;
     let scenario = &*scenario;
-    let requests = scenario.workload.expected_requests().map_or("a duration of".to_owned(), |n| n.to_string());
+    let requests = match (scenario.workload.expected_requests(), &scenario.workload.stop) {
+        (Some(n), _) => format!("{n} requests"),
+        (None, StopAfter::DurationNs(d)) => format!("arrivals for {} s", *d as f64 / 1e9),
+        (None, _) => "every request".to_owned(),
+    };
     eprintln!(
-        "pdsim: scenario `{}` ({} mode), {requests} requests, seed {}, {}",
+        "pdsim: scenario `{}` ({} mode), {requests}, seed {}, {}",
         scenario.name,
         scenario.mode.name(),
         scenario.seed,

@@ -60,7 +60,7 @@ pub fn admit_and_step<E: Engine>(
 /// whose engine panics restarts it instead of taking the run down. The engine's state after a
 /// panic is not trusted; the caller replaces the engine.
 pub fn guarded<T>(f: impl FnOnce() -> Result<T, EngineError>) -> Result<T, EngineError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handled(f))) {
         Ok(r) => r,
         Err(payload) => {
             let msg = payload
@@ -71,6 +71,38 @@ pub fn guarded<T>(f: impl FnOnce() -> Result<T, EngineError>) -> Result<T, Engin
             Err(EngineError::Panicked(msg))
         }
     }
+}
+
+thread_local! {
+    /// How deep this thread is inside [`handled`].
+    static HANDLED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f` as code whose panics the caller handles (a worker reports them and replaces its
+/// engine): the panic hook [`quiet_handled_panics`] installs stays silent for them. Wrap the
+/// closure a compute pool runs too, since a panic's hook runs on the thread that panics.
+pub fn handled<T>(f: impl FnOnce() -> T) -> T {
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            HANDLED.with(|h| h.set(h.get() - 1));
+        }
+    }
+    HANDLED.with(|h| h.set(h.get() + 1));
+    let _leave = Leave;
+    f()
+}
+
+/// Installs a panic hook that prints nothing for panics inside [`handled`] (a worker says
+/// what failed, once, in its own words; Rust's report and backtrace came on top of it) and
+/// Rust's usual report for any other.
+pub fn quiet_handled_panics() {
+    let usual = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if HANDLED.with(|h| h.get()) == 0 {
+            usual(info);
+        }
+    }));
 }
 
 /// What a step returns.

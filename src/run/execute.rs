@@ -9,7 +9,7 @@ use super::RunError;
 use crate::engine::candle::device::DeviceSpec;
 use crate::engine::candle::forward::{DeviceNet, Forward, WorkerNet};
 use crate::engine::candle::prompts::PromptSource;
-use crate::engine::candle::{resolve_model, Model};
+use crate::engine::candle::{error_message, resolve_model, Model};
 use crate::scenario::{ModelSource, ModelSpec, Scenario, Topology};
 use crate::workload::{PromptSpec, Source};
 
@@ -144,11 +144,11 @@ impl Executors {
             counts.sort_unstable();
             counts.dedup();
             for n in counts {
-                m.warm_up(n).map_err(|e| fail(format!("warm-up: {e}")))?;
+                m.warm_up(n).map_err(|e| fail(format!("warm-up: {}", error_message(&e))))?;
             }
         }
         for (d, net) in &devices {
-            warm_up(net, *d).map_err(|e| fail(format!("warm-up on {d}: {e}")))?;
+            warm_up(net, *d).map_err(|e| fail(format!("warm-up on {d}: {}", error_message(&e))))?;
         }
         let prompts = PromptSource::Text { per_class, seed: scenario.seed, vocab };
         Ok(Executors { host, devices, prompts: Arc::new(prompts) })

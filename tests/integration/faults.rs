@@ -198,3 +198,25 @@ fn with_faults_text(split_faults: &str) -> String {
          rate_per_s = 1\n[slo]\nttft_ms = 1\ntpot_ms = 1\n[[topology]]\nkind = \"split\"\nprefill_workers = 1\ndecode_workers = 2\n{split_faults}\n"
     )
 }
+
+/// A panic a worker survives is told once, in the worker's words: Rust's panic report and
+/// backtrace (printed even though the worker caught it, with `RUST_BACKTRACE=1` 66 frames of it)
+/// stay out of stderr.
+#[test]
+fn a_caught_panic_is_reported_once_without_a_backtrace() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("p.toml");
+    std::fs::write(&path, with_faults_text("[[topology.faults]]\nworker = \"decode-0\"\nat_s = 1\nkind = \"panic\""))
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pdsim"))
+        .arg(&path)
+        .arg("--out")
+        .arg(d.path())
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("engine panicked: injected panic").count(), 1, "{err}");
+    assert!(!err.contains("panicked at") && !err.contains("backtrace"), "{err}");
+}

@@ -67,7 +67,7 @@ impl<F: Forward> CandleEngine<F> {
     }
 
     fn err(e: candle_core::Error) -> EngineError {
-        EngineError::Step(e.to_string())
+        EngineError::Step(super::error_message(&e))
     }
 }
 
@@ -115,13 +115,15 @@ impl<F: Forward> Engine for CandleEngine<F> {
         }
         let net = &self.net;
         let logits = self.pool.install(|| {
-            if armed == Some(InjectedFault::Panic) {
-                // Raised on a compute thread, where a real kernel failure would be.
-                panic!("{}", InjectedFault::Panic.message());
-            }
-            let mut inputs: Vec<(&[u32], &mut F::Kv)> =
-                taken.iter_mut().map(|(_, seq, tokens, _)| (tokens.as_slice(), &mut seq.kv)).collect();
-            net.forward(&mut inputs)
+            crate::engine::handled(|| {
+                if armed == Some(InjectedFault::Panic) {
+                    // Raised on a compute thread, where a real kernel failure would be.
+                    panic!("{}", InjectedFault::Panic.message());
+                }
+                let mut inputs: Vec<(&[u32], &mut F::Kv)> =
+                    taken.iter_mut().map(|(_, seq, tokens, _)| (tokens.as_slice(), &mut seq.kv)).collect();
+                net.forward(&mut inputs)
+            })
         });
         let mut stopped = Vec::new();
         let result = logits.map(|logits| {

@@ -49,6 +49,20 @@ pub enum LoadError {
     Fetch(#[from] fetch::FetchError),
 }
 
+/// A candle error's message without the backtrace candle attaches when `RUST_BACKTRACE` is set
+/// (it went into `requests.csv` and the run's stderr line, 35 frames of it).
+pub fn error_message(e: &candle_core::Error) -> String {
+    if let candle_core::Error::WithBacktrace { inner, .. } = e {
+        return error_message(inner);
+    }
+    let s = e.to_string();
+    // A backtrace wrapped deeper (inside a context) starts at its frame 0.
+    match s.find("\n   0: ") {
+        Some(i) => s[..i].trim_end().to_owned(),
+        None => s,
+    }
+}
+
 /// A model with its tokenizer.
 pub struct Model {
     pub llama: Llama,
@@ -106,5 +120,24 @@ pub fn resolve_model(path: Option<&Path>) -> Result<PathBuf, LoadError> {
     match path {
         Some(p) => Ok(p.to_owned()),
         None => Ok(fetch::default_model(&fetch::models_dir())?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_message_leaves_the_backtrace_out() {
+        let backtrace = Box::new(std::backtrace::Backtrace::force_capture());
+        let e = candle_core::Error::WithBacktrace {
+            inner: Box::new(candle_core::Error::Msg("KV cache full".into())),
+            backtrace,
+        };
+        assert!(e.to_string().lines().count() > 1, "candle prints the backtrace");
+        assert_eq!(error_message(&e), "KV cache full");
+        let nested = e.context("step 3");
+        assert!(!error_message(&nested).contains("\n   0: "), "{}", error_message(&nested));
+        assert_eq!(error_message(&candle_core::Error::Msg("plain".into())), "plain");
     }
 }

@@ -222,12 +222,6 @@ fn check_magic(file: &mut std::fs::File) -> std::result::Result<(), LoadError> {
 }
 
 /// A candle error's message without the backtrace it carries when RUST_BACKTRACE is set.
-fn message_of(e: &candle_core::Error) -> String {
-    match e {
-        candle_core::Error::WithBacktrace { inner, .. } => message_of(inner),
-        e => e.to_string(),
-    }
-}
 
 impl Llama {
     /// Loads a llama-family GGUF file; the metadata gives the hyper-parameters.
@@ -235,13 +229,13 @@ impl Llama {
         let mut file = std::fs::File::open(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
         check_magic(&mut file)?;
         // Only the message: candle's error also carries a backtrace when RUST_BACKTRACE is set.
-        let content = gguf_file::Content::read(&mut file).map_err(|e| LoadError::Gguf(message_of(&e)))?;
+        let content = gguf_file::Content::read(&mut file).map_err(|e| LoadError::Gguf(super::error_message(&e)))?;
         let config = LlamaConfig::from_metadata(&content.metadata)?;
         let device = Device::Cpu;
         let mut tensor = |name: &str| -> std::result::Result<QTensor, LoadError> {
             content.tensor(&mut file, name, &device).map_err(|e| LoadError::Gguf(format!("tensor `{name}`: {e}")))
         };
-        let c = |e: candle_core::Error| LoadError::Gguf(e.to_string());
+        let c = |e: candle_core::Error| LoadError::Gguf(super::error_message(&e));
         // pdsim's kernels' weights, on huge pages (candle's formats keep candle's storage).
         let arena = Arena::new();
         let matrix = |q: QTensor| -> std::result::Result<Linear, LoadError> {
