@@ -41,8 +41,31 @@ impl RunClock {
         self.scale != 1
     }
 
+    /// `ns` rounded up to the clock's resolution: the microsecond in simulate mode (one tokio
+    /// millisecond), as is in execute mode.
+    pub fn on_tick(&self, ns: u64) -> u64 {
+        if !self.is_simulated() {
+            return ns;
+        }
+        let tick = 1_000_000 / self.scale;
+        ns.div_ceil(tick).saturating_mul(tick)
+    }
+
     /// The runtime duration to wait for `ns` nanoseconds of run time.
     pub fn wait(&self, ns: u64) -> Duration {
         Duration::from_nanos(ns.saturating_mul(self.scale))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_up_to_the_simulated_microsecond_and_stay_as_they_are_on_the_wall() {
+        let start = tokio::time::Instant::now();
+        let sim = RunClock { start, scale: SIMULATED_TIME_SCALE };
+        assert_eq!((sim.on_tick(369_290_321), sim.on_tick(369_291_000), sim.on_tick(0)), (369_291_000, 369_291_000, 0));
+        assert_eq!(RunClock { start, scale: 1 }.on_tick(369_290_321), 369_290_321);
     }
 }
