@@ -56,6 +56,9 @@ pub fn run(args: SearchArgs) -> ExitCode {
     }
     let cost = sc.cost.clone().expect("simulate mode has a cost model");
     let tps: Vec<u32> = args.tp.iter().copied().filter(|&t| t <= args.gpus).collect();
+    if tps.is_empty() {
+        return bad(format!("every --tp ({:?}) is more than the {} GPUs to place", args.tp, args.gpus));
+    }
     let (fits, skipped): (Vec<u32>, Vec<u32>) = tps.iter().partition(|&&t| cost.with_tp(t).is_ok());
     if let Some(e) = tps.iter().find_map(|&t| cost.with_tp(t).err()).filter(|_| fits.is_empty()) {
         return bad(format!("no tensor-parallel degree in --tp fits: {e}"));
@@ -97,9 +100,13 @@ pub fn run(args: SearchArgs) -> ExitCode {
     }
     let n = count(&space);
     if n == 0 {
-        let idle = if args.partial { "" } else { ", or --partial to let placements leave GPUs idle" };
+        let (how, idle) = if args.partial {
+            ("fits", "")
+        } else {
+            ("uses every one of them", ", or --partial to let placements leave GPUs idle")
+        };
         return bad(format!(
-            "no placement of {} GPUs uses every one of them with tensor-parallel degrees {:?}; try other --tp values{idle}",
+            "no placement of {} GPUs {how} with tensor-parallel degrees {:?}; try other --tp values{idle}",
             args.gpus, space.tps
         ));
     }

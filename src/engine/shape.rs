@@ -155,6 +155,12 @@ impl ModelShape {
         self.layers * (attn + ffn) + self.vocab * self.hidden
     }
 
+    /// Parameters of the output projection (hidden → vocabulary), which only the rows that
+    /// make logits pass through: each sequence's last token in a step.
+    pub fn output_params(&self) -> u64 {
+        self.vocab * self.hidden
+    }
+
     /// Bytes of weights read per forward pass (input embedding excluded: only a few rows are read).
     pub fn weight_bytes(&self) -> u64 {
         self.matmul_params() * self.dtype_bytes

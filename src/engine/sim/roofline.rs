@@ -2,8 +2,11 @@
 //! device's usable compute and its bytes over the usable memory bandwidth, plus tensor-parallel
 //! communication and a fixed per-step overhead.
 //!
-//! - FLOPs: 2 × matmul parameters × tokens, plus attention: 4 × layers × heads × head_dim per
-//!   (query, key) pair attended (QKᵀ and AV, 2 FLOPs per multiply-add each).
+//! - FLOPs: 2 × the layers' matmul parameters × tokens, 2 × the output projection's × the
+//!   sequences in the step (logits for each one's last token only, as vLLM and DistServe compute
+//!   them: for every prompt token they would add 7% to a Llama-3-8B prefill, whose vocabulary
+//!   is 128k), plus attention: 4 × layers × heads × head_dim per (query, key) pair attended
+//!   (QKᵀ and AV, 2 FLOPs per multiply-add each).
 //! - Bytes: every weight once per step, plus the KV cache each token reads and writes.
 //! - Tensor parallelism over `tp` GPUs divides both; each layer then does two all-reduces of
 //!   the step's activations (ring: 2·(tp−1)/tp × bytes over the interconnect, plus a fixed
@@ -22,6 +25,8 @@ pub const DEFAULT_MEMORY_EFFICIENCY: f64 = 0.8;
 pub const DEFAULT_STEP_OVERHEAD_MS: f64 = 1.0;
 /// Fixed cost of one NCCL all-reduce of a small message over NVLink.
 pub const ALLREDUCE_LATENCY_US: f64 = 10.0;
+/// GPUs one NVLink domain joins (an HGX node): the all-reduce's bandwidth holds within it.
+pub const NVLINK_GPUS: u32 = 8;
 /// Share of device memory a serving engine may use (vLLM's default `gpu_memory_utilization`).
 pub const MEMORY_UTILIZATION: f64 = 0.9;
 
@@ -43,7 +48,9 @@ impl Roofline {
         let m = self.model;
         let tp = self.tp as f64;
         let attn_per_pair = 4.0 * (m.layers * m.heads * m.head_dim) as f64;
-        let flops = 2.0 * m.matmul_params() as f64 * s.tokens() as f64
+        let layers = m.matmul_params() - m.output_params();
+        let flops = 2.0 * layers as f64 * s.tokens() as f64
+            + 2.0 * m.output_params() as f64 * (s.prefill_seqs + s.decode_seqs) as f64
             + attn_per_pair * (s.prefill_attended + s.decode_context) as f64;
         let bytes = m.weight_bytes() as f64 + (m.kv_bytes_per_token() * (s.prefill_context + s.decode_context)) as f64;
         let compute_s = flops / (tp * self.hardware.peak_flops * self.compute_efficiency);
@@ -63,10 +70,16 @@ impl Roofline {
     /// whole KV heads or copies of one (as vLLM does when tp exceeds the KV heads).
     pub fn check_split(&self) -> Result<(), String> {
         let (m, tp) = (self.model, u64::from(self.tp));
+        if self.tp > NVLINK_GPUS {
+            return Err(format!(
+                "a tensor-parallel degree of {tp} spans more than one {NVLINK_GPUS}-GPU NVLink node, and the roofline \
+                 charges every all-reduce at NVLink speed; use at most {NVLINK_GPUS} (more workers scale further)"
+            ));
+        }
         if m.heads % tp == 0 && (m.kv_heads % tp == 0 || tp % m.kv_heads == 0) {
             return Ok(());
         }
-        let even: Vec<String> = (1..=m.heads)
+        let even: Vec<String> = (1..=m.heads.min(u64::from(NVLINK_GPUS)))
             .filter(|&t| m.heads % t == 0 && (m.kv_heads % t == 0 || t % m.kv_heads == 0))
             .map(|t| t.to_string())
             .collect();
@@ -125,8 +138,15 @@ mod tests {
             prefill_context: 4096,
             ..Default::default()
         };
-        let flops = 2.0 * one.model.matmul_params() as f64 * 4096.0;
+        let m = one.model;
+        let flops = 2.0 * (m.matmul_params() - m.output_params()) as f64 * 4096.0;
         assert!(one.step_ms(&s) > flops / 989e12 * 1e3);
+        // Logits for the last token only: the output projection adds one row's FLOPs.
+        let all_rows = flops + 2.0 * m.output_params() as f64 * 4096.0;
+        let attn = 4.0 * (m.layers * m.heads * m.head_dim) as f64 * (4096.0 * 4097.0 / 2.0);
+        let expect = (flops + 2.0 * m.output_params() as f64 + attn) / 989e12 * 1e3;
+        assert!((one.step_ms(&s) - expect).abs() < 1e-9, "{} vs {expect}", one.step_ms(&s));
+        assert!(one.step_ms(&s) < (all_rows + attn) / 989e12 * 1e3);
         let two = roofline("h100-sxm", "llama-2-13b", 2);
         let ratio = one.step_ms(&s) / two.step_ms(&s);
         assert!(ratio > 1.7 && ratio < 2.0, "tp2 speedup {ratio}");
@@ -136,8 +156,8 @@ mod tests {
     fn memory_fit() {
         assert!(roofline("h100-sxm", "llama-3-70b", 1).kv_capacity_tokens().is_none());
         let tp4 = roofline("h100-sxm", "llama-3-70b", 4).kv_capacity_tokens().unwrap();
-        // (4 × 80 × 0.9 − 141) GB / 320 KiB per token ≈ 448k tokens.
-        assert!((400_000..500_000).contains(&tp4), "{tp4}");
+        // (4 × 81,559 MiB × 0.9 − 141 GB) / 320 KiB per token ≈ 509k tokens.
+        assert!((500_000..520_000).contains(&tp4), "{tp4}");
         assert!(
             roofline("h200", "llama-2-7b", 1).kv_capacity_tokens().unwrap()
                 > roofline("h100-sxm", "llama-2-7b", 1).kv_capacity_tokens().unwrap()
