@@ -221,8 +221,6 @@ fn check_magic(file: &mut std::fs::File) -> std::result::Result<(), LoadError> {
     file.rewind().map_err(|e| LoadError::Gguf(e.to_string()))
 }
 
-/// A candle error's message without the backtrace it carries when RUST_BACKTRACE is set.
-
 impl Llama {
     /// Loads a llama-family GGUF file; the metadata gives the hyper-parameters.
     pub fn load(path: &Path, format: WeightFormat) -> std::result::Result<(Llama, gguf_file::Content), LoadError> {
