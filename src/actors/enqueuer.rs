@@ -120,13 +120,20 @@ impl Enqueuer {
             ));
         }
         if s.prompt_tokens > l.max_prompt_tokens || s.prompt_tokens + s.output_tokens > l.max_total_tokens {
+            let capacity = if l.max_prompt_tokens == l.max_total_tokens {
+                format!("{} tokens", l.max_total_tokens)
+            } else {
+                format!(
+                    "{} prompt tokens on prefill, {} tokens in all on decode",
+                    l.max_prompt_tokens, l.max_total_tokens
+                )
+            };
             return Err((
                 DropReason::ExceedsKvCapacity,
                 format!(
-                    "{} prompt + {} output tokens can never fit a worker's KV capacity ({} prompt tokens on \
-                 prefill, {} tokens in all on decode); raise batching.kv_capacity_tokens or bound the \
-                 length distributions with `max`",
-                    s.prompt_tokens, s.output_tokens, l.max_prompt_tokens, l.max_total_tokens
+                    "{} prompt + {} output tokens can never fit a worker's KV capacity ({capacity}); raise \
+                     batching.kv_capacity_tokens or bound the length distributions with `max`",
+                    s.prompt_tokens, s.output_tokens
                 ),
             ));
         }

@@ -18,12 +18,13 @@ pub struct SweepArgs {
     scenario: PathBuf,
     /// Arrival rates to run, req/s, comma-separated [default: the scenario's rate × 0.25, 0.5,
     /// 0.75, 1, 1.5, 2, 3].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     rates: Vec<f64>,
     /// Burstiness as a second axis: gamma arrivals with these coefficients of variation of the
     /// gaps between arrivals (1 is Poisson) [default: the scenario's own pattern, whose cv the
-    /// output gives: 1 for Poisson, 0 for constant, √(n − 1) for bursts of n].
-    #[arg(long, value_delimiter = ',')]
+    /// output gives: 1 for Poisson, 0 for constant, √(n − 1) for bursts of n]; 0 runs constant
+    /// arrivals.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     cv: Vec<f64>,
     /// Also find each topology's goodput: the highest rate with attainment ≥ the SLO target.
     #[arg(long)]
@@ -49,8 +50,11 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
     if args.seeds == 0 {
         return bad("--seeds must be at least 1".into());
     }
-    if let Some(r) = args.rates.iter().chain(&args.cv).find(|r| !(r.is_finite() && **r > 0.0)) {
-        return bad(format!("rates and cv values must be positive numbers, got {r}"));
+    if let Some(r) = args.rates.iter().find(|r| !(r.is_finite() && **r > 0.0 && **r <= MAX_RATE)) {
+        return bad(format!("--rates must be positive numbers up to {MAX_RATE:e} req/s, got {r}"));
+    }
+    if let Some(c) = args.cv.iter().find(|c| !(c.is_finite() && **c >= 0.0)) {
+        return bad(format!("--cv values must be 0 (constant arrivals) or more, got {c}"));
     }
     if let Err(e) = args.narrow.apply(&mut sc, &args.scenario) {
         return bad(e);
@@ -190,6 +194,9 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+/// The highest rate a scenario may name (`[workload.arrival] rate_per_s`).
+const MAX_RATE: f64 = 1e9;
 
 fn fail(e: String) -> ExitCode {
     eprintln!("error: {e}");

@@ -220,19 +220,38 @@ pub fn write(run_dir: &Path, scenario: &str, summaries: &[Summary], table: &[Vec
     let mut html = page_head(&format!("pdsim: {scenario}"));
     html.push_str(&format!("<h1>{}</h1>\n", esc(scenario)));
     html.push_str(&html_table(table));
+    html.push_str("<p>Every topology's row: <a href=\"summary.csv\">summary.csv</a>.</p>\n");
     html.push_str("<h2>Latency</h2>\n<img src=\"ttft_cdf.svg\"> <img src=\"tpot_cdf.svg\">\n");
     for s in summaries {
-        let t = esc(&s.topology.topology);
+        let name = &s.topology.topology;
+        let t = esc(name);
+        // Every file the topology's folder has, in the order the README describes them.
+        let links: Vec<String> = TOPOLOGY_FILES
+            .iter()
+            .filter(|(f, _)| run_dir.join(name).join(f).exists())
+            .map(|(f, note)| format!("<a href=\"{t}/{f}\">{f}</a>{note}"))
+            .collect();
         html.push_str(&format!(
-            "<h2>{t}: {}</h2>\n<img src=\"{t}/timeline.svg\">\n<p>Files: <a href=\"{t}/requests.csv\">requests.csv</a>, \
-             <a href=\"{t}/iterations.csv\">iterations.csv</a>, <a href=\"{t}/summary.csv\">summary.csv</a>, \
-             <a href=\"{t}/timeline.trace.json\">timeline.trace.json</a> (open in ui.perfetto.dev)</p>\n",
-            esc(&s.topology.layout)
+            "<h2>{t}: {}</h2>\n<img src=\"{t}/timeline.svg\">\n<p>Files: {}</p>\n",
+            esc(&s.topology.layout),
+            links.join(", ")
         ));
     }
     html.push_str("</body></html>\n");
     write_file(&run_dir.join("index.html"), &html)
 }
+
+/// A topology's files the page links when they exist, each with a note.
+const TOPOLOGY_FILES: [(&str, &str); 8] = [
+    ("requests.csv", ""),
+    ("iterations.csv", ""),
+    ("summary.csv", ""),
+    ("timeline.trace.json", " (open in ui.perfetto.dev)"),
+    ("events.csv", " (worker failures)"),
+    ("outputs.jsonl", " (the generated text)"),
+    ("trace.csv", " (what ran, to replay in the simulator)"),
+    ("host.csv", " (the CPU share the hypervisor took)"),
+];
 
 pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")

@@ -71,10 +71,34 @@ pub fn deserialize(path: &Path, text: &str) -> Result<RawScenario, ScenarioError
                 None => "unexpected end of file".to_owned(),
             }
         } else {
-            message
+            plain_types(&message)
         };
         ScenarioError::Invalid(Located { path: path.to_owned(), line, column, key, message })
     })
+}
+
+/// serde's message with Rust's type names in words: `expected u64` reads `expected a whole
+/// number (0 or more)`.
+fn plain_types(message: &str) -> String {
+    const WORDS: [(&str, &str); 6] = [
+        ("expected u64", "expected a whole number (0 or more)"),
+        ("expected u32", "expected a whole number (0 or more)"),
+        ("expected usize", "expected a whole number (0 or more)"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+    ];
+    let mut m = message.to_owned();
+    for (rust, words) in WORDS {
+        // Whole words only: `expected u64` but not `expected u640`.
+        if let Some(i) = m.find(rust) {
+            let end = i + rust.len();
+            if !m[end..].starts_with(|c: char| c.is_alphanumeric()) {
+                m.replace_range(i..end, words);
+            }
+        }
+    }
+    m
 }
 
 /// The key path and message of what is wrong with scenario `text`, if anything.
@@ -834,6 +858,16 @@ mod tests {
         let text = BASE.replace("prefill_workers = 1", "prefill_workers = \"one\"");
         let (line, key, message) = error(&text);
         assert_eq!((line, key.as_str()), (18, "topology[1].prefill_workers"), "{message}");
-        assert!(message.contains("expected u32"), "{message}");
+        assert!(message.contains("expected a whole number (0 or more)"), "{message}");
+    }
+
+    #[test]
+    fn type_errors_name_the_kind_of_value_in_words() {
+        assert_eq!(plain_types("integer `-1`, expected u32"), "integer `-1`, expected a whole number (0 or more)");
+        assert_eq!(
+            plain_types("invalid type: string \"x\", expected f64"),
+            "invalid type: string \"x\", expected a number"
+        );
+        assert_eq!(plain_types("expected u640 things"), "expected u640 things");
     }
 }

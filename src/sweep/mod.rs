@@ -66,7 +66,8 @@ pub enum SweepError {
 }
 
 /// The scenario's arrival pattern at another rate and, when given, another burstiness
-/// (gamma with that cv; cv = 1 is Poisson itself, the same arrivals a Poisson scenario draws).
+/// (gamma with that cv; cv = 1 is Poisson itself, the same arrivals a Poisson scenario draws;
+/// cv = 0 is constant arrivals).
 pub fn rescaled(scenario: &Scenario, rate_per_s: f64, cv: Option<f64>) -> Result<Scenario, SweepError> {
     let mut s = scenario.clone();
     let Source::Synthetic { arrival, .. } = &mut s.workload.source else {
@@ -76,6 +77,7 @@ pub fn rescaled(scenario: &Scenario, rate_per_s: f64, cv: Option<f64>) -> Result
     };
     *arrival = match (arrival.clone(), cv) {
         (_, Some(1.0)) => ArrivalPattern::Poisson { rate_per_s },
+        (_, Some(0.0)) => ArrivalPattern::Constant { interval_ns: (1e9 / rate_per_s).round().max(1.0) as u64 },
         (_, Some(cv)) => ArrivalPattern::Gamma { rate_per_s, cv },
         (ArrivalPattern::Poisson { .. }, None) => ArrivalPattern::Poisson { rate_per_s },
         (ArrivalPattern::Gamma { cv, .. }, None) => ArrivalPattern::Gamma { rate_per_s, cv },
@@ -231,6 +233,9 @@ mod tests {
         let as_gamma_1 = rescaled(&poisson, 4.0, Some(1.0)).unwrap();
         let Source::Synthetic { arrival, .. } = &as_gamma_1.workload.source else { unreachable!() };
         assert_eq!(*arrival, ArrivalPattern::Poisson { rate_per_s: 4.0 }, "the same arrivals as the scenario's own");
+        let constant = rescaled(&poisson, 4.0, Some(0.0)).unwrap();
+        let Source::Synthetic { arrival, .. } = &constant.workload.source else { unreachable!() };
+        assert_eq!(*arrival, ArrivalPattern::Constant { interval_ns: 250_000_000 }, "cv 0: constant arrivals");
     }
 
     const SCENARIO: &str =

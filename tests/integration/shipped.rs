@@ -160,6 +160,12 @@ fn a_run_draws_its_plots_and_page() {
     for needle in ["ttft_cdf.svg", "tpot_cdf.svg", "fused/timeline.svg", "split/timeline.svg", "TPOT p90 (ms)"] {
         assert!(html.contains(needle), "index.html lacks {needle}");
     }
+    // It links every file of the run (the run's summary.csv too), and each link resolves.
+    let links: Vec<&str> = html.split("href=\"").skip(1).map(|x| &x[..x.find('"').unwrap()]).collect();
+    for f in ["summary.csv", "fused/requests.csv", "split/iterations.csv", "split/timeline.trace.json"] {
+        assert!(links.contains(&f), "no link to {f}: {links:?}");
+    }
+    assert!(links.iter().all(|l| run.join(l).exists()), "{links:?}");
     for svg in ["ttft_cdf.svg", "tpot_cdf.svg", "fused/timeline.svg", "split/timeline.svg"] {
         let s = std::fs::read_to_string(run.join(svg)).unwrap();
         assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"), "{svg}");

@@ -150,14 +150,22 @@ impl<F: Forward> Engine for CandleEngine<F> {
 
     fn put_kv(&mut self, request: u64, seq: CandleSeq<F::Kv>) -> Result<(), EngineError> {
         let CandleSeq { kv, prompt, sampler, generated } = seq;
-        let kv = self.net.receive(kv).map_err(|e| EngineError::Step(format!("receiving the KV cache: {e}")))?;
+        let kv = self
+            .net
+            .receive(kv)
+            .map_err(|e| EngineError::Step(format!("receiving the KV cache: {}", super::error_message(&e))))?;
         self.seqs.insert(request, CandleSeq { kv, prompt, sampler, generated });
         Ok(())
     }
 
+    /// The answer's text, which ends before the end-of-sequence token (as `pdsim generate`'s).
     fn finish(&mut self, request: u64) -> Option<String> {
         let seq = self.seqs.remove(&request)?;
-        self.net.text(&seq.generated)
+        let ids = match (seq.generated.split_last(), self.net.eos()) {
+            (Some((&last, rest)), Some(eos)) if last == eos => rest,
+            _ => &seq.generated[..],
+        };
+        self.net.text(ids)
     }
 
     fn inject(&mut self, fault: InjectedFault) {
