@@ -167,3 +167,10 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// Says which of the scenario's settings this run does not use (see `Scenario::notes`).
+fn print_notes(s: &crate::scenario::Scenario) {
+    for n in &s.notes {
+        eprintln!("note: {}: {n}", s.path.display());
+    }
+}

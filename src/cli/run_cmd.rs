@@ -34,13 +34,15 @@ pub fn validate(files: &[PathBuf]) -> ExitCode {
         match scenario::load_for(f, scenario::Build::Any) {
             Ok(s) => {
                 let cuda = s.topologies.iter().any(|t| t.devices.any_cuda());
+                let n = s.topologies.len();
                 println!(
-                    "{}: ok ({} topologies: {}){}",
+                    "{}: ok ({n} {}: {}){}",
                     f.display(),
-                    s.topologies.len(),
+                    if n == 1 { "topology" } else { "topologies" },
                     s.topologies.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "),
                     if cuda && !CUDA_BUILT { "; it runs on a CUDA build only (scripts/cuda-build.sh)" } else { "" }
-                )
+                );
+                super::print_notes(&s)
             }
             Err(e) => {
                 eprintln!("error: {e}");
@@ -71,6 +73,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(EXIT_BAD_INPUT);
     }
+    super::print_notes(&scenario);
     let run_dir = match args.folder.create(&scenario, &scenario.name) {
         Ok(d) => d,
         Err(e @ (OutputError::Exists(_) | OutputError::BadName(_) | OutputError::Reserved(_))) => {

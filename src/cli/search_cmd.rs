@@ -51,6 +51,7 @@ pub fn run(args: SearchArgs) -> ExitCode {
     if sc.mode != Mode::Simulate {
         return bad(format!("{}: placement search simulates; use a simulate-mode scenario", args.scenario.display()));
     }
+    super::print_notes(&sc);
     if args.gpus == 0 || args.requests == 0 || args.tp.contains(&0) {
         return bad("--gpus, --requests and every --tp must be at least 1".into());
     }

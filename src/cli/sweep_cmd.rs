@@ -59,6 +59,7 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
     if let Err(e) = args.narrow.apply(&mut sc, &args.scenario) {
         return bad(e);
     }
+    super::print_notes(&sc);
     let Some(rate0) = base_rate(&sc) else {
         return bad("a sweep changes the arrival rate, which a trace fixes; use a synthetic arrival pattern".into());
     };

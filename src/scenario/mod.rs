@@ -43,6 +43,9 @@ pub struct Scenario {
     /// Times a request lost to a worker failure is started again before it counts as failed.
     pub max_retries: u32,
     pub topologies: Vec<Topology>,
+    /// Keys the scenario sets that this run will not use, each with why: accepted (the file
+    /// may serve the other mode too) but said, so that no setting is ignored silently.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

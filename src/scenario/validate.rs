@@ -131,11 +131,17 @@ pub fn resolve(raw: RawScenario, path: &Path, build: Build) -> V<Scenario> {
         (None, Mode::Simulate) => {
             return Err(missing(
                 "cost_model",
-                "a [cost_model] table (kind = \"roofline\" | \"preset\" | \"coefficients\")",
+                "a [cost_model] table (kind = \"roofline\" | \"preset\" | \"coefficients\" | \"profile\")",
             ))
         }
         (None, Mode::Execute) => None,
     };
+    let mut notes = Vec::new();
+    if let Some(m) = &raw.model {
+        if m.top_p.is_some() && m.temperature.unwrap_or(0.0) == 0.0 {
+            notes.push("model.top_p is not used: without a temperature above 0 decoding is greedy".to_owned());
+        }
+    }
     let model = resolve_model(raw.model, seed, base_dir)?;
     let slo = resolve_slo(raw.slo)?;
     if raw.topology.is_empty() {
@@ -155,6 +161,7 @@ pub fn resolve(raw: RawScenario, path: &Path, build: Build) -> V<Scenario> {
         topologies.push(topo);
     }
     check_dtype(&model, &topologies)?;
+    notes.extend(unused(mode, cost.as_ref(), &model, &topologies));
     if model.is_synthetic() && workload.has_text_prompts() {
         return Err(invalid(
             "workload.classes",
@@ -173,6 +180,7 @@ pub fn resolve(raw: RawScenario, path: &Path, build: Build) -> V<Scenario> {
         output_dir: PathBuf::from(raw.output_dir.unwrap_or_else(|| "output".into())),
         max_retries: raw.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
         topologies,
+        notes,
     })
 }
 
@@ -785,6 +793,30 @@ fn check_dtype(model: &ModelSpec, topologies: &[Topology]) -> V<()> {
         )),
         None => Ok(()),
     }
+}
+
+/// Settings of the resolved scenario that this mode and cost model do not use.
+fn unused(mode: Mode, cost: Option<&CostModel>, model: &ModelSpec, topologies: &[Topology]) -> Vec<String> {
+    let mut notes = Vec::new();
+    let profile = matches!(cost, Some(CostModel::Profile { .. }));
+    if mode == Mode::Simulate && !profile {
+        for t in topologies.iter().filter(|t| t.threads.prefill != 1 || t.threads.decode != 1) {
+            notes.push(format!(
+                "topology `{}`: CPU threads are not used in simulate mode with this cost model (only execute mode and a \
+                 calibration profile use them)",
+                t.name
+            ));
+        }
+    }
+    let device_path = |t: &Topology| model.is_synthetic() || t.devices.any_cuda();
+    if mode == Mode::Execute && model.dtype.is_some() && !topologies.iter().any(device_path) {
+        notes.push(
+            "model.dtype is not used: it sets the tensor path's type (CUDA devices, synthetic models); on the CPU a GGUF \
+             model runs as `weights` says"
+                .to_owned(),
+        );
+    }
+    notes
 }
 
 /// In simulate mode with a calibration profile, a worker's thread count picks its fit, which

@@ -80,7 +80,11 @@ fn errors_inside_tagged_tables_name_the_key() {
     );
     rejects(&format!("{two}router = \"random\"\n"), 30, &["`topology[1].router`", "round_robin"]);
     rejects(&format!("{two}link = {{ bandwidth = 200 }}\n"), 30, &["`topology[1].link.bandwidth`", "bandwidth_gbps"]);
-    rejects(&GOOD.replace("rate_per_s = 2.0", "rate_per_s = \"fast\""), 16, &["`workload.arrival.rate_per_s`", "expected a number"]);
+    rejects(
+        &GOOD.replace("rate_per_s = 2.0", "rate_per_s = \"fast\""),
+        16,
+        &["`workload.arrival.rate_per_s`", "expected a number"],
+    );
     rejects(
         &GOOD.replace("model = \"llama-2-7b\"", "model = \"llama-2-7b\"\ntp = \"1\""),
         8,
@@ -298,4 +302,25 @@ fn malformed_corpus_gives_located_errors() {
     files.sort();
     listed.sort();
     assert_eq!(files, listed, "every malformed scenario has its expected error");
+}
+
+/// A setting the run will not use is accepted (the file may serve the other mode too) and
+/// named, with why: no setting is ignored silently.
+#[test]
+fn settings_a_run_does_not_use_are_noted() {
+    let (code, err, path) = validate(&GOOD.replace("workers = 1", "workers = 1\nthreads = 2"));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("note: {path}: topology `fused`: CPU threads are not used in simulate mode")),
+        "{err}"
+    );
+    let execute = format!(
+        "{}\n[model]\ntop_p = 0.5\ndtype = \"f16\"\n",
+        GOOD.replace("seed = 1", "seed = 1\nmode = \"execute\"")
+    );
+    let (code, err, _) = validate(&execute);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("model.top_p is not used") && err.contains("model.dtype is not used"), "{err}");
+    let (_, err, _) = validate(GOOD);
+    assert!(!err.contains("note:"), "{err}");
 }
