@@ -146,7 +146,7 @@ fn run_all(scenario: &mut Scenario, run_dir: &std::path::Path, json: bool) -> Re
     let backend = prepare(scenario)?;
     let scenario = &*scenario;
     let requests = match (scenario.workload.expected_requests(), &scenario.workload.stop) {
-        (Some(n), _) => format!("{n} requests"),
+        (Some(n), _) => format!("{n} request{}", if n == 1 { "" } else { "s" }),
         (None, StopAfter::DurationNs(d)) => format!("arrivals for {} s", *d as f64 / 1e9),
         (None, _) => "every request".to_owned(),
     };
