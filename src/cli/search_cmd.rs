@@ -186,6 +186,10 @@ pub fn run(args: SearchArgs) -> ExitCode {
             );
         }
         println!("{}", crate::sweep::goodput::LIMITS);
+        println!(
+            "Each goodput is bisected to within 2%: placements whose per-GPU goodputs are within 2% of each other \
+             are ties, whatever their order."
+        );
         println!("\nall {} placements: {}/search.csv", ranked.len(), dir.display());
     }
     ExitCode::SUCCESS
