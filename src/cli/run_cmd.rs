@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::EXIT_BAD_INPUT;
 use crate::engine::candle::device::CUDA_BUILT;
+use crate::metrics::outcome::DropReason;
 use crate::metrics::sink::CsvFile;
 use crate::metrics::summary::Summary;
 use crate::report::{comparison_rows, comparison_table};
@@ -113,9 +114,7 @@ fn not_served(s: &Summary) -> String {
     let reasons = |rejection: bool| {
         s.dropped
             .iter()
-            .filter(|(code, _)| {
-                matches!(code.as_str(), "exceeds_kv_capacity" | "exceeds_context" | "queue_full") == rejection
-            })
+            .filter(|(code, _)| DropReason::from_code(code).is_some_and(DropReason::is_rejection) == rejection)
             .map(|(code, n)| format!("{code} {n}"))
             .collect::<Vec<_>>()
             .join(", ")

@@ -7,7 +7,7 @@ use crate::engine::sim::CostModel;
 use crate::metrics::sink::CsvFile;
 use crate::run::output::mark_latest;
 use crate::run::prepare;
-use crate::scenario::{self, Mode};
+use crate::scenario::{self, Mode, MAX_RATE_PER_S as MAX_RATE};
 use crate::sweep::goodput::{goodput, OverSeeds, LIMITS};
 use crate::sweep::stats::estimate;
 use crate::sweep::{base_cv, base_rate, rescaled, run_point, Point, POINT_HEADER};
@@ -195,9 +195,6 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
-
-/// The highest rate a scenario may name (`[workload.arrival] rate_per_s`).
-const MAX_RATE: f64 = 1e9;
 
 fn fail(e: String) -> ExitCode {
     eprintln!("error: {e}");

@@ -22,6 +22,19 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    const ALL: [DropReason; 5] = [
+        DropReason::ExceedsKvCapacity,
+        DropReason::ExceedsContext,
+        DropReason::QueueFull,
+        DropReason::NoLiveWorker,
+        DropReason::WorkerFailed,
+    ];
+
+    /// The reason of a code [`DropReason::code`] wrote (the summary counts them by code).
+    pub fn from_code(code: &str) -> Option<DropReason> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             DropReason::ExceedsKvCapacity => "exceeds_kv_capacity",

@@ -173,19 +173,11 @@ fn warm_up(net: &Arc<DeviceNet>, d: DeviceSpec) -> candle_core::Result<()> {
 /// Every request a synthetic class can make fits the model's context (a trace's requests that
 /// do not are rejected as they arrive, `exceeds_context`).
 fn fits_context(scenario: &Scenario, context: u64) -> Result<(), String> {
-    let Source::Synthetic { classes, .. } = &scenario.workload.source else {
-        return Ok(());
-    };
-    for c in classes {
-        if let (Some(p), Some(o)) = (c.prompt.max_tokens(), c.output_tokens.max_tokens()) {
-            if p + o > context {
-                return Err(format!(
-                    "class `{}` can reach {p} prompt + {o} output tokens, more than the model's context of \
-                     {context} tokens; shorten the class's prompts or outputs",
-                    c.name
-                ));
-            }
-        }
+    match scenario.workload.class_longer_than(context) {
+        Some((name, p, o)) => Err(format!(
+            "class `{name}` can reach {p} prompt + {o} output tokens, more than the model's context of {context} \
+             tokens; shorten the class's prompts or outputs"
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }

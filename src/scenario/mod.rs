@@ -185,6 +185,8 @@ pub struct Batching {
 }
 
 pub const DEFAULT_MAX_RETRIES: u32 = 1;
+/// The highest arrival rate a scenario (or `pdsim sweep --rates`) may name, req/s.
+pub const MAX_RATE_PER_S: f64 = 1e9;
 pub const DEFAULT_PREFILL_TOKEN_BUDGET: u64 = 4096;
 pub const DEFAULT_MAX_DECODE_BATCH: u32 = 128;
 pub const DEFAULT_SLO_ATTAINMENT: f64 = 0.9;

@@ -12,7 +12,7 @@ use super::{
 };
 use super::{
     DEFAULT_EXECUTE_KV_CAPACITY_TOKENS, DEFAULT_MAX_DECODE_BATCH, DEFAULT_MAX_RETRIES, DEFAULT_PREFILL_TOKEN_BUDGET,
-    DEFAULT_SLO_ATTAINMENT,
+    DEFAULT_SLO_ATTAINMENT, MAX_RATE_PER_S,
 };
 use crate::engine::candle::device::{DeviceSpec, CUDA_BUILT, NO_CUDA};
 use crate::engine::candle::device_model::parse_dtype;
@@ -409,7 +409,7 @@ const MAX_INTERVAL_MS: f64 = 1e12;
 
 fn resolve_arrival(a: RawArrival) -> V<ArrivalPattern> {
     const K: &str = "workload.arrival";
-    let rate = |r: f64| within(&format!("{K}.rate_per_s"), r, 1e-6, 1e9);
+    let rate = |r: f64| within(&format!("{K}.rate_per_s"), r, 1e-6, MAX_RATE_PER_S);
     let interval = |key: &str, ms: f64| {
         within(&format!("{K}.{key}"), positive(&format!("{K}.{key}"), ms)?, 0.0, MAX_INTERVAL_MS).map(ms_to_ns)
     };
@@ -844,25 +844,17 @@ fn check_tp(key: &str, name: &str, tp: Option<u32>, cost: Option<&CostModel>) ->
 
 /// Bounded length distributions must fit the KV capacity, or requests would wait forever.
 fn check_fits(w: &Workload, t: &Topology, i: usize) -> V<()> {
-    let Source::Synthetic { classes, .. } = &w.source else {
-        return Ok(());
-    };
     let cap = t.batching.kv_capacity_tokens;
-    for c in classes {
-        if let (Some(p), Some(o)) = (c.prompt.max_tokens(), c.output_tokens.max_tokens()) {
-            if p + o > cap {
-                return Err(invalid(
-                    format!("topology[{i}]"),
-                    format!(
-                        "class `{}` can reach {p} prompt + {o} output tokens, more than the KV capacity of {cap} tokens per worker; \
-                         raise batching.kv_capacity_tokens or shorten the class's prompts or outputs",
-                        c.name
-                    ),
-                ));
-            }
-        }
+    match w.class_longer_than(cap) {
+        Some((name, p, o)) => Err(invalid(
+            format!("topology[{i}]"),
+            format!(
+                "class `{name}` can reach {p} prompt + {o} output tokens, more than the KV capacity of {cap} tokens per worker; \
+                 raise batching.kv_capacity_tokens or shorten the class's prompts or outputs"
+            ),
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]

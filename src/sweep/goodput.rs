@@ -29,8 +29,7 @@ use crate::workload::arrival::ArrivalPattern;
 use crate::workload::{Source, StopAfter};
 
 /// What keeps a topology from a higher rate: the reason the lowest rate that failed failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
     /// The rate is more than the topology completes requests at.
     Capacity,
@@ -39,7 +38,6 @@ pub enum Limit {
     /// Too few met the TPOT objective.
     Tpot,
     /// Too few met both together (each alone may have been met often enough).
-    #[serde(rename = "ttft+tpot")]
     TtftAndTpot,
     /// The run as a whole met the target but the requests that arrived last did not: a queue
     /// that builds.
@@ -55,6 +53,13 @@ impl Limit {
             Limit::TtftAndTpot => "ttft+tpot",
             Limit::Queue => "queue",
         }
+    }
+}
+
+/// JSON writes the label the tables and CSVs show.
+impl Serialize for Limit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.label())
     }
 }
 

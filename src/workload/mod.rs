@@ -111,6 +111,18 @@ impl Workload {
         }
     }
 
+    /// The first synthetic class whose longest request (prompt + output, both bounded) is more
+    /// than `limit` tokens: (name, prompt, output).
+    pub fn class_longer_than(&self, limit: u64) -> Option<(&str, u64, u64)> {
+        let Source::Synthetic { classes, .. } = &self.source else {
+            return None;
+        };
+        classes.iter().find_map(|c| match (c.prompt.max_tokens(), c.output_tokens.max_tokens()) {
+            (Some(p), Some(o)) if p + o > limit => Some((c.name.as_str(), p, o)),
+            _ => None,
+        })
+    }
+
     /// Whether any class has text prompts.
     pub fn has_text_prompts(&self) -> bool {
         matches!(&self.source, Source::Synthetic { classes, .. } if classes.iter().any(|c| matches!(c.prompt, PromptSpec::Texts { .. })))
