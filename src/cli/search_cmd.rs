@@ -68,29 +68,30 @@ pub fn run(args: SearchArgs) -> ExitCode {
         eprintln!("note: tp {t} skipped: {}", cost.with_tp(t).err().unwrap_or_default());
     }
     sc.workload.stop = crate::workload::StopAfter::Requests(args.requests);
-    // Split candidates take the router and link of the scenario's first split topology;
-    // fused ones the policy of its first fused topology.
+    // Split candidates take the router, link and batching of the scenario's first split
+    // topology; fused ones the policy, router and batching of its first fused topology (without
+    // one, the other kind's router and batching).
     let split = sc.topologies.iter().find_map(|t| match t.kind {
-        TopologyKind::Split { router, link, .. } => Some((router, link)),
+        TopologyKind::Split { router, link, .. } => Some((router, link, t.batching)),
         _ => None,
     });
-    let policy = sc
-        .topologies
-        .iter()
-        .find_map(|t| match t.kind {
-            TopologyKind::Fused { policy, .. } => Some(policy),
-            _ => None,
-        })
-        .unwrap_or(FusedPolicy::PrefillFirst);
-    let (router, link) = split.unwrap_or((crate::sched::router::RouterKind::RoundRobin, None));
+    let fused = sc.topologies.iter().find_map(|t| match t.kind {
+        TopologyKind::Fused { policy, router, .. } => Some((policy, router, t.batching)),
+        _ => None,
+    });
+    let first = sc.topologies[0].batching;
+    let (router, link, split_batching) = split.unwrap_or((crate::sched::router::RouterKind::RoundRobin, None, first));
+    let (policy, fused_router, fused_batching) = fused.unwrap_or((FusedPolicy::PrefillFirst, router, split_batching));
     let space = Space {
         gpus: args.gpus,
         tps: fits,
         fused_policy: policy,
+        fused_router,
         router,
         link,
         use_all: !args.partial,
-        batching: sc.topologies[0].batching,
+        fused_batching,
+        split_batching,
     };
     if split.is_none() {
         eprintln!(

@@ -26,14 +26,17 @@ pub struct Space {
     pub gpus: u32,
     /// Tensor-parallel degrees to try for each phase.
     pub tps: Vec<u32>,
-    /// The fused policy and router of fused candidates; router and link of split ones.
+    /// The policy and router of fused candidates.
     pub fused_policy: FusedPolicy,
+    pub fused_router: RouterKind,
+    /// The router and link of split candidates.
     pub router: RouterKind,
     pub link: Option<Link>,
     /// Only placements that use every GPU (the usual question); otherwise any that fit.
     pub use_all: bool,
-    /// Every candidate's batching limits (the scenario's).
-    pub batching: Batching,
+    /// The batching limits of fused candidates and of split ones.
+    pub fused_batching: Batching,
+    pub split_batching: Batching,
 }
 
 /// Every placement within the budget. Fused: `w` workers of `tp` GPUs. Split: `p` prefill
@@ -47,9 +50,9 @@ pub fn candidates(space: &Space) -> Vec<Topology> {
             if fits(w * tp) {
                 out.push(topology(
                     format!("fused-{w}x{tp}"),
-                    TopologyKind::Fused { workers: w, policy: space.fused_policy, router: space.router },
+                    TopologyKind::Fused { workers: w, policy: space.fused_policy, router: space.fused_router },
                     PhaseTp { prefill: Some(tp), decode: Some(tp) },
-                    space.batching,
+                    space.fused_batching,
                 ));
             }
         }
@@ -68,7 +71,7 @@ pub fn candidates(space: &Space) -> Vec<Topology> {
                                 link: space.link,
                             },
                             PhaseTp { prefill: Some(tp_p), decode: Some(tp_d) },
-                            space.batching,
+                            space.split_batching,
                         ));
                     }
                 }
@@ -206,20 +209,23 @@ mod tests {
     use super::*;
 
     fn space(gpus: u32, tps: &[u32], use_all: bool) -> Space {
+        let batching = Batching {
+            prefill_token_budget: 4096,
+            max_decode_batch: 128,
+            kv_capacity_tokens: 100_000,
+            max_queued_requests: None,
+            kv_capacity_explicit: false,
+        };
         Space {
             gpus,
             tps: tps.to_vec(),
             fused_policy: FusedPolicy::PrefillFirst,
+            fused_router: RouterKind::LeastLoaded,
             router: RouterKind::RoundRobin,
             link: None,
             use_all,
-            batching: Batching {
-                prefill_token_budget: 4096,
-                max_decode_batch: 128,
-                kv_capacity_tokens: 100_000,
-                max_queued_requests: None,
-                kv_capacity_explicit: false,
-            },
+            fused_batching: Batching { max_decode_batch: 64, ..batching },
+            split_batching: batching,
         }
     }
 
@@ -243,6 +249,17 @@ mod tests {
         assert!(all.iter().all(|t| gpus_of(t) == 4));
         // Up to the budget instead of exactly: many more.
         assert!(candidates(&space(8, &[1, 2, 4, 8], false)).len() > 50);
+    }
+
+    #[test]
+    fn fused_and_split_candidates_take_their_own_router_and_batching() {
+        for t in candidates(&space(4, &[1, 2], true)) {
+            let (router, expected) = match t.kind {
+                TopologyKind::Fused { router, .. } => (router, (RouterKind::LeastLoaded, 64)),
+                TopologyKind::Split { router, .. } => (router, (RouterKind::RoundRobin, 128)),
+            };
+            assert_eq!((router, t.batching.max_decode_batch), expected, "{}", t.name);
+        }
     }
 
     #[test]
