@@ -101,7 +101,7 @@ impl<E: Engine> DecodeWorker<E> {
                 self.transfer_done(lens, inbound);
             } else {
                 let generation = self.generation;
-                ctx.run_later(self.env.clock.wait(end - now), move |act, ctx| {
+                self.env.clock.later(ctx, end - now, move |act: &mut Self, ctx| {
                     if act.generation != generation {
                         // The worker crashed while the KV was on its way.
                         inbound.release(lens.prompt_tokens);

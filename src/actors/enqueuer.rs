@@ -80,7 +80,7 @@ impl Enqueuer {
                 if self.c.clock.is_simulated() || wait > TIMER_EARLY_NS {
                     self.next = Some(spec);
                     let early = if self.c.clock.is_simulated() { 0 } else { TIMER_EARLY_NS };
-                    ctx.run_later(self.c.clock.wait(wait - early), |act, ctx| act.pump(ctx));
+                    self.c.clock.later(ctx, wait - early, |act: &mut Self, ctx| act.pump(ctx));
                     return;
                 }
                 // Less than that to go: sleep it out on this thread, to the microsecond.

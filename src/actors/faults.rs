@@ -44,7 +44,7 @@ pub trait Recover: Scheduling {
         let now = self.env().now();
         let times: Vec<u64> = self.pending_faults().iter().map(|f| f.at_ns).collect();
         for at in times {
-            ctx.run_later(self.env().clock.wait(at.saturating_sub(now)), |act, ctx| act.fire_due(ctx));
+            self.env().clock.later(ctx, at.saturating_sub(now), |act: &mut Self, ctx| act.fire_due(ctx));
         }
     }
 
@@ -84,7 +84,7 @@ pub trait Recover: Scheduling {
         self.env().lost(lost, "worker crashed");
         self.env().set_load(0);
         if let Some(d) = down_ns {
-            ctx.run_later(self.env().clock.wait(d), |act, ctx| {
+            self.env().clock.later(ctx, d, |act: &mut Self, ctx| {
                 act.env().gauge.set_up(true);
                 act.env().event("restarted", "back up, empty".into());
                 act.kick(ctx);
@@ -119,7 +119,7 @@ pub trait Recover: Scheduling {
                 ctx.spawn(actix::fut::ready(()).map(move |(), act: &mut Self, ctx| done(act, ctx)));
             }
             Ok(wait_ns) => {
-                ctx.run_later(self.env().clock.wait(wait_ns), done);
+                self.env().clock.later(ctx, wait_ns, done);
             }
             Err(e) => self.engine_failed(ctx, e),
         }

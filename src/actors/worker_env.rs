@@ -97,7 +97,7 @@ pub trait Scheduling: Actor<Context = Context<Self>> {
                 act.schedule(ctx);
             };
             if self.env().clock.is_simulated() {
-                ctx.run_later(std::time::Duration::ZERO, fire);
+                self.env().clock.later(ctx, 0, fire);
             } else {
                 ctx.spawn(actix::fut::ready(()).map(move |(), act, ctx| fire(act, ctx)));
             }

@@ -103,6 +103,8 @@ fn run(
     let out = |dir: PathBuf| Results { dir, progress: bar.clone(), rows };
     let result = match backend {
         Backend::Simulate(cost) => {
+            // Paused: the virtual clock's driver (clock::virtual_time) learns from it when
+            // every actor is idle.
             let system = actix_rt::System::with_tokio_rt(|| {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_time()
