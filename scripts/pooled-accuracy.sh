@@ -26,7 +26,9 @@
 # --profile profiles/xeon-amx/merged-2026-12-01.toml). docs/runs/xeon-amx-2026-12-01-morning.tar.gz
 # holds six more, with requests arriving on time and, from the 03:48 round on, calibrations that
 # measured the decode steps after a wake-up (2026-12-01 02:59-04:29 UTC;
-# --profile profiles/xeon-amx/merged-2026-12-01-morning.toml).
+# --profile profiles/xeon-amx/merged-2026-12-01-morning.toml). docs/runs/xeon-emr-2026-12-02.tar.gz
+# holds four rounds on a third machine, an Emerald Rapids Xeon (2026-12-02 06:08-07:01 UTC,
+# each after a calibration; --profile profiles/xeon-emr/merged-2026-12-02.toml).
 #
 # The runs' CSVs are in docs/runs/xeon-2026-11-30.tar.gz (each run's requests, trace, iteration
 # rows, summary and the CPU share the hypervisor took); the comparisons go under --out (default:
