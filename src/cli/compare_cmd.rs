@@ -299,6 +299,17 @@ fn print_comparison(c: &TopologyComparison) {
         pace(c.pace.prefill, c.pace.prefill_steps),
         pace(c.pace.decode, c.pace.decode_steps)
     );
+    if let Some(b) = c.pace.decode_beside_prefill {
+        println!(
+            "  decode steps beside another worker's prefill: pace ×{:.2} over {} steps, alone ×{:.2} over {}: \
+             ×{:.3} (above 1: the neighbour costs more than the profile charges)",
+            b.beside,
+            b.beside_steps,
+            b.alone,
+            b.alone_steps,
+            b.beside / b.alone
+        );
+    }
     if let Some(again) = crate::compare::attempts::describe(&c.attempts) {
         println!("  executed again, the hypervisor having disturbed them: {again}");
     }

@@ -31,7 +31,27 @@ pub struct Pace {
     /// steps as `calibrate` reads it off its own (the median of each figure over pooled runs);
     /// `None` when a run has too few such steps.
     pub noise: Option<Noise>,
+    /// The decode steps' pace beside another worker's prefill against alone: whether the
+    /// profile charges what a prefilling neighbour costs a decode step.
+    pub decode_beside_prefill: Option<BesidePrefill>,
 }
+
+/// The median pace of the decode steps that started while another worker was prefilling, and
+/// of those that started with no other worker computing. The pace already counts the profile's
+/// co-run charge, so `beside ÷ alone` near 1 says the charge is right, above 1 that the
+/// neighbour costs more than the profile knows: ×1.00–1.16 on the shipped scenarios' split runs
+/// on the Emerald Rapids Xeon, whose calibrations' co-run probe read 0–3%, and ×0.99–1.01 on
+/// the AMX Xeon (docs/accuracy.md).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct BesidePrefill {
+    pub beside: f64,
+    pub beside_steps: usize,
+    pub alone: f64,
+    pub alone_steps: usize,
+}
+
+/// Steps each side needs before the comparison is shown.
+const MIN_BESIDE_STEPS: usize = 20;
 
 /// Back-to-back batch-1 decode steps a run needs for its unsteadiness to be read: the estimate
 /// bins them by 100 ms and needs a few dozen bins.
@@ -137,6 +157,10 @@ impl<'a> Neighbours<'a> {
 pub struct Ratios {
     pub prefill: Vec<f64>,
     pub decode: Vec<f64>,
+    /// The decode ratios again: of the steps that started beside another worker's prefill, and
+    /// of those that started with no other worker computing.
+    pub decode_beside_prefill: Vec<f64>,
+    pub decode_alone: Vec<f64>,
     /// The unsteadiness of each run pooled here that had enough steps to read it.
     pub noise: Vec<Noise>,
 }
@@ -145,6 +169,8 @@ impl Ratios {
     pub fn extend(&mut self, other: &Ratios) {
         self.prefill.extend_from_slice(&other.prefill);
         self.decode.extend_from_slice(&other.decode);
+        self.decode_beside_prefill.extend_from_slice(&other.decode_beside_prefill);
+        self.decode_alone.extend_from_slice(&other.decode_alone);
         self.noise.extend_from_slice(&other.noise);
     }
 
@@ -164,6 +190,19 @@ impl Ratios {
             prefill: median(&self.prefill),
             decode: median(&self.decode),
             noise,
+            decode_beside_prefill: match (median(&self.decode_beside_prefill), median(&self.decode_alone)) {
+                (Some(beside), Some(alone))
+                    if self.decode_beside_prefill.len().min(self.decode_alone.len()) >= MIN_BESIDE_STEPS =>
+                {
+                    Some(BesidePrefill {
+                        beside,
+                        beside_steps: self.decode_beside_prefill.len(),
+                        alone,
+                        alone_steps: self.decode_alone.len(),
+                    })
+                }
+                _ => None,
+            },
         }
     }
 }
@@ -175,6 +214,7 @@ pub fn ratios(iterations: &Path, topology: &Topology, profile: &CostModel) -> st
     let steps = read_steps(iterations)?;
     let neighbours = Neighbours::new(&steps);
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    let (mut beside_prefill, mut alone) = (Vec::new(), Vec::new());
     // Per worker: (start ms, log of executed ÷ predicted) of its back-to-back batch-1 decode steps.
     let mut series: BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
     // Each worker's step before the one at hand, in the file's order, and its steps since its
@@ -221,7 +261,17 @@ pub fn ratios(iterations: &Path, topology: &Topology, profile: &CostModel) -> st
         plan.beside_single_decode = beside.iter().any(|o| o.kind == "decode" && o.batch == 1);
         let predicted = cost.step_ns(&plan) as f64 / 1e6 * after_wake;
         if predicted > 0.0 && s.ms > 0.0 {
-            if plan.prefill.is_empty() { &mut decode } else { &mut prefill }.push(s.ms / predicted);
+            let ratio = s.ms / predicted;
+            if plan.prefill.is_empty() {
+                decode.push(ratio);
+                if beside.is_empty() {
+                    alone.push(ratio);
+                } else if beside.iter().any(|o| o.prefill_tokens > 0) {
+                    beside_prefill.push(ratio);
+                }
+            } else {
+                prefill.push(ratio);
+            }
             let back_to_back = previous.is_some_and(|p| p.kind == "decode" && s.start_s - p.end_s < BACK_TO_BACK_S);
             if s.kind == "decode" && s.batch == 1 && back_to_back {
                 series.entry(&s.worker).or_default().push((s.start_s * 1e3, (s.ms / predicted).ln()));
@@ -235,7 +285,7 @@ pub fn ratios(iterations: &Path, topology: &Topology, profile: &CostModel) -> st
     } else {
         Vec::new()
     };
-    Ok(Ratios { prefill, decode, noise })
+    Ok(Ratios { prefill, decode, decode_beside_prefill: beside_prefill, decode_alone: alone, noise })
 }
 
 #[cfg(test)]
@@ -326,6 +376,33 @@ mod tests {
                    decode-0,decode,1,0,1,103,100,0,1.0575,1.0675,10\n";
         let r = ratios_of(csv, &profile);
         assert!(r.decode.iter().all(|x| (x - 1.0).abs() < 1e-9), "{:?}", r.decode);
+    }
+
+    #[test]
+    fn decode_steps_beside_a_prefill_are_read_against_those_alone() {
+        let profile = profile(DecodeCoeffs { base_ms: 9.0, per_ctx_token_ms: 0.0, per_seq_ms: 1.0 }, None);
+        // decode-0 runs back-to-back 10 ms steps (the profile's) while no one else computes, and
+        // 12 ms steps while prefill-0 computes a long prompt: beside ÷ alone = 1.2.
+        let mut csv = String::from(
+            "worker,kind,batch_size,prefill_tokens,decode_tokens,context_tokens,kv_used_tokens,queued,start_s,end_s,duration_ms\n",
+        );
+        let mut at = 10.0;
+        for _ in 0..MIN_BESIDE_STEPS {
+            csv += &format!("decode-0,decode,1,0,1,100,100,0,{at},{},10\n", at + 0.010);
+            at += 0.010;
+        }
+        csv += &format!("prefill-0,prefill,1,2000,0,0,2000,0,{at},{},2010\n", at + 2.010);
+        at += 0.001;
+        for _ in 0..MIN_BESIDE_STEPS {
+            csv += &format!("decode-0,decode,1,0,1,100,100,0,{at},{},12\n", at + 0.012);
+            at += 0.012;
+        }
+        let b = ratios_of(&csv, &profile).pace().decode_beside_prefill.expect("enough steps each side");
+        assert_eq!((b.beside_steps, b.alone_steps), (MIN_BESIDE_STEPS, MIN_BESIDE_STEPS));
+        assert!((b.beside / b.alone - 1.2).abs() < 1e-9, "{b:?}");
+        // One step fewer beside: too few to say.
+        let fewer: String = csv.lines().take(csv.lines().count() - 1).map(|l| format!("{l}\n")).collect();
+        assert!(ratios_of(&fewer, &profile).pace().decode_beside_prefill.is_none());
     }
 
     #[test]
