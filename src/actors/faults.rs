@@ -114,13 +114,8 @@ pub trait Recover: Scheduling {
             }
         };
         match result {
-            Ok(0) if !self.env().clock.is_simulated() => {
-                // The engine already computed; finish on the next turn of the context.
-                ctx.spawn(actix::fut::ready(()).map(move |(), act: &mut Self, ctx| done(act, ctx)));
-            }
-            Ok(wait_ns) => {
-                self.env().clock.later(ctx, wait_ns, done);
-            }
+            // Executed, the engine has already computed (0): done on the context's next turn.
+            Ok(wait_ns) => self.env().clock.later(ctx, wait_ns, done),
             Err(e) => self.engine_failed(ctx, e),
         }
     }

@@ -85,10 +85,7 @@ pub trait Scheduling: Actor<Context = Context<Self>> {
     /// nothing.
     fn epoch(&self) -> u32;
 
-    /// Schedules once the messages of this instant are in. On the virtual clock that is a
-    /// zero-length timer (it fires after everything due at this instant); on the wall clock a
-    /// timer would round up to tokio's next millisecond tick, so the call is queued on the
-    /// actor's context instead.
+    /// Schedules once the messages of this instant are in: a wait of 0 (see [`RunClock::later`]).
     fn kick(&mut self, ctx: &mut Context<Self>) {
         // A worker that is down schedules nothing; it kicks itself when it comes back.
         if self.env().gauge.is_up() && self.kick_state().arm() {
@@ -96,11 +93,7 @@ pub trait Scheduling: Actor<Context = Context<Self>> {
                 act.kick_state().fired();
                 act.schedule(ctx);
             };
-            if self.env().clock.is_simulated() {
-                self.env().clock.later(ctx, 0, fire);
-            } else {
-                ctx.spawn(actix::fut::ready(()).map(move |(), act, ctx| fire(act, ctx)));
-            }
+            self.env().clock.later(ctx, 0, fire);
         }
     }
 }

@@ -54,9 +54,9 @@ impl RunClock {
         ns.div_ceil(SIMULATED_TICK_NS).saturating_mul(SIMULATED_TICK_NS)
     }
 
-    /// Calls `f` on the actor `ns` nanoseconds from now. In simulate mode a wait of 0 fires
-    /// after everything due at this instant; on the wall clock a timer rounds up to tokio's
-    /// next millisecond.
+    /// Calls `f` on the actor `ns` nanoseconds from now. A wait of 0 fires, in simulate mode,
+    /// after everything due at this instant; on the wall clock on the actor's next turn (a
+    /// timer there would round up to tokio's next millisecond, as any longer wait does).
     pub fn later<A, F>(&self, ctx: &mut A::Context, ns: u64, f: F)
     where
         A: Actor,
@@ -68,6 +68,8 @@ impl RunClock {
             ctx.spawn(
                 actix::fut::wrap_future::<_, A>(virtual_time::sleep_until(at)).map(move |(), act, ctx| f(act, ctx)),
             );
+        } else if ns == 0 {
+            ctx.spawn(actix::fut::ready(()).map(move |(), act, ctx| f(act, ctx)));
         } else {
             ctx.run_later(std::time::Duration::from_nanos(ns), f);
         }
