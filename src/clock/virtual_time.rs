@@ -105,7 +105,12 @@ impl Future for Sleep {
         match &self.entry {
             Some(e) if e.fired.get() => Poll::Ready(()),
             Some(e) => {
-                e.waker.replace(Some(cx.waker().clone()));
+                // An actor polls its pending timers at every message it handles: keep the waker
+                // unless it changed, rather than clone it each time.
+                let mut w = e.waker.borrow_mut();
+                if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *w = Some(cx.waker().clone());
+                }
                 Poll::Pending
             }
             None => {
