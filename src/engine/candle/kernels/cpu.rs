@@ -9,6 +9,15 @@ pub fn avx512() -> bool {
     false
 }
 
+/// AVX2 with FMA: 8 f32 lanes and 8-bit multiply-adds into 16 bits (the Q8 kernel where VNNI
+/// is missing: AMD before Zen 4, Intel client CPUs).
+pub fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// AVX-512 VNNI with BW: 8-bit dot products (the Q8 kernel).
 pub fn vnni() -> bool {
     #[cfg(target_arch = "x86_64")]

@@ -53,6 +53,25 @@ impl OutPtr {
             _mm512_mask_storeu_ps(self.at(r0 + r, p * PANEL), mask, *a);
         }
     }
+
+    /// Stores the first `cols` (at most 8) lanes of `v` at (row, col..): how the AVX2 kernels
+    /// end a call, a half panel at a time.
+    ///
+    /// # Safety
+    /// The CPU must have AVX; the positions must be inside the buffer and written by no other
+    /// task.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx")]
+    pub unsafe fn store_half(self, row: usize, col: usize, cols: usize, v: std::arch::x86_64::__m256) {
+        use std::arch::x86_64::*;
+        if cols == PANEL / 2 {
+            _mm256_storeu_ps(self.at(row, col), v);
+        } else {
+            let mut lanes = [0f32; PANEL / 2];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+            std::ptr::copy_nonoverlapping(lanes.as_ptr(), self.at(row, col), cols);
+        }
+    }
 }
 
 /// Computes an `m × n` output panel by panel, in parallel over panels of [`PANEL`] columns.

@@ -1,6 +1,7 @@
 //! Q8 weight matrices: symmetric 8-bit quantization in blocks of 32 along the input dimension
 //! (the GGUF Q8_0 scheme) for weights and activations alike, multiplied with AVX-512 VNNI
-//! integer dot products, with a portable fallback.
+//! integer dot products ([`avx512`]), with AVX2 where VNNI is missing ([`avx2`]), and with a
+//! portable loop elsewhere.
 //!
 //! The weights are packed by panels of 16 output columns. For each block of 32 inputs a panel
 //! holds eight 64-byte vectors; vector `j` holds inputs `4j..4j+4` of its 16 columns. One
@@ -17,6 +18,11 @@
 //! Weight-stationary: each task owns a panel and sweeps every activation row, so the weights
 //! are read from memory once per step whatever the batch. Every row goes through the same
 //! instruction sequence whatever rows are beside it, so results do not change with the batch.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 use super::huge_pages::{Arena, Stored};
 use super::tiles::{for_each_panel, OutPtr, PANEL};
@@ -63,7 +69,7 @@ type BlockFn = unsafe fn(&[f32], &mut [i8]) -> f32;
 fn block_fn() -> BlockFn {
     #[cfg(target_arch = "x86_64")]
     if super::cpu::vnni() {
-        return x86::quantize_block;
+        return avx512::quantize_block;
     }
     quantize_block
 }
@@ -182,10 +188,15 @@ impl Q8Matrix {
     /// `x` (`m × in`, row-major) times the transposed matrix: `m × out`, row-major. Each output
     /// row depends only on its own input row, so results do not change with the batch.
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
-        let panel = panel_fn();
-        let act = Activations::quantize(x, m, self.inp, panel_is_vector());
-        // Safety: for_each_panel hands each (panel, rows) to exactly one call.
-        for_each_panel(m, self.out, ROWS_PER_CALL, |p, r0, rows, out| unsafe { panel(self, &act, p, r0, rows, out) })
+        self.matmul_on(x, m, Path::of_cpu())
+    }
+
+    /// [`matmul`](Self::matmul) on the given path, which the CPU must have.
+    fn matmul_on(&self, x: &[f32], m: usize, path: Path) -> Vec<f32> {
+        let act = Activations::quantize(x, m, self.inp, path != Path::Portable);
+        // Safety: for_each_panel hands each (panel, rows) to exactly one call; the caller
+        // chose a path this CPU has.
+        for_each_panel(m, self.out, ROWS_PER_CALL, |p, r0, rows, out| unsafe { path.panel(self, &act, p, r0, rows, out) })
     }
 
     /// Output columns of panel `p` (16 but for a last, partial panel).
@@ -194,23 +205,46 @@ impl Q8Matrix {
     }
 }
 
-type PanelFn = unsafe fn(&Q8Matrix, &Activations, usize, usize, usize, OutPtr);
-
-fn panel_fn() -> PanelFn {
-    #[cfg(target_arch = "x86_64")]
-    if panel_is_vector() {
-        return x86::panel;
-    }
-    panel_portable
+/// How a panel is computed. The vector paths read the activations as [`RowGroups`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Path {
+    /// AVX-512 VNNI.
+    Vnni,
+    /// AVX2 and FMA.
+    Avx2,
+    Portable,
 }
 
-/// Whether [`panel_fn`] takes the vector kernel, which reads [`RowGroups`].
-fn panel_is_vector() -> bool {
-    cfg!(target_arch = "x86_64") && super::cpu::vnni()
+impl Path {
+    /// The fastest path this CPU has.
+    fn of_cpu() -> Path {
+        if super::cpu::vnni() {
+            Path::Vnni
+        } else if super::cpu::avx2() {
+            Path::Avx2
+        } else {
+            Path::Portable
+        }
+    }
+
+    /// Rows `r0..r0+rows` (at most [`ROWS_PER_CALL`]) of panel `p`.
+    ///
+    /// # Safety
+    /// The CPU must have the path; `out` must hold the panel's columns of those rows, written
+    /// by no other task.
+    unsafe fn panel(self, w: &Q8Matrix, a: &Activations, p: usize, r0: usize, rows: usize, out: OutPtr) {
+        #[cfg(target_arch = "x86_64")]
+        match self {
+            Path::Vnni => return avx512::panel(w, a, p, r0, rows, out),
+            Path::Avx2 => return avx2::panel(w, a, p, r0, rows, out),
+            Path::Portable => {}
+        }
+        panel_portable(w, a, p, r0, rows, out)
+    }
 }
 
 /// The reference: per column, per block, the exact integer dot product, then
-/// `sum = fma(dot, w_scale · x_scale, sum)` in block order, as the vector kernel does.
+/// `sum = fma(dot, w_scale · x_scale, sum)` in block order, as the vector kernels do.
 unsafe fn panel_portable(w: &Q8Matrix, a: &Activations, p: usize, r0: usize, rows: usize, out: OutPtr) {
     let (k, nb) = (w.inp, w.inp / BLOCK);
     for r in r0..r0 + rows {
@@ -231,79 +265,9 @@ unsafe fn panel_portable(w: &Q8Matrix, a: &Activations, p: usize, r0: usize, row
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::*;
-
-    use super::super::tiles::{OutPtr, PANEL};
-    use super::{Activations, Q8Matrix, BLOCK, GROUP_BLOCK_QUADS, PANEL_BLOCK_BYTES, QUAD, ROWS_PER_CALL};
-
-    /// [`super::quantize_block`] on 16 lanes: the same maximum, scale and rounding (the
-    /// conversion rounds to nearest even), so the same bytes.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn quantize_block(src: &[f32], dst: &mut [i8]) -> f32 {
-        let (lo, hi) = (_mm512_loadu_ps(src.as_ptr()), _mm512_loadu_ps(src.as_ptr().add(16)));
-        let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
-        let scale = amax / 127.0;
-        let inv = _mm512_set1_ps(if scale > 0.0 { 1.0 / scale } else { 0.0 });
-        let (limit, floor) = (_mm512_set1_epi32(127), _mm512_set1_epi32(-127));
-        for (half, v) in [lo, hi].into_iter().enumerate() {
-            let q = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inv)), limit), floor);
-            _mm_storeu_si128(dst.as_mut_ptr().add(16 * half) as *mut __m128i, _mm512_cvtepi32_epi8(q));
-        }
-        scale
-    }
-
-    /// Rows `r0..r0+rows` (at most 8) of panel `p`.
-    pub unsafe fn panel(w: &Q8Matrix, a: &Activations, p: usize, r0: usize, rows: usize, out: OutPtr) {
-        match rows {
-            8 => kernel::<8>(w, a, p, r0, out),
-            7 => kernel::<7>(w, a, p, r0, out),
-            6 => kernel::<6>(w, a, p, r0, out),
-            5 => kernel::<5>(w, a, p, r0, out),
-            4 => kernel::<4>(w, a, p, r0, out),
-            3 => kernel::<3>(w, a, p, r0, out),
-            2 => kernel::<2>(w, a, p, r0, out),
-            1 => kernel::<1>(w, a, p, r0, out),
-            _ => unreachable!("at most {} rows per call, got {rows}", super::ROWS_PER_CALL),
-        }
-    }
-
-    /// R activation rows × the panel's 16 columns: per block, eight dot products per row
-    /// against weight vectors loaded once for all R rows, the rows' quads broadcast from one
-    /// pointer at fixed offsets.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn kernel<const R: usize>(w: &Q8Matrix, a: &Activations, p: usize, r0: usize, out: OutPtr) {
-        let nb = w.inp / BLOCK;
-        let groups = a.groups.as_ref().expect("the vector kernel's activations are grouped");
-        debug_assert_eq!(r0 % ROWS_PER_CALL, 0, "calls start at a group");
-        let g = r0 / ROWS_PER_CALL;
-        let quads = groups.quads.as_ptr().add(g * nb * GROUP_BLOCK_QUADS);
-        let corr = groups.corr.as_ptr().add(g * nb * ROWS_PER_CALL);
-        let xs = groups.scales.as_ptr().add(g * nb * ROWS_PER_CALL);
-        let mut acc = [_mm512_setzero_ps(); R];
-        for b in 0..nb {
-            let wp = w.packed.as_ptr().add((p * nb + b) * PANEL_BLOCK_BYTES);
-            let xq = quads.add(b * GROUP_BLOCK_QUADS);
-            let mut dot: [__m512i; R] = std::array::from_fn(|r| _mm512_set1_epi32(*corr.add(b * ROWS_PER_CALL + r)));
-            for j in 0..BLOCK / QUAD {
-                let wv = _mm512_loadu_si512(wp.add(j * PANEL * QUAD) as *const _);
-                for (r, dot) in dot.iter_mut().enumerate() {
-                    *dot = _mm512_dpbusd_epi32(*dot, wv, _mm512_set1_epi32(*xq.add(j * ROWS_PER_CALL + r)));
-                }
-            }
-            let ws = _mm512_loadu_ps(w.scales.as_ptr().add((p * nb + b) * PANEL));
-            for (r, (acc, dot)) in acc.iter_mut().zip(dot).enumerate() {
-                let scale = _mm512_mul_ps(ws, _mm512_set1_ps(*xs.add(b * ROWS_PER_CALL + r)));
-                *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, *acc);
-            }
-        }
-        out.store_panel(r0, p, w.panel_cols(p), &acc);
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::cpu;
     use super::*;
     use rand::{Rng, SeedableRng};
 
@@ -330,16 +294,34 @@ mod tests {
         assert_eq!(&got[n..2 * n], &alone[..]);
     }
 
+    /// The vector paths this CPU has (each is checked against the portable loop where it runs).
+    fn vector_paths() -> Vec<Path> {
+        let has = [(Path::Vnni, cpu::vnni()), (Path::Avx2, cpu::avx2())];
+        has.into_iter().filter(|&(_, here)| here).map(|(path, _)| path).collect()
+    }
+
     #[test]
-    fn fast_kernel_equals_portable_kernel_exactly() {
-        // 21 rows: calls of 8, 8 and 5 rows; 37 columns: a partial last panel; 7 blocks.
+    fn vector_kernels_equal_portable_kernel_exactly() {
+        // 21 rows: calls of 8, 8 and 5 rows; 37 columns: a partial last panel (and on AVX2 a
+        // partial half); 7 blocks.
         let (m, k, n) = (21, 32 * 7, 37);
         let x = random(m * k, 3);
         // Large activations exercise the +128 correction near the i8 range's ends.
         let x: Vec<f32> = x.iter().enumerate().map(|(i, v)| if i % 29 == 0 { v * 50.0 } else { *v }).collect();
         let q = Q8Matrix::from_f32(&random(n * k, 4), n, k);
-        let fast = q.matmul(&x, m);
-        let act = Activations::quantize(&x, m, k, false);
+        for path in vector_paths() {
+            check_path_against_portable(&q, &x, (m, k, n), path);
+        }
+        // Narrower than a half panel: only the first half's first columns are real.
+        let q = Q8Matrix::from_f32(&random(5 * k, 5), 5, k);
+        for path in vector_paths() {
+            check_path_against_portable(&q, &x, (m, k, 5), path);
+        }
+    }
+
+    fn check_path_against_portable(q: &Q8Matrix, x: &[f32], (m, k, n): (usize, usize, usize), path: Path) {
+        let fast = q.matmul_on(x, m, path);
+        let act = Activations::quantize(x, m, k, false);
         let mut portable = vec![0i8; BLOCK];
         for (b, block) in x.chunks_exact(BLOCK).enumerate() {
             assert_eq!(unsafe { quantize_block(block, &mut portable) }, act.q.scales[b]);
@@ -348,12 +330,12 @@ mod tests {
         let mut slow = vec![f32::NAN; m * n];
         let out = OutPtr(slow.as_mut_ptr(), n);
         for p in 0..n.div_ceil(PANEL) {
-            unsafe { panel_portable(&q, &act, p, 0, m, out) };
+            unsafe { panel_portable(q, &act, p, 0, m, out) };
         }
-        assert_eq!(fast, slow);
+        assert_eq!(fast, slow, "{path:?}");
         // Rows batched with others equal the same rows alone, at every tile height.
-        for r in [0, 7, 8, 20] {
-            assert_eq!(&fast[r * n..(r + 1) * n], &q.matmul(&x[r * k..(r + 1) * k], 1)[..], "row {r}");
+        for r in [0, 3, 4, 7, 8, 20] {
+            assert_eq!(&fast[r * n..(r + 1) * n], &q.matmul_on(&x[r * k..(r + 1) * k], 1, path)[..], "{path:?} row {r}");
         }
     }
 }
