@@ -20,15 +20,21 @@ pub fn cpu() -> String {
         .into_iter()
         .filter_map(|(has, name)| has.then_some(name))
         .collect();
-    cpu_of(cpuinfo().as_deref().unwrap_or(""), &kernels)
+    cpu_of(cpuinfo().as_deref().unwrap_or(""), &kernels, cpu::avx2())
 }
 
-fn cpu_of(cpuinfo: &str, kernels: &[&str]) -> String {
+/// `kernels`: the AVX-512 extensions; `avx2` is named only without them (profiles of AVX-512
+/// machines were written before the AVX2 kernels, and name only those).
+fn cpu_of(cpuinfo: &str, kernels: &[&str], avx2: bool) -> String {
     let id = match (field(cpuinfo, "cpu family"), field(cpuinfo, "model"), field(cpuinfo, "stepping")) {
         (Some(f), Some(m), Some(s)) => format!("family {f} model {m} stepping {s}"),
         _ => std::env::consts::ARCH.to_owned(),
     };
-    let kernels = if kernels.is_empty() { "no AVX-512".to_owned() } else { kernels.join(" ") };
+    let kernels = match (kernels.is_empty(), avx2) {
+        (false, _) => kernels.join(" "),
+        (true, true) => "AVX2, no AVX-512".to_owned(),
+        (true, false) => "no AVX-512".to_owned(),
+    };
     format!("{id}; {kernels}")
 }
 
@@ -52,9 +58,11 @@ mod tests {
     fn the_cpu_is_its_family_model_stepping_and_kernel_extensions() {
         let info = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 167\n\
                     model name\t: Intel(R) Xeon(R) Processor\nstepping\t: 1\n\nprocessor\t: 1\nmodel\t\t: 999\n";
-        assert_eq!(cpu_of(info, &["AVX-512", "VNNI", "BF16"]), "family 6 model 167 stepping 1; AVX-512 VNNI BF16");
-        assert_eq!(cpu_of(info, &[]), "family 6 model 167 stepping 1; no AVX-512");
+        let id = "family 6 model 167 stepping 1";
+        assert_eq!(cpu_of(info, &["AVX-512", "VNNI", "BF16"], true), format!("{id}; AVX-512 VNNI BF16"));
+        assert_eq!(cpu_of(info, &[], true), format!("{id}; AVX2, no AVX-512"));
+        assert_eq!(cpu_of(info, &[], false), format!("{id}; no AVX-512"));
         // No /proc/cpuinfo, or one without these fields (not x86): the architecture.
-        assert_eq!(cpu_of("", &[]), format!("{}; no AVX-512", std::env::consts::ARCH));
+        assert_eq!(cpu_of("", &[], false), format!("{}; no AVX-512", std::env::consts::ARCH));
     }
 }

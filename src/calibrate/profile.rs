@@ -67,6 +67,10 @@ pub struct Profile {
 /// - 4: pdsim's kernels keep their weights on huge pages (on the AMX Xeon's KVM guest, the first
 ///   step after seconds idle paid about an eighth of the extra time it paid on 4 KiB pages, and
 ///   back-to-back bench steps ran ×1.1–1.5 faster).
+///
+/// Not raised for the AVX2 kernels (2026-12-02): they changed no path a CPU with AVX-512 takes,
+/// and no profile had been timed on a CPU without it (such a CPU ran every matrix through the
+/// portable loops, too slowly to calibrate).
 pub const ENGINE_REVISION: u32 = 4;
 
 /// The file as written and read back.

@@ -51,7 +51,7 @@ pub fn decode_attention(queries: Vec<DecodeQuery<'_>>, heads: usize, kv_heads: u
             for (g, row) in p.chunks_exact_mut(len).enumerate() {
                 let q = &job.q[g * head_dim..(g + 1) * head_dim];
                 for (s, kj) in row.iter_mut().zip(job.k.chunks_exact(head_dim)) {
-                    *s = q.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale;
+                    *s = dot(q, kj) * scale;
                 }
             }
         }
@@ -76,6 +76,24 @@ pub fn decode_attention(queries: Vec<DecodeQuery<'_>>, heads: usize, kv_heads: u
             }
         }
     });
+}
+
+/// Running sums of [`dot`]: one 256-bit register of f32.
+const LANES: usize = 8;
+
+/// `Σ a_i · b_i` in [`LANES`] running sums added together at the end: a loop the compiler
+/// vectorizes (a single running sum must be added in order and stays scalar: on an AVX2 CPU,
+/// decode at context 512 ran at 45 tok/s with it, 62% of its pace at context 32).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (a, b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = a.remainder().iter().zip(b.remainder()).map(|(x, y)| x * y).sum();
+    let mut acc = [0f32; LANES];
+    for (a, b) in a.zip(b) {
+        for l in 0..LANES {
+            acc[l] += a[l] * b[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// A group of query heads against one KV head's cache rows.

@@ -69,20 +69,16 @@ fn attention(mut seqs: Vec<PromptQuery<'_>>, shape: Shape, simd: bool) {
             }
         }
     }
-    // The vector path reads keys transposed, 16 positions a register: each (sequence, KV head)
-    // is transposed once, for all its blocks.
-    let transposed: Vec<Keys> = if simd {
-        let heads: Vec<(usize, usize)> =
-            (0..seqs.len()).flat_map(|s| (0..shape.kv_heads).map(move |kv| (s, kv))).collect();
-        heads.par_iter().map(|&(s, kv)| Keys::transpose(&seqs[s], kv, shape)).collect()
-    } else {
-        Vec::new()
-    };
+    // Both paths read keys transposed, so that a row's scores are computed all at once along
+    // the positions (16 a register on the vector path): each (sequence, KV head) is transposed
+    // once, for all its blocks.
+    let heads: Vec<(usize, usize)> = (0..seqs.len()).flat_map(|s| (0..shape.kv_heads).map(move |kv| (s, kv))).collect();
+    let transposed: Vec<Keys> = heads.par_iter().map(|&(s, kv)| Keys::transpose(&seqs[s], kv, shape)).collect();
     // Each job's rows come back in its own buffer: a block's output rows interleave with other
     // KV heads' in the token-major output, so jobs cannot own disjoint slices of it.
     let blocks: Vec<Vec<f32>> = jobs
         .par_iter()
-        .map(|&job| block(&seqs[job.seq], transposed.get(job.seq * shape.kv_heads + job.kv), job, shape))
+        .map(|&job| block(&seqs[job.seq], &transposed[job.seq * shape.kv_heads + job.kv], job, shape, simd))
         .collect();
     let (group, d) = (shape.group(), shape.d);
     for (job, rows) in jobs.iter().zip(&blocks) {
@@ -117,8 +113,8 @@ impl Keys {
 }
 
 /// The output rows of one job, `[(b − a)·group × d]`, ordered by token then query head. `keys`:
-/// the transposed keys on the vector path, `None` on the portable one.
-fn block(pq: &PromptQuery<'_>, keys: Option<&Keys>, job: Job, shape: Shape) -> Vec<f32> {
+/// the KV head's transposed keys; `simd`: the vector path.
+fn block(pq: &PromptQuery<'_>, keys: &Keys, job: Job, shape: Shape, simd: bool) -> Vec<f32> {
     let (group, d) = (shape.group(), shape.d);
     let len = pq.start + job.b; // keys the block's last token sees
     let rows = (job.b - job.a) * group;
@@ -133,12 +129,15 @@ fn block(pq: &PromptQuery<'_>, keys: Option<&Keys>, job: Job, shape: Shape) -> V
     // Scores, then weights: `[rows × stride]`, a row's keys past its own position zero.
     let stride = len.next_multiple_of(16);
     let mut p = vec![0f32; rows * stride];
-    match keys {
+    if simd {
+        // Safety: `simd` only where simd() found AVX-512 and d a multiple of 16; both strides
+        // are multiples of 16 and the block's fits in the keys'.
         #[cfg(target_arch = "x86_64")]
-        // Safety: the transposed keys exist only where simd() found AVX-512 and d a multiple
-        // of 16; both strides are multiples of 16 and the block's fits in the keys'.
-        Some(keys) => unsafe { x86::scores(&q, &keys.kt, keys.stride, d, stride, &mut p) },
-        _ => scores(&q, &pq.k[base..base + len * d], d, stride, &mut p),
+        unsafe {
+            x86::scores(&q, &keys.kt, keys.stride, d, stride, &mut p)
+        }
+    } else {
+        scores(&q, &keys.kt, keys.stride, d, stride, &mut p);
     }
     for (r, row) in p.chunks_exact_mut(stride).enumerate() {
         let (live, masked) = row.split_at_mut(pq.start + job.a + r / group + 1);
@@ -150,16 +149,22 @@ fn block(pq: &PromptQuery<'_>, keys: Option<&Keys>, job: Job, shape: Shape) -> V
         live.iter_mut().for_each(|s| *s /= sum);
     }
     let mut out = vec![0f32; rows * d];
-    weighted_sum(&p, stride, values, d, group, pq.start + job.a, &mut out, keys.is_some());
+    weighted_sum(&p, stride, values, d, group, pq.start + job.a, &mut out, simd);
     out
 }
 
-/// `p[r·stride + j] = q_r · k_j` for every query row r and key j (`keys`: `[len × d]`).
-fn scores(q: &[f32], keys: &[f32], d: usize, stride: usize, p: &mut [f32]) {
+/// `p[r·stride + j] = q_r · k_j` for every query row r and key j < stride, from the transposed
+/// keys (`kt`: `[d × kstride]`; `p` starts at zero). Each score is a chain of fused
+/// multiply-adds in order of c, the same arithmetic as each lane of the vector path; a row's
+/// scores advance together, so the inner loop runs along contiguous positions and the
+/// compiler vectorizes it (one score at a time, a chain along c, stays scalar: on an AVX2 CPU a
+/// 512-token prefill ran at 202 tok/s with it).
+fn scores(q: &[f32], kt: &[f32], kstride: usize, d: usize, stride: usize, p: &mut [f32]) {
     for (qr, row) in q.chunks_exact(d).zip(p.chunks_exact_mut(stride)) {
-        for (s, key) in row.iter_mut().zip(keys.chunks_exact(d)) {
-            // Fused multiply-adds in order of c: the same arithmetic as each lane of the vector path.
-            *s = qr.iter().zip(key).fold(0.0, |acc, (&a, &b)| a.mul_add(b, acc));
+        for (c, &x) in qr.iter().enumerate() {
+            for (s, &k) in row.iter_mut().zip(&kt[c * kstride..][..stride]) {
+                *s = x.mul_add(k, *s);
+            }
         }
     }
 }
