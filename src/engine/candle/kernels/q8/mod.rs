@@ -196,7 +196,9 @@ impl Q8Matrix {
         let act = Activations::quantize(x, m, self.inp, path != Path::Portable);
         // Safety: for_each_panel hands each (panel, rows) to exactly one call; the caller
         // chose a path this CPU has.
-        for_each_panel(m, self.out, ROWS_PER_CALL, |p, r0, rows, out| unsafe { path.panel(self, &act, p, r0, rows, out) })
+        for_each_panel(m, self.out, ROWS_PER_CALL, |p, r0, rows, out| unsafe {
+            path.panel(self, &act, p, r0, rows, out)
+        })
     }
 
     /// Output columns of panel `p` (16 but for a last, partial panel).
@@ -335,7 +337,11 @@ mod tests {
         assert_eq!(fast, slow, "{path:?}");
         // Rows batched with others equal the same rows alone, at every tile height.
         for r in [0, 3, 4, 7, 8, 20] {
-            assert_eq!(&fast[r * n..(r + 1) * n], &q.matmul_on(&x[r * k..(r + 1) * k], 1, path)[..], "{path:?} row {r}");
+            assert_eq!(
+                &fast[r * n..(r + 1) * n],
+                &q.matmul_on(&x[r * k..(r + 1) * k], 1, path)[..],
+                "{path:?} row {r}"
+            );
         }
     }
 }
