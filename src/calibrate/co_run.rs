@@ -71,8 +71,14 @@ const CO_RUN_PASSES: usize = 3;
 const CO_RUN_SAMPLES: usize = 9;
 
 /// How long the other engine computes, then sleeps, in turn, in the co-run measurement: a few
-/// of the timed engine's longest steps (a one-thread 64-token prefill, ~90 ms).
+/// of the timed engine's longest steps (a one-thread 64-token prefill, ~90 ms on the Xeons), and
+/// at least [`CO_RUN_PHASE_STEPS`] of the timed step.
 const CO_RUN_PHASE_MS: u64 = 400;
+
+/// A turn lasts this many of the timed steps at least: only a step that falls wholly inside
+/// one turn counts, and with turns of 400 ms an AVX2 EPYC's one-thread 64-token prefill
+/// (290 ms, twice that while the tests ran beside it) got 11 steps alone and 4 beside in 60 s.
+const CO_RUN_PHASE_STEPS: f64 = 4.0;
 
 /// The most decode steps the co-run measurement takes (its batch's caches are sized for them).
 const CO_RUN_MAX_STEPS: usize = 600;
@@ -100,6 +106,8 @@ fn beside(
 ) -> Result<(f64, f64), EngineError> {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::Duration;
+    let settle = step(b)?;
+    let phase = Duration::from_millis(CO_RUN_PHASE_MS.max((CO_RUN_PHASE_STEPS * settle).ceil() as u64));
     let stop = Arc::new(AtomicBool::new(false));
     // Counts the other engine's turns: odd while it computes, even while it sleeps (0: not
     // started yet).
@@ -113,7 +121,7 @@ fn beside(
         while running() {
             turns.fetch_add(1, Ordering::SeqCst);
             let t = Instant::now();
-            while running() && t.elapsed() < Duration::from_millis(CO_RUN_PHASE_MS) {
+            while running() && t.elapsed() < phase {
                 match work {
                     Background::Prefill => {
                         let (_, ids) = b.prefill(&[256], 2)?;
@@ -135,14 +143,13 @@ fn beside(
                 }
             }
             turns.fetch_add(1, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_millis(CO_RUN_PHASE_MS));
+            std::thread::sleep(phase);
         }
         Ok(())
     });
     let (mut alone, mut with) = (Vec::new(), Vec::new());
     let started = Instant::now();
     let mut out = Ok(());
-    step(b).map(|_| ())?; // settle
     while alone.len() < samples || with.len() < samples {
         if other.is_finished() {
             break;
