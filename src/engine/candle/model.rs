@@ -99,7 +99,9 @@ impl WeightFormat {
 ///
 /// On the AMD EPYC (VNNI and BF16) the bf16 copy was chosen against f32, before the 8-bit
 /// kernel was packed by panels; the two were not compared there since.
-/// Without VNNI the 8-bit kernel's portable loop is the slower one.
+/// Without VNNI the bf16 copy stays: before the AVX2 kernels (2026-12-02) the 8-bit kernel's
+/// portable loop was the slower one by far; the AVX2 8-bit kernel and the AVX2 bf16 one were
+/// not yet timed against each other for prompts.
 pub fn mixed_prompts_in_bf16() -> bool {
     !super::kernels::cpu::vnni()
 }
