@@ -21,7 +21,7 @@ const SIMULATED_TICK_NS: u64 = 1_000;
 
 impl RunClock {
     /// A clock for simulate mode: starts virtual time at 0 on this thread and its driver on the
-    /// run's runtime (current-thread, paused). Call from inside that runtime.
+    /// run's runtime ([`virtual_time::runtime`]). Call from inside that runtime.
     pub fn simulated() -> RunClock {
         virtual_time::start();
         RunClock { start: None }

@@ -66,7 +66,7 @@ pub fn topology_dir(run_dir: &Path, topology: &Topology) -> PathBuf {
     run_dir.join(&topology.name)
 }
 
-/// Runs one topology. Simulate mode: every actor on one thread with a paused (virtual) clock.
+/// Runs one topology. Simulate mode: every actor on one thread on a virtual clock.
 /// Execute mode: wall clock, each worker on its own thread with its own compute pool.
 pub fn run_topology(
     scenario: &Scenario,
@@ -103,14 +103,9 @@ fn run(
     let out = |dir: PathBuf| Results { dir, progress: bar.clone(), rows };
     let result = match backend {
         Backend::Simulate(cost) => {
-            // Paused: the virtual clock's driver (clock::virtual_time) learns from it when
-            // every actor is idle.
+            // Its park hook tells the virtual clock's driver when every actor is idle.
             let system = actix_rt::System::with_tokio_rt(|| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .start_paused(true)
-                    .build()
-                    .expect("a current-thread runtime builds")
+                crate::clock::virtual_time::runtime().expect("a current-thread runtime builds")
             });
             system.block_on(graph::drive_simulated(scenario, topology, out(dir), cost.clone()))
         }
