@@ -29,8 +29,9 @@
 # --profile profiles/xeon-amx/merged-2026-12-01-morning.toml). docs/runs/xeon-emr-2026-12-02.tar.gz
 # holds four rounds on a third machine, an Emerald Rapids Xeon (2026-12-02 06:08-07:01 UTC,
 # each after a calibration; --profile profiles/xeon-emr/merged-2026-12-02.toml).
-# docs/runs/epyc-avx2-2026-12-02.tar.gz holds one round on a fourth, an AMD EPYC with AVX2 and
-# no AVX-512 (2026-12-02 12:54-13:00 UTC; --profile profiles/epyc-avx2/2026-12-02-1236.toml).
+# docs/runs/epyc-avx2-2026-12-02.tar.gz holds two rounds on a fourth, an AMD EPYC with AVX2 and
+# no AVX-512 (2026-12-02 12:54-13:00 and 16:28-16:36 UTC, each after a calibration;
+# --profile profiles/epyc-avx2/merged-2026-12-02.toml, the merge of the two).
 #
 # The runs' CSVs are in docs/runs/xeon-2026-11-30.tar.gz (each run's requests, trace, iteration
 # rows, summary and the CPU share the hypervisor took); the comparisons go under --out (default:
