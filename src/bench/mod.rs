@@ -26,6 +26,11 @@ pub const DECODE_CONTEXTS: [usize; 2] = [32, 512];
 pub const DECODE_TOKENS: usize = 128;
 pub const BATCHES: [usize; 2] = [8, 16];
 const BATCH_STEPS: usize = 64;
+/// Batched decode at long context: this batch of copies of one prompt's cache of this many
+/// tokens, for this many steps (a step there takes several times one at context 32).
+pub const LONG_BATCH: usize = 16;
+pub const LONG_CONTEXT: usize = 512;
+const LONG_STEPS: usize = 16;
 
 /// Median, min and max of repeated throughput measurements, tokens/s.
 #[derive(Debug, Clone, Serialize)]
@@ -56,8 +61,12 @@ pub struct Report {
     pub decode_batch1: Vec<(usize, Rate)>,
     /// Batch size → aggregate decode tokens/s (32-token prompts).
     pub decode_batched: Vec<(usize, Rate)>,
+    /// Aggregate decode tokens/s of [`LONG_BATCH`] sequences at context [`LONG_CONTEXT`], where
+    /// attention reads a cache of that many tokens per sequence each step.
+    pub decode_batched_long_context: Rate,
     pub actor_overhead: ActorOverhead,
     pub kv_bytes_per_token: KvBytes,
+    /// Peak resident memory before the long-context batch (its caches are 16 × 24 MB more).
     pub peak_rss_mb: f64,
     /// Resident memory on transparent huge pages at the end (the weights' arena, when the
     /// kernel granted its advice: see `engine::candle::kernels::huge_pages`), in MiB.
@@ -163,6 +172,31 @@ pub fn run(
         use crate::engine::KvHandle;
         KvBytes { measured: kv.bytes() / 64, formula: llama.config.kv_bytes_per_token(4) }
     };
+    // Before the long-context batch, whose caches (16 × 24 MB) would be most of the peak.
+    let peak_rss_mb = peak_rss_mb();
+    let decode_batched_long_context = {
+        let secs = pool.install(|| {
+            timed(&mut || {
+                let mut kv = llama.new_kv(LONG_CONTEXT + LONG_STEPS + 1)?;
+                let first = argmax(
+                    &rows(&llama.forward(&mut [SeqInput { tokens: &tokens[..LONG_CONTEXT], kv: &mut kv }])?)?[0],
+                );
+                let mut caches = vec![kv; LONG_BATCH];
+                let mut next = vec![first; LONG_BATCH];
+                let t = Instant::now();
+                for _ in 0..LONG_STEPS {
+                    let inputs: Vec<[u32; 1]> = next.iter().map(|&x| [x]).collect();
+                    let mut seqs: Vec<SeqInput> =
+                        inputs.iter().zip(caches.iter_mut()).map(|(tok, kv)| SeqInput { tokens: tok, kv }).collect();
+                    next = rows(&llama.forward(&mut seqs)?)?.iter().map(|r| argmax(r)).collect();
+                }
+                Ok(t.elapsed().as_secs_f64())
+            })
+        })?;
+        let r = Rate::of(LONG_BATCH * LONG_STEPS, &secs);
+        progress(&format!("decode batch {LONG_BATCH}, context {LONG_CONTEXT} (aggregate): {:>7.1} tok/s", r.median));
+        r
+    };
     Ok(Report {
         model: model.path.display().to_string(),
         weights: llama.format.name().into(),
@@ -171,9 +205,10 @@ pub fn run(
         prefill,
         decode_batch1,
         decode_batched,
+        decode_batched_long_context,
         actor_overhead,
         kv_bytes_per_token,
-        peak_rss_mb: peak_rss_mb(),
+        peak_rss_mb,
         huge_pages_mb: huge_pages_mb(),
     })
 }

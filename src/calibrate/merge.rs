@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use super::fit::{least_squares, least_squares_with, lines_per_batch, Fit};
 use super::grid::{decode_points, prefill_points};
 use super::median;
-use super::profile::{FitFile, Profile, ProfileFile, ThreadsFit, WakeFile, ENGINE_REVISION};
+use super::profile::{engine_revision, FitFile, Profile, ProfileFile, ThreadsFit, WakeFile};
 use crate::engine::sim::batch_lines::{BatchLine, BatchLines};
 use crate::engine::sim::linear::{CoRun, Wake};
 use crate::engine::sim::noise::Noise;
@@ -110,11 +110,12 @@ pub fn merge(inputs: &[(PathBuf, ProfileFile)], max_stolen: Option<f64>) -> Resu
     };
     for &(path, p) in &inputs {
         let name = path.display();
-        if p.engine_revision != ENGINE_REVISION {
+        if p.engine_revision != engine_revision() {
             return Err(format!(
-                "{name} was timed by engine revision {}, and this build's engine is revision {ENGINE_REVISION}: \
+                "{name} was timed by engine revision {}, and this build's engine is revision {} on this CPU: \
                  its step times are another engine's; merge calibrations made by this build",
-                p.engine_revision
+                p.engine_revision,
+                engine_revision()
             ));
         }
         let differs = |what: &str, theirs: &str, ours: &str| {
@@ -440,7 +441,7 @@ mod tests {
     /// timed it (it was revision 3's).
     fn calibration() -> ProfileFile {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/xeon/2026-11-30-0424.toml");
-        ProfileFile { engine_revision: ENGINE_REVISION, ..read(&path).unwrap() }
+        ProfileFile { engine_revision: engine_revision(), ..read(&path).unwrap() }
     }
 
     /// That calibration with every step time × `f`, the wake-up `wake` ms and the
@@ -649,7 +650,7 @@ mod tests {
         b.1.cpu = a.1.cpu.clone();
         assert_eq!(merge(&[a.clone(), b], None).unwrap().profile.cpu, a.1.cpu);
         let mut old = scaled(1.1, 1.0, 0.1);
-        old.1.engine_revision = ENGINE_REVISION - 1;
+        old.1.engine_revision = engine_revision() - 1;
         let err = merge(&[one.clone(), old], None).unwrap_err();
         assert!(err.contains("x1.1.toml was timed by engine revision"), "{err}");
         let mut fewer = scaled(1.1, 1.0, 0.1);

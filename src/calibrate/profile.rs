@@ -68,10 +68,22 @@ pub struct Profile {
 ///   step after seconds idle paid about an eighth of the extra time it paid on 4 KiB pages, and
 ///   back-to-back bench steps ran ×1.1–1.5 faster).
 ///
-/// Not raised for the AVX2 kernels (2026-12-02): they changed no path a CPU with AVX-512 takes,
-/// and no profile had been timed on a CPU without it (such a CPU ran every matrix through the
-/// portable loops, too slowly to calibrate).
-pub const ENGINE_REVISION: u32 = 4;
+/// - 5: AVX2 kernels for decode attention and the exponential (2026-12-02; on the AVX2 EPYC a
+///   batch of 16 at context 512 spent about 80 of its 198 ms one-thread step in the portable
+///   loops' attention, and the SwiGLU's scalar `expf` calls cost every step).
+///
+/// A revision is this CPU's: a change no path of the CPU takes leaves its revision as it was.
+/// The AVX2 kernels of the matrices (2026-12-02) raised none (no profile had been timed on a CPU
+/// without AVX-512, whose every matrix ran through the portable loops, too slowly to calibrate),
+/// and revision 5 is only for CPUs without AVX-512: one with it takes none of its paths, so its
+/// engine is still revision 4 and its profiles stay valid.
+pub fn engine_revision() -> u32 {
+    if crate::engine::candle::kernels::cpu::avx512() {
+        4
+    } else {
+        5
+    }
+}
 
 /// The file as written and read back.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,7 +96,7 @@ pub struct ProfileFile {
     /// older profiles: the machine is told by `machine` alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
-    /// [`ENGINE_REVISION`] of the build that timed it (absent in older profiles: 1).
+    /// [`engine_revision`] of the build and CPU that timed it (absent in older profiles: 1).
     #[serde(default = "first_revision")]
     pub engine_revision: u32,
     pub kv_bytes_per_token: u64,
@@ -299,7 +311,7 @@ impl Profile {
             weights: self.weights.clone(),
             machine: self.machine.clone(),
             cpu: self.cpu.clone(),
-            engine_revision: ENGINE_REVISION,
+            engine_revision: engine_revision(),
             kv_bytes_per_token: self.kv_bytes_per_token,
             handoff_us: self.handoff_us,
             fit: self
@@ -495,9 +507,10 @@ pub fn origin_warnings(path: &Path, here: &str, here_cpu: &str) -> Vec<String> {
         ));
     }
     let revision = v.get("engine_revision").and_then(|r| r.as_integer()).unwrap_or(first_revision().into());
-    if revision != i64::from(ENGINE_REVISION) {
+    let ours = engine_revision();
+    if revision != i64::from(ours) {
         warnings.push(format!(
-            "{} was timed by engine revision {revision} and this build's engine is revision {ENGINE_REVISION}: \
+            "{} was timed by engine revision {revision} and this build's engine is revision {ours} on this CPU: \
              its step times changed between them, so the simulation predicts the other engine ({recalibrate})",
             path.display()
         ));
@@ -557,13 +570,16 @@ mod tests {
             "{w:?}"
         );
         assert!(
-            w[1].contains(&format!("engine revision 1 and this build's engine is revision {ENGINE_REVISION}")),
+            w[1].contains(&format!(
+                "engine revision 1 and this build's engine is revision {} on this CPU",
+                engine_revision()
+            )),
             "{w:?}"
         );
         // One written by this build on this machine: nothing to say.
         let dir = tempfile::tempdir().unwrap();
         let fresh = dir.path().join("fresh.toml");
-        let text = format!("model = \"m\"\nmachine = \"{here}\"\nengine_revision = {ENGINE_REVISION}\n");
+        let text = format!("model = \"m\"\nmachine = \"{here}\"\nengine_revision = {}\n", engine_revision());
         std::fs::write(&fresh, &text).unwrap();
         assert_eq!(origin_warnings(&fresh, here, cpu), Vec::<String>::new());
         assert!(origin_warnings(&dir.path().join("missing.toml"), here, cpu).is_empty());

@@ -127,7 +127,7 @@ fn calibrate_then_compare() {
         );
     }
     // The engine revision that timed it, so that compare can tell a profile of an older build.
-    let revision = format!("engine_revision = {}", pdsim::calibrate::profile::ENGINE_REVISION);
+    let revision = format!("engine_revision = {}", pdsim::calibrate::profile::engine_revision());
     assert!(std::fs::read_to_string(&profile).unwrap().contains(&revision));
     // The profile is a cost model a scenario can name.
     let cost = pdsim::scenario::load_profile(&profile).unwrap();
@@ -399,7 +399,7 @@ fn calibrations_merge_into_their_median() {
     // As if this build had timed it (it was revision 3's): merge takes only this engine's.
     let revision = "engine_revision = 3\n";
     assert!(calibration.contains(revision));
-    let this_engine = format!("engine_revision = {}\n", pdsim::calibrate::profile::ENGINE_REVISION);
+    let this_engine = format!("engine_revision = {}\n", pdsim::calibrate::profile::engine_revision());
     let calibration = calibration.replace(revision, &this_engine);
     let paths: Vec<String> = [3.5, 7.5, 9.5]
         .iter()

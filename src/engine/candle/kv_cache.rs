@@ -8,7 +8,7 @@ use crate::engine::KvHandle;
 
 /// The KV of one request, owned by whoever holds the request: the worker's engine, or a
 /// `KvHandoff` message in flight.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KvCache {
     /// Per layer: K and V, each `[kv_heads × capacity × head_dim]` f32.
     layers: Vec<(Vec<f32>, Vec<f32>)>,

@@ -9,7 +9,8 @@
 //!   sequences and heads in one parallel pass instead of a dozen small tensor ops per sequence.
 //! - [`prompt_attention`]: causal attention of prompt tokens over the same caches, in register
 //!   tiles (candle's tensor path took a third of a long prefill).
-//! - [`exp`]: the exponential on 16 lanes, for attention's softmax and the SwiGLU activation.
+//! - [`exp`]: the exponential on 16 lanes (AVX-512) or 8 (AVX2), for attention's softmax and
+//!   the SwiGLU activation.
 //! - [`tiles`]: the parallel driver the matrix kernels share; [`cpu`]: which path the CPU takes.
 //! - [`huge_pages`]: where the matrices keep their weights once loaded (an arena on 2 MiB pages).
 

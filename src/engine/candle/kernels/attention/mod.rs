@@ -1,9 +1,14 @@
 //! Decode attention: one new query per sequence against its own cache, for every sequence and
 //! head of a step in one parallel pass. Grouped-query attention: query head `h` reads KV head
 //! `h / (heads / kv_heads)`, and the heads sharing a KV head are one job, so each cache row is
-//! read once per step. With AVX-512 (and a head dimension of whole registers) the dot products
-//! and the weighted sum of values run on 16 lanes; each (sequence, KV head) is computed the same
-//! way whatever else is in the batch.
+//! read once per step. With AVX-512 ([`avx512`]) or AVX2 ([`avx2`]), where a head is whole
+//! registers, the dot products and the weighted sum of values run in vector registers; each
+//! (sequence, KV head) is computed the same way whatever else is in the batch.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 use rayon::prelude::*;
 
@@ -23,6 +28,11 @@ pub struct DecodeQuery<'a> {
 }
 
 pub fn decode_attention(queries: Vec<DecodeQuery<'_>>, heads: usize, kv_heads: usize, head_dim: usize) {
+    decode_attention_on(queries, heads, kv_heads, head_dim, Path::of_cpu(head_dim));
+}
+
+/// [`decode_attention`] on the given path, which the CPU must have and `head_dim` must fit.
+fn decode_attention_on(queries: Vec<DecodeQuery<'_>>, heads: usize, kv_heads: usize, head_dim: usize, path: Path) {
     let group = heads / kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
     // One job per (sequence, KV head): its group of query heads reads the KV rows once. The
@@ -36,25 +46,12 @@ pub fn decode_attention(queries: Vec<DecodeQuery<'_>>, heads: usize, kv_heads: u
             jobs.push(Job { q, k: &dq.k[span.clone()], v: &dq.v[span], out });
         }
     }
-    let simd = simd(head_dim);
     jobs.into_par_iter().with_min_len(2).for_each(|job| {
         let len = job.k.len() / head_dim;
         // `[group × len]`: scores, then attention weights.
         let mut p = vec![0f32; group * len];
-        if simd {
-            // Safety: simd() checked the CPU and that head_dim is a multiple of 16.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                x86::scores(job.q, job.k, job.v, head_dim, scale, &mut p)
-            }
-        } else {
-            for (g, row) in p.chunks_exact_mut(len).enumerate() {
-                let q = &job.q[g * head_dim..(g + 1) * head_dim];
-                for (s, kj) in row.iter_mut().zip(job.k.chunks_exact(head_dim)) {
-                    *s = dot(q, kj) * scale;
-                }
-            }
-        }
+        // Safety (both calls): the caller chose a path this CPU has and head_dim fits.
+        unsafe { path.scores(&job, head_dim, scale, &mut p) };
         for row in p.chunks_exact_mut(len) {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             row.iter_mut().for_each(|s| *s -= max);
@@ -62,20 +59,81 @@ pub fn decode_attention(queries: Vec<DecodeQuery<'_>>, heads: usize, kv_heads: u
             let sum: f32 = row.iter().sum();
             row.iter_mut().for_each(|s| *s /= sum);
         }
-        job.out.fill(0.0);
-        if simd {
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                x86::weighted_sum(&p, job.v, head_dim, job.out)
-            }
+        unsafe { path.weighted_sum(&p, job.v, head_dim, job.out) };
+    });
+}
+
+/// How a job's scores and weighted sum are computed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Path {
+    /// AVX-512F, a head dimension of whole 16-lane registers.
+    Avx512,
+    /// AVX2 and FMA, a head dimension of whole [`avx2::BLOCK`]s (64, 128, 256: not 80 or 96).
+    Avx2,
+    Portable,
+}
+
+impl Path {
+    /// The fastest path this CPU has for heads of `head_dim`.
+    fn of_cpu(head_dim: usize) -> Path {
+        if head_dim.is_multiple_of(16) && super::cpu::avx512() {
+            Path::Avx512
+        } else if Path::avx2_fits(head_dim) && super::cpu::avx2() {
+            Path::Avx2
         } else {
-            for (g, o) in job.out.chunks_exact_mut(head_dim).enumerate() {
-                for (&w, vj) in p[g * len..(g + 1) * len].iter().zip(job.v.chunks_exact(head_dim)) {
-                    o.iter_mut().zip(vj).for_each(|(o, x)| *o += w * x);
-                }
+            Path::Portable
+        }
+    }
+
+    fn avx2_fits(head_dim: usize) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return head_dim.is_multiple_of(avx2::BLOCK);
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// `p[g·len + j] = scale · q_g · k_j`.
+    ///
+    /// # Safety
+    /// The CPU must have the path, and `head_dim` fit it.
+    unsafe fn scores(self, job: &Job<'_>, head_dim: usize, scale: f32, p: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        match self {
+            Path::Avx512 => return avx512::scores(job.q, job.k, job.v, head_dim, scale, p),
+            Path::Avx2 => return avx2::scores(job.q, job.k, head_dim, scale, p),
+            Path::Portable => {}
+        }
+        let len = job.k.len() / head_dim;
+        for (g, row) in p.chunks_exact_mut(len).enumerate() {
+            let q = &job.q[g * head_dim..(g + 1) * head_dim];
+            for (s, kj) in row.iter_mut().zip(job.k.chunks_exact(head_dim)) {
+                *s = dot(q, kj) * scale;
             }
         }
-    });
+    }
+
+    /// `out_g = Σ_j p[g·len + j] · v_j`.
+    ///
+    /// # Safety
+    /// As [`Path::scores`].
+    unsafe fn weighted_sum(self, p: &[f32], v: &[f32], head_dim: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        match self {
+            Path::Avx512 => {
+                out.fill(0.0);
+                return avx512::weighted_sum(p, v, head_dim, out);
+            }
+            Path::Avx2 => return avx2::weighted_sum(p, v, head_dim, out),
+            Path::Portable => {}
+        }
+        out.fill(0.0);
+        let len = v.len() / head_dim;
+        for (g, o) in out.chunks_exact_mut(head_dim).enumerate() {
+            for (&w, vj) in p[g * len..(g + 1) * len].iter().zip(v.chunks_exact(head_dim)) {
+                o.iter_mut().zip(vj).for_each(|(o, x)| *o += w * x);
+            }
+        }
+    }
 }
 
 /// Running sums of [`dot`]: one 256-bit register of f32.
@@ -107,87 +165,49 @@ struct Job<'a> {
     out: &'a mut [f32],
 }
 
-/// Whether the AVX-512 path applies: the CPU has it and a head is whole registers.
-fn simd(head_dim: usize) -> bool {
-    head_dim.is_multiple_of(16) && super::cpu::avx512()
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::*;
-
-    /// Key rows fetched ahead of their dot products.
-    const PREFETCH_AHEAD: usize = 8;
-
-    /// `p[g·len + j] = scale · q_g · k_j` for every query head g of the group and position j:
-    /// each key row is loaded once for the whole group.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn scores(q: &[f32], k: &[f32], v: &[f32], d: usize, scale: f32, p: &mut [f32]) {
-        let (len, group) = (k.len() / d, q.len() / d);
-        for j in 0..len {
-            let kr = k.as_ptr().add(j * d);
-            // The cache rows come from memory (a step's caches outgrow the L3): ask early for
-            // the key row 8 ahead and for this position's value row, needed after the softmax.
-            for line in (0..d).step_by(16) {
-                if j + PREFETCH_AHEAD < len {
-                    _mm_prefetch::<_MM_HINT_T0>(kr.add(PREFETCH_AHEAD * d + line) as *const i8);
-                }
-                _mm_prefetch::<_MM_HINT_T1>(v.as_ptr().add(j * d + line) as *const i8);
-            }
-            for g in 0..group {
-                let qr = q.as_ptr().add(g * d);
-                let mut acc = _mm512_mul_ps(_mm512_loadu_ps(qr), _mm512_loadu_ps(kr));
-                for c in (16..d).step_by(16) {
-                    acc = _mm512_fmadd_ps(_mm512_loadu_ps(qr.add(c)), _mm512_loadu_ps(kr.add(c)), acc);
-                }
-                *p.get_unchecked_mut(g * len + j) = _mm512_reduce_add_ps(acc) * scale;
-            }
-        }
-    }
-
-    /// `out_g += Σ_j p[g·len + j] · v_j`: each value row is loaded once for the whole group.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn weighted_sum(p: &[f32], v: &[f32], d: usize, out: &mut [f32]) {
-        let (len, group) = (v.len() / d, out.len() / d);
-        for j in 0..len {
-            let vr = v.as_ptr().add(j * d);
-            for g in 0..group {
-                let w = _mm512_set1_ps(*p.get_unchecked(g * len + j));
-                let or = out.as_mut_ptr().add(g * d);
-                for c in (0..d).step_by(16) {
-                    _mm512_storeu_ps(
-                        or.add(c),
-                        _mm512_fmadd_ps(w, _mm512_loadu_ps(vr.add(c)), _mm512_loadu_ps(or.add(c))),
-                    );
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::cpu;
     use super::*;
 
-    #[test]
-    fn matches_a_direct_softmax_attention() {
-        // 12: the portable path; 16 and 64: the AVX-512 path where the CPU has it.
-        for d in [12, 16, 64] {
-            check(d);
+    /// The paths this CPU has for heads of `d`: the portable one and any vector one that fits.
+    fn paths(d: usize) -> Vec<Path> {
+        let mut out = vec![Path::Portable];
+        if d.is_multiple_of(16) && cpu::avx512() {
+            out.push(Path::Avx512);
         }
+        if Path::avx2_fits(d) && cpu::avx2() {
+            out.push(Path::Avx2);
+        }
+        out
     }
 
-    fn check(d: usize) {
-        let (heads, kv_heads, cap, len) = (6, 2, 8, 5);
+    #[test]
+    fn every_path_matches_a_direct_softmax_attention() {
+        // 12: the portable path only; 16: AVX-512 too; 64 and 128: AVX2 too. Lengths of 5 and 21
+        // positions: AVX2's score tiles of 8 and the positions after the last whole one.
+        for d in [12, 16, 64, 128] {
+            for len in [5, 21] {
+                for path in paths(d) {
+                    check(d, len, path);
+                }
+            }
+        }
+        assert_eq!(Path::of_cpu(64), *paths(64).last().unwrap(), "the fastest path it has");
+    }
+
+    fn check(d: usize, len: usize, path: Path) {
+        let (heads, kv_heads, cap) = (6, 2, 24);
         let q: Vec<f32> = (0..heads * d).map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.5).collect();
         let k: Vec<f32> = (0..kv_heads * cap * d).map(|i| ((i * 5) % 13) as f32 / 13.0 - 0.5).collect();
         let v: Vec<f32> = (0..kv_heads * cap * d).map(|i| ((i * 3) % 17) as f32 / 17.0).collect();
-        let mut out = vec![0f32; heads * d];
-        decode_attention(
+        let mut out = vec![f32::NAN; heads * d];
+        decode_attention_on(
             vec![DecodeQuery { q: &q, k: &k, v: &v, capacity: cap, len, out: &mut out }],
             heads,
             kv_heads,
             d,
+            path,
         );
         for h in 0..heads {
             let kv = h / 3;
@@ -198,7 +218,8 @@ mod tests {
             let z: f32 = s.iter().map(|x| (x - m).exp()).sum();
             for i in 0..d {
                 let want: f32 = (0..len).map(|j| (s[j] - m).exp() / z * v[(kv * cap + j) * d + i]).sum();
-                assert!((out[h * d + i] - want).abs() < 1e-5, "d {d}, head {h}, {i}");
+                let got = out[h * d + i];
+                assert!((got - want).abs() < 1e-5, "{path:?}, d {d}, len {len}, head {h}, {i}: {got} vs {want}");
             }
         }
     }
