@@ -13,7 +13,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::engine::candle::engine::{CandleEngine, GenerationConfig};
-use crate::engine::candle::model::{rows, SeqInput};
+use crate::engine::candle::kv_cache::KvCache;
+use crate::engine::candle::model::{rows, Llama, SeqInput};
 use crate::engine::candle::prompts::PromptSource;
 use crate::engine::candle::sampler::{argmax, Sampling};
 use crate::engine::candle::Model;
@@ -147,14 +148,7 @@ pub fn run(
                     let p = &tokens[i * 32..(i + 1) * 32];
                     next.push(argmax(&rows(&llama.forward(&mut [SeqInput { tokens: p, kv }])?)?[0]));
                 }
-                let t = Instant::now();
-                for _ in 0..BATCH_STEPS {
-                    let inputs: Vec<[u32; 1]> = next.iter().map(|&x| [x]).collect();
-                    let mut seqs: Vec<SeqInput> =
-                        inputs.iter().zip(caches.iter_mut()).map(|(tok, kv)| SeqInput { tokens: tok, kv }).collect();
-                    next = rows(&llama.forward(&mut seqs)?)?.iter().map(|r| argmax(r)).collect();
-                }
-                Ok(t.elapsed().as_secs_f64())
+                decode_steps(llama, &mut caches, next, BATCH_STEPS)
             })
         })?;
         let r = Rate::of(b * BATCH_STEPS, &secs);
@@ -181,16 +175,7 @@ pub fn run(
                 let first = argmax(
                     &rows(&llama.forward(&mut [SeqInput { tokens: &tokens[..LONG_CONTEXT], kv: &mut kv }])?)?[0],
                 );
-                let mut caches = vec![kv; LONG_BATCH];
-                let mut next = vec![first; LONG_BATCH];
-                let t = Instant::now();
-                for _ in 0..LONG_STEPS {
-                    let inputs: Vec<[u32; 1]> = next.iter().map(|&x| [x]).collect();
-                    let mut seqs: Vec<SeqInput> =
-                        inputs.iter().zip(caches.iter_mut()).map(|(tok, kv)| SeqInput { tokens: tok, kv }).collect();
-                    next = rows(&llama.forward(&mut seqs)?)?.iter().map(|r| argmax(r)).collect();
-                }
-                Ok(t.elapsed().as_secs_f64())
+                decode_steps(llama, &mut vec![kv; LONG_BATCH], vec![first; LONG_BATCH], LONG_STEPS)
             })
         })?;
         let r = Rate::of(LONG_BATCH * LONG_STEPS, &secs);
@@ -211,6 +196,19 @@ pub fn run(
         peak_rss_mb,
         huge_pages_mb: huge_pages_mb(),
     })
+}
+
+/// Seconds for `steps` greedy decode steps of the sequences in `caches`, each starting from its
+/// token in `next`, all in one batch.
+fn decode_steps(llama: &Llama, caches: &mut [KvCache], mut next: Vec<u32>, steps: usize) -> candle_core::Result<f64> {
+    let t = Instant::now();
+    for _ in 0..steps {
+        let inputs: Vec<[u32; 1]> = next.iter().map(|&x| [x]).collect();
+        let mut seqs: Vec<SeqInput> =
+            inputs.iter().zip(caches.iter_mut()).map(|(tok, kv)| SeqInput { tokens: tok, kv }).collect();
+        next = rows(&llama.forward(&mut seqs)?)?.iter().map(|r| argmax(r)).collect();
+    }
+    Ok(t.elapsed().as_secs_f64())
 }
 
 /// One 32-token prompt decoding 128 tokens: the engine in a loop, then the same request
