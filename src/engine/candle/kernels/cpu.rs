@@ -33,3 +33,30 @@ pub fn bf16() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
+
+/// The f32 vector widths the kernels have paths for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Lanes {
+    /// AVX-512F: 16 lanes.
+    Avx512,
+    /// AVX2 with FMA: 8 lanes.
+    Avx2,
+    /// The portable loops.
+    Scalar,
+}
+
+impl Lanes {
+    /// The widths this CPU has, widest first, ending with [`Lanes::Scalar`]: a kernel takes the
+    /// first that fits its shape, and its tests try each.
+    pub fn available() -> impl Iterator<Item = Lanes> {
+        [(Lanes::Avx512, avx512()), (Lanes::Avx2, avx2()), (Lanes::Scalar, true)]
+            .into_iter()
+            .filter(|w| w.1)
+            .map(|w| w.0)
+    }
+
+    /// The widest this CPU has.
+    pub fn widest() -> Lanes {
+        Lanes::available().next().unwrap_or(Lanes::Scalar)
+    }
+}

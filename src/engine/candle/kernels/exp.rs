@@ -3,39 +3,22 @@
 //! 740,000 a step, and the scalar `expf` calls were about a tenth of the step). Within 2 ulp of
 //! `f32::exp`; a portable scalar path where neither is present.
 
+use super::cpu::Lanes;
+
 /// `x ← eˣ` for every element.
 pub fn exp_in_place(x: &mut [f32]) {
-    // Safety: of_cpu gives a path this CPU has.
-    unsafe { exp_in_place_on(x, Path::of_cpu()) }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Path {
-    Avx512,
-    Avx2,
-    Portable,
-}
-
-impl Path {
-    fn of_cpu() -> Path {
-        if super::cpu::avx512() {
-            Path::Avx512
-        } else if super::cpu::avx2() {
-            Path::Avx2
-        } else {
-            Path::Portable
-        }
-    }
+    // Safety: the CPU has its widest lanes.
+    unsafe { exp_in_place_on(x, Lanes::widest()) }
 }
 
 /// # Safety
-/// The CPU must have the path.
-unsafe fn exp_in_place_on(x: &mut [f32], path: Path) {
+/// The CPU must have `lanes`.
+unsafe fn exp_in_place_on(x: &mut [f32], lanes: Lanes) {
     #[cfg(target_arch = "x86_64")]
-    match path {
-        Path::Avx512 => return x86::exp_in_place(x),
-        Path::Avx2 => return x86::exp_in_place_avx2(x),
-        Path::Portable => {}
+    match lanes {
+        Lanes::Avx512 => return x86::exp_in_place(x),
+        Lanes::Avx2 => return x86::exp_in_place_avx2(x),
+        Lanes::Scalar => {}
     }
     x.iter_mut().for_each(|v| *v = v.exp());
 }
@@ -150,10 +133,9 @@ mod tests {
         // 1001 values over f32's whole range, plus the ends and a tail shorter than 8 and 16.
         let mut x: Vec<f32> = (0..=1000).map(|i| -100.0 + 0.19 * i as f32).collect();
         x.extend([0.0, -0.0, 1e-8, -1e-8, 88.0, 88.7, -87.0, -88.0, -200.0, 200.0]);
-        let paths = [(Path::Avx512, super::super::cpu::avx512()), (Path::Avx2, super::super::cpu::avx2())];
-        for path in paths.into_iter().filter(|p| p.1).map(|p| p.0).chain([Path::Portable]) {
+        for path in Lanes::available() {
             let mut got = x.clone();
-            // Safety: filtered to the paths this CPU has.
+            // Safety: the paths this CPU has.
             unsafe { exp_in_place_on(&mut got, path) };
             for (&v, &g) in x.iter().zip(&got) {
                 let want = v.exp();
@@ -165,7 +147,7 @@ mod tests {
             }
             assert_eq!(got[1001], 1.0, "{path:?}");
         }
-        assert_eq!(Path::of_cpu() == Path::Portable, !super::super::cpu::avx2() && !super::super::cpu::avx512());
+        assert_eq!(Lanes::widest() == Lanes::Scalar, !super::super::cpu::avx2() && !super::super::cpu::avx512());
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod avx512;
 
 use rayon::prelude::*;
 
+use super::cpu::Lanes;
 use super::exp::exp_in_place;
 
 /// One sequence of a decode step.
@@ -28,11 +29,11 @@ pub struct DecodeQuery<'a> {
 }
 
 pub fn decode_attention(queries: Vec<DecodeQuery<'_>>, heads: usize, kv_heads: usize, head_dim: usize) {
-    decode_attention_on(queries, heads, kv_heads, head_dim, Path::of_cpu(head_dim));
+    decode_attention_on(queries, heads, kv_heads, head_dim, path(head_dim));
 }
 
 /// [`decode_attention`] on the given path, which the CPU must have and `head_dim` must fit.
-fn decode_attention_on(queries: Vec<DecodeQuery<'_>>, heads: usize, kv_heads: usize, head_dim: usize, path: Path) {
+fn decode_attention_on(queries: Vec<DecodeQuery<'_>>, heads: usize, kv_heads: usize, head_dim: usize, path: Lanes) {
     let group = heads / kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
     // One job per (sequence, KV head): its group of query heads reads the KV rows once. The
@@ -51,7 +52,7 @@ fn decode_attention_on(queries: Vec<DecodeQuery<'_>>, heads: usize, kv_heads: us
         // `[group × len]`: scores, then attention weights.
         let mut p = vec![0f32; group * len];
         // Safety (both calls): the caller chose a path this CPU has and head_dim fits.
-        unsafe { path.scores(&job, head_dim, scale, &mut p) };
+        unsafe { scores(path, &job, head_dim, scale, &mut p) };
         for row in p.chunks_exact_mut(len) {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             row.iter_mut().for_each(|s| *s -= max);
@@ -59,79 +60,67 @@ fn decode_attention_on(queries: Vec<DecodeQuery<'_>>, heads: usize, kv_heads: us
             let sum: f32 = row.iter().sum();
             row.iter_mut().for_each(|s| *s /= sum);
         }
-        unsafe { path.weighted_sum(&p, job.v, head_dim, job.out) };
+        unsafe { weighted_sum(path, &p, job.v, head_dim, job.out) };
     });
 }
 
-/// How a job's scores and weighted sum are computed.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Path {
-    /// AVX-512F, a head dimension of whole 16-lane registers.
-    Avx512,
-    /// AVX2 and FMA, a head dimension of whole [`avx2::BLOCK`]s (64, 128, 256: not 80 or 96).
-    Avx2,
-    Portable,
+/// The widest path this CPU has that heads of `head_dim` fit.
+fn path(head_dim: usize) -> Lanes {
+    Lanes::available().find(|&l| fits(l, head_dim)).unwrap_or(Lanes::Scalar)
 }
 
-impl Path {
-    /// The fastest path this CPU has for heads of `head_dim`.
-    fn of_cpu(head_dim: usize) -> Path {
-        if head_dim.is_multiple_of(16) && super::cpu::avx512() {
-            Path::Avx512
-        } else if Path::avx2_fits(head_dim) && super::cpu::avx2() {
-            Path::Avx2
-        } else {
-            Path::Portable
-        }
-    }
-
-    fn avx2_fits(head_dim: usize) -> bool {
+/// Whether heads of `head_dim` are whole registers of the path: 16 lanes for AVX-512, whole
+/// [`avx2::BLOCK`]s for AVX2 (64, 128, 256: not 80 or 96).
+fn fits(lanes: Lanes, head_dim: usize) -> bool {
+    match lanes {
+        Lanes::Avx512 => head_dim.is_multiple_of(16),
         #[cfg(target_arch = "x86_64")]
-        return head_dim.is_multiple_of(avx2::BLOCK);
+        Lanes::Avx2 => head_dim.is_multiple_of(avx2::BLOCK),
         #[cfg(not(target_arch = "x86_64"))]
-        false
+        Lanes::Avx2 => false,
+        Lanes::Scalar => true,
     }
+}
 
-    /// `p[g·len + j] = scale · q_g · k_j`.
-    ///
-    /// # Safety
-    /// The CPU must have the path, and `head_dim` fit it.
-    unsafe fn scores(self, job: &Job<'_>, head_dim: usize, scale: f32, p: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        match self {
-            Path::Avx512 => return avx512::scores(job.q, job.k, job.v, head_dim, scale, p),
-            Path::Avx2 => return avx2::scores(job.q, job.k, head_dim, scale, p),
-            Path::Portable => {}
-        }
-        let len = job.k.len() / head_dim;
-        for (g, row) in p.chunks_exact_mut(len).enumerate() {
-            let q = &job.q[g * head_dim..(g + 1) * head_dim];
-            for (s, kj) in row.iter_mut().zip(job.k.chunks_exact(head_dim)) {
-                *s = dot(q, kj) * scale;
-            }
+/// `p[g·len + j] = scale · q_g · k_j`.
+///
+/// # Safety
+/// The CPU must have the path, and `head_dim` fit it.
+unsafe fn scores(path: Lanes, job: &Job<'_>, head_dim: usize, scale: f32, p: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    match path {
+        Lanes::Avx512 => return avx512::scores(job.q, job.k, job.v, head_dim, scale, p),
+        Lanes::Avx2 => return avx2::scores(job.q, job.k, head_dim, scale, p),
+        Lanes::Scalar => {}
+    }
+    let len = job.k.len() / head_dim;
+    for (g, row) in p.chunks_exact_mut(len).enumerate() {
+        let q = &job.q[g * head_dim..(g + 1) * head_dim];
+        for (s, kj) in row.iter_mut().zip(job.k.chunks_exact(head_dim)) {
+            *s = dot(q, kj) * scale;
         }
     }
+}
 
-    /// `out_g = Σ_j p[g·len + j] · v_j`.
-    ///
-    /// # Safety
-    /// As [`Path::scores`].
-    unsafe fn weighted_sum(self, p: &[f32], v: &[f32], head_dim: usize, out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        match self {
-            Path::Avx512 => {
-                out.fill(0.0);
-                return avx512::weighted_sum(p, v, head_dim, out);
-            }
-            Path::Avx2 => return avx2::weighted_sum(p, v, head_dim, out),
-            Path::Portable => {}
+/// `out_g = Σ_j p[g·len + j] · v_j`.
+///
+/// # Safety
+/// As [`scores`].
+unsafe fn weighted_sum(path: Lanes, p: &[f32], v: &[f32], head_dim: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    match path {
+        Lanes::Avx512 => {
+            out.fill(0.0);
+            return avx512::weighted_sum(p, v, head_dim, out);
         }
-        out.fill(0.0);
-        let len = v.len() / head_dim;
-        for (g, o) in out.chunks_exact_mut(head_dim).enumerate() {
-            for (&w, vj) in p[g * len..(g + 1) * len].iter().zip(v.chunks_exact(head_dim)) {
-                o.iter_mut().zip(vj).for_each(|(o, x)| *o += w * x);
-            }
+        Lanes::Avx2 => return avx2::weighted_sum(p, v, head_dim, out),
+        Lanes::Scalar => {}
+    }
+    out.fill(0.0);
+    let len = v.len() / head_dim;
+    for (g, o) in out.chunks_exact_mut(head_dim).enumerate() {
+        for (&w, vj) in p[g * len..(g + 1) * len].iter().zip(v.chunks_exact(head_dim)) {
+            o.iter_mut().zip(vj).for_each(|(o, x)| *o += w * x);
         }
     }
 }
@@ -167,19 +156,11 @@ struct Job<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::cpu;
     use super::*;
 
     /// The paths this CPU has for heads of `d`: the portable one and any vector one that fits.
-    fn paths(d: usize) -> Vec<Path> {
-        let mut out = vec![Path::Portable];
-        if d.is_multiple_of(16) && cpu::avx512() {
-            out.push(Path::Avx512);
-        }
-        if Path::avx2_fits(d) && cpu::avx2() {
-            out.push(Path::Avx2);
-        }
-        out
+    fn paths(d: usize) -> Vec<Lanes> {
+        Lanes::available().filter(|&l| fits(l, d)).collect()
     }
 
     #[test]
@@ -193,10 +174,11 @@ mod tests {
                 }
             }
         }
-        assert_eq!(Path::of_cpu(64), *paths(64).last().unwrap(), "the fastest path it has");
+        assert_eq!(path(64), paths(64)[0], "the fastest path it has");
+        assert_eq!(*paths(64).last().unwrap(), Lanes::Scalar);
     }
 
-    fn check(d: usize, len: usize, path: Path) {
+    fn check(d: usize, len: usize, path: Lanes) {
         let (heads, kv_heads, cap) = (6, 2, 24);
         let q: Vec<f32> = (0..heads * d).map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.5).collect();
         let k: Vec<f32> = (0..kv_heads * cap * d).map(|i| ((i * 5) % 13) as f32 / 13.0 - 0.5).collect();
